@@ -1,0 +1,553 @@
+//! The agent's configuration file: strict parsing, then validation that
+//! gathers every error by key, then (for `check-config` and `run`) checks
+//! against the environment (model file, GStreamer elements).
+//!
+//! Every error names the file and the key, e.g.
+//! `config/agent.toml: cameras[1].transport: unknown variant "udpp", expected "tcp" or "udp"`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole `agent.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Identity of this agent.
+    pub agent: AgentSection,
+    /// Detection settings shared by all cameras.
+    #[serde(default)]
+    pub detect: DetectConfig,
+    /// Decoder elements.
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    /// Reconnect and timeout policy for cameras.
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+    /// The cameras.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// Directory of the config file; relative paths inside it are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[agent]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Unique id of this agent (site box): `[a-z0-9_-]`, used in MQTT topics.
+    pub id: String,
+    /// Log every detection at info level (useful while installing; noisy).
+    #[serde(default = "yes")]
+    pub log_detections: bool,
+}
+
+/// `[detect]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Model manifest (TOML), relative to the config file.
+    #[serde(default = "default_model")]
+    pub model: PathBuf,
+    /// Frames per second handed to the detector per camera.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// Minimum score of a detection.
+    #[serde(default = "default_score")]
+    pub score_threshold: f32,
+    /// IoU of per-class NMS.
+    #[serde(default = "default_iou")]
+    pub nms_iou: f32,
+    /// At most this many detections per frame.
+    #[serde(default = "default_max_det")]
+    pub max_detections: usize,
+    /// Class names to keep; empty keeps every class of the model.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Frames waiting for the detector, all cameras together; when full the oldest is dropped.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// ONNX Runtime intra-op threads.
+    #[serde(default = "one")]
+    pub intra_threads: usize,
+    /// ONNX Runtime inter-op threads.
+    #[serde(default = "one")]
+    pub inter_threads: usize,
+    /// Path of `libonnxruntime.so`; default: `$ORT_DYLIB_PATH`, then system paths.
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// `[decode]`: GStreamer decoder elements per codec.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// H.264 decoder element, e.g. `avdec_h264` (software), `vah264dec`, `nvh264dec`, `v4l2h264dec`.
+    #[serde(default = "default_h264")]
+    pub h264: String,
+    /// H.265 decoder element.
+    #[serde(default = "default_h265")]
+    pub h265: String,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// `[reconnect]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// First wait after a failure.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_ms: u64,
+    /// Limit for each of DESCRIBE, SETUP and PLAY.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// A stream that delivers no frame for this long is dropped and reconnected.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl ReconnectConfig {
+    /// `initial_backoff_ms` as a duration.
+    pub fn initial_backoff(&self) -> Duration {
+        Duration::from_millis(self.initial_backoff_ms)
+    }
+    /// `max_backoff_ms` as a duration.
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_backoff_ms)
+    }
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// `idle_timeout_ms` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+/// RTP transport for RTSP.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportConfig {
+    /// Interleaved on the RTSP TCP connection: works through NAT and firewalls.
+    #[default]
+    Tcp,
+    /// Separate UDP ports, for cameras and servers that only speak UDP.
+    Udp,
+}
+
+/// `[[cameras]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Unique id within the agent: `[a-z0-9_-]`, used in MQTT topics.
+    pub id: String,
+    /// Human name for the console.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `rtsp://host[:port]/path`. Credentials may be in the URL but are better in
+    /// `username`/`password`; they are never logged either way.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A video file instead of a camera (any container GStreamer can demux).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// File sources: play at the file's own pace (true) or as fast as decoding allows.
+    #[serde(default = "yes")]
+    pub realtime: bool,
+    /// RTSP user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// RTSP password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// RTP transport.
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Overrides `detect.fps` for this camera.
+    #[serde(default)]
+    pub detect_fps: Option<f64>,
+    /// Overrides the decoder element for this camera.
+    #[serde(default)]
+    pub decoder: Option<String>,
+    /// A disabled camera is validated but not started.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl CameraConfig {
+    /// Detection rate of this camera.
+    pub fn fps(&self, detect: &DetectConfig) -> f64 {
+        self.detect_fps.unwrap_or(detect.fps)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn default_model() -> PathBuf {
+    "../models/nanodet-g-416.toml".into()
+}
+fn default_fps() -> f64 {
+    5.0
+}
+fn default_score() -> f32 {
+    0.35
+}
+fn default_iou() -> f32 {
+    0.5
+}
+fn default_max_det() -> usize {
+    100
+}
+fn default_queue() -> usize {
+    8
+}
+fn default_h264() -> String {
+    "avdec_h264".into()
+}
+fn default_h265() -> String {
+    "avdec_h265".into()
+}
+fn default_initial_backoff() -> u64 {
+    1_000
+}
+fn default_max_backoff() -> u64 {
+    30_000
+}
+fn default_connect_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    10_000
+}
+
+/// A configuration that failed to load: the file and every problem found, each naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The config file.
+    pub path: PathBuf,
+    /// `key: problem` lines.
+    pub errors: Vec<String>,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let p = self.path.display();
+        match self.errors.as_slice() {
+            [one] => format!("{p}: {one}"),
+            many => {
+                let mut s = format!("{p}: {} errors", many.len());
+                for e in many {
+                    s.push_str(&format!("\n  {e}"));
+                }
+                s
+            }
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates `path` (no environment checks).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |errors| ConfigError {
+            path: path.to_owned(),
+            errors,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
+        let mut cfg = Self::parse(&text).map_err(fail)?;
+        cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text; errors are `key: problem`.
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().trim().to_owned();
+            let line = inner
+                .span()
+                .map(|s| {
+                    format!(
+                        " (line {})",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_default();
+            vec![if key == "." {
+                format!("{msg}{line}")
+            } else {
+                format!("{key}: {msg}{line}")
+            }]
+        })?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Pure checks; returns every problem, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        check_id(&mut e, "agent.id", &self.agent.id);
+        let d = &self.detect;
+        if !(d.fps > 0.0 && d.fps <= 120.0) {
+            e.push(format!("detect.fps: {} is not in (0, 120]", d.fps));
+        }
+        if !(0.0..=1.0).contains(&d.score_threshold) {
+            e.push(format!(
+                "detect.score_threshold: {} is not in [0, 1]",
+                d.score_threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.nms_iou) {
+            e.push(format!("detect.nms_iou: {} is not in [0, 1]", d.nms_iou));
+        }
+        if d.queue_capacity == 0 {
+            e.push("detect.queue_capacity: must be at least 1".into());
+        }
+        if d.max_detections == 0 {
+            e.push("detect.max_detections: must be at least 1".into());
+        }
+        if d.intra_threads > 64 || d.inter_threads > 64 {
+            e.push("detect.intra_threads/inter_threads: at most 64".into());
+        }
+        let r = &self.reconnect;
+        if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
+            e.push(format!(
+                "reconnect.initial_backoff_ms: {} must be > 0 and <= reconnect.max_backoff_ms ({})",
+                r.initial_backoff_ms, r.max_backoff_ms
+            ));
+        }
+        for (k, v) in [
+            ("connect_timeout_ms", r.connect_timeout_ms),
+            ("idle_timeout_ms", r.idle_timeout_ms),
+        ] {
+            if v < 100 {
+                e.push(format!("reconnect.{k}: {v} ms is too short (at least 100)"));
+            }
+        }
+        if self.cameras.is_empty() {
+            e.push("cameras: no camera configured; add a [[cameras]] table".into());
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let key = format!("cameras[{i}]");
+            check_id(&mut e, &format!("{key}.id"), &c.id);
+            if let Some(j) = seen.insert(&c.id, i) {
+                e.push(format!(
+                    "{key}.id: duplicate camera id {:?} (also cameras[{j}])",
+                    c.id
+                ));
+            }
+            match (&c.url, &c.file) {
+                (Some(_), Some(_)) => e.push(format!("{key}: give either url or file, not both")),
+                (None, None) => e.push(format!("{key}: needs url (rtsp://...) or file")),
+                (Some(u), None) => match url::Url::parse(u) {
+                    Ok(p) if p.scheme() == "rtsp" || p.scheme() == "rtsps" => {
+                        if p.host_str().is_none_or(str::is_empty) {
+                            e.push(format!("{key}.url: has no host"));
+                        }
+                        if !p.username().is_empty() && c.username.is_some() {
+                            e.push(format!("{key}.username: credentials are both in url and username; keep one"));
+                        }
+                    }
+                    Ok(p) => e.push(format!("{key}.url: scheme {:?} is not rtsp", p.scheme())),
+                    // The URL may hold a password: do not echo it.
+                    Err(err) => e.push(format!("{key}.url: not a valid URL ({err})")),
+                },
+                (None, Some(_)) => {}
+            }
+            if c.password.is_some() && c.username.is_none() {
+                e.push(format!("{key}.password: set without username"));
+            }
+            if let Some(f) = c.detect_fps {
+                if !(f > 0.0 && f <= 120.0) {
+                    e.push(format!("{key}.detect_fps: {f} is not in (0, 120]"));
+                }
+            }
+        }
+        e
+    }
+
+    /// Resolves a path from the config relative to the config file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Checks against the machine: the model manifest and file, label names in
+    /// `detect.classes`, and that every decoder element exists. Needs `gst::init`.
+    pub fn check_environment(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        let manifest_path = self.resolve(&self.detect.model);
+        match ioc_detect::ModelManifest::load(&manifest_path) {
+            Err(err) => e.push(format!("detect.model: {err}")),
+            Ok((m, model_path)) => {
+                if let Err(err) = m.read_model(&model_path) {
+                    e.push(format!("detect.model: {err}"));
+                }
+                for (i, c) in self.detect.classes.iter().enumerate() {
+                    if !m.label_names.iter().any(|l| l == c) {
+                        e.push(format!(
+                            "detect.classes[{i}]: {c:?} is not a class of model {:?}",
+                            m.name
+                        ));
+                    }
+                }
+            }
+        }
+        let mut decoders = vec![
+            ("decode.h264".to_owned(), self.decode.h264.clone()),
+            ("decode.h265".to_owned(), self.decode.h265.clone()),
+        ];
+        // A disabled camera may wait for hardware that is not fitted yet.
+        for (i, c) in self.cameras.iter().enumerate().filter(|(_, c)| c.enabled) {
+            if let Some(d) = &c.decoder {
+                decoders.push((format!("cameras[{i}].decoder"), d.clone()));
+            }
+            if let Some(f) = &c.file {
+                let f = self.resolve(f);
+                if !f.is_file() {
+                    e.push(format!("cameras[{i}].file: {} does not exist", f.display()));
+                }
+            }
+        }
+        for (key, desc) in decoders {
+            // A decoder may be a small bin ("vah264dec ! vapostproc"): check each element.
+            for name in desc
+                .split('!')
+                .filter_map(|part| part.split_whitespace().next())
+            {
+                if gstreamer::ElementFactory::find(name).is_none() {
+                    e.push(format!("{key}: GStreamer element {name:?} is not installed (gst-inspect-1.0 {name})"));
+                }
+            }
+        }
+        e
+    }
+}
+
+fn check_id(e: &mut Vec<String>, key: &str, id: &str) {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !ok {
+        e.push(format!("{key}: {id:?} must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[agent]
+id = "site-1"
+[[cameras]]
+id = "cam-a"
+url = "rtsp://10.0.0.1/stream"
+[[cameras]]
+id = "cam-b"
+file = "clip.mp4"
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = AgentConfig::parse(OK).unwrap();
+        assert_eq!(c.detect.fps, 5.0);
+        assert_eq!(c.decode.h264, "avdec_h264");
+        assert_eq!(c.cameras[0].transport, TransportConfig::Tcp);
+        assert_eq!(c.reconnect.max_backoff_ms, 30_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let e = AgentConfig::parse(&OK.replace("id = \"cam-b\"", "id = \"cam-b\"\nfsp = 3"))
+            .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("cameras[1]") && e[0].contains("fsp"),
+            "{e:?}"
+        );
+        let e = AgentConfig::parse(
+            &OK.replace("id = \"cam-a\"", "id = \"cam-a\"\ntransport = \"udpp\""),
+        )
+        .unwrap_err();
+        assert!(e[0].starts_with("cameras[0].transport:"), "{e:?}");
+    }
+
+    #[test]
+    fn validation_gathers_every_error_with_its_key() {
+        let text = OK
+            .replace("id = \"cam-b\"", "id = \"cam-a\"")
+            .replace("rtsp://10.0.0.1/stream", "http://x/")
+            .replace("[agent]", "[detect]\nfps = 0\n[agent]");
+        let e = AgentConfig::parse(&text).unwrap_err();
+        let joined = e.join("\n");
+        assert!(joined.contains("detect.fps:"), "{joined}");
+        assert!(
+            joined.contains("cameras[1].id: duplicate camera id \"cam-a\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("cameras[0].url: scheme \"http\""),
+            "{joined}"
+        );
+        assert_eq!(e.len(), 3, "{joined}");
+    }
+
+    #[test]
+    fn a_bad_url_error_does_not_echo_the_password() {
+        let text = OK.replace("rtsp://10.0.0.1/stream", "rtsp://admin:s3cret@[bad/stream");
+        let e = AgentConfig::parse(&text).unwrap_err().join("\n");
+        assert!(e.contains("cameras[0].url") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(&p, "[agent]\nid = \"Bad Id\"\n").unwrap();
+        let e = AgentConfig::load(&p).unwrap_err().to_string();
+        assert!(e.starts_with(&p.display().to_string()), "{e}");
+        assert!(e.contains("agent.id") && e.contains("cameras"), "{e}");
+    }
+}

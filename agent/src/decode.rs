@@ -1,0 +1,514 @@
+//! GStreamer decoding: compressed frames in, model-sized packed frames out.
+//!
+//! Stream pipeline (RTSP): `appsrc ! h264parse|h265parse ! <decoder> ! [rate]
+//! videoscale ! videoconvert ! video/x-raw,format=BGR,width=W,height=H !
+//! appsink`. File pipeline: `filesrc ! decodebin ! [rate] ...` with the same tail.
+//!
+//! Every frame is decoded (H.26x needs it); `[rate]` is a buffer probe on
+//! `videoscale`'s sink that drops frames by timestamp so only the frames the
+//! detector asks for (`detect.fps`) are scaled and converted, once, straight
+//! to the model's input size. Frames reach the caller through a callback on
+//! GStreamer's streaming thread: it must not block for long (the agent hands
+//! them to the bounded detection queue).
+//!
+//! Back-pressure: a live camera must never be blocked. When the decoder falls
+//! behind, [`Pipeline::push`] drops whole GOPs (everything until the next key
+//! frame) instead of growing the `appsrc` queue, and counts them.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use ioc_detect::{manifest::ColourOrder, Resize};
+
+/// Compressed video codecs the stream pipeline accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// H.264 / AVC.
+    H264,
+    /// H.265 / HEVC.
+    H265,
+}
+
+impl Codec {
+    /// From an RTP encoding name (`"h264"`, `"h265"`), case-insensitively.
+    pub fn from_encoding_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "h264" => Some(Codec::H264),
+            "h265" | "hevc" => Some(Codec::H265),
+            _ => None,
+        }
+    }
+
+    /// Short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "H.264",
+            Codec::H265 => "H.265",
+        }
+    }
+}
+
+/// How frames leave the pipeline.
+#[derive(Clone, Debug)]
+pub struct DecodeSettings {
+    /// Decoder element or bin description (e.g. `avdec_h264`, `vah264dec ! vapostproc`).
+    pub decoder: String,
+    /// Frames per second handed on; 0 hands on every frame.
+    pub fps: f64,
+    /// Output width (the model's input width).
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Stretch or letterbox to the output size.
+    pub resize: Resize,
+    /// Pixel byte order of the output.
+    pub format: ColourOrder,
+    /// File sources: hold frames to their timestamps (real time) or run flat out.
+    pub realtime: bool,
+}
+
+/// A decoded, scaled frame. Holds the GStreamer buffer (no copy).
+#[derive(Clone, Debug)]
+pub struct DecodedFrame {
+    /// Packed 3-byte pixels, rows `stride` bytes apart.
+    pub buffer: gst::Buffer,
+    /// Bytes per row.
+    pub stride: usize,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Pixel byte order.
+    pub format: ColourOrder,
+    /// Size of the decoded frame before scaling.
+    pub source_size: (u32, u32),
+    /// Presentation time since the start of the stream.
+    pub pts: Duration,
+}
+
+/// Counters of one pipeline, readable from any thread.
+#[derive(Debug, Default)]
+pub struct DecodeStats {
+    /// Frames out of the decoder.
+    pub decoded: AtomicU64,
+    /// Frames handed to the callback.
+    pub handed_on: AtomicU64,
+    /// Compressed frames dropped because the decoder fell behind (whole GOPs).
+    pub dropped_behind: AtomicU64,
+}
+
+/// Result of [`Pipeline::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued for decoding.
+    Queued,
+    /// Dropped: the decoder is behind, or we are waiting for the next key frame after a drop.
+    Dropped,
+}
+
+/// Errors of the decode stage.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The pipeline could not be built (missing element, bad decoder description).
+    #[error("cannot build the decode pipeline: {0}")]
+    Build(String),
+    /// GStreamer reported an error while running.
+    #[error("decoding failed: {0}")]
+    Runtime(String),
+}
+
+/// Compressed frames the `appsrc` may hold before whole GOPs are dropped
+/// (about 4 s at 25 fps).
+const MAX_QUEUED_FRAMES: u64 = 100;
+
+/// A running decode pipeline. Stops (state NULL) on drop.
+pub struct Pipeline {
+    pipeline: gst::Pipeline,
+    appsrc: Option<gst_app::AppSrc>,
+    stats: Arc<DecodeStats>,
+    waiting_for_key: AtomicBool,
+}
+
+type FrameCallback = Box<dyn Fn(DecodedFrame) + Send + Sync + 'static>;
+
+impl Pipeline {
+    /// A pipeline fed with Annex B access units through [`Pipeline::push`].
+    /// `stats` may be shared by successive pipelines of one camera.
+    pub fn for_stream(
+        codec: Codec,
+        settings: &DecodeSettings,
+        stats: Arc<DecodeStats>,
+        on_frame: FrameCallback,
+    ) -> Result<Self, DecodeError> {
+        init()?;
+        let pipeline = gst::Pipeline::with_name("decode");
+        let caps = match codec {
+            Codec::H264 => "video/x-h264,stream-format=byte-stream,alignment=au",
+            Codec::H265 => "video/x-h265,stream-format=byte-stream,alignment=au",
+        };
+        let appsrc = gst_app::AppSrc::builder()
+            .caps(
+                &caps
+                    .parse::<gst::Caps>()
+                    .map_err(|e| DecodeError::Build(e.to_string()))?,
+            )
+            .format(gst::Format::Time)
+            .is_live(true)
+            .block(false)
+            .max_bytes(0)
+            .build();
+        let parse = make(match codec {
+            Codec::H264 => "h264parse",
+            Codec::H265 => "h265parse",
+        })?;
+        let decoder = make_decoder(&settings.decoder)?;
+        pipeline
+            .add_many([appsrc.upcast_ref(), &parse, &decoder])
+            .map_err(|e| DecodeError::Build(e.to_string()))?;
+        gst::Element::link_many([appsrc.upcast_ref(), &parse, &decoder])
+            .map_err(|e| DecodeError::Build(e.to_string()))?;
+        let tail = add_tail(&pipeline, settings, stats.clone(), on_frame, false)?;
+        decoder
+            .link(&tail)
+            .map_err(|e| DecodeError::Build(format!("decoder {}: {e}", settings.decoder)))?;
+        count_decoded(&decoder, stats.clone());
+        let p = Pipeline {
+            pipeline,
+            appsrc: Some(appsrc),
+            stats,
+            waiting_for_key: AtomicBool::new(true),
+        };
+        p.start()?;
+        Ok(p)
+    }
+
+    /// A pipeline that reads and demuxes `path` itself.
+    pub fn for_file(
+        path: &Path,
+        settings: &DecodeSettings,
+        stats: Arc<DecodeStats>,
+        on_frame: FrameCallback,
+    ) -> Result<Self, DecodeError> {
+        init()?;
+        if !path.is_file() {
+            return Err(DecodeError::Build(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let pipeline = gst::Pipeline::with_name("decode-file");
+        let src = gst::ElementFactory::make("filesrc")
+            .property("location", path.to_string_lossy().as_ref())
+            .build()
+            .map_err(|e| DecodeError::Build(e.to_string()))?;
+        let decodebin = make("decodebin")?;
+        pipeline
+            .add_many([&src, &decodebin])
+            .map_err(|e| DecodeError::Build(e.to_string()))?;
+        src.link(&decodebin)
+            .map_err(|e| DecodeError::Build(e.to_string()))?;
+        let tail = add_tail(
+            &pipeline,
+            settings,
+            stats.clone(),
+            on_frame,
+            settings.realtime,
+        )?;
+        let decoded = stats.clone();
+        decodebin.connect_pad_added(move |_, pad| {
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            if !is_video {
+                return;
+            }
+            if let Some(sink) = tail.static_pad("sink") {
+                if !sink.is_linked() && pad.link(&sink).is_ok() {
+                    let stats = decoded.clone();
+                    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                        stats.decoded.fetch_add(1, Ordering::Relaxed);
+                        gst::PadProbeReturn::Ok
+                    });
+                }
+            }
+        });
+        let p = Pipeline {
+            pipeline,
+            appsrc: None,
+            stats,
+            waiting_for_key: AtomicBool::new(false),
+        };
+        p.start()?;
+        Ok(p)
+    }
+
+    fn start(&self) -> Result<(), DecodeError> {
+        self.pipeline.set_state(gst::State::Playing).map_err(|_| {
+            DecodeError::Build(
+                self.take_error()
+                    .unwrap_or_else(|| "pipeline refused to start".into()),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Counters of this pipeline.
+    pub fn stats(&self) -> &Arc<DecodeStats> {
+        &self.stats
+    }
+
+    /// Queues one Annex B access unit. Never blocks: when the decoder is
+    /// behind, drops it and every frame up to the next key frame.
+    pub fn push(
+        &self,
+        data: Vec<u8>,
+        pts: Duration,
+        key_frame: bool,
+    ) -> Result<PushOutcome, DecodeError> {
+        let Some(appsrc) = &self.appsrc else {
+            return Err(DecodeError::Runtime("push on a file pipeline".into()));
+        };
+        if let Some(e) = self.take_error() {
+            return Err(DecodeError::Runtime(e));
+        }
+        let behind = appsrc.current_level_buffers() >= MAX_QUEUED_FRAMES;
+        if behind || (self.waiting_for_key.load(Ordering::Relaxed) && !key_frame) {
+            if behind && !self.waiting_for_key.swap(true, Ordering::Relaxed) {
+                tracing::warn!("decoder is behind; dropping frames until the next key frame");
+            }
+            self.stats.dropped_behind.fetch_add(1, Ordering::Relaxed);
+            return Ok(PushOutcome::Dropped);
+        }
+        self.waiting_for_key.store(false, Ordering::Relaxed);
+        // Takes ownership of the frame's bytes: no copy.
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            if !key_frame {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        appsrc.push_buffer(buffer).map_err(|e| {
+            DecodeError::Runtime(
+                self.take_error()
+                    .unwrap_or_else(|| format!("appsrc: {e:?}")),
+            )
+        })?;
+        Ok(PushOutcome::Queued)
+    }
+
+    /// Compressed frames waiting in front of the decoder.
+    pub fn queued(&self) -> u64 {
+        self.appsrc
+            .as_ref()
+            .map_or(0, |a| a.current_level_buffers())
+    }
+
+    /// After a gap in the stream (packet loss), waits for a key frame before
+    /// decoding again, so the decoder never sees a broken reference chain.
+    pub fn resync(&self) {
+        self.waiting_for_key.store(true, Ordering::Relaxed);
+    }
+
+    /// Signals the end of the stream; frames already queued are still decoded.
+    pub fn end_of_stream(&self) {
+        if let Some(a) = &self.appsrc {
+            let _ = a.end_of_stream();
+        }
+    }
+
+    /// The first error GStreamer reported, if any (non-blocking).
+    pub fn take_error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        bus.pop_filtered(&[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                )),
+                _ => None,
+            })
+    }
+
+    /// Waits until the pipeline reaches end of stream or fails.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<(), DecodeError> {
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| DecodeError::Runtime("no bus".into()))?;
+        let timeout = timeout.map(|t| gst::ClockTime::from_nseconds(t.as_nanos() as u64));
+        match bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            None => Err(DecodeError::Runtime(
+                "timed out waiting for the end of the stream".into(),
+            )),
+            Some(m) => match m.view() {
+                gst::MessageView::Error(e) => Err(DecodeError::Runtime(format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Initialises GStreamer once; cheap after the first call.
+pub fn init() -> Result<(), DecodeError> {
+    gst::init().map_err(|e| DecodeError::Build(format!("GStreamer: {e}")))
+}
+
+fn make(name: &str) -> Result<gst::Element, DecodeError> {
+    gst::ElementFactory::make(name).build().map_err(|_| {
+        DecodeError::Build(format!(
+            "GStreamer element {name:?} is missing (run `make setup`, or check with gst-inspect-1.0 {name})"
+        ))
+    })
+}
+
+/// One element by name, or a bin from a description such as `vah264dec ! vapostproc`.
+fn make_decoder(desc: &str) -> Result<gst::Element, DecodeError> {
+    let element = if desc.contains('!') {
+        gst::parse::bin_from_description(desc, true)
+            .map_err(|e| DecodeError::Build(format!("decoder {desc:?}: {e}")))?
+            .upcast()
+    } else {
+        make(desc)?
+    };
+    // libav passes corrupt frames on by default; a grey smeared frame is worse than none.
+    if element.find_property("output-corrupt").is_some() {
+        element.set_property("output-corrupt", false);
+    }
+    Ok(element)
+}
+
+fn count_decoded(decoder: &gst::Element, stats: Arc<DecodeStats>) {
+    if let Some(pad) = decoder.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            stats.decoded.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+/// Adds `videoscale ! videoconvert ! capsfilter ! appsink` with the rate
+/// limiter; returns the first element (to link the decoder to).
+fn add_tail(
+    pipeline: &gst::Pipeline,
+    settings: &DecodeSettings,
+    stats: Arc<DecodeStats>,
+    on_frame: FrameCallback,
+    sync: bool,
+) -> Result<gst::Element, DecodeError> {
+    let scale = make("videoscale")?;
+    let convert = make("videoconvert")?;
+    let format = match settings.format {
+        ColourOrder::Bgr => "BGR",
+        ColourOrder::Rgb => "RGB",
+    };
+    let mut caps = gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", settings.width as i32)
+        .field("height", settings.height as i32);
+    if settings.resize == Resize::Letterbox {
+        // With a fixed square pixel aspect videoscale keeps the picture's shape and adds borders.
+        caps = caps.field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    }
+    let appsink = gst_app::AppSink::builder()
+        .caps(&caps.build())
+        .sync(sync)
+        .max_buffers(2)
+        .drop(false)
+        .build();
+    pipeline
+        .add_many([&scale, &convert, appsink.upcast_ref()])
+        .map_err(|e| DecodeError::Build(e.to_string()))?;
+    gst::Element::link_many([&scale, &convert, appsink.upcast_ref()])
+        .map_err(|e| DecodeError::Build(e.to_string()))?;
+
+    let scale_sink = scale.static_pad("sink").expect("videoscale has a sink pad");
+    add_rate_limiter(&scale_sink, settings.fps);
+    let (width, height, pixel_format) = (settings.width, settings.height, settings.format);
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let stride = sample
+                    .caps()
+                    .and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok())
+                    .map(|i| i.stride()[0] as usize)
+                    .unwrap_or((width as usize * 3).next_multiple_of(4));
+                let source_size = scale_sink
+                    .current_caps()
+                    .and_then(|c| {
+                        let s = c.structure(0)?;
+                        Some((
+                            s.get::<i32>("width").ok()? as u32,
+                            s.get::<i32>("height").ok()? as u32,
+                        ))
+                    })
+                    .unwrap_or((width, height));
+                let pts = Duration::from_nanos(buffer.pts().map(|t| t.nseconds()).unwrap_or(0));
+                stats.handed_on.fetch_add(1, Ordering::Relaxed);
+                on_frame(DecodedFrame {
+                    buffer,
+                    stride,
+                    width,
+                    height,
+                    format: pixel_format,
+                    source_size,
+                    pts,
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(scale)
+}
+
+/// Drops buffers on `pad` so that at most `fps` per second of stream time pass.
+/// Timestamps that jump back (a restarted stream) restart the schedule.
+fn add_rate_limiter(pad: &gst::Pad, fps: f64) {
+    if fps <= 0.0 {
+        return;
+    }
+    let interval = (1e9 / fps) as u64;
+    // Half a frame of slack so 25 fps / 5 fps keeps exactly every 5th frame despite rounding.
+    let slack = interval / 10;
+    let next = AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()).map(|t| t.nseconds()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let due = next.load(Ordering::Relaxed);
+        if pts + slack >= due || due > pts + 2 * interval + slack {
+            // Keep a steady cadence; after a long gap or a jump back, restart from this frame.
+            let n = if pts + slack >= due && pts < due + interval {
+                due + interval
+            } else {
+                pts + interval
+            };
+            next.store(n, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        } else {
+            gst::PadProbeReturn::Drop
+        }
+    });
+}

@@ -1,0 +1,260 @@
+//! `ioc-agent` command line: glue only; the work is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ioc_agent::config::AgentConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ioc-agent",
+    version,
+    about = "ioc-edge site agent: cameras -> detections -> incidents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect to an RTSP camera and report codec, resolution, frame rate and decode speed.
+    Probe {
+        /// rtsp://[user:pass@]host[:port]/path
+        url: String,
+        /// How long to measure.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// RTP over UDP instead of TCP interleaved.
+        #[arg(long)]
+        udp: bool,
+        /// User name (instead of putting it in the URL).
+        #[arg(long)]
+        username: Option<String>,
+        /// Password; prefer the IOC_RTSP_PASSWORD environment variable so it stays out of shell history.
+        #[arg(long, env = "IOC_RTSP_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Limit for each RTSP request, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detect objects in an image or a video file.
+    Detect {
+        /// Image (jpg, png, ...) or video (any container GStreamer can demux).
+        input: PathBuf,
+        /// Model manifest; default: $IOC_MODEL, ./models/nanodet-g-416.toml, /usr/share/ioc-edge/models/nanodet-g-416.toml.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write the image (or the video frame with the most detections) with boxes drawn.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Minimum score.
+        #[arg(long, default_value_t = 0.35)]
+        score: f32,
+        /// Video: frames per second to detect on (0 = every frame).
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        /// Print one JSON object per frame.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config file: every error names its key; unknown keys are errors.
+    CheckConfig {
+        /// The agent config (TOML).
+        file: PathBuf,
+        /// Skip checks against this machine (model file, GStreamer elements).
+        #[arg(long)]
+        no_environment: bool,
+    },
+    /// Run the agent.
+    Run {
+        /// The agent config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Seconds between health summaries in the log.
+        #[arg(long, default_value_t = 10)]
+        summary_every: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,retina=warn,ort=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Probe {
+            url,
+            seconds,
+            udp,
+            username,
+            password,
+            timeout,
+            json,
+        } => {
+            let target =
+                ioc_agent::probe::target(&url, username.as_deref(), password.as_deref(), udp)
+                    .map_err(|e| anyhow::anyhow!("url: {e}"))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let r = rt.block_on(ioc_agent::probe::probe(
+                &target,
+                "avdec_h264",
+                "avdec_h265",
+                Duration::from_secs_f64(seconds),
+                Duration::from_secs_f64(timeout),
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("url:          {}", r.url);
+                println!("codec:        {}", r.codec);
+                match r.resolution {
+                    Some((w, h)) => println!("resolution:   {w}x{h}"),
+                    None => println!("resolution:   unknown"),
+                }
+                println!(
+                    "declared fps: {}",
+                    r.declared_fps
+                        .map(|f| format!("{f:.2}"))
+                        .unwrap_or_else(|| "not stated".into())
+                );
+                println!("received fps: {:.2}", r.received_fps);
+                println!("decoded fps:  {:.2}", r.decoded_fps);
+                println!("bit rate:     {:.0} kbit/s", r.kbit_per_s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detect {
+            input,
+            model,
+            out,
+            score,
+            fps,
+            json,
+        } => {
+            let model = find_model(model)?;
+            let mut dc = ioc_detect::DetectorConfig::default();
+            dc.decode.score_threshold = score;
+            let mut detector = ioc_detect::Detector::load(&model, dc)?;
+            let print = |f: &ioc_agent::offline::FrameOut| {
+                if json {
+                    println!("{}", serde_json::to_string(f).unwrap_or_default());
+                } else {
+                    for d in &f.detections {
+                        println!(
+                            "frame {:>5} {:>8.2}s  {:<14} {:.2}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                            f.frame,
+                            f.pts_s,
+                            d.class,
+                            d.score,
+                            d.bbox[0],
+                            d.bbox[1],
+                            d.bbox[2],
+                            d.bbox[3]
+                        );
+                    }
+                }
+            };
+            if ioc_agent::offline::is_still_image(&input) {
+                let f = ioc_agent::offline::detect_image(&mut detector, &input, out.as_deref())?;
+                print(&f);
+            } else {
+                ioc_agent::decode::init()?;
+                let n = ioc_agent::offline::detect_video(
+                    &mut detector,
+                    &input,
+                    fps,
+                    out.as_deref(),
+                    print,
+                )?;
+                eprintln!("{n} frames");
+            }
+            if let Some(o) = out {
+                eprintln!("wrote {}", o.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig {
+            file,
+            no_environment,
+        } => {
+            let cfg = AgentConfig::load(&file)?;
+            if !no_environment {
+                ioc_agent::decode::init()?;
+                let errors = cfg.check_environment();
+                if !errors.is_empty() {
+                    eprintln!(
+                        "{}: {} problem(s) on this machine",
+                        file.display(),
+                        errors.len()
+                    );
+                    for e in errors {
+                        eprintln!("  {e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            println!(
+                "{}: ok (agent {:?}, {} cameras)",
+                file.display(),
+                cfg.agent.id,
+                cfg.cameras.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            config,
+            summary_every,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("io")
+                .build()?;
+            rt.block_on(ioc_agent::agent::run(
+                &config,
+                Duration::from_secs(summary_every.max(1)),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn find_model(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag.or_else(|| std::env::var_os("IOC_MODEL").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    let candidates = [
+        "models/nanodet-g-416.toml",
+        "/usr/share/ioc-edge/models/nanodet-g-416.toml",
+    ];
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .map(Path::to_owned)
+        .with_context(|| {
+            format!(
+                "no model manifest given (--model or IOC_MODEL) and none at {}",
+                candidates.join(", ")
+            )
+        })
+}

@@ -1,0 +1,259 @@
+//! The `ioc-agent` binary as a user runs it: real model, real images, real
+//! config files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ioc_agent::offline::FrameOut;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ioc-agent"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("runs")
+}
+
+fn footage(name: &str) -> PathBuf {
+    let p = root().join(".deps/footage").join(name);
+    assert!(p.is_file(), "{} missing: run `make setup`", p.display());
+    p
+}
+
+fn detect_json(image: &Path) -> FrameOut {
+    let o = agent(&["detect", "--json", image.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+fn centre(b: [f32; 4]) -> (f32, f32) {
+    ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
+}
+
+#[test]
+fn detect_finds_the_dog_the_bicycle_and_the_truck_where_they_are() {
+    let img = footage("dog.jpg"); // 768x576
+    let out = tempfile::Builder::new().suffix(".jpg").tempfile().unwrap();
+    let o = agent(&[
+        "detect",
+        "--json",
+        "--out",
+        out.path().to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f: FrameOut = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(f.size, (768, 576));
+    let find = |c: &str| {
+        f.detections
+            .iter()
+            .find(|d| d.class == c)
+            .unwrap_or_else(|| panic!("no {c} in {:?}", f.detections))
+    };
+    // The dog sits lower left, the bicycle across the middle, the truck upper right.
+    let (x, y) = centre(find("dog").bbox);
+    assert!(x < 384.0 && y > 288.0, "dog at {x},{y}");
+    let (x, y) = centre(find("bicycle").bbox);
+    assert!(
+        (200.0..500.0).contains(&x) && (150.0..450.0).contains(&y),
+        "bicycle at {x},{y}"
+    );
+    let (x, y) = centre(find("truck").bbox);
+    assert!(x > 450.0 && y < 250.0, "truck at {x},{y}");
+    let annotated = image::open(out.path()).expect("annotated JPEG written");
+    assert_eq!((annotated.width(), annotated.height()), (768, 576));
+}
+
+#[test]
+fn detect_finds_the_person_the_horse_and_the_dog_in_person_jpg() {
+    let f = detect_json(&footage("person.jpg"));
+    let classes: Vec<&str> = f.detections.iter().map(|d| d.class.as_str()).collect();
+    for c in ["person", "horse", "dog"] {
+        assert!(classes.contains(&c), "no {c} in {classes:?}");
+    }
+    let x = |c: &str| centre(f.detections.iter().find(|d| d.class == c).unwrap().bbox).0;
+    // Left to right: dog, person, horse.
+    assert!(
+        x("dog") < x("person") && x("person") < x("horse"),
+        "{:?}",
+        f.detections
+    );
+}
+
+#[test]
+fn detect_on_a_video_reports_people_in_the_vtest_clip() {
+    let o = agent(&[
+        "detect",
+        "--json",
+        "--fps",
+        "2",
+        footage("vtest_h264.mp4").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let frames: Vec<FrameOut> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 79.5 s at 2 fps.
+    assert!(
+        (150..=165).contains(&frames.len()),
+        "{} frames",
+        frames.len()
+    );
+    let with_person = frames
+        .iter()
+        .filter(|f| f.detections.iter().any(|d| d.class == "person"))
+        .count();
+    assert!(
+        with_person * 10 >= frames.len() * 9,
+        "{with_person} of {}",
+        frames.len()
+    );
+}
+
+fn model_copy(truncate: bool, keep_sha: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let m = root().join("models");
+    let mut bytes = std::fs::read(m.join("nanodet_g_416_coco.onnx")).unwrap();
+    if truncate {
+        bytes.truncate(bytes.len() / 2);
+    }
+    std::fs::write(dir.path().join("nanodet_g_416_coco.onnx"), bytes).unwrap();
+    std::fs::copy(
+        m.join("coco80_labels.txt"),
+        dir.path().join("coco80_labels.txt"),
+    )
+    .unwrap();
+    let mut manifest = std::fs::read_to_string(m.join("nanodet-g-416.toml")).unwrap();
+    if !keep_sha {
+        manifest = manifest
+            .lines()
+            .filter(|l| !l.starts_with("sha256"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    std::fs::write(dir.path().join("m.toml"), manifest).unwrap();
+    dir
+}
+
+#[test]
+fn a_truncated_model_is_refused_by_its_sha256_and_without_one_by_onnx_runtime() {
+    let img = footage("dog.jpg");
+    let dir = model_copy(true, true);
+    let o = agent(&[
+        "detect",
+        "--model",
+        dir.path().join("m.toml").to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("nanodet_g_416_coco.onnx") && err.contains("damaged, truncated"),
+        "{err}"
+    );
+
+    let dir = model_copy(true, false);
+    let o = agent(&[
+        "detect",
+        "--model",
+        dir.path().join("m.toml").to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("ONNX Runtime cannot load it") && err.contains("complete ONNX file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_or_broken_onnx_runtime_library_says_what_to_do() {
+    let img = footage("dog.jpg");
+    let o = Command::new(env!("CARGO_BIN_EXE_ioc-agent"))
+        .args(["detect", img.to_str().unwrap()])
+        .current_dir(root())
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("not found at /nonexistent")
+            && err.contains("ORT_DYLIB_PATH")
+            && err.contains("make setup"),
+        "{err}"
+    );
+
+    let fake = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(fake.path(), b"not a shared library").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ioc-agent"))
+        .args(["detect", img.to_str().unwrap()])
+        .current_dir(root())
+        .env("ORT_DYLIB_PATH", fake.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cannot load ONNX Runtime from") && err.contains("make setup"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_example_config_is_valid_here() {
+    let o = agent(&["check-config", "config/agent.toml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 cameras"));
+}
+
+#[test]
+fn check_config_names_the_file_and_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "[agent]\nid = \"x\"\n[[cameras]]\nid = \"a\"\nurl = \"rtsp://h/s\"\ntransprot = \"tcp\"\n",
+    )
+    .unwrap();
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(p.to_str().unwrap())
+            && err.contains("cameras[0]")
+            && err.contains("transprot"),
+        "{err}"
+    );
+
+    // Valid syntax, wrong for this machine: a model that is not there and a decoder that is not installed.
+    std::fs::write(
+        &p,
+        "[agent]\nid = \"x\"\n[detect]\nmodel = \"nope.toml\"\nclasses = []\n[[cameras]]\nid = \"a\"\nurl = \"rtsp://h/s\"\ndecoder = \"nosuchdec\"\n",
+    )
+    .unwrap();
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("detect.model")
+            && err.contains("cameras[0].decoder")
+            && err.contains("nosuchdec"),
+        "{err}"
+    );
+    // ...which --no-environment skips.
+    assert!(
+        agent(&["check-config", "--no-environment", p.to_str().unwrap()])
+            .status
+            .success()
+    );
+}

@@ -1,0 +1,1213 @@
+//! The rule engine of one camera: zone membership and line sides per track, then every rule
+//! kind, incidents with start/update/end (or instant) phases, cooldowns, schedules and counts.
+//!
+//! Contracts:
+//! - Only confirmed tracks are judged. Each new ground point of a track's history is processed
+//!   once, in order, so points seen while the track was still tentative (or between two
+//!   engine calls) are not skipped: a crossing during confirmation is still counted.
+//! - A lost track is frozen: its incidents neither advance nor end, its zone memberships stay
+//!   (so a crowd does not shrink on an occlusion). When the tracker removes it, its lasting
+//!   incidents end at its last observation time.
+//! - Lasting conditions use a hold: the condition must hold `min_duration_sec` (short dips of
+//!   less than `clear_sec` do not reset it), and the incident ends once the condition has been
+//!   false for `clear_sec`. Cooldown: after a rule starts an incident or emits an instant
+//!   event, it starts nothing new for `cooldown_sec`; a condition that still holds afterwards
+//!   then starts.
+//! - Allocation: per-track state is pooled; events and counts reports allocate (they are rare).
+
+use std::collections::HashMap;
+
+use crate::geometry::{
+    angle_diff_deg, segment_contact, BBox, Point, Polygon, SegmentContact, Side,
+};
+use crate::rules::config::{
+    AnalyticsConfig, ConfigError, ConfigErrors, CrossDirection, RuleKind, Severity,
+    DEFAULT_CLEAR_SEC, DEFAULT_MIN_DISTANCE, DEFAULT_OFFLINE_CLEAR_SEC, DEFAULT_OFFLINE_MIN_SEC,
+    DEFAULT_TAMPER_MIN_SEC, DEFAULT_TOLERANCE_DEG,
+};
+use crate::rules::event::{
+    CountsReport, EngineOutput, EventDetails, EventObject, LineCount, Phase, RuleEvent, SpeedValue,
+};
+use crate::rules::schedule::{LocalTime, Schedule};
+use crate::rules::tamper::{LumaError, LumaFrame, LumaStats, TamperMonitor, CAUSES};
+use crate::track::{Track, TrackState};
+use crate::units::{Distance, LengthUnit, Speed, SpeedUnit};
+
+/// Net displacement of a track over this window (bounded by its zone entry) decides wrong way.
+const WRONG_WAY_WINDOW_SEC: f64 = 3.0;
+
+/// When and where a frame was taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameInfo {
+    /// Stream seconds (one monotonic clock per camera).
+    pub t_sec: f64,
+    /// Frame number.
+    pub frame: u64,
+    /// Local wall-clock time at the site, for schedules.
+    pub local: LocalTime,
+}
+
+#[derive(Debug)]
+struct Zone {
+    name: String,
+    poly: Polygon,
+    enter_frames: u32,
+    exit_frames: u32,
+}
+
+#[derive(Debug)]
+struct Line {
+    name: String,
+    a: Point,
+    b: Point,
+    in_side: Side,
+    confirm_frames: u32,
+    count: bool,
+    margin: f64,
+}
+
+impl Line {
+    /// Side of `p`, `None` within the dead band.
+    fn side(&self, p: Point) -> Option<Side> {
+        let ab = self.b - self.a;
+        let d = crate::geometry::cross(ab, p - self.a) / ab.norm();
+        if d.abs() <= self.margin {
+            None
+        } else {
+            crate::geometry::side_of(self.a, self.b, p)
+        }
+    }
+}
+
+/// A condition timer with dip tolerance (see the module contract).
+#[derive(Debug, Clone, Copy, Default)]
+struct Hold {
+    since: Option<f64>,
+    false_since: Option<f64>,
+}
+
+impl Hold {
+    /// Feeds the raw condition at `t`; `since_hint` back-dates a new hold (e.g. zone entry).
+    /// Returns the time the condition went false when the hold just cleared.
+    fn update(&mut self, raw: bool, t: f64, clear_sec: f64, since_hint: f64) -> Option<f64> {
+        if raw {
+            self.false_since = None;
+            if self.since.is_none() {
+                self.since = Some(since_hint.min(t));
+            }
+            None
+        } else {
+            let fs = *self.false_since.get_or_insert(t);
+            if self.since.is_some() && t - fs >= clear_sec {
+                self.since = None;
+                return Some(fs);
+            }
+            None
+        }
+    }
+
+    /// How long the condition has held, if it holds right now.
+    fn held(&self, t: f64) -> Option<f64> {
+        match (self.since, self.false_since) {
+            (Some(s), None) => Some(t - s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Incident {
+    id: u64,
+    started_at: f64,
+}
+
+#[derive(Debug, Default)]
+struct Aggregate {
+    hold: Hold,
+    incident: Option<Incident>,
+    last_count: u32,
+}
+
+#[derive(Debug)]
+struct TamperRt {
+    monitor: TamperMonitor,
+    holds: [Hold; 4],
+    incidents: [Option<Incident>; 4],
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    kind: RuleKind,
+    severity: Severity,
+    // Indexed by class id; `None` accepts every class.
+    classes: Option<Vec<bool>>,
+    schedule: Option<Schedule>,
+    cooldown_sec: f64,
+    last_fire: Option<f64>,
+    zone: Option<usize>,
+    line: Option<usize>,
+    direction: CrossDirection,
+    min_dur: f64,
+    clear: f64,
+    min_count: u32,
+    max_speed: Speed,
+    lane_deg: f64,
+    tol_deg: f64,
+    min_dist: Distance,
+    agg: Aggregate,
+    tamper: Option<TamperRt>,
+}
+
+fn accepts(classes: Option<&[bool]>, class_id: u16) -> bool {
+    match classes {
+        None => true,
+        Some(v) => v.get(usize::from(class_id)).copied().unwrap_or(false),
+    }
+}
+
+fn slow(max_speed: Speed, tr: &Track) -> bool {
+    tr.speed(max_speed.unit)
+        .is_some_and(|s| s < max_speed.value)
+}
+
+impl Rule {
+    fn accepts(&self, class_id: u16) -> bool {
+        accepts(self.classes.as_deref(), class_id)
+    }
+
+    fn armed(&self, now: LocalTime) -> bool {
+        self.schedule.as_ref().is_none_or(|s| s.is_active(now))
+    }
+
+    fn cooled(&self, t: f64) -> bool {
+        self.last_fire.is_none_or(|l| t - l >= self.cooldown_sec)
+    }
+
+    fn slow(&self, tr: &Track) -> bool {
+        slow(self.max_speed, tr)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ZoneMember {
+    inside: bool,
+    streak: u32,
+    streak_t: f64,
+    entered_at: f64,
+    // Last raw-outside point while not inside: a later outside point whose segment from it
+    // crosses the polygon twice went through the zone (fast object, thin zone, short visit).
+    last_out: Option<Point>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    to: Side,
+    frames: u32,
+    t: f64,
+    heading: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct LineMember {
+    side: Option<Side>,
+    last_off: Option<Point>,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct TrackRule {
+    hold: Hold,
+    incident: Option<Incident>,
+    latched: bool,
+}
+
+#[derive(Debug, Default)]
+struct TrackCtx {
+    last_t: f64,
+    last_frame: u64,
+    prev: Option<Point>,
+    zones: Vec<ZoneMember>,
+    lines: Vec<LineMember>,
+    rules: Vec<TrackRule>,
+    // Set when this frame's processing saw the track; tracks not seen are gone.
+    generation: u64,
+    // Last known look of the object, to name it in the end events after it is gone.
+    class_id: u16,
+    score: f32,
+    bbox: BBox,
+}
+
+/// The rule engine of one camera.
+#[derive(Debug)]
+pub struct Engine {
+    class_names: Vec<String>,
+    zones: Vec<Zone>,
+    lines: Vec<Line>,
+    rules: Vec<Rule>,
+    tracks: HashMap<u64, TrackCtx>,
+    ctx_pool: Vec<TrackCtx>,
+    next_incident: u64,
+    counts: Vec<Vec<[u32; 2]>>,
+    counts_interval: f64,
+    counts_start: Option<f64>,
+    luma: LumaStats,
+    stream_up: bool,
+    generation: u64,
+    gone: Vec<u64>,
+}
+
+/// Everything the per-point and per-rule helpers need besides the track context.
+struct Cx<'a> {
+    class_names: &'a [String],
+    zones: &'a [Zone],
+    lines: &'a [Line],
+    next_incident: &'a mut u64,
+    counts: &'a mut [Vec<[u32; 2]>],
+    out: &'a mut EngineOutput,
+    frame: &'a FrameInfo,
+}
+
+impl Cx<'_> {
+    fn new_incident(&mut self) -> u64 {
+        *self.next_incident += 1;
+        *self.next_incident
+    }
+}
+
+fn object(tr: &Track, names: &[String]) -> EventObject {
+    EventObject {
+        track_id: tr.id(),
+        class_id: tr.class_id(),
+        class: names
+            .get(usize::from(tr.class_id()))
+            .cloned()
+            .unwrap_or_else(|| format!("class {}", tr.class_id())),
+        score: tr.score(),
+        bbox: tr.det_bbox(),
+    }
+}
+
+fn speed_details(tr: &Track, d: &mut EventDetails) {
+    if let Some(v) = tr.speed(SpeedUnit::MetresPerSec) {
+        d.speed = Some(SpeedValue {
+            value: v,
+            unit: SpeedUnit::MetresPerSec,
+        });
+        d.speed_kmh = Some(v * 3.6);
+    } else if let Some(v) = tr.speed(SpeedUnit::NormPerSec) {
+        d.speed = Some(SpeedValue {
+            value: v,
+            unit: SpeedUnit::NormPerSec,
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event(
+    rule: &Rule,
+    cx: &Cx<'_>,
+    incident: u64,
+    phase: Phase,
+    started: f64,
+    ended: Option<f64>,
+    objects: Vec<EventObject>,
+    details: EventDetails,
+) -> RuleEvent {
+    RuleEvent {
+        incident,
+        kind: rule.kind,
+        rule: rule.name.clone(),
+        severity: rule.severity,
+        zone: rule.zone.map(|z| cx.zones[z].name.clone()),
+        line: rule.line.map(|l| cx.lines[l].name.clone()),
+        phase,
+        started_at_sec: started,
+        observed_at_sec: cx.frame.t_sec,
+        ended_at_sec: ended,
+        frame: Some(cx.frame.frame),
+        objects,
+        details,
+    }
+}
+
+impl Engine {
+    /// Validates `cfg`, maps class names to ids with `class_names` (the model's labels, index =
+    /// class id) and builds the engine. Returns every error found.
+    pub fn build(cfg: &AnalyticsConfig, class_names: &[String]) -> Result<Engine, ConfigErrors> {
+        let mut errs = match cfg.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigErrors(e)) => e,
+        };
+        // Class names are an environment check: they depend on the model, not the config.
+        for (i, r) in cfg.rules.iter().enumerate() {
+            for (j, c) in r.classes.iter().enumerate() {
+                if !class_names.iter().any(|n| n == c) {
+                    let near: Vec<&str> = class_names
+                        .iter()
+                        .filter(|n| n.contains(c.as_str()) || c.contains(n.as_str()))
+                        .map(String::as_str)
+                        .take(3)
+                        .collect();
+                    let hint = if near.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (did you mean {near:?}?)")
+                    };
+                    errs.push(ConfigError {
+                        key: format!("rules[{i}].classes[{j}]"),
+                        message: format!("unknown class {c:?}{hint}"),
+                    });
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(ConfigErrors(errs));
+        }
+        let zones = cfg
+            .zones
+            .iter()
+            .filter_map(|z| {
+                Some(Zone {
+                    name: z.name.clone(),
+                    poly: Polygon::new(z.points.iter().map(|&[x, y]| Point::new(x, y)).collect())?,
+                    enter_frames: z.enter_frames,
+                    exit_frames: z.exit_frames,
+                })
+            })
+            .collect::<Vec<_>>();
+        let lines = cfg
+            .lines
+            .iter()
+            .map(|l| Line {
+                name: l.name.clone(),
+                a: Point::new(l.points[0][0], l.points[0][1]),
+                b: Point::new(l.points[1][0], l.points[1][1]),
+                in_side: l.in_side,
+                confirm_frames: l.confirm_frames,
+                count: l.count,
+                margin: l.margin,
+            })
+            .collect::<Vec<_>>();
+        let rules = cfg
+            .rules
+            .iter()
+            .map(|r| {
+                let classes = (!r.classes.is_empty()).then(|| {
+                    let mut v = vec![false; class_names.len()];
+                    for c in &r.classes {
+                        if let Some(k) = class_names.iter().position(|n| n == c) {
+                            v[k] = true;
+                        }
+                    }
+                    v
+                });
+                let (def_min, def_clear) = match r.kind {
+                    RuleKind::CameraOffline => (DEFAULT_OFFLINE_MIN_SEC, DEFAULT_OFFLINE_CLEAR_SEC),
+                    RuleKind::CameraTamper => (DEFAULT_TAMPER_MIN_SEC, DEFAULT_CLEAR_SEC),
+                    _ => (0.0, DEFAULT_CLEAR_SEC),
+                };
+                Rule {
+                    name: r.name.clone(),
+                    kind: r.kind,
+                    severity: r.severity,
+                    classes,
+                    schedule: r.schedule.as_ref().and_then(|s| s.build()),
+                    cooldown_sec: r.cooldown_sec,
+                    last_fire: None,
+                    zone: r
+                        .zone
+                        .as_ref()
+                        .and_then(|z| zones.iter().position(|o| &o.name == z)),
+                    line: r
+                        .line
+                        .as_ref()
+                        .and_then(|l| lines.iter().position(|o| &o.name == l)),
+                    direction: r.direction.unwrap_or_default(),
+                    min_dur: r.min_duration_sec.unwrap_or(def_min),
+                    clear: r.clear_sec.unwrap_or(def_clear),
+                    min_count: r.min_count.unwrap_or(1),
+                    max_speed: r.max_speed.unwrap_or(Speed::norm(0.0)),
+                    lane_deg: r.lane_direction_deg.unwrap_or(0.0),
+                    tol_deg: r.tolerance_deg.unwrap_or(DEFAULT_TOLERANCE_DEG),
+                    min_dist: r.min_distance.unwrap_or(Distance {
+                        value: DEFAULT_MIN_DISTANCE,
+                        unit: LengthUnit::Norm,
+                    }),
+                    agg: Aggregate::default(),
+                    tamper: (r.kind == RuleKind::CameraTamper).then(|| TamperRt {
+                        monitor: TamperMonitor::new(r.tamper.clone().unwrap_or_default()),
+                        holds: [Hold::default(); 4],
+                        incidents: [None; 4],
+                    }),
+                }
+            })
+            .collect::<Vec<_>>();
+        let counts = lines
+            .iter()
+            .map(|_| vec![[0u32; 2]; class_names.len()])
+            .collect();
+        Ok(Engine {
+            class_names: class_names.to_vec(),
+            zones,
+            lines,
+            rules,
+            tracks: HashMap::with_capacity(128),
+            ctx_pool: Vec::new(),
+            next_incident: 0,
+            counts,
+            counts_interval: cfg.counts_interval_sec,
+            counts_start: None,
+            luma: LumaStats::default(),
+            stream_up: true,
+            generation: 0,
+            gone: Vec::new(),
+        })
+    }
+
+    /// Names of the zones a track is in (with inertia), or nothing for an unknown track.
+    pub fn zones_of(&self, track_id: u64) -> impl Iterator<Item = &str> + '_ {
+        let ctx = self.tracks.get(&track_id);
+        self.zones
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| ctx.is_some_and(|c| c.zones[*i].inside))
+            .map(|(_, z)| z.name.as_str())
+    }
+
+    /// Judges the tracker's tracks on one frame. `tracks` is every live track (the engine
+    /// skips tentative ones); `removed` the ids the tracker dropped on this frame. Tracks the
+    /// engine knew that are in neither list are treated as removed too.
+    pub fn process_tracks(
+        &mut self,
+        frame: &FrameInfo,
+        tracks: &[Track],
+        removed: &[u64],
+        out: &mut EngineOutput,
+    ) {
+        let t = frame.t_sec;
+        self.generation += 1;
+        let generation = self.generation;
+        let Engine {
+            class_names,
+            zones,
+            lines,
+            rules,
+            tracks: ctxs,
+            ctx_pool,
+            next_incident,
+            counts,
+            ..
+        } = self;
+        let mut cx = Cx {
+            class_names,
+            zones,
+            lines,
+            next_incident,
+            counts,
+            out: &mut *out,
+            frame,
+        };
+
+        for tr in tracks.iter().filter(|t| t.is_confirmed()) {
+            let ctx = ctxs.entry(tr.id()).or_insert_with(|| {
+                let mut c = ctx_pool.pop().unwrap_or_default();
+                c.last_t = f64::NEG_INFINITY;
+                c.prev = None;
+                c.zones.clear();
+                c.zones.resize(cx.zones.len(), ZoneMember::default());
+                c.lines.clear();
+                c.lines.resize(cx.lines.len(), LineMember::default());
+                c.rules.clear();
+                c.rules.resize(rules.len(), TrackRule::default());
+                c
+            });
+            ctx.generation = generation;
+            ctx.class_id = tr.class_id();
+            ctx.score = tr.score();
+            ctx.bbox = tr.det_bbox();
+            if tr.state() != TrackState::Tracked {
+                continue; // lost: frozen
+            }
+            // New ground points, oldest first.
+            let hist = tr.history();
+            let first_new = hist.partition_point(|h| h.t_sec <= ctx.last_t);
+            for &hp in hist.range(first_new..) {
+                step_point(&mut cx, rules, ctx, tr, hp.ground, hp.t_sec);
+                ctx.prev = Some(hp.ground);
+                ctx.last_t = hp.t_sec;
+                ctx.last_frame = hp.frame;
+            }
+            judge_track(&mut cx, rules, ctx, tr, t);
+        }
+
+        // Tracks gone: the tracker's removals plus any we knew that it no longer reports.
+        self.gone.clear();
+        self.gone.extend(removed.iter().copied());
+        for (id, c) in ctxs.iter() {
+            if c.generation != generation && !removed.contains(id) {
+                self.gone.push(*id);
+            }
+        }
+        for id in &self.gone {
+            if let Some(mut ctx) = ctxs.remove(id) {
+                end_track(&mut cx, rules, &mut ctx, *id);
+                ctx_pool.push(ctx);
+            }
+        }
+
+        judge_aggregates(&mut cx, rules, ctxs, tracks, t);
+        flush_counts(
+            t,
+            self.counts_interval,
+            &mut self.counts_start,
+            &self.lines,
+            &self.class_names,
+            &mut self.counts,
+            out,
+        );
+    }
+
+    /// Judges one luma frame for the `camera_tamper` rules.
+    pub fn process_luma(
+        &mut self,
+        frame: &FrameInfo,
+        luma: &LumaFrame<'_>,
+        out: &mut EngineOutput,
+    ) -> Result<(), LumaError> {
+        if !self.rules.iter().any(|r| r.tamper.is_some()) {
+            return Ok(());
+        }
+        self.luma.measure(luma)?;
+        let t = frame.t_sec;
+        let Engine {
+            class_names,
+            zones,
+            lines,
+            rules,
+            next_incident,
+            counts,
+            luma: stats,
+            ..
+        } = self;
+        let mut cx = Cx {
+            class_names,
+            zones,
+            lines,
+            next_incident,
+            counts,
+            out: &mut *out,
+            frame,
+        };
+        for rule in rules.iter_mut() {
+            let armed = rule.armed(frame.local);
+            let Some(rt) = rule.tamper.as_mut() else {
+                continue;
+            };
+            let verdict = rt.monitor.judge(t, stats);
+            for (ci, cause) in CAUSES.iter().enumerate() {
+                let (raw, measure) = verdict.causes[ci];
+                let Some(rt) = rule.tamper.as_mut() else {
+                    continue;
+                };
+                let cleared = rt.holds[ci].update(armed && raw, t, rule.clear, t);
+                let held = rt.holds[ci].held(t);
+                let active = rt.incidents[ci];
+                let details = EventDetails {
+                    cause: Some(*cause),
+                    measure: Some(measure),
+                    ..EventDetails::default()
+                };
+                if let (Some(inc), Some(ended)) = (active, cleared) {
+                    rt.incidents[ci] = None;
+                    let ev = event(
+                        rule,
+                        &cx,
+                        inc.id,
+                        Phase::End,
+                        inc.started_at,
+                        Some(ended),
+                        Vec::new(),
+                        EventDetails {
+                            dwell_sec: Some(ended - inc.started_at),
+                            ..details
+                        },
+                    );
+                    cx.out.events.push(ev);
+                } else if active.is_none()
+                    && held.is_some_and(|h| h >= rule.min_dur)
+                    && rule.cooled(t)
+                {
+                    let started = t - held.unwrap_or(0.0);
+                    let id = cx.new_incident();
+                    rule.last_fire = Some(t);
+                    if let Some(rt) = rule.tamper.as_mut() {
+                        rt.incidents[ci] = Some(Incident {
+                            id,
+                            started_at: started,
+                        });
+                    }
+                    let ev = event(
+                        rule,
+                        &cx,
+                        id,
+                        Phase::Start,
+                        started,
+                        None,
+                        Vec::new(),
+                        details,
+                    );
+                    cx.out.events.push(ev);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that the stream went up (`true`) or down at `t`, and judges offline rules.
+    pub fn stream_state(&mut self, t: f64, local: LocalTime, up: bool, out: &mut EngineOutput) {
+        self.stream_up = up;
+        self.tick(t, local, out);
+    }
+
+    /// Lets time pass without a frame: judges offline rules and flushes due counts. Call it
+    /// periodically (e.g. every second) so an outage is reported while no frames arrive.
+    pub fn tick(&mut self, t: f64, local: LocalTime, out: &mut EngineOutput) {
+        let frame = FrameInfo {
+            t_sec: t,
+            frame: 0,
+            local,
+        };
+        let down = !self.stream_up;
+        let Engine {
+            class_names,
+            zones,
+            lines,
+            rules,
+            next_incident,
+            counts,
+            ..
+        } = self;
+        let mut cx = Cx {
+            class_names,
+            zones,
+            lines,
+            next_incident,
+            counts,
+            out: &mut *out,
+            frame: &frame,
+        };
+        for rule in rules.iter_mut() {
+            if rule.kind != RuleKind::CameraOffline {
+                continue;
+            }
+            let raw = down && rule.armed(local);
+            let cleared = rule.agg.hold.update(raw, t, rule.clear, t);
+            let held = rule.agg.hold.held(t);
+            match (rule.agg.incident, cleared) {
+                (Some(inc), Some(ended)) => {
+                    rule.agg.incident = None;
+                    let d = EventDetails {
+                        dwell_sec: Some(ended - inc.started_at),
+                        ..EventDetails::default()
+                    };
+                    let mut ev = event(
+                        rule,
+                        &cx,
+                        inc.id,
+                        Phase::End,
+                        inc.started_at,
+                        Some(ended),
+                        Vec::new(),
+                        d,
+                    );
+                    ev.frame = None;
+                    cx.out.events.push(ev);
+                }
+                (None, _) if held.is_some_and(|h| h >= rule.min_dur) && rule.cooled(t) => {
+                    let started = t - held.unwrap_or(0.0);
+                    let id = cx.new_incident();
+                    rule.last_fire = Some(t);
+                    rule.agg.incident = Some(Incident {
+                        id,
+                        started_at: started,
+                    });
+                    let d = EventDetails {
+                        dwell_sec: held,
+                        ..EventDetails::default()
+                    };
+                    let mut ev = event(rule, &cx, id, Phase::Start, started, None, Vec::new(), d);
+                    ev.frame = None;
+                    cx.out.events.push(ev);
+                }
+                _ => {}
+            }
+        }
+        flush_counts(
+            t,
+            self.counts_interval,
+            &mut self.counts_start,
+            &self.lines,
+            &self.class_names,
+            &mut self.counts,
+            out,
+        );
+    }
+}
+
+/// One new ground point of a track: zone membership, zone transits, line crossings.
+fn step_point(
+    cx: &mut Cx<'_>,
+    rules: &mut [Rule],
+    ctx: &mut TrackCtx,
+    tr: &Track,
+    p: Point,
+    t: f64,
+) {
+    for (zi, zone) in cx.zones.iter().enumerate() {
+        let raw = zone.poly.contains(p);
+        let zm = &mut ctx.zones[zi];
+        if raw != zm.inside {
+            if zm.streak == 0 {
+                zm.streak_t = t;
+            }
+            zm.streak += 1;
+            let need = if zm.inside {
+                zone.exit_frames
+            } else {
+                zone.enter_frames
+            };
+            if zm.streak >= need {
+                zm.inside = raw;
+                zm.streak = 0;
+                if raw {
+                    zm.entered_at = zm.streak_t;
+                    zm.last_out = None;
+                }
+            }
+        } else {
+            zm.streak = 0;
+        }
+        if !raw && !zm.inside {
+            let transit = zm
+                .last_out
+                .is_some_and(|lo| zone.poly.proper_crossings(lo, p) >= 2);
+            zm.last_out = Some(p);
+            if transit {
+                zone_transit(cx, rules, ctx, tr, zi, t);
+            }
+        }
+    }
+    for li in 0..cx.lines.len() {
+        let line = &cx.lines[li];
+        let lm = &mut ctx.lines[li];
+        let s = line.side(p);
+        let mut crossed = None;
+        if let (Some(cur), Some(s)) = (lm.side, s) {
+            if let Some(pd) = lm.pending.as_mut() {
+                if s == pd.to {
+                    pd.frames += 1;
+                } else {
+                    lm.pending = None; // back where it came from: jitter on the line
+                }
+            } else if s != cur {
+                let through = lm.last_off.is_some_and(|lo| {
+                    segment_contact(lo, p, line.a, line.b) != SegmentContact::None
+                });
+                if through {
+                    lm.pending = Some(Pending {
+                        to: s,
+                        frames: 1,
+                        t,
+                        heading: lm.last_off.and_then(|lo| (p - lo).heading_deg()),
+                    });
+                } else {
+                    lm.side = Some(s); // went round the end of the line
+                }
+            }
+            if let Some(pd) = lm.pending {
+                if pd.frames >= line.confirm_frames {
+                    lm.side = Some(pd.to);
+                    lm.pending = None;
+                    crossed = Some(pd);
+                }
+            }
+        } else if lm.side.is_none() {
+            lm.side = s;
+        }
+        if s.is_some() {
+            lm.last_off = Some(p);
+        }
+        if let Some(pd) = crossed {
+            let dir = if pd.to == line.in_side {
+                CrossDirection::In
+            } else {
+                CrossDirection::Out
+            };
+            line_crossed(cx, rules, tr, li, dir, pd);
+        }
+    }
+}
+
+fn zone_transit(
+    cx: &mut Cx<'_>,
+    rules: &mut [Rule],
+    ctx: &mut TrackCtx,
+    tr: &Track,
+    zi: usize,
+    t: f64,
+) {
+    for (ri, rule) in rules.iter_mut().enumerate() {
+        if rule.kind != RuleKind::Intrusion
+            || rule.zone != Some(zi)
+            || !rule.accepts(tr.class_id())
+            || !rule.armed(cx.frame.local)
+            || ctx.rules[ri].incident.is_some()
+            || !rule.cooled(cx.frame.t_sec)
+        {
+            continue;
+        }
+        rule.last_fire = Some(cx.frame.t_sec);
+        let id = cx.new_incident();
+        let mut d = EventDetails {
+            transit: true,
+            ..EventDetails::default()
+        };
+        speed_details(tr, &mut d);
+        let ev = event(
+            rule,
+            cx,
+            id,
+            Phase::Instant,
+            t,
+            Some(t),
+            vec![object(tr, cx.class_names)],
+            d,
+        );
+        cx.out.events.push(ev);
+    }
+}
+
+fn line_crossed(
+    cx: &mut Cx<'_>,
+    rules: &mut [Rule],
+    tr: &Track,
+    li: usize,
+    dir: CrossDirection,
+    pd: Pending,
+) {
+    if cx.lines[li].count {
+        if let Some(c) = cx.counts[li].get_mut(usize::from(tr.class_id())) {
+            c[usize::from(dir == CrossDirection::Out)] += 1;
+        }
+    }
+    for rule in rules.iter_mut() {
+        if rule.kind != RuleKind::LineCrossing
+            || rule.line != Some(li)
+            || !rule.accepts(tr.class_id())
+            || !(rule.direction == CrossDirection::Both || rule.direction == dir)
+            || !rule.armed(cx.frame.local)
+            || !rule.cooled(cx.frame.t_sec)
+        {
+            continue;
+        }
+        rule.last_fire = Some(cx.frame.t_sec);
+        let id = cx.new_incident();
+        let mut d = EventDetails {
+            direction: Some(dir),
+            heading_deg: pd.heading,
+            ..EventDetails::default()
+        };
+        speed_details(tr, &mut d);
+        let ev = event(
+            rule,
+            cx,
+            id,
+            Phase::Instant,
+            pd.t,
+            Some(pd.t),
+            vec![object(tr, cx.class_names)],
+            d,
+        );
+        cx.out.events.push(ev);
+    }
+}
+
+/// Per-track rules (intrusion, loitering, stopped vehicle, wrong way) after a frame's points.
+fn judge_track(cx: &mut Cx<'_>, rules: &mut [Rule], ctx: &mut TrackCtx, tr: &Track, t: f64) {
+    for (ri, rule) in rules.iter_mut().enumerate() {
+        let Some(zi) = rule.zone else { continue };
+        if !rule.accepts(tr.class_id()) {
+            continue;
+        }
+        let zm = ctx.zones[zi];
+        let armed = rule.armed(cx.frame.local);
+        let tstate = &mut ctx.rules[ri];
+        let (raw, hint) = match rule.kind {
+            RuleKind::Intrusion | RuleKind::Loitering => (armed && zm.inside, zm.entered_at),
+            RuleKind::StoppedVehicle => (armed && zm.inside && rule.slow(tr), t),
+            RuleKind::WrongWay => {
+                if armed && zm.inside && !tstate.latched && rule.cooled(t) {
+                    if let Some(heading) = wrong_way(rule, tr, zm.entered_at, t) {
+                        tstate.latched = true;
+                        rule.last_fire = Some(t);
+                        let id = cx.new_incident();
+                        let mut d = EventDetails {
+                            heading_deg: Some(heading),
+                            ..EventDetails::default()
+                        };
+                        speed_details(tr, &mut d);
+                        let ev = event(
+                            rule,
+                            cx,
+                            id,
+                            Phase::Instant,
+                            t,
+                            Some(t),
+                            vec![object(tr, cx.class_names)],
+                            d,
+                        );
+                        cx.out.events.push(ev);
+                    }
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let cleared = tstate.hold.update(raw, t, rule.clear, hint);
+        let held = tstate.hold.held(t);
+        match (tstate.incident, cleared) {
+            (Some(inc), Some(ended)) => {
+                tstate.incident = None;
+                let mut d = EventDetails {
+                    dwell_sec: Some(ended - inc.started_at),
+                    ..EventDetails::default()
+                };
+                speed_details(tr, &mut d);
+                let ev = event(
+                    rule,
+                    cx,
+                    inc.id,
+                    Phase::End,
+                    inc.started_at,
+                    Some(ended),
+                    vec![object(tr, cx.class_names)],
+                    d,
+                );
+                cx.out.events.push(ev);
+            }
+            (None, _) if held.is_some_and(|h| h >= rule.min_dur) && rule.cooled(t) => {
+                let started = t - held.unwrap_or(0.0);
+                let id = cx.new_incident();
+                rule.last_fire = Some(t);
+                tstate.incident = Some(Incident {
+                    id,
+                    started_at: started,
+                });
+                let mut d = EventDetails {
+                    dwell_sec: held,
+                    ..EventDetails::default()
+                };
+                speed_details(tr, &mut d);
+                let ev = event(
+                    rule,
+                    cx,
+                    id,
+                    Phase::Start,
+                    started,
+                    None,
+                    vec![object(tr, cx.class_names)],
+                    d,
+                );
+                cx.out.events.push(ev);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Heading of the track's recent net displacement if it goes against the lane far enough.
+fn wrong_way(rule: &Rule, tr: &Track, entered_at: f64, t: f64) -> Option<f64> {
+    let hist = tr.history();
+    let now = hist.back()?;
+    let from = (t - WRONG_WAY_WINDOW_SEC).max(entered_at);
+    let k = hist.partition_point(|h| h.t_sec < from);
+    let then = hist.get(k)?;
+    let d_img = now.ground - then.ground;
+    let dist = match rule.min_dist.unit {
+        LengthUnit::Norm => d_img.norm(),
+        LengthUnit::Metres => then.ground_m?.dist(now.ground_m?),
+    };
+    if dist < rule.min_dist.value || dist <= 0.0 {
+        return None;
+    }
+    let heading = d_img.heading_deg()?;
+    (angle_diff_deg(heading, rule.lane_deg + 180.0) <= rule.tol_deg).then_some(heading)
+}
+
+/// Ends the lasting incidents of a track the tracker dropped, at its last observation.
+fn end_track(cx: &mut Cx<'_>, rules: &mut [Rule], ctx: &mut TrackCtx, id: u64) {
+    for (ri, rule) in rules.iter_mut().enumerate() {
+        let Some(inc) = ctx.rules[ri].incident.take() else {
+            continue;
+        };
+        let ended = ctx.last_t.max(inc.started_at);
+        let d = EventDetails {
+            dwell_sec: Some(ended - inc.started_at),
+            ..EventDetails::default()
+        };
+        let obj = EventObject {
+            track_id: id,
+            class_id: ctx.class_id,
+            class: cx
+                .class_names
+                .get(usize::from(ctx.class_id))
+                .cloned()
+                .unwrap_or_default(),
+            score: ctx.score,
+            bbox: ctx.bbox,
+        };
+        let ev = event(
+            rule,
+            cx,
+            inc.id,
+            Phase::End,
+            inc.started_at,
+            Some(ended),
+            vec![obj],
+            d,
+        );
+        cx.out.events.push(ev);
+    }
+}
+
+/// Zone-level rules: crowd and congestion.
+fn judge_aggregates(
+    cx: &mut Cx<'_>,
+    rules: &mut [Rule],
+    ctxs: &HashMap<u64, TrackCtx>,
+    tracks: &[Track],
+    t: f64,
+) {
+    for rule in rules.iter_mut() {
+        if !matches!(rule.kind, RuleKind::Crowd | RuleKind::Congestion) {
+            continue;
+        }
+        let Some(zi) = rule.zone else { continue };
+        let congestion = rule.kind == RuleKind::Congestion;
+        // Taken out (and put back below) so the closure does not borrow the rule it updates;
+        // a clone would allocate every frame.
+        let (classes, max_speed) = (rule.classes.take(), rule.max_speed);
+        let members = || {
+            tracks.iter().filter(|tr| {
+                tr.is_confirmed()
+                    && accepts(classes.as_deref(), tr.class_id())
+                    && ctxs.get(&tr.id()).is_some_and(|c| c.zones[zi].inside)
+                    && (!congestion || slow(max_speed, tr))
+            })
+        };
+        let count = members().count() as u32;
+        let raw = rule.armed(cx.frame.local) && count >= rule.min_count;
+        let cleared = rule.agg.hold.update(raw, t, rule.clear, t);
+        let held = rule.agg.hold.held(t);
+        let mut details = EventDetails {
+            count: Some(count),
+            ..EventDetails::default()
+        };
+        if congestion && count > 0 {
+            let unit = rule.max_speed.unit;
+            let sum: f64 = members().filter_map(|tr| tr.speed(unit)).sum();
+            details.speed = Some(SpeedValue {
+                value: sum / f64::from(count),
+                unit,
+            });
+        }
+        match (rule.agg.incident, cleared) {
+            (Some(inc), Some(ended)) => {
+                rule.agg.incident = None;
+                details.dwell_sec = Some(ended - inc.started_at);
+                let ev = event(
+                    rule,
+                    cx,
+                    inc.id,
+                    Phase::End,
+                    inc.started_at,
+                    Some(ended),
+                    Vec::new(),
+                    details,
+                );
+                cx.out.events.push(ev);
+            }
+            (Some(inc), None) if raw && count != rule.agg.last_count => {
+                rule.agg.last_count = count;
+                details.dwell_sec = Some(t - inc.started_at);
+                let objs = members().map(|tr| object(tr, cx.class_names)).collect();
+                let ev = event(
+                    rule,
+                    cx,
+                    inc.id,
+                    Phase::Update,
+                    inc.started_at,
+                    None,
+                    objs,
+                    details,
+                );
+                cx.out.events.push(ev);
+            }
+            (None, _) if held.is_some_and(|h| h >= rule.min_dur) && rule.cooled(t) => {
+                let started = t - held.unwrap_or(0.0);
+                let id = cx.new_incident();
+                rule.last_fire = Some(t);
+                rule.agg.incident = Some(Incident {
+                    id,
+                    started_at: started,
+                });
+                rule.agg.last_count = count;
+                details.dwell_sec = held;
+                let objs = members().map(|tr| object(tr, cx.class_names)).collect();
+                let ev = event(rule, cx, id, Phase::Start, started, None, objs, details);
+                cx.out.events.push(ev);
+            }
+            _ => {}
+        }
+        rule.classes = classes;
+    }
+}
+
+/// Emits the counts interval that `t` closed, if any.
+fn flush_counts(
+    t: f64,
+    interval: f64,
+    start: &mut Option<f64>,
+    lines: &[Line],
+    names: &[String],
+    counts: &mut [Vec<[u32; 2]>],
+    out: &mut EngineOutput,
+) {
+    let s = *start.get_or_insert((t / interval).floor() * interval);
+    if t < s + interval || lines.is_empty() {
+        return;
+    }
+    let mut rows = Vec::new();
+    for (li, per_class) in counts.iter_mut().enumerate() {
+        for (ci, c) in per_class.iter_mut().enumerate() {
+            if c[0] + c[1] > 0 {
+                rows.push(LineCount {
+                    line: lines[li].name.clone(),
+                    class_id: ci as u16,
+                    class: names[ci].clone(),
+                    in_count: c[0],
+                    out_count: c[1],
+                });
+                *c = [0, 0];
+            }
+        }
+    }
+    out.counts.push(CountsReport {
+        start_sec: s,
+        end_sec: s + interval,
+        counts: rows,
+    });
+    // Skip intervals with no calls in them (e.g. an outage): the next one contains `t`.
+    *start = Some((t / interval).floor() * interval);
+}

@@ -1,0 +1,679 @@
+//! ByteTrack-style multi-object tracker: per-track Kalman filter, two-stage IoU association,
+//! lost-track buffer, confirmation after N hits, class-aware; per-track ground-point history,
+//! velocity, speed and stillness.
+//!
+//! Contract: call [`Tracker::update`] once per detector frame with timestamps (seconds on one
+//! monotonic clock per camera) that never go backwards; a frame with an earlier timestamp is
+//! treated as simultaneous. After warm-up `update` does not allocate, except when a new track
+//! needs a history ring and the pool of recycled ones is empty. Association is optimal
+//! (Hungarian on `1 - IoU`), gated by IoU and by class: a person never updates a car track.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::assign::Assigner;
+use crate::calibration::Calibration;
+use crate::geometry::{BBox, Point};
+use crate::kalman::{BoxKalman, KalmanParams};
+use crate::units::{Speed, SpeedUnit};
+
+/// One detector output box.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Index into the model's class names.
+    pub class_id: u16,
+    /// Confidence, 0..1.
+    pub score: f32,
+    /// Normalised box.
+    pub bbox: BBox,
+}
+
+/// Tracker knobs. All have defaults; times in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Detections at or above this score take part in the first association stage.
+    pub high_score: f32,
+    /// Detections between this and `high_score` only rescue tracks that lost their match.
+    pub low_score: f32,
+    /// A detection left unmatched must score at least this to start a new track.
+    pub new_track_score: f32,
+    /// Minimum IoU for the first stage (confirmed and lost tracks vs. high-score detections).
+    pub match_iou: f64,
+    /// Minimum IoU for the second stage (tracked tracks vs. low-score detections).
+    pub low_match_iou: f64,
+    /// Minimum IoU for matching tentative tracks.
+    pub tentative_match_iou: f64,
+    /// Matched frames before a track is confirmed and reported to the rules.
+    pub min_hits: u32,
+    /// How long an unmatched confirmed track is kept (predicted) so it can be re-found.
+    pub lost_buffer_sec: f64,
+    /// Ground points kept per track.
+    pub history_len: usize,
+    /// Time span over which velocity is measured from the history.
+    pub speed_window_sec: f64,
+    /// Below this speed a track counts as still (`still_sec`).
+    pub still_speed: Speed,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            high_score: 0.5,
+            low_score: 0.1,
+            new_track_score: 0.6,
+            match_iou: 0.2,
+            low_match_iou: 0.5,
+            tentative_match_iou: 0.3,
+            min_hits: 3,
+            lost_buffer_sec: 3.0,
+            history_len: 64,
+            speed_window_sec: 1.0,
+            still_speed: Speed::norm(0.01),
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// Pure checks, each error as `(key, message)`.
+    pub fn check(&self, errs: &mut Vec<(String, String)>) {
+        let mut bad = |k: &str, m: String| errs.push((k.to_string(), m));
+        for (k, v) in [
+            ("high_score", self.high_score),
+            ("low_score", self.low_score),
+            ("new_track_score", self.new_track_score),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                bad(k, format!("{v} is not within 0..1"));
+            }
+        }
+        if self.low_score > self.high_score {
+            bad(
+                "low_score",
+                format!("{} is above high_score {}", self.low_score, self.high_score),
+            );
+        }
+        for (k, v) in [
+            ("match_iou", self.match_iou),
+            ("low_match_iou", self.low_match_iou),
+            ("tentative_match_iou", self.tentative_match_iou),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                bad(k, format!("{v} is not within (0, 1]"));
+            }
+        }
+        if self.min_hits == 0 {
+            bad("min_hits", "must be at least 1".into());
+        }
+        if !(self.lost_buffer_sec >= 0.0 && self.lost_buffer_sec.is_finite()) {
+            bad(
+                "lost_buffer_sec",
+                format!("{} is not >= 0", self.lost_buffer_sec),
+            );
+        }
+        if !(2..=10_000).contains(&self.history_len) {
+            bad(
+                "history_len",
+                format!("{} is not within 2..10000", self.history_len),
+            );
+        }
+        if !(self.speed_window_sec > 0.0 && self.speed_window_sec.is_finite()) {
+            bad(
+                "speed_window_sec",
+                format!("{} is not > 0", self.speed_window_sec),
+            );
+        }
+    }
+}
+
+/// Lifecycle of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    /// Seen fewer than `min_hits` times; not reported to rules; dropped on its first miss.
+    Tentative,
+    /// Confirmed and matched on the latest frame.
+    Tracked,
+    /// Confirmed but unmatched recently; kept for `lost_buffer_sec` on its predicted box.
+    Lost,
+}
+
+/// One entry of a track's ground-point history (only matched frames, never predictions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    /// Stream time, seconds.
+    pub t_sec: f64,
+    /// Frame number.
+    pub frame: u64,
+    /// Filtered box bottom-centre, normalised.
+    pub ground: Point,
+    /// The same on the ground in metres, when calibrated and below the horizon.
+    pub ground_m: Option<Point>,
+}
+
+/// A tracked object.
+#[derive(Debug, Clone)]
+pub struct Track {
+    id: u64,
+    class_id: u16,
+    state: TrackState,
+    score: f32,
+    det_bbox: BBox,
+    kf: BoxKalman,
+    kf_t: f64,
+    hits: u32,
+    first_seen_sec: f64,
+    last_seen_sec: f64,
+    last_frame: u64,
+    history: VecDeque<HistoryPoint>,
+    velocity: Option<Point>,
+    speed_mps: Option<f64>,
+    still_since: Option<f64>,
+}
+
+impl Track {
+    /// Stable id, unique per tracker, never reused.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Class of the detections this track follows.
+    pub fn class_id(&self) -> u16 {
+        self.class_id
+    }
+    /// Lifecycle state.
+    pub fn state(&self) -> TrackState {
+        self.state
+    }
+    /// Whether the track has been confirmed (it may be lost right now).
+    pub fn is_confirmed(&self) -> bool {
+        self.state != TrackState::Tentative
+    }
+    /// Score of the latest matched detection.
+    pub fn score(&self) -> f32 {
+        self.score
+    }
+    /// Latest matched detection box (what the detector saw).
+    pub fn det_bbox(&self) -> BBox {
+        self.det_bbox
+    }
+    /// Filtered (or, when lost, predicted) box.
+    pub fn bbox(&self) -> BBox {
+        self.kf.bbox()
+    }
+    /// Matched frames so far.
+    pub fn hits(&self) -> u32 {
+        self.hits
+    }
+    /// Time of the first detection.
+    pub fn first_seen_sec(&self) -> f64 {
+        self.first_seen_sec
+    }
+    /// Time of the latest matched detection.
+    pub fn last_seen_sec(&self) -> f64 {
+        self.last_seen_sec
+    }
+    /// Frame of the latest matched detection.
+    pub fn last_frame(&self) -> u64 {
+        self.last_frame
+    }
+    /// Ground-point history, oldest first.
+    pub fn history(&self) -> &VecDeque<HistoryPoint> {
+        &self.history
+    }
+    /// Latest filtered ground point.
+    pub fn ground_point(&self) -> Option<Point> {
+        self.history.back().map(|h| h.ground)
+    }
+    /// Ground-point velocity in normalised units per second over the speed window, once known.
+    pub fn velocity(&self) -> Option<Point> {
+        self.velocity
+    }
+    /// Speed in the given unit, when known (metric needs calibration).
+    pub fn speed(&self, unit: SpeedUnit) -> Option<f64> {
+        match unit {
+            SpeedUnit::NormPerSec => self.velocity.map(Point::norm),
+            SpeedUnit::MetresPerSec => self.speed_mps,
+        }
+    }
+    /// How long the track has been still (below the tracker's `still_speed`), as of `now`.
+    pub fn still_sec(&self, now: f64) -> f64 {
+        self.still_since.map_or(0.0, |s| (now - s).max(0.0))
+    }
+}
+
+/// The tracker of one camera.
+#[derive(Debug)]
+pub struct Tracker {
+    cfg: TrackerConfig,
+    kp: KalmanParams,
+    calib: Option<Calibration>,
+    tracks: Vec<Track>,
+    next_id: u64,
+    removed: Vec<u64>,
+    assigner: Assigner,
+    // Scratch, reused every frame.
+    high: Vec<usize>,
+    low: Vec<usize>,
+    det_used: Vec<bool>,
+    trk_matched: Vec<bool>,
+    pool_rows: Vec<usize>,
+    pool_cols: Vec<usize>,
+    spare_histories: Vec<VecDeque<HistoryPoint>>,
+}
+
+impl Tracker {
+    /// A tracker; `calib` makes metric speeds available.
+    pub fn new(cfg: TrackerConfig, calib: Option<Calibration>) -> Tracker {
+        Tracker {
+            cfg,
+            kp: KalmanParams::default(),
+            calib,
+            tracks: Vec::with_capacity(64),
+            next_id: 1,
+            removed: Vec::new(),
+            assigner: Assigner::default(),
+            high: Vec::new(),
+            low: Vec::new(),
+            det_used: Vec::new(),
+            trk_matched: Vec::new(),
+            pool_rows: Vec::new(),
+            pool_cols: Vec::new(),
+            spare_histories: Vec::new(),
+        }
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.cfg
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calib.as_ref()
+    }
+
+    /// All live tracks (tentative, tracked and lost), in creation order.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Ids of tracks removed by the latest `update` (lost too long, or tentative and missed).
+    pub fn removed(&self) -> &[u64] {
+        &self.removed
+    }
+
+    /// Feeds one frame's detections. Detections with non-finite or inverted boxes are ignored.
+    pub fn update(&mut self, t_sec: f64, frame: u64, dets: &[Detection]) {
+        self.removed.clear();
+        // 1. Predict every track to this frame.
+        for tr in &mut self.tracks {
+            let dt = t_sec - tr.kf_t;
+            if dt > 0.0 {
+                tr.kf.predict(dt, &self.kp);
+                tr.kf_t = t_sec;
+            }
+        }
+        // 2. Split detections by score.
+        self.high.clear();
+        self.low.clear();
+        for (i, d) in dets.iter().enumerate() {
+            if !d.bbox.is_valid() || !d.score.is_finite() {
+                continue;
+            }
+            if d.score >= self.cfg.high_score {
+                self.high.push(i);
+            } else if d.score >= self.cfg.low_score {
+                self.low.push(i);
+            }
+        }
+        self.det_used.clear();
+        self.det_used.resize(dets.len(), false);
+        self.trk_matched.clear();
+        self.trk_matched.resize(self.tracks.len(), false);
+
+        // 3. Stage one: confirmed (tracked or lost) tracks vs. high-score detections.
+        self.associate(dets, Stage::High, t_sec, frame);
+        // 4. Stage two: still-unmatched tracked tracks vs. low-score detections.
+        self.associate(dets, Stage::Low, t_sec, frame);
+        // 5. Tentative tracks vs. the high-score detections left.
+        self.associate(dets, Stage::Tentative, t_sec, frame);
+
+        // 6. Misses: tracked → lost, tentative → removed; lost too long → removed.
+        for (i, tr) in self.tracks.iter_mut().enumerate() {
+            if !self.trk_matched[i] && tr.state == TrackState::Tracked {
+                tr.state = TrackState::Lost;
+                // Half the velocity: an occluded object is as likely to stop as to go on.
+                tr.kf.damp_velocity(0.5);
+            }
+        }
+        let lost_buffer = self.cfg.lost_buffer_sec;
+        let mut keep = 0;
+        for i in 0..self.tracks.len() {
+            let tr = &self.tracks[i];
+            let drop = if self.trk_matched[i] {
+                false
+            } else {
+                match tr.state {
+                    TrackState::Tentative => true,
+                    TrackState::Lost => t_sec - tr.last_seen_sec > lost_buffer,
+                    TrackState::Tracked => false,
+                }
+            };
+            if drop {
+                self.removed.push(tr.id);
+            } else {
+                self.tracks.swap(keep, i);
+                keep += 1;
+            }
+        }
+        for mut tr in self.tracks.drain(keep..) {
+            tr.history.clear();
+            self.spare_histories.push(std::mem::take(&mut tr.history));
+        }
+
+        // 7. New tracks from unmatched, confident detections.
+        for k in 0..self.high.len() {
+            let di = self.high[k];
+            if self.det_used[di] || dets[di].score < self.cfg.new_track_score {
+                continue;
+            }
+            let d = &dets[di];
+            let history = self
+                .spare_histories
+                .pop()
+                .unwrap_or_else(|| VecDeque::with_capacity(self.cfg.history_len));
+            let mut tr = Track {
+                id: self.next_id,
+                class_id: d.class_id,
+                state: TrackState::Tentative,
+                score: d.score,
+                det_bbox: d.bbox,
+                kf: BoxKalman::new(&d.bbox, &self.kp),
+                kf_t: t_sec,
+                hits: 0,
+                first_seen_sec: t_sec,
+                last_seen_sec: t_sec,
+                last_frame: frame,
+                history,
+                velocity: None,
+                speed_mps: None,
+                still_since: None,
+            };
+            self.next_id += 1;
+            record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
+            self.tracks.push(tr);
+        }
+    }
+
+    fn associate(&mut self, dets: &[Detection], stage: Stage, t_sec: f64, frame: u64) {
+        self.pool_rows.clear();
+        for (i, tr) in self.tracks.iter().enumerate() {
+            let eligible = !self.trk_matched[i]
+                && match stage {
+                    Stage::High => tr.state != TrackState::Tentative,
+                    Stage::Low => tr.state == TrackState::Tracked,
+                    Stage::Tentative => tr.state == TrackState::Tentative,
+                };
+            if eligible {
+                self.pool_rows.push(i);
+            }
+        }
+        self.pool_cols.clear();
+        let (src, min_iou) = match stage {
+            Stage::High => (&self.high, self.cfg.match_iou),
+            Stage::Low => (&self.low, self.cfg.low_match_iou),
+            Stage::Tentative => (&self.high, self.cfg.tentative_match_iou),
+        };
+        self.pool_cols
+            .extend(src.iter().copied().filter(|&d| !self.det_used[d]));
+        let (rows, cols) = (self.pool_rows.len(), self.pool_cols.len());
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let m = self.assigner.matrix(rows, cols);
+        for (r, &ti) in self.pool_rows.iter().enumerate() {
+            let tr = &self.tracks[ti];
+            let pb = tr.kf.bbox();
+            for (c, &di) in self.pool_cols.iter().enumerate() {
+                let d = &dets[di];
+                if d.class_id != tr.class_id {
+                    continue; // stays FORBIDDEN: class-aware association
+                }
+                let iou = pb.iou(&d.bbox);
+                if iou >= min_iou {
+                    m[r * cols + c] = 1.0 - iou;
+                }
+            }
+        }
+        let assignment = self.assigner.solve(rows, cols);
+        for (r, col) in assignment.iter().enumerate() {
+            let Some(c) = *col else { continue };
+            let (ti, di) = (self.pool_rows[r], self.pool_cols[c]);
+            self.trk_matched[ti] = true;
+            self.det_used[di] = true;
+            let tr = &mut self.tracks[ti];
+            let d = &dets[di];
+            tr.kf.update(&d.bbox, &self.kp);
+            tr.score = d.score;
+            tr.det_bbox = d.bbox;
+            tr.last_seen_sec = t_sec;
+            tr.last_frame = frame;
+            record_hit(tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    High,
+    Low,
+    Tentative,
+}
+
+/// Book-keeping after a matched detection: hits, state, history, velocity, stillness.
+fn record_hit(
+    tr: &mut Track,
+    cfg: &TrackerConfig,
+    calib: Option<&Calibration>,
+    t: f64,
+    frame: u64,
+) {
+    tr.hits += 1;
+    if tr.hits >= cfg.min_hits {
+        tr.state = TrackState::Tracked;
+    }
+    let ground = tr.kf.bbox().ground_point();
+    if tr.history.len() >= cfg.history_len {
+        tr.history.pop_front();
+    }
+    tr.history.push_back(HistoryPoint {
+        t_sec: t,
+        frame,
+        ground,
+        ground_m: calib.and_then(|c| c.to_ground(ground)),
+    });
+    // Velocity over the speed window: from the oldest point inside it, or the one just before
+    // when only the newest point is inside (sparse frames).
+    let n = tr.history.len();
+    if n >= 2 {
+        let from = t - cfg.speed_window_sec;
+        let mut k = n - 2;
+        while k > 0 && tr.history[k - 1].t_sec >= from {
+            k -= 1;
+        }
+        let (a, b) = (tr.history[k], tr.history[n - 1]);
+        let dt = b.t_sec - a.t_sec;
+        if dt > 1e-6 {
+            tr.velocity = Some((b.ground - a.ground) * (1.0 / dt));
+            tr.speed_mps = match (a.ground_m, b.ground_m) {
+                (Some(ga), Some(gb)) => Some(ga.dist(gb) / dt),
+                _ => None,
+            };
+        }
+    }
+    let still = match cfg.still_speed.unit {
+        SpeedUnit::NormPerSec => tr.velocity.map(|v| v.norm() < cfg.still_speed.value),
+        SpeedUnit::MetresPerSec => tr.speed_mps.map(|s| s < cfg.still_speed.value),
+    };
+    match still {
+        Some(true) => {
+            tr.still_since.get_or_insert(t);
+        }
+        _ => tr.still_since = None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(class_id: u16, score: f32, cx: f64, cy: f64, w: f64, h: f64) -> Detection {
+        Detection {
+            class_id,
+            score,
+            bbox: BBox::from_cxcywh(cx, cy, w, h),
+        }
+    }
+
+    fn confirmed(t: &Tracker) -> Vec<&Track> {
+        t.tracks().iter().filter(|t| t.is_confirmed()).collect()
+    }
+
+    #[test]
+    fn confirms_after_min_hits_and_keeps_ids_for_crossing_objects() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        // Two people walking towards each other on the same row, passing at t = 2 s.
+        for f in 0..=20u64 {
+            let t = f as f64 * 0.2;
+            let a = det(0, 0.9, 0.1 + 0.1 * t, 0.5, 0.05, 0.15);
+            let b = det(0, 0.9, 0.5 - 0.1 * t + 0.0, 0.52, 0.05, 0.15);
+            tr.update(t, f, &[a, b]);
+            if f == 1 {
+                assert!(confirmed(&tr).is_empty(), "confirmed too early");
+            }
+        }
+        let c = confirmed(&tr);
+        assert_eq!(c.len(), 2);
+        // Ids 1 and 2 survive the crossing and each kept its direction of motion.
+        let a = c.iter().find(|t| t.id() == 1).unwrap();
+        let b = c.iter().find(|t| t.id() == 2).unwrap();
+        assert!(a.velocity().unwrap().x > 0.05, "{:?}", a.velocity());
+        assert!(b.velocity().unwrap().x < -0.05, "{:?}", b.velocity());
+        assert!(tr.removed().is_empty());
+    }
+
+    #[test]
+    fn one_second_occlusion_keeps_the_id() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        let mut f = 0u64;
+        let mut t = 0.0;
+        let pos = |t: f64| det(2, 0.8, 0.2 + 0.05 * t, 0.6, 0.1, 0.08);
+        while t < 2.0 {
+            tr.update(t, f, &[pos(t)]);
+            t += 0.2;
+            f += 1;
+        }
+        // Occluded for a second: frames arrive without the detection.
+        while t < 3.0 {
+            tr.update(t, f, &[]);
+            assert_eq!(tr.tracks()[0].state(), TrackState::Lost);
+            t += 0.2;
+            f += 1;
+        }
+        while t < 4.0 {
+            tr.update(t, f, &[pos(t)]);
+            t += 0.2;
+            f += 1;
+        }
+        assert_eq!(tr.tracks().len(), 1);
+        assert_eq!(tr.tracks()[0].id(), 1);
+        assert_eq!(tr.tracks()[0].state(), TrackState::Tracked);
+    }
+
+    #[test]
+    fn lost_tracks_expire_after_the_buffer() {
+        let cfg = TrackerConfig {
+            lost_buffer_sec: 1.0,
+            ..TrackerConfig::default()
+        };
+        let mut tr = Tracker::new(cfg, None);
+        for f in 0..5u64 {
+            tr.update(f as f64 * 0.2, f, &[det(0, 0.9, 0.5, 0.5, 0.1, 0.2)]);
+        }
+        let mut removed_at = None;
+        for f in 5..20u64 {
+            tr.update(f as f64 * 0.2, f, &[]);
+            if tr.removed() == [1] {
+                removed_at = Some(f as f64 * 0.2);
+                break;
+            }
+        }
+        // Last seen at 0.8 s; removed on the first frame more than 1 s later.
+        assert!((removed_at.unwrap() - 2.0).abs() < 1e-9, "{removed_at:?}");
+        assert!(tr.tracks().is_empty());
+    }
+
+    #[test]
+    fn class_aware_and_low_score_rescue() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        for f in 0..4u64 {
+            tr.update(f as f64 * 0.2, f, &[det(2, 0.9, 0.5, 0.5, 0.1, 0.1)]);
+        }
+        assert_eq!(tr.tracks()[0].state(), TrackState::Tracked);
+        // A person detection exactly on the car's box does not update the car track…
+        tr.update(0.8, 4, &[det(0, 0.9, 0.5, 0.5, 0.1, 0.1)]);
+        let car = tr.tracks().iter().find(|t| t.class_id() == 2).unwrap();
+        assert_eq!(car.state(), TrackState::Lost);
+        assert_eq!(car.last_frame(), 3);
+        // …and it starts its own (tentative) track.
+        assert!(tr.tracks().iter().any(|t| t.class_id() == 0));
+        // A low-score car detection cannot revive a lost track (ByteTrack: stage two is for
+        // tracks matched on the previous frame); a high-score one does.
+        tr.update(1.0, 5, &[det(2, 0.3, 0.5, 0.5, 0.1, 0.1)]);
+        let car = tr.tracks().iter().find(|t| t.class_id() == 2).unwrap();
+        assert_eq!(car.state(), TrackState::Lost);
+        tr.update(1.2, 6, &[det(2, 0.9, 0.5, 0.5, 0.1, 0.1)]);
+        let car = tr.tracks().iter().find(|t| t.class_id() == 2).unwrap();
+        assert_eq!((car.id(), car.state()), (1, TrackState::Tracked));
+        // While tracked, a low-score detection keeps it tracked (no new track from it).
+        tr.update(1.4, 7, &[det(2, 0.3, 0.5, 0.5, 0.1, 0.1)]);
+        let cars: Vec<_> = tr.tracks().iter().filter(|t| t.class_id() == 2).collect();
+        assert_eq!(cars.len(), 1);
+        assert_eq!(cars[0].state(), TrackState::Tracked);
+        assert_eq!(cars[0].last_frame(), 7);
+    }
+
+    #[test]
+    fn speed_and_stillness() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        for f in 0..13u64 {
+            let t = f as f64 * 0.2;
+            // Moves 0.1/s for 1 s, then parks; the 1 s speed window sees it still from ~2 s.
+            let x = 0.3 + 0.1 * t.min(1.0);
+            tr.update(t, f, &[det(2, 0.9, x, 0.5, 0.1, 0.1)]);
+        }
+        let t = &tr.tracks()[0];
+        assert!(t.speed(SpeedUnit::NormPerSec).unwrap() < 0.01);
+        assert!(t.still_sec(2.4) > 0.0 && t.still_sec(2.4) < 1.0);
+        assert_eq!(t.speed(SpeedUnit::MetresPerSec), None);
+        assert_eq!(t.history().len(), 13);
+    }
+
+    #[test]
+    fn ignores_garbage_detections() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        let nan = Detection {
+            class_id: 0,
+            score: f32::NAN,
+            bbox: BBox::new(0.1, 0.1, 0.2, 0.2),
+        };
+        let inverted = Detection {
+            class_id: 0,
+            score: 0.9,
+            bbox: BBox::new(0.3, 0.3, 0.2, 0.2),
+        };
+        tr.update(0.0, 0, &[nan, inverted]);
+        assert!(tr.tracks().is_empty());
+    }
+}

@@ -1,0 +1,298 @@
+//! Whole-pipeline benchmarks on real footage, each against a reference run in
+//! the same process (see benches/README.md for the method and figures).
+//!
+//! (a) decode + detect frames/s of the agent pipeline vs a bare ONNX Runtime
+//!     session loop on the same model and threads;
+//! (b) decode-only frames/s of the agent's stream pipeline (appsrc fed from
+//!     memory, as from RTSP) vs `gst-launch-1.0 ... ! fakesink sync=false`
+//!     doing the same decode + scale + convert;
+//! (c) CPU and RSS of `ioc-agent run` on one live 1080p25 RTSP camera at 5
+//!     detection fps.
+//!
+//! `cargo bench -p ioc-benches --bench pipeline [-- a|b|c]`; `ROUNDS=5` for more rounds.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ioc_agent::decode::{Codec, DecodeSettings, Pipeline};
+use ioc_agent::detect::{DetectQueue, DetectorWorker, QueuePolicy};
+use ioc_detect::{manifest::ColourOrder, Detector, DetectorConfig, Resize};
+use ioc_testkit::{footage, model_manifest, rtsp_server, workspace_binary, RtspServer};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+}
+
+fn detector() -> Detector {
+    Detector::load(&model_manifest(), DetectorConfig::default()).expect("model")
+}
+
+fn settings(fps: f64) -> DecodeSettings {
+    DecodeSettings {
+        decoder: "avdec_h264".into(),
+        fps,
+        width: 416,
+        height: 416,
+        resize: Resize::Stretch,
+        format: ColourOrder::Bgr,
+        realtime: false,
+    }
+}
+
+/// (a) Pipeline: file -> decode -> every frame detected, frames/s over the first `limit` frames.
+fn pipeline_detect_fps(file: &Path, limit: u64) -> f64 {
+    let queue = DetectQueue::new(4, QueuePolicy::Block);
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(Mutex::new(None::<Instant>));
+    let (d, f) = (done.clone(), finished.clone());
+    let worker = DetectorWorker::spawn(detector(), queue.clone(), None, move |_| {
+        if d.fetch_add(1, Ordering::Relaxed) + 1 == limit {
+            *f.lock().unwrap() = Some(Instant::now());
+        }
+    })
+    .unwrap();
+    let q = queue.clone();
+    let t0 = Instant::now();
+    let pushed = Arc::new(AtomicU64::new(0));
+    let p2 = pushed.clone();
+    let pipeline = Pipeline::for_file(
+        file,
+        &settings(0.0),
+        Default::default(),
+        Box::new(move |frame| {
+            if p2.fetch_add(1, Ordering::Relaxed) < limit {
+                q.push(ioc_agent::detect::DetectJob {
+                    camera: 0,
+                    frame,
+                    queued_at: Instant::now(),
+                });
+            }
+        }),
+    )
+    .unwrap();
+    while finished.lock().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = finished
+        .lock()
+        .unwrap()
+        .unwrap()
+        .duration_since(t0)
+        .as_secs_f64();
+    drop(pipeline);
+    worker.shutdown();
+    limit as f64 / secs
+}
+
+/// (a) Reference: the same session, same threads, run `limit` times on a ready tensor.
+fn raw_session_fps(limit: u64) -> f64 {
+    let mut d = detector();
+    let t0 = Instant::now();
+    for _ in 0..limit {
+        d.run_session_only().unwrap();
+    }
+    limit as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// (b) Agent stream pipeline fed from memory; returns decoded frames/s.
+fn ours_decode_fps(clip: &rtsp_server::Clip, codec: Codec, fps: f64) -> f64 {
+    let mut s = settings(fps);
+    s.decoder = match codec {
+        Codec::H264 => "avdec_h264".into(),
+        Codec::H265 => "avdec_h265".into(),
+    };
+    let p = Pipeline::for_stream(codec, &s, Default::default(), Box::new(|_| {})).unwrap();
+    let t0 = Instant::now();
+    for (i, b) in clip.frames.iter().enumerate() {
+        // Keep the queue short instead of letting the live-camera policy drop GOPs.
+        while p.queued() >= 32 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let data = b.map_readable().unwrap().as_slice().to_vec();
+        let key = !b.flags().contains(gstreamer::BufferFlags::DELTA_UNIT);
+        p.push(data, clip.frame_duration * i as u32, key).unwrap();
+    }
+    p.end_of_stream();
+    p.wait(Some(Duration::from_secs(120))).unwrap();
+    let n = p.stats().decoded.load(Ordering::Relaxed);
+    assert!(
+        n as usize + 2 >= clip.frames.len(),
+        "decoded {n} of {}",
+        clip.frames.len()
+    );
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// (b) Reference: gst-launch doing the same decode + scale + convert of every frame.
+fn gst_launch_fps(file: &Path, codec: Codec, frames: usize, scale_every_frame: bool) -> f64 {
+    let (parse, dec) = match codec {
+        Codec::H264 => ("h264parse", "avdec_h264"),
+        Codec::H265 => ("h265parse", "avdec_h265"),
+    };
+    let tail = if scale_every_frame {
+        "! videoscale ! videoconvert ! video/x-raw,format=BGR,width=416,height=416 "
+    } else {
+        ""
+    };
+    let t0 = Instant::now();
+    let st = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(
+            format!("filesrc location={} ! qtdemux ! {parse} ! {dec} output-corrupt=false {tail}! fakesink sync=false", file.display())
+                .split_whitespace(),
+        )
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(st.success());
+    frames as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn bench_a() {
+    println!("## (a) decode + detect vs a bare ORT session loop (1 intra-op thread)");
+    println!("| footage | pipeline fps (median) | bare session fps (median) | ratio |");
+    println!("|---|---|---|---|");
+    for (name, limit) in [
+        ("vtest_h264.mp4", 60u64),
+        ("synthetic_1080p_h264.mp4", 60),
+        ("synthetic_1080p_h265.mp4", 60),
+    ] {
+        let file = footage(name);
+        let (mut ours, mut reference) = (Vec::new(), Vec::new());
+        for _ in 0..rounds() {
+            reference.push(raw_session_fps(limit));
+            ours.push(pipeline_detect_fps(&file, limit));
+        }
+        let (o, r) = (median(ours), median(reference));
+        println!("| {name} | {o:.2} | {r:.2} | {:.3} |", o / r);
+    }
+}
+
+fn bench_b() {
+    println!("## (b) decode-only vs gst-launch-1.0 on the same stream");
+    println!("| footage | agent, every frame scaled (fps) | gst-launch, same (fps) | ratio | agent at detect.fps=5 (fps) | gst-launch decode only (fps) | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, codec) in [
+        ("vtest_h264.mp4", Codec::H264),
+        ("synthetic_1080p_h264.mp4", Codec::H264),
+        ("synthetic_1080p_h265.mp4", Codec::H265),
+    ] {
+        let file = footage(name);
+        let tc = match codec {
+            Codec::H264 => rtsp_server::Codec::H264,
+            Codec::H265 => rtsp_server::Codec::H265,
+        };
+        let clip = rtsp_server::load_clip(&file, tc).unwrap();
+        let n = clip.frames.len();
+        let (mut o_all, mut r_all, mut o_5, mut r_dec) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds() {
+            r_all.push(gst_launch_fps(&file, codec, n, true));
+            o_all.push(ours_decode_fps(&clip, codec, 0.0));
+            r_dec.push(gst_launch_fps(&file, codec, n, false));
+            o_5.push(ours_decode_fps(&clip, codec, 5.0));
+        }
+        let (oa, ra, o5, rd) = (median(o_all), median(r_all), median(o_5), median(r_dec));
+        println!(
+            "| {name} | {oa:.1} | {ra:.1} | {:.3} | {o5:.1} | {rd:.1} | {:.3} |",
+            oa / ra,
+            o5 / rd
+        );
+    }
+}
+
+/// utime + stime of `pid` in seconds, and VmRSS in MiB.
+fn proc_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    (ticks / 100.0, rss_kb / 1024.0)
+}
+
+fn bench_c() {
+    println!("## (c) ioc-agent run: one live 1080p25 RTSP camera at detect.fps = 5");
+    println!("| stream | CPU (% of one core, median of 5 s windows) | RSS MiB (max) | detector-only share |");
+    println!("|---|---|---|---|");
+    for (name, codec) in [
+        ("synthetic_1080p_h264.mp4", "h264"),
+        ("synthetic_1080p_h265.mp4", "h265"),
+    ] {
+        let server = RtspServer::start(
+            &[format!("/cam={}:{codec}:loop", footage(name).display())],
+            0,
+            None,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[agent]\nid = \"bench\"\nlog_detections = false\n[detect]\nmodel = \"{}\"\nfps = 5\n[[cameras]]\nid = \"cam\"\nurl = \"{}\"\n",
+                model_manifest().display(),
+                server.url("/cam")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(workspace_binary("ioc-agent"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(5)); // connect, load, warm up
+        let mut cpu = Vec::new();
+        let mut rss_max: f64 = 0.0;
+        let (mut last, _) = proc_usage(child.id());
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_secs(5));
+            let (now, rss) = proc_usage(child.id());
+            cpu.push((now - last) / 5.0 * 100.0);
+            rss_max = rss_max.max(rss);
+            last = now;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // What 5 inferences a second cost alone, for comparison.
+        let raw = raw_session_fps(20);
+        println!(
+            "| {name} | {:.1} | {rss_max:.0} | {:.1} |",
+            median(cpu),
+            5.0 / raw * 100.0
+        );
+    }
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |k: &str| which.is_empty() || which.iter().any(|w| w == k);
+    ioc_agent::decode::init().unwrap();
+    if run("a") {
+        bench_a();
+    }
+    if run("b") {
+        bench_b();
+    }
+    if run("c") {
+        bench_c();
+    }
+}

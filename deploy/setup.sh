@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a Debian 12 machine: installs what is missing and
+# prepares what the build, tests and demo need. Safe to run again; a second
+# run only checks.
+#
+#   - Debian packages: GStreamer 1.22 (dev headers, base/good/bad/ugly/libav
+#     plugins, gst-rtsp-server), mosquitto and its clients.
+#   - ONNX Runtime 1.31.1: the C library out of the PyPI wheel (sha256-pinned),
+#     into .deps/onnxruntime/. Nothing is downloaded at build or run time.
+#   - Test footage and images from Debian packages (opencv-doc: vtest.avi;
+#     darknet: dog.jpg, person.jpg), re-encoded once into .deps/footage/.
+#
+# Only package registries are used (Debian, PyPI). Run as root or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEPS=$ROOT/.deps
+mkdir -p "$DEPS"
+
+say() { printf '==> %s\n' "$*"; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+# --- Debian packages -------------------------------------------------------
+PKGS=(
+  pkg-config build-essential python3 python3-pip
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  mosquitto mosquitto-clients
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The tests start their own brokers; a system one would only hold port 1883.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+
+# --- Rust toolchain ----------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (rustup, or Debian's cargo is too old: needs 1.92+)" >&2
+  exit 1
+fi
+
+# --- ONNX Runtime --------------------------------------------------------------
+ORT_VERSION=1.31.1
+ORT_WHEEL=onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl
+ORT_WHEEL_SHA256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
+ORT_LIB=libonnxruntime.so.${ORT_VERSION}
+ORT_LIB_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+ORT_DIR=$DEPS/onnxruntime
+if ! echo "$ORT_LIB_SHA256  $ORT_DIR/$ORT_LIB" | sha256sum -c --status 2>/dev/null; then
+  say "fetching ONNX Runtime $ORT_VERSION from PyPI"
+  mkdir -p "$ORT_DIR/wheel"
+  if ! echo "$ORT_WHEEL_SHA256  $ORT_DIR/wheel/$ORT_WHEEL" | sha256sum -c --status 2>/dev/null; then
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --python-version 3.11 \
+      "onnxruntime==$ORT_VERSION" -d "$ORT_DIR/wheel"
+  fi
+  echo "$ORT_WHEEL_SHA256  $ORT_DIR/wheel/$ORT_WHEEL" | sha256sum -c --quiet
+  python3 - "$ORT_DIR/wheel/$ORT_WHEEL" "$ORT_DIR" "$ORT_LIB" <<'PY'
+import sys, zipfile, shutil, os
+wheel, out, lib = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(f"onnxruntime/capi/{lib}") as src, open(os.path.join(out, lib), "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  echo "$ORT_LIB_SHA256  $ORT_DIR/$ORT_LIB" | sha256sum -c --quiet
+  rm -rf "$ORT_DIR/wheel"
+fi
+
+# --- Footage -------------------------------------------------------------------
+FOOT=$DEPS/footage
+mkdir -p "$FOOT" "$DEPS/debs"
+VTEST_SHA256=45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf
+fetch_deb() { # package, path inside, destination
+  local pkg=$1 inside=$2 dest=$3
+  [ -s "$dest" ] && return 0
+  say "extracting $inside from Debian package $pkg"
+  ( cd "$DEPS/debs" && ls ${pkg}_*.deb >/dev/null 2>&1 || apt-get download "$pkg" >/dev/null )
+  local x; x=$(mktemp -d)
+  dpkg-deb -x "$(ls "$DEPS"/debs/${pkg}_*.deb | head -n1)" "$x"
+  cp "$x/$inside" "$dest"
+  rm -rf "$x"
+}
+if ! ls "$DEPS"/debs/opencv-doc_*.deb >/dev/null 2>&1 || ! ls "$DEPS"/debs/darknet_*.deb >/dev/null 2>&1; then
+  $SUDO apt-get update -qq || true
+fi
+fetch_deb opencv-doc usr/share/doc/opencv-doc/examples/data/vtest.avi "$FOOT/vtest.avi"
+echo "$VTEST_SHA256  $FOOT/vtest.avi" | sha256sum -c --quiet
+for img in dog.jpg person.jpg horses.jpg; do
+  fetch_deb darknet "usr/share/darknet/data/$img" "$FOOT/$img"
+done
+
+encode() { # output, gst-launch pipeline (without the sink)
+  local out=$1; shift
+  [ -s "$FOOT/$out" ] && return 0
+  say "encoding $out"
+  gst-launch-1.0 -q "$@" ! filesink location="$FOOT/$out.tmp"
+  mv "$FOOT/$out.tmp" "$FOOT/$out"
+}
+# vtest (768x576, 10 fps) as a camera would send it: H.264, a key frame every 2 s.
+encode vtest_h264.mp4 filesrc location="$FOOT/vtest.avi" ! decodebin ! videoconvert \
+  ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=20 bitrate=1500 \
+  ! h264parse ! mp4mux
+# A synthetic 1080p25 scene, 10 s, in H.265 and H.264 (decode cost and codec coverage).
+encode synthetic_1080p_h265.mp4 videotestsrc num-buffers=250 pattern=smpte horizontal-speed=6 \
+  ! video/x-raw,width=1920,height=1080,framerate=25/1 \
+  ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=4000 ! h265parse ! mp4mux
+encode synthetic_1080p_h264.mp4 videotestsrc num-buffers=250 pattern=smpte horizontal-speed=6 \
+  ! video/x-raw,width=1920,height=1080,framerate=25/1 \
+  ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=50 bitrate=4000 ! h264parse ! mp4mux
+
+say "set-up complete"

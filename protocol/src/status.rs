@@ -1,0 +1,194 @@
+//! Retained status payloads: agent (`ioc.agent-status/1`) and camera (`ioc.camera-status/1`).
+//!
+//! The agent publishes [`AgentStatus`] `online` on `{root}/v1/agents/{agent}/status`, retained,
+//! right after connecting, and registers the same topic as its MQTT Last Will with an `offline`
+//! payload built at connect time (so that will's `at` is the connect time, not the time of
+//! death; the broker's delivery time is the better clock for that). On a clean shutdown it
+//! publishes `offline` itself. [`CameraStatus`] is retained on
+//! `{root}/v1/agents/{agent}/cameras/{camera}/status` and re-published on every state change.
+//! The ids are in the topic, not in these payloads.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+use crate::topics::validate_camera_id;
+use crate::validate::{Checker, Invalid};
+
+/// The `schema` value of [`AgentStatus`].
+pub const AGENT_STATUS_SCHEMA: &str = "ioc.agent-status/1";
+/// The `schema` value of [`CameraStatus`].
+pub const CAMERA_STATUS_SCHEMA: &str = "ioc.camera-status/1";
+
+/// Whether an agent is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Connected and running.
+    Online,
+    /// Shut down, or gone (Last Will).
+    Offline,
+}
+
+/// An agent's status (retained; also its Last Will).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(title = "ioc.agent-status/1")]
+pub struct AgentStatus {
+    /// Always `"ioc.agent-status/1"`.
+    #[schemars(extend("const" = "ioc.agent-status/1"))]
+    pub schema: String,
+    /// Online or offline.
+    pub state: AgentState,
+    /// The agent's version (its crate version, e.g. `0.1.0`).
+    pub version: String,
+    /// The ids of the cameras it is configured with.
+    #[serde(default)]
+    #[schemars(inner(pattern(crate::topics::ID_PATTERN)))]
+    pub cameras: Vec<String>,
+    /// When this status was built.
+    pub at: Timestamp,
+}
+
+impl AgentStatus {
+    /// A status with `state`.
+    pub fn new(state: AgentState, version: &str, cameras: Vec<String>, at: Timestamp) -> Self {
+        AgentStatus {
+            schema: AGENT_STATUS_SCHEMA.to_owned(),
+            state,
+            version: version.to_owned(),
+            cameras,
+            at,
+        }
+    }
+
+    /// Checks the schema string, version and camera ids (no duplicates).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut c = Checker::new(AGENT_STATUS_SCHEMA);
+        c.schema(&self.schema);
+        c.label("version", &self.version);
+        for (i, cam) in self.cameras.iter().enumerate() {
+            c.id(&format!("cameras[{i}]"), validate_camera_id(cam));
+            if self.cameras[..i].contains(cam) {
+                c.push(format!("cameras[{i}]"), format!("{cam:?} is listed twice"));
+            }
+        }
+        c.finish()
+    }
+}
+
+/// The state of one camera's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    /// Opening the stream, no frame yet.
+    Connecting,
+    /// Frames arrive.
+    Streaming,
+    /// The stream broke; retrying with backoff.
+    Reconnecting,
+    /// Given up or misconfigured; `error` says why.
+    Failed,
+    /// Unreachable for longer than the offline threshold.
+    Offline,
+    /// Frames arrive but the view is covered, dark, blurred or moved.
+    Tampered,
+    /// Stopped on purpose (shutdown, disabled).
+    Stopped,
+}
+
+/// A camera's status (retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(title = "ioc.camera-status/1")]
+pub struct CameraStatus {
+    /// Always `"ioc.camera-status/1"`.
+    #[schemars(extend("const" = "ioc.camera-status/1"))]
+    pub schema: String,
+    /// The stream's state.
+    pub state: CameraState,
+    /// Decoded frames per second over the last interval, if streaming.
+    #[serde(default)]
+    pub fps: Option<f32>,
+    /// The last error, for people (not parsed).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When this status was built.
+    pub at: Timestamp,
+}
+
+impl CameraStatus {
+    /// A status with `state` and nothing else.
+    pub fn new(state: CameraState, at: Timestamp) -> Self {
+        CameraStatus {
+            schema: CAMERA_STATUS_SCHEMA.to_owned(),
+            state,
+            fps: None,
+            error: None,
+            at,
+        }
+    }
+
+    /// Checks the schema string and that `fps` is finite and non-negative.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut c = Checker::new(CAMERA_STATUS_SCHEMA);
+        c.schema(&self.schema);
+        if let Some(fps) = self.fps {
+            c.range("fps", fps.into(), 0.0, 1000.0);
+        }
+        c.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        Timestamp::parse("2024-05-01T12:00:00.000Z").unwrap()
+    }
+
+    #[test]
+    fn agent_status_round_trips() {
+        for state in [AgentState::Online, AgentState::Offline] {
+            let s = AgentStatus::new(state, "0.1.0", vec!["a".into(), "b-2".into()], at());
+            s.validate().unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<AgentStatus>(&json).unwrap(), s);
+        }
+        let json = serde_json::to_string(&AgentStatus::new(AgentState::Offline, "1", vec![], at()));
+        assert_eq!(
+            json.unwrap(),
+            r#"{"schema":"ioc.agent-status/1","state":"offline","version":"1","cameras":[],"at":"2024-05-01T12:00:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn agent_status_problems() {
+        let mut s = AgentStatus::new(AgentState::Online, "", vec!["a".into(), "a".into()], at());
+        s.cameras.push("B".into());
+        let e = s.validate().unwrap_err();
+        let fields: Vec<_> = e.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["version", "cameras[1]", "cameras[2]"]);
+    }
+
+    #[test]
+    fn camera_status_round_trips() {
+        for state in [
+            CameraState::Connecting,
+            CameraState::Streaming,
+            CameraState::Reconnecting,
+            CameraState::Failed,
+            CameraState::Offline,
+            CameraState::Tampered,
+            CameraState::Stopped,
+        ] {
+            let mut s = CameraStatus::new(state, at());
+            s.fps = Some(4.9);
+            s.error = Some("rtsp: 401 unauthorized".into());
+            s.validate().unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<CameraStatus>(&json).unwrap(), s);
+        }
+        let mut s = CameraStatus::new(CameraState::Streaming, at());
+        s.fps = Some(-1.0);
+        assert_eq!(s.validate().unwrap_err().problems[0].field, "fps");
+    }
+}
