@@ -9,11 +9,13 @@ use anyhow::Context;
 use ioc_detect::{postprocess::DecodeParams, Detector, DetectorConfig};
 use tokio::sync::watch;
 
+use crate::analytics::{CameraAnalytics, Clock, Output, RulesWorker};
 use crate::camera::{self, CameraHandle, CameraSpec, SourceSpec};
 use crate::config::AgentConfig;
 use crate::decode::DecodeSettings;
 use crate::detect::{class_filter, DetectQueue, DetectorWorker, FrameDetections, QueuePolicy};
 use crate::source::rtsp::RtspTarget;
+use crate::source::CameraState;
 
 /// Loads the detector described by `[detect]`.
 pub fn load_detector(cfg: &AgentConfig) -> anyhow::Result<Detector> {
@@ -76,23 +78,27 @@ pub fn camera_specs(cfg: &AgentConfig, detector: &Detector) -> anyhow::Result<Ve
     Ok(specs)
 }
 
-/// A running agent: cameras and the detector.
+/// A running agent: cameras, the detector and the rules.
 pub struct Agent {
     /// One handle per enabled camera, in config order.
     pub cameras: Vec<CameraHandle>,
     /// The shared detector queue.
     pub queue: Arc<DetectQueue>,
     worker: DetectorWorker,
+    rules: RulesWorker,
     shutdown_tx: watch::Sender<bool>,
 }
 
 impl Agent {
     /// Starts every enabled camera feeding `detector` (see [`load_detector`]).
-    /// `on_result` is called on the detector thread for every detected frame.
+    /// `on_detections` runs on the detector thread for every detected frame;
+    /// `on_output` on the rules thread for every rule event and count report.
+    /// Must be called inside a tokio runtime.
     pub fn start(
         cfg: &AgentConfig,
         detector: Detector,
-        on_result: impl Fn(FrameDetections) + Send + 'static,
+        on_detections: impl Fn(&FrameDetections) + Send + 'static,
+        on_output: impl FnMut(Output) + Send + 'static,
     ) -> anyhow::Result<Self> {
         crate::decode::init()?;
         let specs = camera_specs(cfg, &detector)?;
@@ -106,18 +112,63 @@ impl Agent {
         } else {
             QueuePolicy::Block
         };
+
+        let start = std::time::Instant::now();
+        let enabled = cfg.cameras.iter().enumerate().filter(|(_, c)| c.enabled);
+        let mut per_camera = Vec::with_capacity(specs.len());
+        for ((i, c), spec) in enabled.zip(&specs) {
+            let clock = match spec.source {
+                SourceSpec::File(_) if !spec.decode.realtime => Clock::Stream,
+                _ => Clock::Arrival,
+            };
+            let analytics = match &c.analytics {
+                None => None,
+                Some(a) => Some(
+                    CameraAnalytics::new(a, detector.labels(), clock, start)
+                        .map_err(|e| anyhow::anyhow!("cameras[{i}].analytics: {}", e.join("; ")))?,
+                ),
+            };
+            per_camera.push(analytics);
+        }
+        let rules = RulesWorker::spawn(per_camera, cfg.agent.utc_offset_minutes, on_output)
+            .context("starting the rules thread")?;
+        let frames = rules.frame_sender();
+
         let queue = DetectQueue::new(cfg.detect.queue_capacity, policy);
-        let worker = DetectorWorker::spawn(detector, queue.clone(), keep, on_result)
-            .context("starting the detector thread")?;
+        let worker = DetectorWorker::spawn(detector, queue.clone(), keep, move |r| {
+            on_detections(&r);
+            frames.send(r);
+        })
+        .context("starting the detector thread")?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let cameras = specs
+        let cameras: Vec<CameraHandle> = specs
             .into_iter()
             .map(|s| camera::spawn(s, queue.clone(), shutdown_rx.clone()))
             .collect();
+        // The offline rule hears of every stream loss and recovery.
+        for (i, c) in cameras.iter().enumerate() {
+            let mut status = c.status.clone();
+            let notify = rules.stream_sender();
+            tokio::spawn(async move {
+                let mut up = None;
+                while status.changed().await.is_ok() {
+                    let now = match status.borrow().state {
+                        CameraState::Streaming => Some(true),
+                        CameraState::Reconnecting | CameraState::Failed => Some(false),
+                        _ => None,
+                    };
+                    if now.is_some() && now != up {
+                        up = now;
+                        notify(i, now == Some(true));
+                    }
+                }
+            });
+        }
         Ok(Self {
             cameras,
             queue,
             worker,
+            rules,
             shutdown_tx,
         })
     }
@@ -127,14 +178,19 @@ impl Agent {
         self.worker.stats()
     }
 
-    /// Stops the cameras (TEARDOWN sent), then drains and stops the detector.
+    /// Stops the cameras (TEARDOWN sent), then drains and stops the detector
+    /// and the rules.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         for c in self.cameras {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.task).await;
         }
-        let worker = self.worker;
-        let _ = tokio::task::spawn_blocking(move || worker.shutdown()).await;
+        let (worker, rules) = (self.worker, self.rules);
+        let _ = tokio::task::spawn_blocking(move || {
+            worker.shutdown();
+            rules.shutdown();
+        })
+        .await;
     }
 }
 
@@ -157,15 +213,21 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let detector = load_detector(&cfg)?;
     let labels = detector.labels().to_vec();
     let names = ids.clone();
-    let agent = Agent::start(&cfg, detector, move |r| {
-        let summary = summarise(&r, &labels);
-        let cam = names.get(r.camera).map(String::as_str).unwrap_or("?");
-        if log_all {
-            tracing::info!(camera = cam, pts_s = r.pts.as_secs_f64(), latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
-        } else {
-            tracing::debug!(camera = cam, pts_s = r.pts.as_secs_f64(), objects = %summary, "detections");
-        }
-    })?;
+    let camera_names = ids.clone();
+    let agent = Agent::start(
+        &cfg,
+        detector,
+        move |r| {
+            let summary = summarise(r, &labels);
+            let cam = names.get(r.camera).map(String::as_str).unwrap_or("?");
+            if log_all {
+                tracing::info!(camera = cam, pts_s = r.pts.as_secs_f64(), latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
+            } else {
+                tracing::debug!(camera = cam, pts_s = r.pts.as_secs_f64(), objects = %summary, "detections");
+            }
+        },
+        move |o| log_output(&camera_names, &o),
+    )?;
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
 
     let mut tick = tokio::time::interval(summary_every);
@@ -206,6 +268,41 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     tracing::info!("shutting down");
     agent.shutdown().await;
     Ok(())
+}
+
+fn log_output(cameras: &[String], o: &Output) {
+    match o {
+        Output::Event { camera, event, .. } => {
+            let cam = cameras.get(*camera).map(String::as_str).unwrap_or("?");
+            let details = serde_json::to_string(&event.details).unwrap_or_default();
+            tracing::warn!(
+                camera = cam,
+                incident = event.incident,
+                kind = ?event.kind,
+                phase = ?event.phase,
+                rule = %event.rule,
+                zone = event.zone.as_deref().unwrap_or(""),
+                line = event.line.as_deref().unwrap_or(""),
+                objects = event.objects.len(),
+                %details,
+                "incident"
+            );
+        }
+        Output::Counts { camera, report, .. } => {
+            let cam = cameras.get(*camera).map(String::as_str).unwrap_or("?");
+            let rows: Vec<String> = report
+                .counts
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}/{}: in {} out {}",
+                        c.line, c.class, c.in_count, c.out_count
+                    )
+                })
+                .collect();
+            tracing::info!(camera = cam, interval_s = report.end_sec - report.start_sec, counts = %rows.join(", "), "line counts");
+        }
+    }
 }
 
 /// `"person×3 car×1"`, for logs.

@@ -43,6 +43,9 @@ pub struct AgentSection {
     /// Log every detection at info level (useful while installing; noisy).
     #[serde(default = "yes")]
     pub log_detections: bool,
+    /// The site's offset from UTC in minutes (420 for Viet Nam), for rule schedules.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
 }
 
 /// `[detect]`
@@ -196,6 +199,9 @@ pub struct CameraConfig {
     /// A disabled camera is validated but not started.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Tracking, zones, lines and incident rules (see agent/tracking/README.md).
+    #[serde(default)]
+    pub analytics: Option<ioc_tracking::AnalyticsConfig>,
 }
 
 impl CameraConfig {
@@ -322,6 +328,12 @@ impl AgentConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
         check_id(&mut e, "agent.id", &self.agent.id);
+        if self.agent.utc_offset_minutes.abs() > 14 * 60 {
+            e.push(format!(
+                "agent.utc_offset_minutes: {} is not within ±14 h",
+                self.agent.utc_offset_minutes
+            ));
+        }
         let d = &self.detect;
         if !(d.fps > 0.0 && d.fps <= 120.0) {
             e.push(format!("detect.fps: {} is not in (0, 120]", d.fps));
@@ -397,6 +409,13 @@ impl AgentConfig {
                 if !(f > 0.0 && f <= 120.0) {
                     e.push(format!("{key}.detect_fps: {f} is not in (0, 120]"));
                 }
+            }
+            if let Some(Err(errs)) = c.analytics.as_ref().map(|a| a.validate()) {
+                e.extend(
+                    errs.0
+                        .into_iter()
+                        .map(|x| format!("{key}.analytics.{}: {}", x.key, x.message)),
+                );
             }
         }
         e
@@ -539,6 +558,21 @@ file = "clip.mp4"
         let text = OK.replace("rtsp://10.0.0.1/stream", "rtsp://admin:s3cret@[bad/stream");
         let e = AgentConfig::parse(&text).unwrap_err().join("\n");
         assert!(e.contains("cameras[0].url") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn analytics_errors_are_named_under_the_camera() {
+        let text = format!(
+            "{OK}\n[cameras.analytics]\n[[cameras.analytics.zones]]\nname = \"z\"\npoints = [[0.1, 0.1], [0.2, 0.2]]\n"
+        );
+        let e = AgentConfig::parse(&text).unwrap_err().join("\n");
+        assert!(e.contains("cameras[1].analytics.zones[0].points"), "{e}");
+        let text = format!("{OK}\n[cameras.analytics]\nzonez = []\n");
+        let e = AgentConfig::parse(&text).unwrap_err().join("\n");
+        assert!(
+            e.contains("cameras[1].analytics") && e.contains("zonez"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct FrameDetections {
     pub frame: DecodedFrame,
     /// Time from queueing to the end of inference.
     pub latency: Duration,
+    /// When the decoded frame was queued (about when it arrived).
+    pub captured_at: Instant,
 }
 
 struct State {
@@ -221,6 +223,7 @@ impl DetectorWorker {
                         source_size: f.source_size,
                         detections: out.clone(),
                         latency: job.queued_at.elapsed(),
+                        captured_at: job.queued_at,
                         frame: job.frame,
                     });
                 }

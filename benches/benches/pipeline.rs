@@ -226,10 +226,28 @@ fn proc_usage(pid: u32) -> (f64, f64) {
     (ticks / 100.0, rss_kb / 1024.0)
 }
 
+/// Median CPU (% of one core) over four 5 s windows after a 5 s warm-up, and max RSS in MiB.
+fn measure(child: &mut std::process::Child) -> (f64, f64) {
+    std::thread::sleep(Duration::from_secs(5)); // connect, load, warm up
+    let mut cpu = Vec::new();
+    let mut rss_max: f64 = 0.0;
+    let (mut last, _) = proc_usage(child.id());
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(5));
+        let (now, rss) = proc_usage(child.id());
+        cpu.push((now - last) / 5.0 * 100.0);
+        rss_max = rss_max.max(rss);
+        last = now;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (median(cpu), rss_max)
+}
+
 fn bench_c() {
-    println!("## (c) ioc-agent run: one live 1080p25 RTSP camera at detect.fps = 5");
-    println!("| stream | CPU (% of one core, median of 5 s windows) | RSS MiB (max) | detector-only share |");
-    println!("|---|---|---|---|");
+    println!("## (c) one live 1080p25 RTSP camera: ioc-agent run at detect.fps = 5 vs gst-launch decoding the same stream");
+    println!("| stream | ioc-agent CPU % | ioc-agent RSS MiB | gst-launch decode-only CPU % | gst-launch RSS MiB | agent minus decode, CPU % | 5 bare inferences/s, CPU % |");
+    println!("|---|---|---|---|---|---|---|");
     for (name, codec) in [
         ("synthetic_1080p_h264.mp4", "h264"),
         ("synthetic_1080p_h265.mp4", "h265"),
@@ -251,29 +269,27 @@ fn bench_c() {
             ),
         )
         .unwrap();
-        let mut child = Command::new(workspace_binary("ioc-agent"))
+        let mut agent = Command::new(workspace_binary("ioc-agent"))
             .args(["run", "--config", cfg.to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_secs(5)); // connect, load, warm up
-        let mut cpu = Vec::new();
-        let mut rss_max: f64 = 0.0;
-        let (mut last, _) = proc_usage(child.id());
-        for _ in 0..4 {
-            std::thread::sleep(Duration::from_secs(5));
-            let (now, rss) = proc_usage(child.id());
-            cpu.push((now - last) / 5.0 * 100.0);
-            rss_max = rss_max.max(rss);
-            last = now;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let (agent_cpu, agent_rss) = measure(&mut agent);
+        let launch = format!(
+            "rtspsrc location={} protocols=tcp latency=0 ! rtp{codec}depay ! {codec}parse ! avdec_{codec} ! fakesink sync=false",
+            server.url("/cam")
+        );
+        let mut reference = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(launch.split_whitespace())
+            .spawn()
+            .unwrap();
+        let (ref_cpu, ref_rss) = measure(&mut reference);
         // What 5 inferences a second cost alone, for comparison.
         let raw = raw_session_fps(20);
         println!(
-            "| {name} | {:.1} | {rss_max:.0} | {:.1} |",
-            median(cpu),
+            "| {name} | {agent_cpu:.1} | {agent_rss:.0} | {ref_cpu:.1} | {ref_rss:.0} | {:.1} | {:.1} |",
+            agent_cpu - ref_cpu,
             5.0 / raw * 100.0
         );
     }

@@ -49,8 +49,13 @@ fn start(cfg: &AgentConfig) -> (Agent, Results) {
     let results: Results = Arc::default();
     let r = results.clone();
     let detector = load_detector(cfg).expect("model loads");
-    let agent =
-        Agent::start(cfg, detector, move |f| r.lock().unwrap().push(f)).expect("agent starts");
+    let agent = Agent::start(
+        cfg,
+        detector,
+        move |f| r.lock().unwrap().push(f.clone()),
+        |_| {},
+    )
+    .expect("agent starts");
     (agent, results)
 }
 
