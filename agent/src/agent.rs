@@ -212,6 +212,45 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let log_all = cfg.agent.log_detections;
     let detector = load_detector(&cfg)?;
     let labels = detector.labels().to_vec();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut delivery = match &cfg.mqtt {
+        None => {
+            tracing::warn!("no [mqtt] section: incidents are only logged");
+            None
+        }
+        Some(m) => {
+            let path = cfg.resolve(&cfg.outbox.path);
+            let outbox = ioc_outbox::Outbox::open(
+                &path,
+                ioc_outbox::OutboxConfig {
+                    max_bytes: cfg.outbox.max_bytes,
+                },
+            )
+            .with_context(|| format!("outbox {}", path.display()))?;
+            let publisher = ioc_outbox::Publisher::spawn(
+                outbox.clone(),
+                m.clone(),
+                &cfg.agent.id,
+                env!("CARGO_PKG_VERSION"),
+                ids.clone(),
+                shutdown_rx.clone(),
+            )?;
+            let resize = detector.manifest().input.resize;
+            let metas = cfg
+                .cameras
+                .iter()
+                .filter(|c| c.enabled)
+                .map(|c| crate::delivery::CameraMeta::new(&c.id, c.analytics.as_ref(), resize))
+                .collect();
+            Some(crate::delivery::Delivery::new(
+                outbox,
+                publisher,
+                &cfg.agent.id,
+                metas,
+                cfg.snapshot.clone(),
+            ))
+        }
+    };
     let names = ids.clone();
     let camera_names = ids.clone();
     let agent = Agent::start(
@@ -226,7 +265,12 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
                 tracing::debug!(camera = cam, pts_s = r.pts.as_secs_f64(), objects = %summary, "detections");
             }
         },
-        move |o| log_output(&camera_names, &o),
+        move |o| {
+            log_output(&camera_names, &o);
+            if let Some(d) = delivery.as_mut() {
+                d.handle(o);
+            }
+        },
     )?;
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
 
@@ -267,6 +311,8 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     }
     tracing::info!("shutting down");
     agent.shutdown().await;
+    // The publisher sends what it can, then its offline status.
+    let _ = shutdown_tx.send(true);
     Ok(())
 }
 

@@ -66,6 +66,34 @@ pub fn draw_box(img: &mut RgbImage, b: &BBox, colour: Rgb<u8>, thickness: u32) {
     }
 }
 
+/// Draws a straight line from `a` to `b` (pixels), `thickness` pixels wide, clipped to the image.
+pub fn draw_line(
+    img: &mut RgbImage,
+    a: (f32, f32),
+    b: (f32, f32),
+    colour: Rgb<u8>,
+    thickness: u32,
+) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let steps = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as i64).max(1);
+    let r = thickness as i64 / 2;
+    for i in 0..=steps {
+        let t = i as f32 / steps as f32;
+        let (x, y) = (
+            (a.0 + (b.0 - a.0) * t) as i64,
+            (a.1 + (b.1 - a.1) * t) as i64,
+        );
+        for dy in -r..=r {
+            for dx in -r..=r {
+                let (px, py) = (x + dx, y + dy);
+                if (0..w).contains(&px) && (0..h).contains(&py) {
+                    img.put_pixel(px as u32, py as u32, colour);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

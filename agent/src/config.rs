@@ -26,6 +26,15 @@ pub struct AgentConfig {
     /// Reconnect and timeout policy for cameras.
     #[serde(default)]
     pub reconnect: ReconnectConfig,
+    /// The MQTT broker events are delivered to; without it incidents are only logged.
+    #[serde(default)]
+    pub mqtt: Option<ioc_outbox::MqttConfig>,
+    /// The durable outbox events wait in until the collector acknowledges them.
+    #[serde(default)]
+    pub outbox: OutboxSection,
+    /// Event snapshots.
+    #[serde(default)]
+    pub snapshot: crate::snapshot::SnapshotConfig,
     /// The cameras.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -88,6 +97,31 @@ impl Default for DetectConfig {
     fn default() -> Self {
         toml::from_str("").expect("defaults")
     }
+}
+
+/// `[outbox]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// The SQLite file, relative to the config file.
+    #[serde(default = "default_outbox_path")]
+    pub path: PathBuf,
+    /// Size bound; when full, snapshots go first, then the oldest events (logged and counted).
+    #[serde(default = "default_outbox_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn default_outbox_path() -> PathBuf {
+    "ioc-agent-outbox.db".into()
+}
+fn default_outbox_bytes() -> u64 {
+    256 * 1024 * 1024
 }
 
 /// `[decode]`: GStreamer decoder elements per codec.
@@ -370,6 +404,18 @@ impl AgentConfig {
             if v < 100 {
                 e.push(format!("reconnect.{k}: {v} ms is too short (at least 100)"));
             }
+        }
+        if let Some(Err(m)) = self.mqtt.as_ref().map(|m| m.validate()) {
+            e.push(format!("mqtt: {m}"));
+        }
+        if self.outbox.max_bytes < 1024 * 1024 {
+            e.push(format!(
+                "outbox.max_bytes: {} is below 1 MiB",
+                self.outbox.max_bytes
+            ));
+        }
+        if self.snapshot.max_width < 64 || !(1..=100).contains(&self.snapshot.quality) {
+            e.push("snapshot: max_width must be >= 64 and quality 1..=100".into());
         }
         if self.cameras.is_empty() {
             e.push("cameras: no camera configured; add a [[cameras]] table".into());

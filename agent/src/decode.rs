@@ -100,6 +100,8 @@ pub struct DecodeStats {
     pub handed_on: AtomicU64,
     /// Compressed frames dropped because the decoder fell behind (whole GOPs).
     pub dropped_behind: AtomicU64,
+    /// Compressed frames skipped while waiting for a key frame (stream start, after loss or a drop).
+    pub skipped_to_key: AtomicU64,
 }
 
 /// Result of [`Pipeline::push`].
@@ -280,12 +282,16 @@ impl Pipeline {
         if let Some(e) = self.take_error() {
             return Err(DecodeError::Runtime(e));
         }
-        let behind = appsrc.current_level_buffers() >= MAX_QUEUED_FRAMES;
-        if behind || (self.waiting_for_key.load(Ordering::Relaxed) && !key_frame) {
-            if behind && !self.waiting_for_key.swap(true, Ordering::Relaxed) {
+        if appsrc.current_level_buffers() >= MAX_QUEUED_FRAMES {
+            if !self.waiting_for_key.swap(true, Ordering::Relaxed) {
                 tracing::warn!("decoder is behind; dropping frames until the next key frame");
             }
             self.stats.dropped_behind.fetch_add(1, Ordering::Relaxed);
+            return Ok(PushOutcome::Dropped);
+        }
+        if self.waiting_for_key.load(Ordering::Relaxed) && !key_frame {
+            // At the start, after a drop or after packet loss: a P-frame alone decodes to garbage.
+            self.stats.skipped_to_key.fetch_add(1, Ordering::Relaxed);
             return Ok(PushOutcome::Dropped);
         }
         self.waiting_for_key.store(false, Ordering::Relaxed);

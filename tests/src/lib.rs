@@ -3,7 +3,11 @@
 //! [`rtsp_server`] is the RTSP server (gst-rtsp-server) that serves the
 //! footage; [`RtspServer`] runs it as a child process on a loopback port so a
 //! test can kill it and start it again like a camera going away.
+//! [`mosquitto::Mosquitto`] is a real broker with per-agent credentials and
+//! ACLs; [`proxy::TcpProxy`] cuts connections on demand.
 
+pub mod mosquitto;
+pub mod proxy;
 pub mod rtsp_server;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,898 @@
+//! The MQTT publisher: drains the [`Outbox`] to the broker and deletes entries only on the
+//! collector's acknowledgement.
+//!
+//! # Contract
+//! - rumqttc 0.25, MQTT 3.1.1, QoS 1 everywhere, persistent session (`clean_session = false`)
+//!   with a stable client id (default: the agent id), so acks published to `.../acks` while
+//!   the agent was away are delivered when it comes back.
+//! - Last Will: a retained `AgentStatus` `offline` on `.../status` (built at spawn time). After
+//!   every ConnAck a retained `online` is published; on graceful shutdown a retained `offline`.
+//! - Outbox entries go out in append order, at most `max_in_flight` unacknowledged at a time.
+//!   An entry the **collector** has not acknowledged on `.../acks` within `ack_timeout_sec` is
+//!   sent again (the broker's PUBACK only means the broker has it, and a broker killed with -9
+//!   loses it); after every reconnect everything unacknowledged is sent again, in order.
+//!   Duplicates are expected: the collector stores by `(agent, seq)`.
+//! - Camera statuses are retained and not queued: only the latest per camera matters, and it
+//!   is re-published after every reconnect.
+//!
+//! # Tasks and blocking
+//! `mqtt-eventloop` polls rumqttc's `EventLoop` and does nothing else that can block: it
+//! forwards acks over an unbounded channel (acks are small and rare: one per collector batch)
+//! and signals connection changes through a `watch`. `outbox-sender` publishes; `outbox-acker`
+//! applies acks. Outbox calls (SQLite, fsync) run in `spawn_blocking`.
+//!
+//! # Failures
+//! The event loop reconnects forever, with exponential backoff from 100 ms to
+//! `reconnect_max_sec` and jitter. Each failure is classified ([`FailureKind`]: authentication
+//! refused, TLS, connection refused, unreachable, connection lost), logged as
+//! `MqttConnectFailed` with a stable `error_code`, and kept in [`PublisherStats::last_error`].
+//! The password is never logged.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ioc_protocol::{AgentState, AgentStatus, AgentTopics, CameraStatus, Counts, Timestamp, Topics};
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, EventLoop, LastWill,
+    MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::store::{Entry, EntryKind, Outbox, OutboxError};
+
+/// Broker connection settings (the agent config's `[mqtt]` table).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port; default 1883 (8883 is usual with `tls`).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// MQTT client id; default the agent id. Must be stable: the broker keeps the session
+    /// (subscriptions, queued acks) under it.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// User name (mosquitto's ACL gives agent `a1` user `a1` its own topics).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password; never logged (`Debug` redacts it).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Topic root; default `ioc`.
+    #[serde(default = "default_root")]
+    pub topic_root: String,
+    /// MQTT keep-alive; default 30 s.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_sec: u64,
+    /// TLS (rustls, ring provider); plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Largest MQTT packet sent or accepted; default 4 MiB (snapshots go in one packet).
+    #[serde(default = "default_max_packet")]
+    pub max_packet_size: usize,
+    /// Re-send an entry the collector has not acknowledged after this long; default 30 s.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_sec: f64,
+    /// Most outbox entries sent and not yet acknowledged; default 64.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: u16,
+    /// Longest wait between reconnect attempts; default 30 s.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_sec: f64,
+    /// TCP + TLS + CONNECT must finish within this; default 10 s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_sec: u64,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_root() -> String {
+    ioc_protocol::DEFAULT_ROOT.to_owned()
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_max_packet() -> usize {
+    4 * 1024 * 1024
+}
+fn default_ack_timeout() -> f64 {
+    30.0
+}
+fn default_in_flight() -> u16 {
+    64
+}
+fn default_reconnect_max() -> f64 {
+    30.0
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl MqttConfig {
+    /// Settings for `host:port` with every default.
+    pub fn new(host: &str, port: u16) -> Self {
+        MqttConfig {
+            host: host.to_owned(),
+            port,
+            client_id: None,
+            username: None,
+            password: None,
+            topic_root: default_root(),
+            keep_alive_sec: default_keep_alive(),
+            tls: None,
+            max_packet_size: default_max_packet(),
+            ack_timeout_sec: default_ack_timeout(),
+            max_in_flight: default_in_flight(),
+            reconnect_max_sec: default_reconnect_max(),
+            connect_timeout_sec: default_connect_timeout(),
+        }
+    }
+
+    /// Checks what serde does not; returns every problem as `mqtt.<key>: message`.
+    pub fn validate(&self) -> Result<(), PublisherError> {
+        let mut problems = Vec::new();
+        if self.host.trim().is_empty() {
+            problems.push("mqtt.host: must not be empty".to_owned());
+        }
+        if let Err(e) = Topics::new(&self.topic_root) {
+            problems.push(format!("mqtt.topic_root: {e}"));
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 128 {
+                problems.push(format!("mqtt.client_id: {id:?} must be 1-128 bytes"));
+            }
+        }
+        if self.password.is_some() && self.username.is_none() {
+            problems.push("mqtt.password: set without mqtt.username".to_owned());
+        }
+        if !(self.ack_timeout_sec.is_finite() && self.ack_timeout_sec > 0.0) {
+            problems.push(format!(
+                "mqtt.ack_timeout_sec: {} must be a positive number of seconds",
+                self.ack_timeout_sec
+            ));
+        }
+        if !(self.reconnect_max_sec.is_finite() && self.reconnect_max_sec >= 0.1) {
+            problems.push(format!(
+                "mqtt.reconnect_max_sec: {} must be at least 0.1",
+                self.reconnect_max_sec
+            ));
+        }
+        if self.max_in_flight == 0 {
+            problems.push("mqtt.max_in_flight: must be at least 1".to_owned());
+        }
+        if self.max_packet_size < 64 * 1024 {
+            problems.push(format!(
+                "mqtt.max_packet_size: {} is too small for snapshots (at least 65536)",
+                self.max_packet_size
+            ));
+        }
+        if self.connect_timeout_sec == 0 {
+            problems.push("mqtt.connect_timeout_sec: must be at least 1".to_owned());
+        }
+        if let Some(t) = &self.tls {
+            if t.client_cert.is_some() != t.client_key.is_some() {
+                problems.push(
+                    "mqtt.tls: client_cert and client_key go together (set both or neither)"
+                        .to_owned(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PublisherError::Config(problems.join("; ")))
+        }
+    }
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("topic_root", &self.topic_root)
+            .field("keep_alive_sec", &self.keep_alive_sec)
+            .field("tls", &self.tls)
+            .field("max_packet_size", &self.max_packet_size)
+            .field("ack_timeout_sec", &self.ack_timeout_sec)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("reconnect_max_sec", &self.reconnect_max_sec)
+            .field("connect_timeout_sec", &self.connect_timeout_sec)
+            .finish()
+    }
+}
+
+/// TLS settings: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// Client certificate chain, for brokers that require one.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// Why the publisher could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    /// A config value is wrong.
+    #[error("invalid mqtt config: {0}")]
+    Config(String),
+    /// A file named in the config cannot be read or holds no PEM data.
+    #[error("mqtt.tls: cannot use {path:?}: {reason}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The agent id cannot name topics.
+    #[error("agent id: {0}")]
+    AgentId(#[from] ioc_protocol::IdError),
+    /// A status payload failed validation.
+    #[error("cannot encode status: {0}")]
+    Encode(#[from] ioc_protocol::ProtocolError),
+}
+
+/// What kind of connection failure the last one was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The broker refused the user name / password (ConnAck BadUserNamePassword or
+    /// NotAuthorized).
+    AuthRefused,
+    /// The broker refused the connection for another reason (ConnAck code).
+    Rejected,
+    /// TLS handshake or certificate problem (bad CA, name mismatch, client cert).
+    Tls,
+    /// TCP connection refused: nothing listens on that port.
+    ConnectionRefused,
+    /// No route, DNS failure, timeout.
+    Unreachable,
+    /// An established connection broke.
+    ConnectionLost,
+}
+
+impl FailureKind {
+    /// The stable `error_code` in logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::AuthRefused => "mqtt_auth_refused",
+            FailureKind::Rejected => "mqtt_connect_rejected",
+            FailureKind::Tls => "mqtt_tls_error",
+            FailureKind::ConnectionRefused => "mqtt_connection_refused",
+            FailureKind::Unreachable => "mqtt_unreachable",
+            FailureKind::ConnectionLost => "mqtt_connection_lost",
+        }
+    }
+}
+
+/// A snapshot of the publisher's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    /// Connected to the broker now.
+    pub connected: bool,
+    /// Successful connections (ConnAcks) so far.
+    pub connects: u64,
+    /// Outbox entries published for the first time (in this process).
+    pub published: u64,
+    /// Outbox entries published again (ack timeout or reconnect).
+    pub resent: u64,
+    /// Outbox entries deleted by the collector's acks.
+    pub acked: u64,
+    /// Ack messages that could not be decoded.
+    pub bad_acks: u64,
+    /// The last connection failure, for people.
+    pub last_error: Option<String>,
+    /// Its kind.
+    pub last_failure: Option<FailureKind>,
+}
+
+#[derive(Default)]
+struct Shared {
+    connected: AtomicBool,
+    connects: AtomicU64,
+    published: AtomicU64,
+    resent: AtomicU64,
+    acked: AtomicU64,
+    bad_acks: AtomicU64,
+    last: Mutex<Option<(FailureKind, String)>>,
+    /// Latest camera status payloads and whether they still need publishing.
+    cameras: Mutex<HashMap<String, (Vec<u8>, bool)>>,
+}
+
+/// Starts the publisher tasks.
+pub struct Publisher;
+
+impl Publisher {
+    /// Validates `cfg`, then spawns the publisher's tasks on the current tokio runtime. They
+    /// run until `shutdown` turns `true` (or its sender is dropped); then the publisher sends a
+    /// retained `offline` status and disconnects. `cameras` go into the agent status.
+    pub fn spawn(
+        outbox: Outbox,
+        cfg: MqttConfig,
+        agent_id: &str,
+        version: &str,
+        cameras: Vec<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<PublisherHandle, PublisherError> {
+        cfg.validate()?;
+        let topics = Topics::new(&cfg.topic_root)
+            .map_err(|e| PublisherError::Config(format!("mqtt.topic_root: {e}")))?
+            .agent(agent_id)?;
+        let client_id = cfg.client_id.clone().unwrap_or_else(|| agent_id.to_owned());
+        let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+        opts.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(cfg.keep_alive_sec.max(5)))
+            .set_max_packet_size(cfg.max_packet_size, cfg.max_packet_size)
+            .set_inflight(cfg.max_in_flight.saturating_add(16));
+        if let Some(user) = &cfg.username {
+            opts.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+        }
+        let will = AgentStatus::new(
+            AgentState::Offline,
+            version,
+            cameras.clone(),
+            Timestamp::now(),
+        );
+        opts.set_last_will(LastWill::new(
+            topics.status(),
+            ioc_protocol::encode(&will)?,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(tls) = &cfg.tls {
+            opts.set_transport(Transport::tls_with_config(load_tls(tls)?));
+        }
+        let cap = usize::from(cfg.max_in_flight) * 2 + 16;
+        let (client, mut eventloop) = AsyncClient::new(opts, cap);
+        eventloop
+            .network_options
+            .set_connection_timeout(cfg.connect_timeout_sec);
+
+        let shared = Arc::new(Shared::default());
+        let wake = Arc::new(Notify::new());
+        let (conn_tx, conn_rx) = watch::channel(0u64);
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let ctx = Ctx {
+            outbox: outbox.clone(),
+            cfg: Arc::new(cfg),
+            topics: Arc::new(topics),
+            shared: shared.clone(),
+            wake: wake.clone(),
+            version: version.to_owned(),
+            cameras,
+        };
+        let tasks = vec![
+            spawn_named(
+                "mqtt-eventloop",
+                run_eventloop(ctx.clone(), eventloop, conn_tx, ack_tx, shutdown.clone()),
+            ),
+            spawn_named("outbox-acker", run_acker(ctx.clone(), ack_rx)),
+            spawn_named(
+                "outbox-sender",
+                run_sender(ctx.clone(), client, conn_rx, shutdown),
+            ),
+        ];
+        Ok(PublisherHandle {
+            ctx,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+fn spawn_named<F>(name: &'static str, f: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        tracing::debug!(task = name, "started");
+        f.await;
+        tracing::debug!(task = name, "stopped");
+    })
+}
+
+fn read_pem(path: &Path, what: &str, marker: &str) -> Result<Vec<u8>, PublisherError> {
+    let bytes = std::fs::read(path).map_err(|e| PublisherError::TlsFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot read {what}: {e}"),
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !text.contains("-----BEGIN") || !text.contains(marker) {
+        return Err(PublisherError::TlsFile {
+            path: path.to_path_buf(),
+            reason: format!("{what} is not a PEM file with a {marker} block"),
+        });
+    }
+    Ok(bytes)
+}
+
+fn load_tls(tls: &TlsConfig) -> Result<TlsConfiguration, PublisherError> {
+    // rumqttc builds its rustls config with the process-wide provider: install ring (the
+    // workspace's provider) unless another one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = read_pem(&tls.ca_file, "CA certificate", "CERTIFICATE")?;
+    let client_auth = match (&tls.client_cert, &tls.client_key) {
+        (Some(c), Some(k)) => Some((
+            read_pem(c, "client certificate", "CERTIFICATE")?,
+            read_pem(k, "client key", "PRIVATE KEY")?,
+        )),
+        _ => None,
+    };
+    Ok(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
+}
+
+/// Handle to running publisher tasks.
+pub struct PublisherHandle {
+    ctx: Ctx,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl PublisherHandle {
+    /// Tells the sender that entries were appended to the outbox.
+    pub fn notify(&self) {
+        self.ctx.wake.notify_one();
+    }
+
+    /// The outbox it drains.
+    pub fn outbox(&self) -> &Outbox {
+        &self.ctx.outbox
+    }
+
+    /// Appends a counts message to the outbox (durably; blocking work runs on the blocking
+    /// pool) and wakes the sender. Returns its seq.
+    pub async fn publish_counts(
+        &self,
+        build: impl FnOnce(u64) -> Counts + Send + 'static,
+    ) -> Result<u64, OutboxError> {
+        let outbox = self.ctx.outbox.clone();
+        let seq = tokio::task::spawn_blocking(move || outbox.append_counts(build))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        self.notify();
+        Ok(seq)
+    }
+
+    /// Publishes `status` as camera `camera`'s retained status: now if connected, else on the
+    /// next connect. Not queued in the outbox: only the latest status per camera is kept.
+    pub fn publish_camera_status(
+        &self,
+        camera: &str,
+        status: &CameraStatus,
+    ) -> Result<(), PublisherError> {
+        // Validates the camera id too.
+        self.ctx.topics.camera_status(camera)?;
+        let payload = ioc_protocol::encode(status)?;
+        self.ctx
+            .shared
+            .cameras
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(camera.to_owned(), (payload, true));
+        self.notify();
+        Ok(())
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> PublisherStats {
+        let s = &self.ctx.shared;
+        let last = s.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        PublisherStats {
+            connected: s.connected.load(Ordering::Relaxed),
+            connects: s.connects.load(Ordering::Relaxed),
+            published: s.published.load(Ordering::Relaxed),
+            resent: s.resent.load(Ordering::Relaxed),
+            acked: s.acked.load(Ordering::Relaxed),
+            bad_acks: s.bad_acks.load(Ordering::Relaxed),
+            last_failure: last.as_ref().map(|l| l.0),
+            last_error: last.map(|l| l.1),
+        }
+    }
+
+    /// Waits for the tasks to finish (after shutdown was signalled).
+    pub async fn join(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    outbox: Outbox,
+    cfg: Arc<MqttConfig>,
+    topics: Arc<AgentTopics>,
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    version: String,
+    cameras: Vec<String>,
+}
+
+impl Ctx {
+    fn broker(&self) -> String {
+        format!("{}:{}", self.cfg.host, self.cfg.port)
+    }
+}
+
+/// Says what went wrong, for people, and which kind it is.
+fn classify(ctx: &Ctx, e: &ConnectionError, was_connected: bool) -> (FailureKind, String) {
+    let broker = ctx.broker();
+    match e {
+        ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+        ) => (
+            FailureKind::AuthRefused,
+            format!(
+                "mqtt broker {broker}: authentication refused for user {:?} ({code:?}); check mqtt.username and mqtt.password",
+                ctx.cfg.username.as_deref().unwrap_or("")
+            ),
+        ),
+        ConnectionError::ConnectionRefused(code) => (
+            FailureKind::Rejected,
+            format!("mqtt broker {broker} refused the connection: {code:?}"),
+        ),
+        ConnectionError::Tls(t) => (FailureKind::Tls, tls_message(ctx, &broker, t)),
+        ConnectionError::Io(io) if is_tls_io(io) => {
+            (FailureKind::Tls, tls_message(ctx, &broker, io))
+        }
+        ConnectionError::Io(io) if !was_connected => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => (
+                FailureKind::ConnectionRefused,
+                format!("mqtt broker {broker} refused the TCP connection (is it running, is the port right?): {io}"),
+            ),
+            _ => (
+                FailureKind::Unreachable,
+                format!("cannot reach mqtt broker {broker}: {io}"),
+            ),
+        },
+        ConnectionError::NetworkTimeout if !was_connected => (
+            FailureKind::Unreachable,
+            format!(
+                "cannot reach mqtt broker {broker}: no connection within {} s",
+                ctx.cfg.connect_timeout_sec
+            ),
+        ),
+        other => (
+            FailureKind::ConnectionLost,
+            format!("connection to mqtt broker {broker} lost: {other}"),
+        ),
+    }
+}
+
+fn tls_message(ctx: &Ctx, broker: &str, e: &dyn std::fmt::Display) -> String {
+    let ca = ctx
+        .cfg
+        .tls
+        .as_ref()
+        .map(|t| t.ca_file.display().to_string())
+        .unwrap_or_default();
+    format!(
+        "tls error with mqtt broker {broker}: {e}; check mqtt.tls.ca_file {ca:?} (does it sign the broker's certificate, for host {:?}?) and the client certificate",
+        ctx.cfg.host
+    )
+}
+
+fn is_tls_io(e: &std::io::Error) -> bool {
+    let mut inner: Option<&(dyn std::error::Error + 'static)> =
+        e.get_ref().map(|i| i as &(dyn std::error::Error + 'static));
+    while let Some(i) = inner {
+        if i.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        inner = i.source();
+    }
+    false
+}
+
+async fn run_eventloop(
+    ctx: Ctx,
+    mut eventloop: EventLoop,
+    conn_tx: watch::Sender<u64>,
+    ack_tx: mpsc::UnboundedSender<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acks_topic = ctx.topics.acks();
+    let min_backoff = Duration::from_millis(100);
+    let max_backoff = Duration::from_secs_f64(ctx.cfg.reconnect_max_sec);
+    let mut backoff = min_backoff;
+    let mut connected = false;
+    let mut connection = 0u64;
+    loop {
+        let ev = tokio::select! {
+            biased;
+            _ = wait_shutdown(&mut shutdown) => break,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                connected = true;
+                connection += 1;
+                backoff = min_backoff;
+                ctx.shared.connected.store(true, Ordering::Relaxed);
+                ctx.shared.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    broker = %ctx.broker(),
+                    session_present = ack.session_present,
+                    connection,
+                    "MqttConnected"
+                );
+                let _ = conn_tx.send(connection);
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                if p.topic == acks_topic {
+                    let _ = ack_tx.send(p.payload.to_vec());
+                } else {
+                    tracing::debug!(topic = %p.topic, "ignoring message on unexpected topic");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let (kind, msg) = classify(&ctx, &e, connected);
+                connected = false;
+                ctx.shared.connected.store(false, Ordering::Relaxed);
+                let jitter = rand::thread_rng().gen_range(0.5..=1.0);
+                let delay = backoff.mul_f64(jitter);
+                backoff = (backoff * 2).min(max_backoff);
+                tracing::warn!(
+                    error_code = kind.code(),
+                    broker = %ctx.broker(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "MqttConnectFailed: {msg}"
+                );
+                *ctx.shared.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((kind, msg));
+                tokio::select! {
+                    biased;
+                    _ = wait_shutdown(&mut shutdown) => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    // Shutdown: let the sender's `offline` status and DISCONNECT go out, briefly.
+    if connected {
+        let deadline = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                ev = eventloop.poll() => match ev {
+                    Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+    ctx.shared.connected.store(false, Ordering::Relaxed);
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // A dropped sender means shutdown too.
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn run_acker(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(payload) = rx.recv().await {
+        let ack = match ioc_protocol::parse_ack(&payload) {
+            Ok(a) => a,
+            Err(e) => {
+                ctx.shared.bad_acks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error_code = "ack_invalid", "AckRejected: {e}");
+                continue;
+            }
+        };
+        let outbox = ctx.outbox.clone();
+        match tokio::task::spawn_blocking(move || outbox.ack(&ack)).await {
+            Ok(Ok(out)) => {
+                ctx.shared
+                    .acked
+                    .fetch_add(out.messages + out.snapshots, Ordering::Relaxed);
+                ctx.wake.notify_one();
+            }
+            Ok(Err(e)) => {
+                // The entries stay and are re-sent; the collector acks the replay again.
+                tracing::error!(error_code = "outbox_ack_failed", "OutboxAckFailed: {e}");
+            }
+            Err(e) => tracing::error!("outbox ack task failed: {e}"),
+        }
+    }
+}
+
+fn entry_topic(topics: &AgentTopics, e: &Entry) -> Option<String> {
+    match e.kind {
+        EntryKind::Event => Some(topics.events()),
+        EntryKind::Counts => Some(topics.counts()),
+        EntryKind::Snapshot => topics.snapshot(e.event_id.as_deref()?).ok(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static,
+) -> Result<T, OutboxError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+async fn run_sender(
+    ctx: Ctx,
+    client: AsyncClient,
+    mut conn_rx: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ack_timeout = Duration::from_secs_f64(ctx.cfg.ack_timeout_sec);
+    let tick = (ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut current = 0u64;
+    let limit = usize::from(ctx.cfg.max_in_flight);
+    let mut failed_read = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = wait_shutdown(&mut shutdown) => break,
+            r = conn_rx.changed() => if r.is_err() { break },
+            _ = ctx.wake.notified() => {}
+            _ = ticker.tick() => {}
+        }
+        if !ctx.shared.connected.load(Ordering::Relaxed) {
+            continue;
+        }
+        let connection = *conn_rx.borrow_and_update();
+        if connection != current {
+            current = connection;
+            // New connection: (re)subscribe, say we are online, re-send the camera states;
+            // outbox entries sent on older connections count as unsent below.
+            let online = AgentStatus::new(
+                AgentState::Online,
+                &ctx.version,
+                ctx.cameras.clone(),
+                Timestamp::now(),
+            );
+            let online = match ioc_protocol::encode(&online) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("cannot encode agent status: {e}");
+                    Vec::new()
+                }
+            };
+            let r = async {
+                client
+                    .subscribe(ctx.topics.acks(), QoS::AtLeastOnce)
+                    .await?;
+                if !online.is_empty() {
+                    client
+                        .publish(ctx.topics.status(), QoS::AtLeastOnce, true, online)
+                        .await?;
+                }
+                Ok::<_, rumqttc::ClientError>(())
+            };
+            if r.await.is_err() {
+                break; // event loop gone
+            }
+            for (_, (_, dirty)) in ctx
+                .shared
+                .cameras
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter_mut()
+            {
+                *dirty = true;
+            }
+        }
+        // Camera statuses that changed (or all, after a reconnect).
+        let dirty: Vec<(String, Vec<u8>)> = {
+            let mut cams = ctx.shared.cameras.lock().unwrap_or_else(|p| p.into_inner());
+            cams.iter_mut()
+                .filter(|(_, (_, d))| *d)
+                .map(|(k, (p, d))| {
+                    *d = false;
+                    (k.clone(), p.clone())
+                })
+                .collect()
+        };
+        for (camera, payload) in dirty {
+            if let Ok(topic) = ctx.topics.camera_status(&camera) {
+                let publish = client.publish(topic, QoS::AtLeastOnce, true, payload);
+                tokio::select! {
+                    biased;
+                    _ = wait_shutdown(&mut shutdown) => return finish(&ctx, &client).await,
+                    r = publish => if r.is_err() { return },
+                }
+            }
+        }
+        // The oldest `max_in_flight` unacknowledged entries: send those never sent on this
+        // connection, and those whose ack is overdue.
+        let outbox = ctx.outbox.clone();
+        let entries = match blocking(move || outbox.pending(limit)).await {
+            Ok(e) => {
+                failed_read = false;
+                e
+            }
+            Err(e) => {
+                if !failed_read {
+                    tracing::error!(error_code = "outbox_read_failed", "OutboxReadFailed: {e}");
+                }
+                failed_read = true;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        for e in entries {
+            let resend = match e.sent {
+                None => false,
+                Some(s) if s.connection != current => true,
+                Some(s) if now.duration_since(s.at) >= ack_timeout => true,
+                Some(_) => continue,
+            };
+            if !ctx.shared.connected.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(topic) = entry_topic(&ctx.topics, &e) else {
+                tracing::error!(entry = e.id, "outbox entry without a usable topic; skipped");
+                continue;
+            };
+            let publish = client.publish(topic, QoS::AtLeastOnce, false, e.payload);
+            tokio::select! {
+                biased;
+                _ = wait_shutdown(&mut shutdown) => return finish(&ctx, &client).await,
+                r = publish => if r.is_err() { return },
+            }
+            ctx.outbox.mark_sent(&[e.id], Instant::now(), current);
+            if resend {
+                ctx.shared.resent.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(entry = e.id, seq = ?e.seq, "OutboxEntryResent");
+            } else {
+                ctx.shared.published.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    finish(&ctx, &client).await;
+}
+
+/// Graceful end: retained `offline`, then DISCONNECT (so the broker does not fire the will).
+async fn finish(ctx: &Ctx, client: &AsyncClient) {
+    if ctx.shared.connected.load(Ordering::Relaxed) {
+        let offline = AgentStatus::new(
+            AgentState::Offline,
+            &ctx.version,
+            ctx.cameras.clone(),
+            Timestamp::now(),
+        );
+        if let Ok(p) = ioc_protocol::encode(&offline) {
+            let _ = client.try_publish(ctx.topics.status(), QoS::AtLeastOnce, true, p);
+        }
+    }
+    let _ = client.try_disconnect();
+}

@@ -1,0 +1,212 @@
+//! From rule output to the durable outbox: wire events (with their snapshot)
+//! and line counts are written to disk with their sequence number before the
+//! publisher sends them; the publisher deletes them only when the collector
+//! acknowledges that it stored them (crate `ioc-outbox`).
+//!
+//! Runs on the rules thread: an append is one small SQLite transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ioc_detect::{BBox, Resize};
+use ioc_outbox::{Outbox, PublisherHandle};
+use ioc_protocol::{ClassCount, CountDirection, Counts, SnapshotRef, Timestamp};
+use ioc_tracking::AnalyticsConfig;
+
+use crate::analytics::Output;
+use crate::events::EventBuilder;
+use crate::snapshot::{self, Overlay, SnapshotConfig};
+
+/// What a camera's events need besides the rule output.
+#[derive(Clone, Debug)]
+pub struct CameraMeta {
+    /// Camera id.
+    pub id: String,
+    /// Zone polygons by name.
+    pub zones: HashMap<String, Vec<[f64; 2]>>,
+    /// Lines by name.
+    pub lines: HashMap<String, Vec<[f64; 2]>>,
+    /// How frames were fitted to the model (to render snapshots).
+    pub resize: Resize,
+}
+
+impl CameraMeta {
+    /// From a camera's analytics config.
+    pub fn new(id: &str, analytics: Option<&AnalyticsConfig>, resize: Resize) -> Self {
+        let (zones, lines) = analytics
+            .map(|a| {
+                (
+                    a.zones
+                        .iter()
+                        .map(|z| (z.name.clone(), z.points.clone()))
+                        .collect(),
+                    a.lines
+                        .iter()
+                        .map(|l| (l.name.clone(), l.points.clone()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        Self {
+            id: id.to_owned(),
+            zones,
+            lines,
+            resize,
+        }
+    }
+}
+
+/// Writes rule output into the outbox and wakes the publisher.
+pub struct Delivery {
+    outbox: Outbox,
+    publisher: PublisherHandle,
+    agent: String,
+    builder: EventBuilder,
+    cameras: Vec<CameraMeta>,
+    snapshot: SnapshotConfig,
+}
+
+impl Delivery {
+    /// A delivery for `agent` with `cameras` in camera-index order.
+    pub fn new(
+        outbox: Outbox,
+        publisher: PublisherHandle,
+        agent: &str,
+        cameras: Vec<CameraMeta>,
+        snapshot: SnapshotConfig,
+    ) -> Self {
+        Self {
+            outbox,
+            publisher,
+            agent: agent.to_owned(),
+            builder: EventBuilder::new(agent),
+            cameras,
+            snapshot,
+        }
+    }
+
+    /// Handles one output of the rules thread. Errors (disk full, ...) are logged: the
+    /// rules must go on, and the outbox's own policy says what was dropped.
+    pub fn handle(&mut self, o: Output) {
+        if let Err(e) = self.try_handle(o) {
+            tracing::error!(error = %e, error_code = "outbox_append_failed", "event not queued for delivery");
+        }
+        self.publisher.notify();
+    }
+
+    fn try_handle(&mut self, o: Output) -> Result<(), ioc_outbox::OutboxError> {
+        match o {
+            Output::Event {
+                camera,
+                event,
+                frame,
+                at,
+            } => {
+                let Some(meta) = self.cameras.get(camera) else {
+                    return Ok(());
+                };
+                // A snapshot goes with the first message of an incident.
+                let wants = matches!(
+                    event.phase,
+                    ioc_tracking::Phase::Start | ioc_tracking::Phase::Instant
+                );
+                let shot = match (&frame, wants) {
+                    (Some(f), true) => {
+                        let overlay = Overlay {
+                            objects: event
+                                .objects
+                                .iter()
+                                .map(|o| {
+                                    (
+                                        BBox::new(o.bbox.x1, o.bbox.y1, o.bbox.x2, o.bbox.y2),
+                                        o.class_id,
+                                    )
+                                })
+                                .collect(),
+                            zone: event
+                                .zone
+                                .as_ref()
+                                .and_then(|z| meta.zones.get(z))
+                                .map(Vec::as_slice),
+                            line: event
+                                .line
+                                .as_ref()
+                                .and_then(|l| meta.lines.get(l))
+                                .map(Vec::as_slice),
+                        };
+                        match snapshot::render(f, meta.resize, &overlay, &self.snapshot) {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                tracing::warn!(camera = %meta.id, error = %e, "snapshot skipped");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let reference = shot.as_ref().map(|s| SnapshotRef {
+                    sha256: s.sha256.clone(),
+                    size: s.jpeg.len() as u64,
+                    width: s.width,
+                    height: s.height,
+                });
+                let (builder, id) = (&mut self.builder, &meta.id);
+                let mut event_id = String::new();
+                self.outbox.append_event(|seq| {
+                    let e = builder.build(seq, camera, id, &event, at, reference);
+                    event_id = e.id.clone();
+                    e
+                })?;
+                if let Some(s) = shot {
+                    self.outbox.append_snapshot(&event_id, &s.jpeg)?;
+                }
+            }
+            Output::Counts { camera, report, at } => {
+                let Some(meta) = self.cameras.get(camera) else {
+                    return Ok(());
+                };
+                let wall = |t: f64| {
+                    let back = (report.end_sec - t).max(0.0);
+                    Timestamp::from_system_time(
+                        at.checked_sub(Duration::from_secs_f64(back)).unwrap_or(at),
+                    )
+                };
+                let mut by_line: Vec<(&str, Vec<ClassCount>)> = Vec::new();
+                for row in &report.counts {
+                    let i = match by_line.iter().position(|(l, _)| *l == row.line) {
+                        Some(i) => i,
+                        None => {
+                            by_line.push((&row.line, Vec::new()));
+                            by_line.len() - 1
+                        }
+                    };
+                    for (direction, count) in [
+                        (CountDirection::In, row.in_count),
+                        (CountDirection::Out, row.out_count),
+                    ] {
+                        if count > 0 {
+                            by_line[i].1.push(ClassCount {
+                                class: row.class.clone(),
+                                direction,
+                                count: count as u64,
+                            });
+                        }
+                    }
+                }
+                for (line, counts) in by_line {
+                    self.outbox.append_counts(|seq| Counts {
+                        schema: ioc_protocol::COUNTS_SCHEMA.to_owned(),
+                        seq,
+                        agent: self.agent.clone(),
+                        camera: meta.id.clone(),
+                        line: line.to_owned(),
+                        interval_start: wall(report.start_sec),
+                        interval_end: wall(report.end_sec),
+                        counts,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Event snapshots: the frame an incident was decided on, as a JPEG with the
+//! objects' boxes and the rule's zone or line drawn on it.
+//!
+//! The agent keeps only the frame it gave the detector (model input size);
+//! the snapshot is that frame brought back to the source's aspect ratio, so its
+//! detail is capped by the model's input (416 px for NanoDet-g). Size and JPEG
+//! quality are capped by config.
+
+use image::{codecs::jpeg::JpegEncoder, imageops, Rgb, RgbImage};
+use ioc_detect::{geometry::letterbox_content, manifest::ColourOrder, BBox, Resize};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::annotate::{class_colour, draw_box, draw_line};
+use crate::decode::DecodedFrame;
+
+/// `[snapshot]` in `agent.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Widest snapshot in pixels (height follows the source's aspect ratio).
+    #[serde(default = "default_width")]
+    pub max_width: u32,
+    /// JPEG quality 1..=100.
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            max_width: default_width(),
+            quality: default_quality(),
+        }
+    }
+}
+
+fn default_width() -> u32 {
+    640
+}
+fn default_quality() -> u8 {
+    80
+}
+
+/// A rendered snapshot.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// JPEG bytes.
+    pub jpeg: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Hex sha256 of `jpeg`.
+    pub sha256: String,
+}
+
+/// What to draw: normalised (0..1) geometry.
+#[derive(Clone, Debug, Default)]
+pub struct Overlay<'a> {
+    /// Object boxes with their class ids.
+    pub objects: Vec<(BBox, u16)>,
+    /// The rule's zone polygon.
+    pub zone: Option<&'a [[f64; 2]]>,
+    /// The rule's line.
+    pub line: Option<&'a [[f64; 2]]>,
+}
+
+/// Renders `frame` (fitted by `resize` from its source) with `overlay`.
+pub fn render(
+    frame: &DecodedFrame,
+    resize: Resize,
+    overlay: &Overlay<'_>,
+    cfg: &SnapshotConfig,
+) -> Result<Snapshot, String> {
+    let map = frame
+        .buffer
+        .map_readable()
+        .map_err(|_| "frame is not readable".to_string())?;
+    let (fw, fh) = (frame.width, frame.height);
+    // The part of the model frame that holds the picture (all of it unless letterboxed).
+    let (cw, ch) = match resize {
+        Resize::Stretch => (fw, fh),
+        Resize::Letterbox => letterbox_content(frame.source_size.0, frame.source_size.1, fw, fh),
+    };
+    let (ox, oy) = ((fw - cw) / 2, (fh - ch) / 2);
+    let mut img = RgbImage::new(cw, ch);
+    let data = map.as_slice();
+    for y in 0..ch {
+        let row = (oy + y) as usize * frame.stride + ox as usize * 3;
+        for x in 0..cw {
+            let p = &data[row + x as usize * 3..row + x as usize * 3 + 3];
+            let rgb = match frame.format {
+                ColourOrder::Bgr => [p[2], p[1], p[0]],
+                ColourOrder::Rgb => [p[0], p[1], p[2]],
+            };
+            img.put_pixel(x, y, Rgb(rgb));
+        }
+    }
+    drop(map);
+    let (sw, sh) = frame.source_size;
+    let width = cfg.max_width.min(sw).max(16);
+    let height = ((width as u64 * sh as u64) / sw.max(1) as u64).max(16) as u32;
+    let mut img = imageops::resize(&img, width, height, imageops::FilterType::Triangle);
+    let (w, h) = (width as f32, height as f32);
+    let px = |p: &[f64; 2]| (p[0] as f32 * w, p[1] as f32 * h);
+    let t = (width / 320).max(2);
+    if let Some(zone) = overlay.zone {
+        for (i, a) in zone.iter().enumerate() {
+            let b = &zone[(i + 1) % zone.len()];
+            draw_line(&mut img, px(a), px(b), Rgb([255, 220, 0]), t);
+        }
+    }
+    if let Some([a, b]) = overlay.line {
+        draw_line(&mut img, px(a), px(b), Rgb([0, 200, 255]), t + 1);
+    }
+    for (b, class) in &overlay.objects {
+        draw_box(
+            &mut img,
+            &BBox::new(b.x1 * w, b.y1 * h, b.x2 * w, b.y2 * h),
+            class_colour(*class),
+            t,
+        );
+    }
+    let mut jpeg = Vec::with_capacity(64 * 1024);
+    JpegEncoder::new_with_quality(&mut jpeg, cfg.quality.clamp(1, 100))
+        .encode_image(&img)
+        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+    let sha256 = hex::encode(Sha256::digest(&jpeg));
+    Ok(Snapshot {
+        jpeg,
+        width,
+        height,
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gstreamer as gst;
+    use std::time::Duration;
+
+    fn frame(format: ColourOrder) -> DecodedFrame {
+        gst::init().unwrap();
+        // 8x8 model frame, pure blue in BGR.
+        let mut data = vec![0u8; 8 * 8 * 3];
+        for px in data.chunks_exact_mut(3) {
+            px.copy_from_slice(&[255, 0, 0]);
+        }
+        DecodedFrame {
+            buffer: gst::Buffer::from_mut_slice(data),
+            stride: 24,
+            width: 8,
+            height: 8,
+            format,
+            source_size: (64, 32),
+            pts: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn renders_at_the_source_aspect_with_the_overlay_and_a_matching_hash() {
+        let zone = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]];
+        let overlay = Overlay {
+            objects: vec![(BBox::new(0.2, 0.2, 0.6, 0.8), 0)],
+            zone: Some(&zone),
+            line: None,
+        };
+        let s = render(
+            &frame(ColourOrder::Bgr),
+            Resize::Stretch,
+            &overlay,
+            &SnapshotConfig {
+                max_width: 48,
+                quality: 90,
+            },
+        )
+        .unwrap();
+        assert_eq!((s.width, s.height), (48, 24));
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&s.jpeg)));
+        let img = image::load_from_memory(&s.jpeg).unwrap().to_rgb8();
+        let centre = img.get_pixel(24, 12);
+        assert!(
+            centre[2] > 200 && centre[0] < 60,
+            "BGR blue stays blue: {centre:?}"
+        );
+        let edge = img.get_pixel(24, 2); // the zone's top edge (y = 0.1 * 24)
+        assert!(
+            edge[0] > 150 && edge[1] > 120,
+            "zone outline drawn: {edge:?}"
+        );
+    }
+}

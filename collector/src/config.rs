@@ -1,0 +1,492 @@
+//! `collector.toml`: the collector's configuration, parsed strictly (STYLE §5).
+//!
+//! Unknown keys are errors, and every error names the file and the key
+//! (`collector.toml: mqtt.port: invalid type ...`). Validation has two phases:
+//! [`Config::validate`] is pure and gathers every problem by key; [`Config::check_environment`]
+//! then looks at the files the config names (TLS certificates). `check-config` runs both.
+//! Relative paths are resolved against the config file's directory.
+//!
+//! The MQTT password is a [`Secret`]: its `Debug` and `Display` print `***`, and it is never
+//! logged. See `collector/collector.example.toml` for every key with its default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ioc_protocol::{TopicKind, Topics, DEFAULT_ROOT};
+use serde::Deserialize;
+
+/// A value that must not appear in logs or `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `s`.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that needs it (the MQTT CONNECT).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[mqtt]`: the broker.
+    pub mqtt: MqttConfig,
+    /// `[store]`: where data goes.
+    pub store: StoreConfig,
+    /// `[ingest]`: batching.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port (default 1883, or 8883 with `[mqtt.tls]`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Stable client id: the broker keeps this collector's session (subscriptions and
+    /// unacknowledged messages) under it across restarts.
+    pub client_id: String,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (never logged).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Topic root (default `ioc`).
+    #[serde(default = "default_root")]
+    pub topic_root: String,
+    /// Shared-subscription group: with one, events, snapshots and counts are subscribed as
+    /// `$share/{group}/...` so several collectors split the load. Status topics are always
+    /// subscribed plainly (brokers send no retained messages to shared subscriptions).
+    #[serde(default)]
+    pub shared_group: Option<String>,
+    /// MQTT keep-alive in seconds (default 30).
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_sec: u64,
+    /// Largest packet accepted, in bytes (default 16 MiB: snapshots are JPEGs).
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: usize,
+    /// `[mqtt.tls]`: TLS, if the broker wants it.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[mqtt.tls]` (rustls with the ring provider).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificate(s) that sign the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate chain, for brokers that require one (with `client_key`).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file.
+    pub path: PathBuf,
+    /// Directory of content-addressed snapshot JPEGs.
+    pub snapshot_dir: PathBuf,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Most messages committed in one transaction (default 500).
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// How long a batch waits for more messages after its first, in ms (default 20).
+    #[serde(default = "default_batch_wait")]
+    pub batch_wait_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: default_batch_max(),
+            batch_wait_ms: default_batch_wait(),
+        }
+    }
+}
+
+fn default_root() -> String {
+    DEFAULT_ROOT.to_owned()
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_max_packet() -> usize {
+    16 * 1024 * 1024
+}
+fn default_batch_max() -> usize {
+    500
+}
+fn default_batch_wait() -> u64 {
+    20
+}
+
+/// One problem in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The key, e.g. `mqtt.port`.
+    pub key: String,
+    /// What is wrong, with the bad value.
+    pub message: String,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the shape of a collector config.
+    #[error("{path}: {key}: {message} (see collector/collector.example.toml)")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The key (`.` for the document).
+        key: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Parsed, but values are wrong.
+    #[error("{path}: {}", list(.problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Config {
+    /// Reads, parses and validates (pure checks only) `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        config.resolve_paths(base);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Parses `text` (whose origin, for messages, is `path`) without validating.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                key,
+                message: inner.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// Makes relative paths relative to `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.store.path);
+        fix(&mut self.store.snapshot_dir);
+        if let Some(tls) = &mut self.mqtt.tls {
+            fix(&mut tls.ca_file);
+            if let Some(p) = &mut tls.client_cert {
+                fix(p);
+            }
+            if let Some(p) = &mut tls.client_key {
+                fix(p);
+            }
+        }
+    }
+
+    /// The broker port: `mqtt.port`, or 8883 with TLS, 1883 without.
+    pub fn port(&self) -> u16 {
+        self.mqtt
+            .port
+            .unwrap_or(if self.mqtt.tls.is_some() { 8883 } else { 1883 })
+    }
+
+    /// The topic names under `mqtt.topic_root`.
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.mqtt.topic_root).unwrap_or_default()
+    }
+
+    /// Pure checks: every problem, by key.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                key: key.to_owned(),
+                message,
+            })
+        };
+        let m = &self.mqtt;
+        if m.host.trim().is_empty() {
+            push("mqtt.host", "must not be empty".into());
+        }
+        if m.port == Some(0) {
+            push("mqtt.port", "0 is not a port".into());
+        }
+        if m.client_id.is_empty() || m.client_id.len() > 128 || m.client_id.starts_with(' ') {
+            push(
+                "mqtt.client_id",
+                format!(
+                    "{:?}: must be 1-128 characters, not starting with a space",
+                    m.client_id
+                ),
+            );
+        }
+        if m.password.is_some() && m.username.is_none() {
+            push(
+                "mqtt.password",
+                "set without mqtt.username; MQTT sends a password only with a user name".into(),
+            );
+        }
+        match Topics::new(&m.topic_root) {
+            Err(e) => push("mqtt.topic_root", e.to_string()),
+            Ok(t) => {
+                if let Some(g) = &m.shared_group {
+                    if let Err(e) = t.shared_filter(g, TopicKind::Events) {
+                        push("mqtt.shared_group", e.to_string());
+                    }
+                }
+            }
+        }
+        if m.keep_alive_sec < 5 || m.keep_alive_sec > 65535 {
+            push(
+                "mqtt.keep_alive_sec",
+                format!("{}: must be 5-65535", m.keep_alive_sec),
+            );
+        }
+        if m.max_packet_bytes < 64 * 1024 {
+            push(
+                "mqtt.max_packet_bytes",
+                format!(
+                    "{}: must be at least 65536 (snapshots are JPEGs)",
+                    m.max_packet_bytes
+                ),
+            );
+        }
+        if let Some(tls) = &m.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                push(
+                    "mqtt.tls",
+                    "client_cert and client_key go together: set both or neither".into(),
+                );
+            }
+        }
+        if self.ingest.batch_max == 0 || self.ingest.batch_max > 100_000 {
+            push(
+                "ingest.batch_max",
+                format!("{}: must be 1-100000", self.ingest.batch_max),
+            );
+        }
+        if self.ingest.batch_wait_ms > 60_000 {
+            push(
+                "ingest.batch_wait_ms",
+                format!("{}: must be at most 60000", self.ingest.batch_wait_ms),
+            );
+        }
+        out
+    }
+
+    /// Pure checks; `path` names the file in the error.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Environment checks: the TLS files exist and parse. `path` names the config file.
+    pub fn check_environment(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.mqtt.tls.is_some() {
+            if let Err(e) = crate::ingest::tls_config(self) {
+                problems.push(ConfigProblem {
+                    key: "mqtt.tls".into(),
+                    message: format!("{e:#}"),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+        [mqtt]
+        host = "127.0.0.1"
+        client_id = "collector-1"
+        username = "c"
+        password = "hunter2"
+        [store]
+        path = "data/ioc.db"
+        snapshot_dir = "/var/lib/ioc/snapshots"
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::parse(text, Path::new("/etc/ioc/collector.toml"))?;
+        c.resolve_paths(Path::new("/etc/ioc"));
+        c.validate(Path::new("/etc/ioc/collector.toml"))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_and_paths() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.port(), 1883);
+        assert_eq!(c.mqtt.topic_root, "ioc");
+        assert_eq!(c.mqtt.shared_group, None);
+        assert_eq!(c.ingest.batch_max, 500);
+        assert_eq!(c.ingest.batch_wait_ms, 20);
+        assert_eq!(c.store.path, Path::new("/etc/ioc/data/ioc.db"));
+        assert_eq!(c.store.snapshot_dir, Path::new("/var/lib/ioc/snapshots"));
+        assert_eq!(c.mqtt.password.as_ref().unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        let c = parse(MIN).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("***"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = MIN.replace("client_id", "clientid = \"x\"\nclient_id");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/ioc/collector.toml: mqtt"), "{e}");
+        assert!(e.contains("clientid"), "{e}");
+        let text = MIN.replace("host = \"127.0.0.1\"", "host = \"h\"\nport = \"x\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("mqtt.port"), "{e}");
+    }
+
+    #[test]
+    fn problems_are_gathered_by_key() {
+        let text = format!("{MIN}\n[ingest]\nbatch_max = 0\n")
+            .replace("\"ioc\"", "x")
+            .replace(
+                "username = \"c\"",
+                "topic_root = \"a//b\"\nshared_group = \"a/b\"",
+            );
+        let ConfigError::Invalid { problems, .. } = parse(&text).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["mqtt.password", "mqtt.topic_root", "ingest.batch_max"]
+        );
+        let text = MIN.replace(
+            "username = \"c\"",
+            "username = \"c\"\nshared_group = \"a/b\"",
+        );
+        let ConfigError::Invalid { problems, .. } = parse(&text).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems[0].key, "mqtt.shared_group");
+    }
+
+    #[test]
+    fn tls_section() {
+        let text = format!("{MIN}\n[mqtt.tls]\nca_file = \"ca.pem\"\nclient_cert = \"c.pem\"\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("mqtt.tls: client_cert and client_key go together"),
+            "{e}"
+        );
+        let text = format!("{MIN}\n[mqtt.tls]\nca_file = \"ca.pem\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.port(), 8883);
+        assert_eq!(
+            c.mqtt.tls.as_ref().unwrap().ca_file,
+            Path::new("/etc/ioc/ca.pem")
+        );
+        let e = c
+            .check_environment(Path::new("/etc/ioc/collector.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mqtt.tls") && e.contains("/etc/ioc/ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("collector.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.mqtt.shared_group.as_deref(), Some("collectors"));
+    }
+}

@@ -1,0 +1,211 @@
+//! Ingest counters, readable from any thread, and their Prometheus text form.
+//!
+//! All counters are monotonic `AtomicU64`s updated with relaxed ordering (they are for
+//! people and dashboards, not for synchronisation). Dead letters are also counted per reason
+//! (`malformed_json`, `unsupported_version`, ...), the label of
+//! `ioc_collector_dead_letters_total`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The collector's ingest counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// MQTT messages received.
+    pub received: AtomicU64,
+    /// Events, counts and snapshots newly stored.
+    pub ingested: AtomicU64,
+    /// Events, counts and snapshots that were already stored (replays).
+    pub duplicates: AtomicU64,
+    /// Agent and camera status messages stored.
+    pub statuses: AtomicU64,
+    /// Messages rejected into the dead-letter table.
+    pub dead_lettered: AtomicU64,
+    /// `Ack` messages published to agents.
+    pub acks_sent: AtomicU64,
+    /// MQTT PUBACKs sent for committed messages.
+    pub mqtt_acks: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Batch commits that failed (and were retried).
+    pub commit_errors: AtomicU64,
+    /// Sequence gaps opened (a new max seq that skipped numbers).
+    pub seq_gaps: AtomicU64,
+    /// Successful connections to the broker.
+    pub connects: AtomicU64,
+    /// Failed connection attempts and lost connections.
+    pub connection_errors: AtomicU64,
+    dead_letter_reasons: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A point-in-time copy of [`Metrics`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// See [`Metrics::received`].
+    pub received: u64,
+    /// See [`Metrics::ingested`].
+    pub ingested: u64,
+    /// See [`Metrics::duplicates`].
+    pub duplicates: u64,
+    /// See [`Metrics::statuses`].
+    pub statuses: u64,
+    /// See [`Metrics::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`Metrics::acks_sent`].
+    pub acks_sent: u64,
+    /// See [`Metrics::mqtt_acks`].
+    pub mqtt_acks: u64,
+    /// See [`Metrics::batches`].
+    pub batches: u64,
+    /// See [`Metrics::commit_errors`].
+    pub commit_errors: u64,
+    /// See [`Metrics::seq_gaps`].
+    pub seq_gaps: u64,
+    /// See [`Metrics::connects`].
+    pub connects: u64,
+    /// See [`Metrics::connection_errors`].
+    pub connection_errors: u64,
+    /// Dead letters per reason.
+    pub dead_letter_reasons: BTreeMap<&'static str, u64>,
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts one dead letter with `reason`.
+    pub(crate) fn dead_letter(&self, reason: &'static str) {
+        add(&self.dead_lettered, 1);
+        if let Ok(mut m) = self.dead_letter_reasons.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            received: g(&self.received),
+            ingested: g(&self.ingested),
+            duplicates: g(&self.duplicates),
+            statuses: g(&self.statuses),
+            dead_lettered: g(&self.dead_lettered),
+            acks_sent: g(&self.acks_sent),
+            mqtt_acks: g(&self.mqtt_acks),
+            batches: g(&self.batches),
+            commit_errors: g(&self.commit_errors),
+            seq_gaps: g(&self.seq_gaps),
+            connects: g(&self.connects),
+            connection_errors: g(&self.connection_errors),
+            dead_letter_reasons: self
+                .dead_letter_reasons
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "ioc_collector_received_total",
+            "MQTT messages received.",
+            s.received,
+        );
+        counter(
+            "ioc_collector_ingested_total",
+            "Events, counts and snapshots newly stored.",
+            s.ingested,
+        );
+        counter(
+            "ioc_collector_duplicates_total",
+            "Replayed events, counts and snapshots (already stored).",
+            s.duplicates,
+        );
+        counter(
+            "ioc_collector_statuses_total",
+            "Status messages stored.",
+            s.statuses,
+        );
+        counter(
+            "ioc_collector_acks_sent_total",
+            "Ack messages published to agents.",
+            s.acks_sent,
+        );
+        counter(
+            "ioc_collector_mqtt_acks_total",
+            "MQTT PUBACKs sent after commit.",
+            s.mqtt_acks,
+        );
+        counter(
+            "ioc_collector_batches_total",
+            "Batches committed.",
+            s.batches,
+        );
+        counter(
+            "ioc_collector_commit_errors_total",
+            "Failed batch commits.",
+            s.commit_errors,
+        );
+        counter(
+            "ioc_collector_seq_gaps_total",
+            "Per-agent sequence gaps opened.",
+            s.seq_gaps,
+        );
+        counter(
+            "ioc_collector_connects_total",
+            "Connections to the broker.",
+            s.connects,
+        );
+        counter(
+            "ioc_collector_connection_errors_total",
+            "Failed or lost broker connections.",
+            s.connection_errors,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ioc_collector_dead_letters_total Rejected messages, by reason.\n\
+             # TYPE ioc_collector_dead_letters_total counter"
+        );
+        for (reason, n) in &s.dead_letter_reasons {
+            let _ = writeln!(
+                out,
+                "ioc_collector_dead_letters_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text() {
+        let m = Metrics::default();
+        add(&m.ingested, 3);
+        m.dead_letter("malformed_json");
+        m.dead_letter("malformed_json");
+        m.dead_letter("unsupported_version");
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("\nioc_collector_ingested_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("ioc_collector_dead_letters_total{reason=\"malformed_json\"} 2\n"));
+        assert!(text.contains("# TYPE ioc_collector_batches_total counter\n"));
+        assert_eq!(m.snapshot().dead_lettered, 3);
+    }
+}

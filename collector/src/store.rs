@@ -1,0 +1,1113 @@
+//! The collector's store: the only module with SQL (STYLE §1).
+//!
+//! # Contract
+//! - **One writer.** A [`Store`] owns one SQLite connection in WAL mode; exactly one `Store`
+//!   per process writes (the ingest's writer thread, [`crate::ingest`]); readers (the `stats`
+//!   command, tests) may open their own `Store` on the same file at the same time (WAL).
+//! - **Durable before acked.** `synchronous = FULL`: once [`Store::insert_batch`] returns, the
+//!   batch survives a power cut, so the ack the collector sends next is a promise it keeps
+//!   (the agent deletes its outbox copy on that ack). Batching amortises the fsync.
+//! - **Idempotent.** Events and counts are keyed by `(agent, seq)` (a re-sent message keeps its
+//!   seq), snapshots by event id, and inserted with `INSERT OR IGNORE`: a replay is a no-op that
+//!   is still reported as committed, so it is acked again.
+//! - **One transaction per batch.** Everything in a batch, dead letters included, commits or
+//!   nothing does. Snapshot files are written (and fsynced) *before* the transaction; a failed
+//!   commit leaves at worst an unreferenced, content-addressed file that the next try reuses.
+//! - **Migrations** are numbered SQL scripts recorded in `PRAGMA user_version`; a database
+//!   from a newer collector is refused rather than misread. The schema avoids SQLite-only
+//!   types (timestamps are RFC 3339 text plus integer milliseconds, payloads are JSON text) so
+//!   a PostgreSQL backend can share its shape.
+//!
+//! Snapshots are stored content-addressed: `{snapshot_dir}/ab/cdef…` for the JPEG whose
+//! SHA-256 is `abcdef…`, so one frame published twice is stored once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Severity, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use sha2::{Digest, Sha256};
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Migration `i` brings a database from version `i` to `i + 1`. Append only; never edit one
+/// that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: the ingest tables.
+    r#"
+    CREATE TABLE events (
+        agent           TEXT    NOT NULL,
+        seq             INTEGER NOT NULL,
+        event_id        TEXT    NOT NULL,
+        phase           TEXT    NOT NULL,
+        kind            TEXT    NOT NULL,
+        camera          TEXT    NOT NULL,
+        severity        TEXT    NOT NULL,
+        observed_at     TEXT    NOT NULL,
+        observed_at_ms  INTEGER NOT NULL,
+        payload         TEXT    NOT NULL,
+        received_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (agent, seq)
+    );
+    CREATE INDEX events_event_id ON events (event_id);
+    CREATE INDEX events_observed ON events (observed_at_ms);
+
+    CREATE TABLE snapshots (
+        event_id        TEXT    NOT NULL PRIMARY KEY,
+        agent           TEXT    NOT NULL,
+        sha256          TEXT    NOT NULL,
+        size            INTEGER NOT NULL,
+        path            TEXT    NOT NULL,
+        received_at_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX snapshots_sha256 ON snapshots (sha256);
+
+    CREATE TABLE counts (
+        agent             TEXT    NOT NULL,
+        seq               INTEGER NOT NULL,
+        camera            TEXT    NOT NULL,
+        line              TEXT    NOT NULL,
+        interval_start    TEXT    NOT NULL,
+        interval_start_ms INTEGER NOT NULL,
+        interval_end      TEXT    NOT NULL,
+        interval_end_ms   INTEGER NOT NULL,
+        payload           TEXT    NOT NULL,
+        received_at_ms    INTEGER NOT NULL,
+        PRIMARY KEY (agent, seq)
+    );
+
+    CREATE TABLE dead_letters (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic           TEXT    NOT NULL,
+        payload         BLOB    NOT NULL,
+        error           TEXT    NOT NULL,
+        received_at_ms  INTEGER NOT NULL
+    );
+
+    CREATE TABLE agents (
+        agent           TEXT    NOT NULL PRIMARY KEY,
+        state           TEXT    NOT NULL,
+        version         TEXT    NOT NULL,
+        cameras         TEXT    NOT NULL,
+        at              TEXT    NOT NULL,
+        at_ms           INTEGER NOT NULL,
+        received_at_ms  INTEGER NOT NULL
+    );
+
+    CREATE TABLE cameras (
+        agent           TEXT    NOT NULL,
+        camera          TEXT    NOT NULL,
+        state           TEXT    NOT NULL,
+        fps             REAL,
+        error           TEXT,
+        at              TEXT    NOT NULL,
+        at_ms           INTEGER NOT NULL,
+        received_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (agent, camera)
+    );
+    "#,
+];
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database {path}: {what}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What the store was doing.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the store was doing.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer collector.
+    #[error(
+        "database {path} has schema version {found}, this collector understands up to \
+         {supported}: upgrade the collector or point it at another database"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        supported: u32,
+    },
+}
+
+/// One validated message to store, with when it arrived.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// When the collector received it (Unix milliseconds).
+    pub received_at_ms: i64,
+    /// What it is.
+    pub message: Message,
+}
+
+/// What a received message is, after validation.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// An event, with its payload as received (unknown fields kept).
+    Event {
+        /// The decoded event (boxed: it is by far the largest variant).
+        event: Box<Event>,
+        /// The JSON as received.
+        json: String,
+    },
+    /// Line counts, with the payload as received.
+    Counts {
+        /// The decoded counts.
+        counts: Counts,
+        /// The JSON as received.
+        json: String,
+    },
+    /// The JPEG of one event.
+    Snapshot {
+        /// Agent id (from the topic).
+        agent: String,
+        /// Event id (from the topic).
+        event_id: String,
+        /// The JPEG bytes.
+        jpeg: Vec<u8>,
+    },
+    /// An agent's retained status.
+    AgentStatus {
+        /// Agent id (from the topic).
+        agent: String,
+        /// The status.
+        status: AgentStatus,
+    },
+    /// A camera's retained status.
+    CameraStatus {
+        /// Agent id (from the topic).
+        agent: String,
+        /// Camera id (from the topic).
+        camera: String,
+        /// The status.
+        status: CameraStatus,
+    },
+    /// A message that failed validation: kept for people to look at, never retried.
+    DeadLetter {
+        /// The topic it came on.
+        topic: String,
+        /// The payload as received.
+        payload: Vec<u8>,
+        /// Why it was rejected.
+        error: String,
+    },
+}
+
+/// What an agent is owed an ack for after a commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentCommit {
+    /// Committed event and counts seqs (new and replayed), in batch order.
+    pub seqs: Vec<u64>,
+    /// Event ids whose snapshot is committed (new and replayed).
+    pub snapshot_ids: Vec<String>,
+}
+
+/// The result of [`Store::insert_batch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Per agent, what to acknowledge.
+    pub agents: BTreeMap<String, AgentCommit>,
+    /// New events, counts and snapshots stored.
+    pub inserted: u64,
+    /// Events, counts and snapshots that were already stored (replays).
+    pub duplicates: u64,
+    /// Status messages applied (older than the stored one: ignored, still counted).
+    pub statuses: u64,
+    /// Dead letters stored.
+    pub dead_lettered: u64,
+    /// Per agent, seq ranges skipped by this batch: a seq above the agent's previous maximum
+    /// that left numbers out (`(agent, first missing, last missing)`). Later resends may still
+    /// fill them; [`Store::seq_gaps`] has the current truth.
+    pub new_gaps: Vec<(String, u64, u64)>,
+}
+
+/// A stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// The event id.
+    pub event_id: String,
+    /// SHA-256 of the JPEG, lower-case hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// The topic it came on.
+    pub topic: String,
+    /// The payload as received.
+    pub payload: Vec<u8>,
+    /// Why it was rejected.
+    pub error: String,
+    /// When it arrived (Unix milliseconds).
+    pub received_at_ms: i64,
+}
+
+/// Per-agent totals, for `ioc-collector stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSummary {
+    /// Agent id.
+    pub agent: String,
+    /// Stored events.
+    pub events: u64,
+    /// Stored counts messages.
+    pub counts: u64,
+    /// Highest seq seen (events and counts).
+    pub max_seq: u64,
+    /// Missing seq ranges between 1 and `max_seq`.
+    pub gaps: Vec<(u64, u64)>,
+    /// Last status state (`online`/`offline`), if any.
+    pub state: Option<String>,
+}
+
+/// The SQLite store (see the module docs for its contract).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    snapshot_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("snapshot_dir", &self.snapshot_dir)
+            .finish()
+    }
+}
+
+fn phase_str(p: Phase) -> &'static str {
+    match p {
+        Phase::Start => "start",
+        Phase::Update => "update",
+        Phase::End => "end",
+        Phase::Instant => "instant",
+    }
+}
+
+fn severity_str(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// A serde enum's wire name (`"online"`), without its quotes.
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// SQLite integers are signed; seqs above `i64::MAX` are rejected at validation.
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and the snapshot directory, and
+    /// migrates the schema to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path, snapshot_dir: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_owned(),
+                what: "cannot create database directory",
+                source,
+            })?;
+        }
+        fs::create_dir_all(snapshot_dir).map_err(|source| StoreError::Io {
+            path: snapshot_dir.to_owned(),
+            what: "cannot create snapshot directory",
+            source,
+        })?;
+        let sql = |what| {
+            let path = path.to_owned();
+            move |source| StoreError::Sqlite { path, what, source }
+        };
+        let conn = Connection::open(path).map_err(sql("cannot open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql("cannot set busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql("cannot enable WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), %mode, "sqlite refused WAL journal mode");
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(sql("cannot set pragmas"))?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            snapshot_dir: snapshot_dir.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = self.path.clone();
+        move |source| StoreError::Sqlite { path, what, source }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sqlite { path, what, source }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("cannot begin migration"))?;
+        let found: u32 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("cannot read schema version"))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (i, script) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tracing::info!(path = %path.display(), to = i + 1, "migrating database schema");
+            tx.execute_batch(script)
+                .map_err(sql("cannot migrate schema"))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(sql("cannot record schema version"))?;
+        }
+        tx.commit().map_err(sql("cannot commit migration"))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err("cannot read schema version"))
+    }
+
+    /// Where the JPEG with SHA-256 `sha256` (hex) lives: `{snapshot_dir}/ab/cdef…`.
+    pub fn snapshot_path(&self, sha256: &str) -> PathBuf {
+        let (dir, rest) = sha256.split_at(2.min(sha256.len()));
+        self.snapshot_dir.join(dir).join(rest)
+    }
+
+    /// Writes `jpeg` to its content address (if not already there) and returns its hash and
+    /// path. Written to a temporary name, fsynced, then renamed: a crash never leaves a
+    /// partial file under a content address.
+    fn write_snapshot_file(&self, jpeg: &[u8]) -> Result<(String, PathBuf), StoreError> {
+        let sha = hex::encode(Sha256::digest(jpeg));
+        let path = self.snapshot_path(&sha);
+        let io = |path: &Path, what| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, what, source }
+        };
+        if let Ok(m) = fs::metadata(&path) {
+            if m.len() == jpeg.len() as u64 {
+                return Ok((sha, path));
+            }
+        }
+        let dir = path.parent().unwrap_or(&self.snapshot_dir).to_owned();
+        fs::create_dir_all(&dir).map_err(io(&dir, "cannot create snapshot directory"))?;
+        let tmp = dir.join(format!(".{}.tmp-{}", &sha[2..], std::process::id()));
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp, "cannot create snapshot file"))?;
+        f.write_all(jpeg)
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp, "cannot write snapshot file"))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io(&path, "cannot rename snapshot file"))?;
+        // The rename itself must survive a power cut before the row that points at it.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok((sha, path))
+    }
+
+    /// Stores `batch` in one transaction and says what to acknowledge (see the module docs).
+    pub fn insert_batch(&mut self, batch: &[Ingested]) -> Result<Committed, StoreError> {
+        // Files first, outside the transaction (see the module docs).
+        let mut files: Vec<Option<(String, PathBuf)>> = Vec::with_capacity(batch.len());
+        for item in batch {
+            files.push(match &item.message {
+                Message::Snapshot { jpeg, .. } => Some(self.write_snapshot_file(jpeg)?),
+                _ => None,
+            });
+        }
+        let path = self.path.clone();
+        let sql = move |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sqlite { path, what, source }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("cannot begin transaction"))?;
+        let mut out = Committed::default();
+        // Each agent's max seq before this batch, for gap warnings.
+        let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (item, file) in batch.iter().zip(files) {
+            let at = item.received_at_ms;
+            match &item.message {
+                Message::Event { event: e, json } => {
+                    note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
+                    let n = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, \
+                             camera, severity, observed_at, observed_at_ms, payload, \
+                             received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                e.agent,
+                                seq_i64(e.seq),
+                                e.id,
+                                phase_str(e.phase),
+                                e.kind.as_str(),
+                                e.camera,
+                                severity_str(e.severity),
+                                e.observed_at.as_str(),
+                                e.observed_at.unix_millis(),
+                                json,
+                                at,
+                            ])
+                        })
+                        .map_err(sql("cannot insert event"))?;
+                    out.count(n);
+                    out.agent(&e.agent).seqs.push(e.seq);
+                    seqs_by_agent
+                        .entry(e.agent.clone())
+                        .or_default()
+                        .push(e.seq);
+                }
+                Message::Counts { counts: c, json } => {
+                    note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
+                    let n = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO counts (agent, seq, camera, line, \
+                             interval_start, interval_start_ms, interval_end, interval_end_ms, \
+                             payload, received_at_ms) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                c.agent,
+                                seq_i64(c.seq),
+                                c.camera,
+                                c.line,
+                                c.interval_start.as_str(),
+                                c.interval_start.unix_millis(),
+                                c.interval_end.as_str(),
+                                c.interval_end.unix_millis(),
+                                json,
+                                at,
+                            ])
+                        })
+                        .map_err(sql("cannot insert counts"))?;
+                    out.count(n);
+                    out.agent(&c.agent).seqs.push(c.seq);
+                    seqs_by_agent
+                        .entry(c.agent.clone())
+                        .or_default()
+                        .push(c.seq);
+                }
+                Message::Snapshot {
+                    agent,
+                    event_id,
+                    jpeg,
+                } => {
+                    let (sha, file) = file.unwrap_or_default();
+                    let n = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO snapshots (event_id, agent, sha256, size, \
+                             path, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                event_id,
+                                agent,
+                                sha,
+                                jpeg.len() as i64,
+                                file.to_string_lossy(),
+                                at,
+                            ])
+                        })
+                        .map_err(sql("cannot insert snapshot"))?;
+                    out.count(n);
+                    out.agent(agent).snapshot_ids.push(event_id.clone());
+                }
+                Message::AgentStatus { agent, status } => {
+                    // Retained statuses are redelivered on every reconnect: keep the newest.
+                    tx.prepare_cached(
+                        "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
+                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
+                         version = excluded.version, cameras = excluded.cameras, \
+                         at = excluded.at, at_ms = excluded.at_ms, \
+                         received_at_ms = excluded.received_at_ms \
+                         WHERE excluded.at_ms >= agents.at_ms",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            agent,
+                            wire_name(&status.state),
+                            status.version,
+                            serde_json::to_string(&status.cameras).unwrap_or_default(),
+                            status.at.as_str(),
+                            status.at.unix_millis(),
+                            at,
+                        ])
+                    })
+                    .map_err(sql("cannot store agent status"))?;
+                    out.statuses += 1;
+                }
+                Message::CameraStatus {
+                    agent,
+                    camera,
+                    status,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
+                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                         ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
+                         fps = excluded.fps, error = excluded.error, at = excluded.at, \
+                         at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms \
+                         WHERE excluded.at_ms >= cameras.at_ms",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            agent,
+                            camera,
+                            wire_name(&status.state),
+                            status.fps.map(f64::from),
+                            status.error,
+                            status.at.as_str(),
+                            status.at.unix_millis(),
+                            at,
+                        ])
+                    })
+                    .map_err(sql("cannot store camera status"))?;
+                    out.statuses += 1;
+                }
+                Message::DeadLetter {
+                    topic,
+                    payload,
+                    error,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO dead_letters (topic, payload, error, received_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![topic, payload, error, at]))
+                    .map_err(sql("cannot store dead letter"))?;
+                    out.dead_lettered += 1;
+                }
+            }
+        }
+        tx.commit().map_err(sql("cannot commit batch"))?;
+        for (agent, mut seqs) in seqs_by_agent {
+            let mut max = max_before.get(&agent).copied().unwrap_or(0);
+            seqs.sort_unstable();
+            seqs.dedup();
+            for s in seqs {
+                if s > max + 1 {
+                    out.new_gaps.push((agent.clone(), max + 1, s - 1));
+                }
+                max = max.max(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest seq stored for `agent` (events and counts), or 0.
+    pub fn max_seq(&self, agent: &str) -> Result<u64, StoreError> {
+        max_seq(&self.conn, agent).map_err(self.err("cannot read max seq"))
+    }
+
+    /// Missing seq ranges `(first, last)`, inclusive, between 1 and the highest seq stored
+    /// for `agent` (events and counts share the sequence).
+    pub fn seq_gaps(&self, agent: &str) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "WITH s AS (SELECT seq FROM events WHERE agent = ?1 \
+                            UNION SELECT seq FROM counts WHERE agent = ?1), \
+                      l AS (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM s) \
+                 SELECT prev + 1, seq - 1 FROM l WHERE seq > prev + 1 ORDER BY seq",
+            )
+            .map_err(self.err("cannot find seq gaps"))?;
+        let rows = stmt
+            .query_map([agent], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot find seq gaps"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, b)| (a.max(0) as u64, b.max(0) as u64))
+            .collect())
+    }
+
+    /// How many events are stored for `agent`.
+    pub fn count_events(&self, agent: &str) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM events WHERE agent = ?1", agent)
+    }
+
+    /// How many counts messages are stored for `agent`.
+    pub fn count_counts(&self, agent: &str) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM counts WHERE agent = ?1", agent)
+    }
+
+    /// How many distinct seqs (events and counts) are stored for `agent`.
+    pub fn distinct_seqs(&self, agent: &str) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT COUNT(*) FROM (SELECT seq FROM events WHERE agent = ?1 \
+             UNION SELECT seq FROM counts WHERE agent = ?1)",
+            agent,
+        )
+    }
+
+    /// How many distinct event (incident) ids are stored for `agent`.
+    pub fn distinct_event_ids(&self, agent: &str) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT COUNT(DISTINCT event_id) FROM events WHERE agent = ?1",
+            agent,
+        )
+    }
+
+    fn count(&self, sql: &str, agent: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(sql, [agent], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(self.err("cannot count"))
+    }
+
+    /// Every agent with stored events, counts or status, sorted.
+    pub fn agents(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT agent FROM events UNION SELECT agent FROM counts \
+                 UNION SELECT agent FROM agents ORDER BY agent",
+            )
+            .map_err(self.err("cannot list agents"))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(self.err("cannot list agents"));
+        rows
+    }
+
+    /// Totals and gaps per agent.
+    pub fn summary(&self) -> Result<Vec<AgentSummary>, StoreError> {
+        let mut out = Vec::new();
+        for agent in self.agents()? {
+            let state = self
+                .conn
+                .query_row("SELECT state FROM agents WHERE agent = ?1", [&agent], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(self.err("cannot read agent status"))?;
+            out.push(AgentSummary {
+                events: self.count_events(&agent)?,
+                counts: self.count_counts(&agent)?,
+                max_seq: self.max_seq(&agent)?,
+                gaps: self.seq_gaps(&agent)?,
+                state,
+                agent,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored snapshot of event `event_id`.
+    pub fn snapshot(&self, event_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT event_id, sha256, size, path FROM snapshots WHERE event_id = ?1",
+                [event_id],
+                |r| {
+                    Ok(StoredSnapshot {
+                        event_id: r.get(0)?,
+                        sha256: r.get(1)?,
+                        size: r.get::<_, i64>(2)?.max(0) as u64,
+                        path: PathBuf::from(r.get::<_, String>(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err("cannot read snapshot"))
+    }
+
+    /// How many dead letters are stored.
+    pub fn count_dead_letters(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
+            .map_err(self.err("cannot count dead letters"))
+    }
+
+    /// The most recent `limit` dead letters, newest first.
+    pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, topic, payload, error, received_at_ms FROM dead_letters \
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err("cannot read dead letters"))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(DeadLetter {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    error: r.get(3)?,
+                    received_at_ms: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot read dead letters"));
+        rows
+    }
+
+    /// An agent's last status: `(state, version)`.
+    pub fn agent_state(&self, agent: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT state, version FROM agents WHERE agent = ?1",
+                [agent],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("cannot read agent status"))
+    }
+
+    /// A camera's last status: `(state, fps)`.
+    pub fn camera_state(
+        &self,
+        agent: &str,
+        camera: &str,
+    ) -> Result<Option<(String, Option<f64>)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT state, fps FROM cameras WHERE agent = ?1 AND camera = ?2",
+                [agent, camera],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("cannot read camera status"))
+    }
+}
+
+impl Committed {
+    fn agent(&mut self, agent: &str) -> &mut AgentCommit {
+        self.agents.entry(agent.to_owned()).or_default()
+    }
+
+    fn count(&mut self, changed: usize) {
+        if changed == 0 {
+            self.duplicates += 1;
+        } else {
+            self.inserted += 1;
+        }
+    }
+}
+
+fn max_seq(conn: &Connection, agent: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events WHERE agent = ?1 \
+         UNION ALL SELECT MAX(seq) FROM counts WHERE agent = ?1)",
+        [agent],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|m| m.unwrap_or(0).max(0) as u64)
+}
+
+/// Records `agent`'s max seq before the batch touches it.
+fn note_max(
+    tx: &Transaction<'_>,
+    seen: &mut BTreeMap<String, u64>,
+    agent: &str,
+) -> rusqlite::Result<()> {
+    if !seen.contains_key(agent) {
+        let m = max_seq(tx, agent)?;
+        seen.insert(agent.to_owned(), m);
+    }
+    Ok(())
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    Timestamp::now().unix_millis()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ioc_protocol::{parse_counts, parse_event};
+
+    pub(crate) fn event_json(agent: &str, seq: u64) -> String {
+        format!(
+            r#"{{"schema":"ioc.event/1","id":"{agent}-{seq}","seq":{seq},"phase":"instant",
+            "agent":"{agent}","camera":"gate","kind":"line_crossing","severity":"info",
+            "rule":"count-in","observed_at":"2024-05-01T12:00:00.000Z","future_field":1}}"#
+        )
+    }
+
+    fn ev(agent: &str, seq: u64) -> Ingested {
+        let json = event_json(agent, seq);
+        Ingested {
+            received_at_ms: 1,
+            message: Message::Event {
+                event: Box::new(parse_event(json.as_bytes()).unwrap()),
+                json,
+            },
+        }
+    }
+
+    fn counts(agent: &str, seq: u64) -> Ingested {
+        let json = format!(
+            r#"{{"schema":"ioc.counts/1","seq":{seq},"agent":"{agent}","camera":"road",
+            "line":"stop","interval_start":"2024-05-01T12:00:00Z",
+            "interval_end":"2024-05-01T12:01:00Z","counts":[]}}"#
+        );
+        Ingested {
+            received_at_ms: 1,
+            message: Message::Counts {
+                counts: parse_counts(json.as_bytes()).unwrap(),
+                json,
+            },
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("db/ioc.db"), &dir.path().join("snaps")).unwrap()
+    }
+
+    #[test]
+    fn insert_is_idempotent_and_acks_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        let batch: Vec<_> = (1..=5)
+            .map(|i| ev("a1", i))
+            .chain([counts("a1", 6)])
+            .collect();
+        let c = s.insert_batch(&batch).unwrap();
+        assert_eq!((c.inserted, c.duplicates), (6, 0));
+        assert_eq!(c.agents["a1"].seqs, vec![1, 2, 3, 4, 5, 6]);
+        let c = s.insert_batch(&batch).unwrap();
+        assert_eq!((c.inserted, c.duplicates), (0, 6));
+        assert_eq!(
+            c.agents["a1"].seqs,
+            vec![1, 2, 3, 4, 5, 6],
+            "replays are acked again"
+        );
+        assert!(c.new_gaps.is_empty());
+        assert_eq!(s.count_events("a1").unwrap(), 5);
+        assert_eq!(s.count_counts("a1").unwrap(), 1);
+        assert_eq!(s.distinct_seqs("a1").unwrap(), 6);
+        assert_eq!(s.distinct_event_ids("a1").unwrap(), 5);
+        assert_eq!(s.count_events("other").unwrap(), 0);
+        // The payload is kept as received, unknown fields included.
+        let payload: String = s
+            .conn
+            .query_row("SELECT payload FROM events WHERE seq = 1", [], |r| r.get(0))
+            .unwrap();
+        assert!(payload.contains("future_field"));
+    }
+
+    #[test]
+    fn gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        assert_eq!(s.seq_gaps("a1").unwrap(), vec![]);
+        let c = s
+            .insert_batch(&[ev("a1", 3), ev("a1", 4), counts("a1", 7), ev("b", 1)])
+            .unwrap();
+        assert_eq!(
+            c.new_gaps,
+            vec![("a1".to_string(), 1, 2), ("a1".to_string(), 5, 6)]
+        );
+        assert_eq!(s.seq_gaps("a1").unwrap(), vec![(1, 2), (5, 6)]);
+        assert_eq!(s.seq_gaps("b").unwrap(), vec![]);
+        // A late resend fills a gap without opening a new one.
+        let c = s.insert_batch(&[ev("a1", 5), ev("a1", 10)]).unwrap();
+        assert_eq!(c.new_gaps, vec![("a1".to_string(), 8, 9)]);
+        assert_eq!(s.seq_gaps("a1").unwrap(), vec![(1, 2), (6, 6), (8, 9)]);
+        assert_eq!(s.max_seq("a1").unwrap(), 10);
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.len(), 2);
+        assert_eq!(sum[0].agent, "a1");
+        assert_eq!((sum[0].events, sum[0].counts, sum[0].max_seq), (4, 1, 10));
+        assert_eq!(sum[0].gaps, vec![(1, 2), (6, 6), (8, 9)]);
+    }
+
+    #[test]
+    fn snapshots_are_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        let jpeg = b"\xff\xd8\xff\xe0 not really a jpeg".to_vec();
+        let snap = |id: &str| Ingested {
+            received_at_ms: 1,
+            message: Message::Snapshot {
+                agent: "a1".into(),
+                event_id: id.into(),
+                jpeg: jpeg.clone(),
+            },
+        };
+        let c = s.insert_batch(&[snap("a1-1"), snap("a1-2")]).unwrap();
+        assert_eq!(c.inserted, 2);
+        assert_eq!(c.agents["a1"].snapshot_ids, vec!["a1-1", "a1-2"]);
+        assert!(c.agents["a1"].seqs.is_empty());
+        let c = s.insert_batch(&[snap("a1-1")]).unwrap();
+        assert_eq!((c.inserted, c.duplicates), (0, 1));
+        let a = s.snapshot("a1-1").unwrap().unwrap();
+        let b = s.snapshot("a1-2").unwrap().unwrap();
+        let sha = hex::encode(Sha256::digest(&jpeg));
+        assert_eq!(a.sha256, sha);
+        assert_eq!(a.path, b.path, "one file for identical bytes");
+        assert_eq!(
+            a.path,
+            dir.path().join("snaps").join(&sha[..2]).join(&sha[2..])
+        );
+        assert_eq!(fs::read(&a.path).unwrap(), jpeg);
+        assert_eq!(a.size, jpeg.len() as u64);
+        assert!(s.snapshot("a1-3").unwrap().is_none());
+        // No temporary files left behind.
+        let names: Vec<_> = fs::read_dir(a.path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn status_keeps_the_newest_and_dead_letters_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        let st = |state, at: &str| Ingested {
+            received_at_ms: 1,
+            message: Message::AgentStatus {
+                agent: "a1".into(),
+                status: AgentStatus::new(state, "0.1.0", vec![], Timestamp::parse(at).unwrap()),
+            },
+        };
+        use ioc_protocol::{AgentState, CameraState};
+        s.insert_batch(&[st(AgentState::Online, "2024-05-01T12:00:00Z")])
+            .unwrap();
+        // An older retained copy arriving late does not win.
+        let c = s
+            .insert_batch(&[
+                st(AgentState::Offline, "2024-05-01T13:00:00Z"),
+                st(AgentState::Online, "2024-05-01T12:30:00Z"),
+            ])
+            .unwrap();
+        assert_eq!(c.statuses, 2);
+        assert_eq!(s.agent_state("a1").unwrap().unwrap().0, "offline");
+        let mut cs = CameraStatus::new(
+            CameraState::Streaming,
+            Timestamp::parse("2024-05-01T12:00:00Z").unwrap(),
+        );
+        cs.fps = Some(5.0);
+        s.insert_batch(&[Ingested {
+            received_at_ms: 1,
+            message: Message::CameraStatus {
+                agent: "a1".into(),
+                camera: "gate".into(),
+                status: cs,
+            },
+        }])
+        .unwrap();
+        assert_eq!(
+            s.camera_state("a1", "gate").unwrap(),
+            Some(("streaming".into(), Some(5.0)))
+        );
+        let dl = Ingested {
+            received_at_ms: 7,
+            message: Message::DeadLetter {
+                topic: "ioc/v1/agents/a1/events".into(),
+                payload: b"\x00{not json".to_vec(),
+                error: "malformed JSON".into(),
+            },
+        };
+        let c = s.insert_batch(&[dl, ev("a1", 1)]).unwrap();
+        assert_eq!((c.dead_lettered, c.inserted), (1, 1));
+        assert_eq!(s.count_dead_letters().unwrap(), 1);
+        let d = &s.dead_letters(10).unwrap()[0];
+        assert_eq!(d.payload, b"\x00{not json");
+        assert_eq!((d.error.as_str(), d.received_at_ms), ("malformed JSON", 7));
+    }
+
+    #[test]
+    fn migration_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = open(&dir);
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+            s.insert_batch(&[ev("a1", 1)]).unwrap();
+        }
+        // Reopening is a no-op migration and keeps the data.
+        let s = open(&dir);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.count_events("a1").unwrap(), 1);
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // A second connection (a reader, like `stats`) can open it at the same time.
+        let reader = open(&dir);
+        assert_eq!(reader.count_events("a1").unwrap(), 1);
+        drop((s, reader));
+        // A database from a newer collector is refused.
+        let conn = Connection::open(dir.path().join("db/ioc.db")).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        drop(conn);
+        let err =
+            Store::open(&dir.path().join("db/ioc.db"), &dir.path().join("snaps")).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("upgrade the collector"));
+    }
+}

@@ -1,0 +1,639 @@
+//! Ingest against a real mosquitto (started here on a free loopback port, with a password
+//! file and the same ACL as `ioc-testkit`'s harness: agents write only their own topics,
+//! collectors read `ioc/#` and write acks). Agents are raw rumqttc clients.
+//!
+//! Covered: events stored and acked; replays store nothing new and are acked again; bad
+//! payloads become dead letters without stopping ingest; seq gaps are reported; snapshots,
+//! counts and status; a 2,000-event burst; a collector killed mid-stream loses nothing
+//! (shared subscription, persistent session); a wrong password is reported as such; the
+//! binary's `run` (SIGTERM), `check-config` and `stats`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ioc_collector::{ingest, Config, ConnErrorKind, ConnState, Store};
+use ioc_protocol::{parse_ack, Ack};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+/// A mosquitto child process in a temp dir.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn mosquitto() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+impl Broker {
+    /// `users`: (name, password, is_collector).
+    fn start(users: &[(&str, &str, bool)]) -> Broker {
+        Broker::start_with(users, "")
+    }
+
+    /// Like `start`, with `extra` lines of mosquitto config.
+    fn start_with(users: &[(&str, &str, bool)], extra: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "").unwrap();
+        let mut acl = String::new();
+        for (name, pw, collector) in users {
+            let st = Command::new("mosquitto_passwd")
+                .args(["-b", passwd.to_str().unwrap(), name, pw])
+                .stdout(Stdio::null())
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(st.success());
+            if *collector {
+                acl.push_str(&format!(
+                    "user {name}\ntopic read ioc/#\ntopic write ioc/v1/agents/+/acks\n\n"
+                ));
+            }
+        }
+        for t in [
+            "status",
+            "cameras/+/status",
+            "events",
+            "snapshots/+",
+            "counts",
+        ] {
+            acl.push_str(&format!("pattern write ioc/v1/agents/%u/{t}\n"));
+        }
+        acl.push_str("pattern read ioc/v1/agents/%u/acks\n");
+        std::fs::write(dir.path().join("acl"), acl).unwrap();
+        let port = free_port();
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
+             persistence false\n{extra}log_dest stderr\nlog_type error\nlog_type warning\n",
+            passwd.display(),
+            dir.path().join("acl").display(),
+        );
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        // Run as root, mosquitto drops to the `mosquitto` user: let it read its files.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let open = |p: &Path, mode| {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+            };
+            open(dir.path(), 0o755);
+            for f in ["passwd", "acl", "mosquitto.conf"] {
+                open(&dir.path().join(f), 0o644);
+            }
+        }
+        let child = Command::new(mosquitto())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
+
+fn config_text(port: u16, dir: &Path, password: &str, group: Option<&str>) -> String {
+    let group = group
+        .map(|g| format!("shared_group = \"{g}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"collector-test\"\n\
+         username = \"c\"\npassword = \"{password}\"\n{group}\
+         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n\
+         [ingest]\nbatch_max = 500\nbatch_wait_ms = 20\n",
+        dir.join("ioc.db").display(),
+        dir.join("snapshots").display()
+    )
+}
+
+fn config(port: u16, dir: &Path, password: &str, group: Option<&str>) -> Config {
+    let c = Config::parse(
+        &config_text(port, dir, password, group),
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    c.validate(Path::new("test.toml")).unwrap();
+    c
+}
+
+fn event(agent: &str, seq: u64) -> Vec<u8> {
+    format!(
+        r#"{{"schema":"ioc.event/1","id":"{agent}-{seq}","seq":{seq},"phase":"instant",
+        "agent":"{agent}","camera":"gate","kind":"line_crossing","severity":"info",
+        "rule":"count-in","observed_at":"2024-05-01T12:00:00.000Z"}}"#
+    )
+    .into_bytes()
+}
+
+/// A raw agent: publishes as `agent`, and forwards the acks it receives.
+struct Agent {
+    client: AsyncClient,
+    acks_rx: mpsc::UnboundedReceiver<Ack>,
+    agent: String,
+    acked: BTreeSet<u64>,
+    acked_ids: BTreeSet<String>,
+}
+
+impl Agent {
+    async fn connect(port: u16, agent: &str) -> Agent {
+        let mut o = MqttOptions::new(format!("agent-{agent}"), "127.0.0.1", port);
+        o.set_credentials(agent, "pw").set_inflight(200);
+        let (client, mut eventloop) = AsyncClient::new(o, 1000);
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = up_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = acks_tx.send(parse_ack(&p.payload).expect("valid ack"));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .subscribe(format!("ioc/v1/agents/{agent}/acks"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), up_rx.recv())
+            .await
+            .expect("agent subscribed");
+        Agent {
+            client,
+            acks_rx,
+            agent: agent.into(),
+            acked: BTreeSet::new(),
+            acked_ids: BTreeSet::new(),
+        }
+    }
+
+    async fn publish(&self, suffix: &str, payload: Vec<u8>) {
+        self.client
+            .publish(
+                format!("ioc/v1/agents/{}/{suffix}", self.agent),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn events(&self, seqs: impl IntoIterator<Item = u64>) {
+        for s in seqs {
+            self.publish("events", event(&self.agent, s)).await;
+        }
+    }
+
+    /// Waits until every seq in `seqs` has been acked since the last `clear`.
+    async fn wait_acked(&mut self, seqs: impl IntoIterator<Item = u64>, timeout: Duration) {
+        let want: BTreeSet<u64> = seqs.into_iter().collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !want.is_subset(&self.acked) {
+            match tokio::time::timeout_at(deadline, self.acks_rx.recv()).await {
+                Ok(Some(ack)) => {
+                    ack.validate().expect("acks are well-formed");
+                    self.acked.extend(ack.iter_seqs());
+                    self.acked_ids.extend(ack.ids.iter().cloned());
+                }
+                _ => panic!(
+                    "not acked in {timeout:?}: {:?}",
+                    want.difference(&self.acked).take(10).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Like an outbox: re-publishes what is not acked after `resend_after` without progress
+    /// (a broker drops QoS 1 messages beyond a subscriber's queue limit, mosquitto's
+    /// `max_queued_messages`, default 1000). Returns how many were re-sent.
+    async fn wait_acked_resending(
+        &mut self,
+        seqs: std::ops::RangeInclusive<u64>,
+        resend_after: Duration,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut resent = 0;
+        loop {
+            let missing: Vec<u64> = seqs.clone().filter(|s| !self.acked.contains(s)).collect();
+            if missing.is_empty() {
+                return resent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not acked: {} seqs",
+                missing.len()
+            );
+            match tokio::time::timeout(resend_after, self.acks_rx.recv()).await {
+                Ok(Some(ack)) => self.acked.extend(ack.iter_seqs()),
+                Ok(None) => panic!("agent client gone"),
+                Err(_) => {
+                    resent += missing.len();
+                    self.events(missing).await;
+                }
+            }
+        }
+    }
+
+    async fn wait_acked_id(&mut self, id: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.acked_ids.contains(id) {
+            match tokio::time::timeout_at(deadline, self.acks_rx.recv()).await {
+                Ok(Some(ack)) => {
+                    self.acked.extend(ack.iter_seqs());
+                    self.acked_ids.extend(ack.ids.iter().cloned());
+                }
+                _ => panic!("snapshot {id} not acked"),
+            }
+        }
+    }
+}
+
+fn reader(dir: &Path) -> Store {
+    Store::open(&dir.join("ioc.db"), &dir.join("snapshots")).unwrap()
+}
+
+async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_acks_dedups_dead_letters_and_gaps() {
+    logs();
+    let broker = Broker::start(&[("a1", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let handle = ingest::start(&config(broker.port, dir.path(), "pw", None)).unwrap();
+    handle.wait_connected(T).await.unwrap();
+    let mut agent = Agent::connect(broker.port, "a1").await;
+    // The collector's subscriptions may still be in flight: retry the first event until acked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Events are stored and acked.
+    agent.events(1..=10).await;
+    agent.wait_acked(1..=10, T).await;
+    let db = reader(dir.path());
+    assert_eq!(db.count_events("a1").unwrap(), 10);
+    assert_eq!(db.seq_gaps("a1").unwrap(), vec![]);
+
+    // A replay stores nothing new and is acked again.
+    agent.acked.clear();
+    agent.events(1..=10).await;
+    agent.wait_acked(1..=10, T).await;
+    assert_eq!(db.count_events("a1").unwrap(), 10);
+    assert_eq!(db.distinct_seqs("a1").unwrap(), 10);
+    until("duplicates counted", T, || {
+        handle.metrics().snapshot().duplicates == 10
+    })
+    .await;
+
+    // Malformed JSON and a newer schema are dead-lettered; ingest goes on.
+    agent
+        .publish("events", b"{\"schema\": \"ioc.event/1\", oops".to_vec())
+        .await;
+    let v2 = String::from_utf8(event("a1", 11))
+        .unwrap()
+        .replace("ioc.event/1", "ioc.event/2");
+    agent.publish("events", v2.into_bytes()).await;
+    agent.events([11]).await;
+    agent.wait_acked([11], T).await;
+    assert_eq!(db.count_events("a1").unwrap(), 11);
+    until("dead letters stored", T, || {
+        db.count_dead_letters().unwrap() == 2
+    })
+    .await;
+    let dl = db.dead_letters(10).unwrap();
+    assert!(
+        dl.iter()
+            .any(|d| d.error.starts_with("unsupported_version")),
+        "{dl:?}"
+    );
+    assert!(
+        dl.iter().any(|d| d.error.starts_with("malformed_json")),
+        "{dl:?}"
+    );
+    assert!(dl.iter().all(|d| d.topic == "ioc/v1/agents/a1/events"));
+    let m = handle.metrics().snapshot();
+    assert_eq!(m.dead_lettered, 2);
+    assert_eq!(m.dead_letter_reasons.get("unsupported_version"), Some(&1));
+
+    // A gap is reported (and counted once).
+    agent.events([15]).await;
+    agent.wait_acked([15], T).await;
+    assert_eq!(db.seq_gaps("a1").unwrap(), vec![(12, 14)]);
+    assert_eq!(handle.metrics().snapshot().seq_gaps, 1);
+    // Filling it closes it.
+    agent.events(12..=14).await;
+    agent.wait_acked(12..=14, T).await;
+    assert_eq!(db.seq_gaps("a1").unwrap(), vec![]);
+
+    // Counts share the sequence; snapshots are acked by event id; status is kept.
+    agent
+        .publish(
+            "counts",
+            br#"{"schema":"ioc.counts/1","seq":16,"agent":"a1","camera":"road","line":"stop",
+               "interval_start":"2024-05-01T12:00:00Z","interval_end":"2024-05-01T12:01:00Z",
+               "counts":[{"class":"car","direction":"in","count":3}]}"#
+                .to_vec(),
+        )
+        .await;
+    agent.wait_acked([16], T).await;
+    let jpeg = b"\xff\xd8\xff\xe0fake jpeg body".to_vec();
+    agent.publish("snapshots/a1-1", jpeg.clone()).await;
+    agent.wait_acked_id("a1-1", T).await;
+    let snap = db.snapshot("a1-1").unwrap().unwrap();
+    assert_eq!(std::fs::read(&snap.path).unwrap(), jpeg);
+    assert!(snap.path.starts_with(dir.path().join("snapshots")));
+    agent
+        .client
+        .publish(
+            "ioc/v1/agents/a1/status",
+            QoS::AtLeastOnce,
+            true,
+            br#"{"schema":"ioc.agent-status/1","state":"online","version":"0.1.0",
+               "cameras":["gate"],"at":"2024-05-01T12:00:00.000Z"}"#
+                .to_vec(),
+        )
+        .await
+        .unwrap();
+    until("agent status", T, || {
+        db.agent_state("a1").unwrap().is_some()
+    })
+    .await;
+    assert_eq!(db.agent_state("a1").unwrap().unwrap().0, "online");
+    assert_eq!(db.distinct_seqs("a1").unwrap(), 16);
+    assert_eq!(db.seq_gaps("a1").unwrap(), vec![]);
+
+    until("every message PUBACKed after its commit", T, || {
+        let m = handle.metrics().snapshot();
+        m.mqtt_acks == m.received
+    })
+    .await;
+    let m = handle.metrics().snapshot();
+    assert!(m.acks_sent >= 6 && m.batches >= 6, "{m:?}");
+    assert!(handle
+        .metrics()
+        .render_prometheus()
+        .contains("ioc_collector_duplicates_total 10"));
+    handle.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_2000_is_stored_completely() {
+    logs();
+    // mosquitto drops QoS 1 messages queued for a subscriber beyond `max_queued_messages`
+    // (default 1000), connected or not; an agent's outbox re-sends them, but this test is
+    // about the collector keeping up, so the broker here queues without limit and nothing
+    // may need a re-send.
+    let broker = Broker::start_with(
+        &[("a2", "pw", false), ("c", "pw", true)],
+        "max_queued_messages 0\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let handle = ingest::start(&config(broker.port, dir.path(), "pw", None)).unwrap();
+    handle.wait_connected(T).await.unwrap();
+    let mut agent = Agent::connect(broker.port, "a2").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    agent.events(1..=2000).await;
+    let resent = agent
+        .wait_acked_resending(1..=2000, Duration::from_secs(3), Duration::from_secs(120))
+        .await;
+    let elapsed = started.elapsed();
+    let db = reader(dir.path());
+    assert_eq!(db.count_events("a2").unwrap(), 2000);
+    assert_eq!(db.distinct_event_ids("a2").unwrap(), 2000);
+    assert_eq!(db.seq_gaps("a2").unwrap(), vec![]);
+    let m = handle.metrics().snapshot();
+    eprintln!(
+        "2000 events stored and acked in {elapsed:?} ({} batches, {} acks, {resent} re-sent)",
+        m.batches, m.acks_sent
+    );
+    assert_eq!(m.ingested, 2000, "each stored once");
+    assert_eq!(resent, 0, "the collector lost nothing");
+    handle.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_killed_mid_stream_loses_nothing() {
+    logs();
+    let broker = Broker::start(&[("a3", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(broker.port, dir.path(), "pw", Some("collectors"));
+    let handle = ingest::start(&cfg).unwrap();
+    handle.wait_connected(T).await.unwrap();
+    let mut agent = Agent::connect(broker.port, "a3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent.events(1..=300).await;
+    // Kill it (no graceful stop) while messages are still arriving.
+    until("some events stored", T, || {
+        handle.metrics().snapshot().ingested >= 50
+    })
+    .await;
+    handle.abort();
+    agent.events(301..=600).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Same client id: the broker kept the session (shared subscription included) and
+    // redelivers everything that was not PUBACKed.
+    let handle = ingest::start(&cfg).unwrap();
+    handle.wait_connected(T).await.unwrap();
+    agent.wait_acked(1..=600, Duration::from_secs(60)).await;
+    let db = reader(dir.path());
+    assert_eq!(db.count_events("a3").unwrap(), 600);
+    assert_eq!(db.seq_gaps("a3").unwrap(), vec![]);
+    handle.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_reported_as_auth_refused() {
+    logs();
+    let broker = Broker::start(&[("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let handle = ingest::start(&config(broker.port, dir.path(), "wrong", None)).unwrap();
+    let mut rx = handle.conn_watch();
+    let state = tokio::time::timeout(T, rx.wait_for(|s| matches!(s, ConnState::Failed { .. })))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    let ConnState::Failed { kind, message } = state else {
+        unreachable!()
+    };
+    assert_eq!(kind, ConnErrorKind::AuthRefused, "{message}");
+    assert!(message.contains("mqtt.password"), "{message}");
+    assert!(
+        !message.contains("wrong"),
+        "the password is never shown: {message}"
+    );
+    handle.shutdown(Duration::from_secs(2)).await.unwrap();
+
+    // Nobody listening: unreachable.
+    let handle = ingest::start(&config(free_port(), dir.path(), "pw", None)).unwrap();
+    let mut rx = handle.conn_watch();
+    let state = tokio::time::timeout(T, rx.wait_for(|s| matches!(s, ConnState::Failed { .. })))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(
+            state,
+            ConnState::Failed {
+                kind: ConnErrorKind::Unreachable,
+                ..
+            }
+        ),
+        "{state:?}"
+    );
+    handle.shutdown(Duration::from_secs(2)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_runs_stops_on_sigterm_and_reports_stats() {
+    logs();
+    let bin = env!("CARGO_BIN_EXE_ioc-collector");
+    let broker = Broker::start(&[("a4", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg_path,
+        config_text(broker.port, dir.path(), "pw", Some("g1")),
+    )
+    .unwrap();
+
+    let out = Command::new(bin)
+        .arg("check-config")
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[mqtt]\nhots = 1\n").unwrap();
+    let out = Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("hots"), "{err}");
+
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut agent = Agent::connect(broker.port, "a4").await;
+    // Publish until the collector is subscribed and acks.
+    let deadline = Instant::now() + T;
+    loop {
+        agent.events([1]).await;
+        if tokio::time::timeout(Duration::from_millis(500), agent.wait_acked([1], T))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "collector binary never acked");
+    }
+    agent.events(2..=20).await;
+    agent.events([25]).await;
+    agent.wait_acked((2..=20).chain([25]), T).await;
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collector did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+
+    let out = Command::new(bin)
+        .args(["stats", "--json", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &v["agents"][0];
+    assert_eq!(a["agent"], "a4");
+    assert_eq!(a["events"], 21);
+    assert_eq!(a["max_seq"], 25);
+    assert_eq!(a["gaps"], serde_json::json!([[21, 24]]));
+    let out = Command::new(bin)
+        .args(["stats", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a4") && text.contains("21-24"), "{text}");
+}

@@ -1,0 +1,173 @@
+//! The whole chain with real processes: `ioc-agent run` on vtest.avi (decode,
+//! the real model, tracking, rules) → durable outbox → mosquitto (per-agent
+//! credentials and ACL) → `ioc-collector run` → SQLite. The incidents of the
+//! hand-annotated line and zone arrive, with their snapshots, in order.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use ioc_testkit::mosquitto::{Mosquitto, User};
+use ioc_testkit::{footage, model_manifest, workspace_binary};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn incidents_from_footage_reach_the_collector_with_their_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(
+        &[
+            User::agent("vtest-site", "agent-pw"),
+            User::collector("central", "central-pw"),
+        ],
+        0,
+    )
+    .unwrap();
+    let db = dir.path().join("ioc.db");
+    let snaps = dir.path().join("snapshots");
+    let collector_cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector_cfg,
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
+             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n",
+            broker.port,
+            db.display(),
+            snaps.display()
+        ),
+    )
+    .unwrap();
+    let _collector = Killed(
+        Command::new(workspace_binary("ioc-collector"))
+            .args(["run", "--config", collector_cfg.to_str().unwrap()])
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap(),
+    );
+    let agent_cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            r#"
+[agent]
+id = "vtest-site"
+log_detections = false
+[detect]
+model = "{model}"
+fps = 5
+classes = ["person"]
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "vtest-site"
+password = "agent-pw"
+[outbox]
+path = "{outbox}"
+[[cameras]]
+id = "vtest"
+file = "{file}"
+realtime = false
+[cameras.analytics]
+[[cameras.analytics.zones]]
+name = "west_end"
+points = [[0.02, 0.32], [0.143, 0.32], [0.143, 0.48], [0.02, 0.48]]
+[[cameras.analytics.lines]]
+name = "walkway_west"
+points = [[0.21, 0.31], [0.21, 0.50]]
+in_side = "right"
+[[cameras.analytics.rules]]
+name = "count"
+kind = "line_crossing"
+line = "walkway_west"
+classes = ["person"]
+[[cameras.analytics.rules]]
+name = "entry"
+kind = "intrusion"
+zone = "west_end"
+classes = ["person"]
+"#,
+            model = model_manifest().display(),
+            port = broker.port,
+            outbox = dir.path().join("outbox.db").display(),
+            file = footage("vtest.avi").display(),
+        ),
+    )
+    .unwrap();
+    let _agent = Killed(
+        Command::new(workspace_binary("ioc-agent"))
+            .args(["run", "--config", agent_cfg.to_str().unwrap()])
+            .env("RUST_LOG", "warn,ioc_agent::agent=error")
+            .spawn()
+            .unwrap(),
+    );
+
+    // The annotated stretch (0-59 s) has 5 crossings and 3 entries; the whole clip more.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (crossings, entries, snapshots) = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let Ok(conn) = rusqlite::Connection::open(&db) else {
+            continue;
+        };
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or(0);
+        let c = count("SELECT COUNT(*) FROM events WHERE kind = 'line_crossing'");
+        let e = count("SELECT COUNT(*) FROM events WHERE kind = 'intrusion' AND phase = 'start'");
+        let s = count("SELECT COUNT(*) FROM snapshots");
+        if (c >= 5 && e >= 3 && s >= 8) || Instant::now() > deadline {
+            break (c, e, s);
+        }
+    };
+    assert!(
+        crossings >= 5 && entries >= 3,
+        "stored {crossings} crossings and {entries} zone entries"
+    );
+    assert!(snapshots >= 8, "{snapshots} snapshots stored");
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // Every snapshot the events reference is stored, under its own sha256, as a JPEG.
+    let mut stmt = conn
+        .prepare("SELECT e.payload, s.sha256, s.path FROM events e JOIN snapshots s ON s.event_id = e.event_id WHERE e.phase IN ('start', 'instant')")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(rows.len() >= 8);
+    for (payload, sha, path) in &rows {
+        let ev: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(
+            ev["snapshot"]["sha256"].as_str(),
+            Some(sha.as_str()),
+            "{payload}"
+        );
+        let path = if std::path::Path::new(path).is_absolute() {
+            path.into()
+        } else {
+            snaps.join(path)
+        };
+        let jpeg = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+        assert_eq!(ev["snapshot"]["size"].as_u64(), Some(jpeg.len() as u64));
+    }
+    // The first crossing of the annotation: somebody walking right to left ("in").
+    let first: String = conn
+        .query_row(
+            "SELECT payload FROM events WHERE kind = 'line_crossing' ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["details"]["direction"], "in", "{first}");
+    assert_eq!(first["objects"][0]["class"], "person");
+    let gaps: i64 = conn
+        .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(gaps, 0, "nothing dead-lettered");
+}
