@@ -213,6 +213,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let detector = load_detector(&cfg)?;
     let labels = detector.labels().to_vec();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut publisher_handle = None;
     let mut delivery = match &cfg.mqtt {
         None => {
             tracing::warn!("no [mqtt] section: incidents are only logged");
@@ -235,6 +236,8 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
                 ids.clone(),
                 shutdown_rx.clone(),
             )?;
+            let publisher = Arc::new(publisher);
+            publisher_handle = Some(publisher.clone());
             let resize = detector.manifest().input.resize;
             let metas = cfg
                 .cameras
@@ -273,6 +276,35 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         },
     )?;
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
+    if let Some(publisher) = publisher_handle {
+        // Retained camera status: the center sees every camera's state and why.
+        for c in &agent.cameras {
+            let (mut status, id, publisher) = (c.status.clone(), c.id.clone(), publisher.clone());
+            tokio::spawn(async move {
+                loop {
+                    let s = status.borrow_and_update().clone();
+                    let state = match s.state {
+                        CameraState::Connecting => ioc_protocol::CameraState::Connecting,
+                        CameraState::Streaming => ioc_protocol::CameraState::Streaming,
+                        CameraState::Reconnecting => ioc_protocol::CameraState::Reconnecting,
+                        CameraState::Failed => ioc_protocol::CameraState::Failed,
+                        CameraState::Stopped => ioc_protocol::CameraState::Stopped,
+                    };
+                    let mut wire = ioc_protocol::CameraStatus::new(
+                        state,
+                        ioc_protocol::Timestamp::from_system_time(s.since),
+                    );
+                    wire.error = s.error;
+                    if let Err(e) = publisher.publish_camera_status(&id, &wire) {
+                        tracing::warn!(camera = %id, error = %e, "camera status not published");
+                    }
+                    if status.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
 
     let mut tick = tokio::time::interval(summary_every);
     tick.tick().await;

@@ -6,6 +6,7 @@
 //! Runs on the rules thread: an append is one small SQLite transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ioc_detect::{BBox, Resize};
@@ -59,7 +60,7 @@ impl CameraMeta {
 /// Writes rule output into the outbox and wakes the publisher.
 pub struct Delivery {
     outbox: Outbox,
-    publisher: PublisherHandle,
+    publisher: Arc<PublisherHandle>,
     agent: String,
     builder: EventBuilder,
     cameras: Vec<CameraMeta>,
@@ -70,7 +71,7 @@ impl Delivery {
     /// A delivery for `agent` with `cameras` in camera-index order.
     pub fn new(
         outbox: Outbox,
-        publisher: PublisherHandle,
+        publisher: Arc<PublisherHandle>,
         agent: &str,
         cameras: Vec<CameraMeta>,
         snapshot: SnapshotConfig,
