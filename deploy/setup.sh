@@ -28,6 +28,7 @@ PKGS=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   mosquitto mosquitto-clients
+  chromium chromium-driver
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -55,6 +55,156 @@ pub struct Config {
     /// `[ingest]`: batching.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// `[http]`: the API and the console.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[incidents]`: grouping, deadlines, hysteresis.
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
+    /// `[retention]`: how long raw events and snapshots are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// `[reports]`: the daily report.
+    #[serde(default)]
+    pub reports: ReportsConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on (default `127.0.0.1:8080`: loopback only).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How long a login lasts, in hours (default 12, a shift).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Mark the session cookie `Secure` (set when a TLS proxy fronts the console).
+    #[serde(default)]
+    pub secure_cookie: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            session_hours: default_session_hours(),
+            secure_cookie: false,
+        }
+    }
+}
+
+/// `[incidents]` (see [`crate::incident`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// Events of the same camera, kind and zone/line within this many seconds of an
+    /// incident's last event join it (default 300).
+    #[serde(default = "default_group_window")]
+    pub group_window_sec: u64,
+    /// Seconds a `critical` incident may stay unacknowledged before escalation (default 300).
+    #[serde(default = "default_deadline_critical")]
+    pub deadline_critical_sec: u64,
+    /// The same for `warning` (default 900).
+    #[serde(default = "default_deadline_warning")]
+    pub deadline_warning_sec: u64,
+    /// The same for `info` (default 3600).
+    #[serde(default = "default_deadline_info")]
+    pub deadline_info_sec: u64,
+    /// An agent offline this long becomes an incident (default 60).
+    #[serde(default = "default_offline_after")]
+    pub agent_offline_after_sec: u64,
+    /// A camera not streaming this long becomes an incident (default 60).
+    #[serde(default = "default_offline_after")]
+    pub camera_offline_after_sec: u64,
+    /// How often deadlines and health are checked, in seconds (default 5).
+    #[serde(default = "default_check_every")]
+    pub check_every_sec: u64,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            group_window_sec: default_group_window(),
+            deadline_critical_sec: default_deadline_critical(),
+            deadline_warning_sec: default_deadline_warning(),
+            deadline_info_sec: default_deadline_info(),
+            agent_offline_after_sec: default_offline_after(),
+            camera_offline_after_sec: default_offline_after(),
+            check_every_sec: default_check_every(),
+        }
+    }
+}
+
+impl IncidentsConfig {
+    /// The policy the store applies.
+    pub fn policy(&self) -> crate::incident::Policy {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::incident::Policy {
+            group_window_ms: ms(self.group_window_sec),
+            deadline_critical_ms: ms(self.deadline_critical_sec),
+            deadline_warning_ms: ms(self.deadline_warning_sec),
+            deadline_info_ms: ms(self.deadline_info_sec),
+            agent_offline_after_ms: ms(self.agent_offline_after_sec),
+            camera_offline_after_ms: ms(self.camera_offline_after_sec),
+        }
+    }
+}
+
+/// `[retention]`. Incidents and their audit trail are always kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days raw events and counts are kept (default 90; 0 keeps them forever).
+    #[serde(default = "default_keep_days")]
+    pub events_days: u64,
+    /// Days snapshot JPEGs are kept (default 30; 0 keeps them forever).
+    #[serde(default = "default_snapshot_days")]
+    pub snapshots_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            events_days: default_keep_days(),
+            snapshots_days: default_snapshot_days(),
+        }
+    }
+}
+
+/// `[reports]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Where scheduled reports are written (`{date}.html`, `{date}.csv`); none: not written.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Local time of day (`HH:MM`) the previous day's report is written (default `06:00`).
+    #[serde(default = "default_report_at")]
+    pub at: String,
+    /// The district's UTC offset in minutes: days and hours in reports and charts are local
+    /// (default 0; Viet Nam is 420).
+    #[serde(default)]
+    pub utc_offset_minutes: i64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            dir: None,
+            at: default_report_at(),
+            utc_offset_minutes: 0,
+        }
+    }
+}
+
+impl ReportsConfig {
+    /// `at` as minutes after local midnight.
+    pub fn at_minutes(&self) -> Option<i64> {
+        let (h, m) = self.at.split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..24).contains(&h) && (0..60).contains(&m) && self.at.len() == 5).then_some(h * 60 + m)
+    }
 }
 
 /// `[mqtt]`.
@@ -154,6 +304,39 @@ fn default_batch_max() -> usize {
 fn default_batch_wait() -> u64 {
     20
 }
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_session_hours() -> u64 {
+    12
+}
+fn default_group_window() -> u64 {
+    300
+}
+fn default_deadline_critical() -> u64 {
+    300
+}
+fn default_deadline_warning() -> u64 {
+    900
+}
+fn default_deadline_info() -> u64 {
+    3600
+}
+fn default_offline_after() -> u64 {
+    60
+}
+fn default_check_every() -> u64 {
+    5
+}
+fn default_keep_days() -> u64 {
+    90
+}
+fn default_snapshot_days() -> u64 {
+    30
+}
+fn default_report_at() -> String {
+    "06:00".to_owned()
+}
 
 /// One problem in a config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +424,9 @@ impl Config {
         };
         fix(&mut self.store.path);
         fix(&mut self.store.snapshot_dir);
+        if let Some(d) = &mut self.reports.dir {
+            fix(d);
+        }
         if let Some(tls) = &mut self.mqtt.tls {
             fix(&mut tls.ca_file);
             if let Some(p) = &mut tls.client_cert {
@@ -317,6 +503,47 @@ impl Config {
                 format!(
                     "{}: must be at least 65536 (snapshots are JPEGs)",
                     m.max_packet_bytes
+                ),
+            );
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            push(
+                "http.listen",
+                format!(
+                    "{:?}: expected address:port, e.g. 127.0.0.1:8080",
+                    self.http.listen
+                ),
+            );
+        }
+        if !(1..=24 * 30).contains(&self.http.session_hours) {
+            push(
+                "http.session_hours",
+                format!("{}: must be 1-720", self.http.session_hours),
+            );
+        }
+        let i = &self.incidents;
+        for (key, v) in [
+            ("incidents.deadline_critical_sec", i.deadline_critical_sec),
+            ("incidents.deadline_warning_sec", i.deadline_warning_sec),
+            ("incidents.deadline_info_sec", i.deadline_info_sec),
+            ("incidents.check_every_sec", i.check_every_sec),
+        ] {
+            if v == 0 || v > 366 * 86_400 {
+                push(key, format!("{v}: must be 1 second to a year"));
+            }
+        }
+        if self.reports.at_minutes().is_none() {
+            push(
+                "reports.at",
+                format!("{:?}: expected HH:MM, e.g. 06:00", self.reports.at),
+            );
+        }
+        if self.reports.utc_offset_minutes.abs() > 14 * 60 {
+            push(
+                "reports.utc_offset_minutes",
+                format!(
+                    "{}: must be within -840..840",
+                    self.reports.utc_offset_minutes
                 ),
             );
         }

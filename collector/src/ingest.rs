@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::metrics::{add, Metrics};
 use crate::store::{now_ms, Committed, Ingested, Message, Store, StoreError};
 use crate::writer::{StoreWriter, WriterGone};
@@ -325,11 +326,24 @@ pub fn start(config: &Config) -> Result<IngestHandle, IngestError> {
 
 /// Starts ingest writing to `store` (call inside a Tokio runtime).
 pub fn start_with_store(config: &Config, store: Store) -> Result<IngestHandle, IngestError> {
+    let (writer, writer_thread) =
+        StoreWriter::spawn(store).map_err(|e| IngestError::Writer(e.to_string()))?;
+    let mut handle = start_with_writer(config, writer, None)?;
+    handle.writer_thread = Some(writer_thread);
+    Ok(handle)
+}
+
+/// Starts ingest writing through `writer` (shared with the API), telling `hub` about
+/// incident and health changes (call inside a Tokio runtime). The caller owns the writer
+/// thread.
+pub fn start_with_writer(
+    config: &Config,
+    writer: StoreWriter,
+    hub: Option<Hub>,
+) -> Result<IngestHandle, IngestError> {
     let options = mqtt_options(config)?;
     let subs = subscriptions(config)?;
     let topics = config.topics();
-    let (writer, writer_thread) =
-        StoreWriter::spawn(store).map_err(|e| IngestError::Writer(e.to_string()))?;
     let (client, eventloop) = AsyncClient::new(options, config.ingest.batch_max * 2 + 64);
     let metrics = Arc::new(Metrics::default());
     let epoch = Arc::new(AtomicU64::new(0));
@@ -366,6 +380,7 @@ pub fn start_with_store(config: &Config, store: Store) -> Result<IngestHandle, I
         epoch,
         batch_max: config.ingest.batch_max.max(1),
         batch_wait: Duration::from_millis(config.ingest.batch_wait_ms),
+        hub,
     };
     let batch_task = tokio::spawn(
         batcher
@@ -379,7 +394,7 @@ pub fn start_with_store(config: &Config, store: Store) -> Result<IngestHandle, I
         writer,
         batch_task,
         poll_task,
-        writer_thread: Some(writer_thread),
+        writer_thread: None,
     })
 }
 
@@ -638,6 +653,7 @@ struct Batcher {
     epoch: Arc<AtomicU64>,
     batch_max: usize,
     batch_wait: Duration,
+    hub: Option<Hub>,
 }
 
 impl Batcher {
@@ -736,6 +752,12 @@ impl Batcher {
             );
         }
         self.send_acks(&c).await;
+        if let Some(hub) = &self.hub {
+            hub.incidents(&c.changes);
+            if c.statuses > 0 {
+                hub.health();
+            }
+        }
         let current = self.epoch.load(Ordering::Acquire);
         for r in &batch {
             if r.epoch != current {

@@ -10,9 +10,16 @@
 //!
 //! The binary (`src/main.rs`) is glue: `run`, `check-config`, `stats`.
 
+pub mod api;
+pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod hub;
+pub mod incident;
 pub mod ingest;
 pub mod metrics;
+pub mod report;
+pub mod service;
 pub mod store;
 pub mod writer;
 

@@ -1,8 +1,13 @@
 //! `ioc-collector`: command-line glue over the library (STYLE §1).
 //!
-//! - `ioc-collector run --config FILE`: ingest until SIGINT/SIGTERM. The first signal stops
-//!   gracefully (the batch in flight is committed and acked, then the client disconnects);
-//!   a second one exits at once (nothing unacked is lost: the broker redelivers it).
+//! - `ioc-collector run --config FILE`: ingest, console/API, escalation and reports until
+//!   SIGINT/SIGTERM. The first signal stops gracefully (the batch in flight is committed and
+//!   acked, then the client disconnects); a second one exits at once (nothing unacked is
+//!   lost: the broker redelivers it).
+//! - `ioc-collector user add --config FILE --name NAME --role ROLE`: creates or updates a
+//!   console user; the password comes from stdin, or is generated and printed.
+//! - `ioc-collector report --config FILE [--date YYYY-MM-DD] [--format html|csv|json]`:
+//!   prints a daily report (default yesterday).
 //! - `ioc-collector check-config FILE`: parse, validate, check the TLS files; exit 1 on error.
 //! - `ioc-collector stats --config FILE [--json]`: per-agent event counts and seq gaps.
 //!
@@ -15,7 +20,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ioc_collector::{ingest, Config, Store};
+use ioc_collector::auth::{self, Role};
+use ioc_collector::clock::SystemClock;
+use ioc_collector::service::{Collector, Parts};
+use ioc_collector::{Config, Store};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +58,48 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Manage console users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Print a daily report.
+    Report {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The local day, YYYY-MM-DD (default: yesterday).
+        #[arg(long)]
+        date: Option<String>,
+        /// html, csv or json.
+        #[arg(long, default_value = "html")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user, or set an existing user's password and role.
+    Add {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Read the password from stdin (first line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +116,23 @@ fn main() -> ExitCode {
         Cmd::Run { config } => run(&config),
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Stats { config, json } => stats(&config, json),
+        Cmd::User {
+            cmd:
+                UserCmd::Add {
+                    config,
+                    name,
+                    role,
+                    password_stdin,
+                },
+        } => user_add(&config, &name, &role, password_stdin),
+        Cmd::User {
+            cmd: UserCmd::List { config },
+        } => user_list(&config),
+        Cmd::Report {
+            config,
+            date,
+            format,
+        } => report(&config, date.as_deref(), &format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,7 +177,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let handle = ingest::start(&config)?;
+        let collector =
+            Collector::start(&config, std::sync::Arc::new(SystemClock), Parts::All).await?;
         let stop = async {
             signal().await;
             tracing::info!("stopping: finishing the batch in flight (signal again to exit now)");
@@ -120,7 +188,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
                 std::process::exit(130);
             });
         };
-        handle.run_until(stop, Duration::from_secs(30)).await?;
+        stop.await;
+        collector.shutdown(Duration::from_secs(30)).await?;
         Ok(())
     })
 }
@@ -213,5 +282,71 @@ fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
         )?;
     }
     writeln!(out, "dead letters: {dead}")?;
+    Ok(())
+}
+
+fn open_store(path: &Path) -> anyhow::Result<(Config, Store)> {
+    let config = Config::load(path)?;
+    let store = Store::open(&config.store.path, &config.store.snapshot_dir)?;
+    Ok((config, store))
+}
+
+fn user_add(path: &Path, name: &str, role: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let role = Role::parse(role)
+        .with_context(|| format!("--role {role:?}: expected viewer, operator or admin"))?;
+    auth::check_username(name).map_err(|m| anyhow::anyhow!("--name {name:?}: {m}"))?;
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else {
+        (auth::generate_password(), true)
+    };
+    let hash = auth::hash_password(&password)?;
+    let (_, mut store) = open_store(path)?;
+    store.put_user(
+        name,
+        &hash,
+        role.as_str(),
+        "cli",
+        ioc_collector::store::now_ms(),
+    )?;
+    if generated {
+        // The one place a password is shown: to whoever created the account.
+        println!("user {name} ({}) password: {password}", role.as_str());
+    } else {
+        println!("user {name} ({}) set", role.as_str());
+    }
+    Ok(())
+}
+
+fn user_list(path: &Path) -> anyhow::Result<()> {
+    let (_, store) = open_store(path)?;
+    for (name, role) in store.users()? {
+        println!("{name}\t{role}");
+    }
+    Ok(())
+}
+
+fn report(path: &Path, date: Option<&str>, format: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (config, store) = open_store(path)?;
+    let off = config.reports.utc_offset_minutes;
+    let now = ioc_collector::store::now_ms();
+    let day = match date {
+        Some(d) => ioc_collector::store::parse_day(d)
+            .with_context(|| format!("--date {d:?}: expected YYYY-MM-DD"))?,
+        None => (now + off * 60_000).div_euclid(86_400_000) - 1,
+    };
+    let r = store.daily_report(day, off, now)?;
+    let text = match format {
+        "html" => ioc_collector::report::html(&r),
+        "csv" => ioc_collector::report::csv(&r),
+        "json" => serde_json::to_string_pretty(&r)? + "\n",
+        other => anyhow::bail!("--format {other:?}: expected html, csv or json"),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }

@@ -4,124 +4,20 @@
 //!
 //! Covered: events stored and acked; replays store nothing new and are acked again; bad
 //! payloads become dead letters without stopping ingest; seq gaps are reported; snapshots,
-//! counts and status; a 2,000-event burst; a collector killed mid-stream loses nothing
+//! counts and status; a 20,000-event burst; an event published by an agent reaching the
+//! console's live stream as an incident (with its latency); a collector killed mid-stream loses nothing
 //! (shared subscription, persistent session); a wrong password is reported as such; the
 //! binary's `run` (SIGTERM), `check-config` and `stats`.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{event, free_port, Agent, Broker};
 use ioc_collector::{ingest, Config, ConnErrorKind, ConnState, Store};
-use ioc_protocol::{parse_ack, Ack};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
-
-/// A mosquitto child process in a temp dir.
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("mosquitto"))
-}
-
-impl Broker {
-    /// `users`: (name, password, is_collector).
-    fn start(users: &[(&str, &str, bool)]) -> Broker {
-        Broker::start_with(users, "")
-    }
-
-    /// Like `start`, with `extra` lines of mosquitto config.
-    fn start_with(users: &[(&str, &str, bool)], extra: &str) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let passwd = dir.path().join("passwd");
-        std::fs::write(&passwd, "").unwrap();
-        let mut acl = String::new();
-        for (name, pw, collector) in users {
-            let st = Command::new("mosquitto_passwd")
-                .args(["-b", passwd.to_str().unwrap(), name, pw])
-                .stdout(Stdio::null())
-                .status()
-                .expect("mosquitto_passwd");
-            assert!(st.success());
-            if *collector {
-                acl.push_str(&format!(
-                    "user {name}\ntopic read ioc/#\ntopic write ioc/v1/agents/+/acks\n\n"
-                ));
-            }
-        }
-        for t in [
-            "status",
-            "cameras/+/status",
-            "events",
-            "snapshots/+",
-            "counts",
-        ] {
-            acl.push_str(&format!("pattern write ioc/v1/agents/%u/{t}\n"));
-        }
-        acl.push_str("pattern read ioc/v1/agents/%u/acks\n");
-        std::fs::write(dir.path().join("acl"), acl).unwrap();
-        let port = free_port();
-        let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
-             persistence false\n{extra}log_dest stderr\nlog_type error\nlog_type warning\n",
-            passwd.display(),
-            dir.path().join("acl").display(),
-        );
-        let conf_path = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        // Run as root, mosquitto drops to the `mosquitto` user: let it read its files.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let open = |p: &Path, mode| {
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
-            };
-            open(dir.path(), 0o755);
-            for f in ["passwd", "acl", "mosquitto.conf"] {
-                open(&dir.path().join(f), 0o644);
-            }
-        }
-        let child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
+use rumqttc::QoS;
 
 fn logs() {
     let _ = tracing_subscriber::fmt()
@@ -141,7 +37,8 @@ fn config_text(port: u16, dir: &Path, password: &str, group: Option<&str>) -> St
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"collector-test\"\n\
          username = \"c\"\npassword = \"{password}\"\n{group}\
          [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n\
-         [ingest]\nbatch_max = 500\nbatch_wait_ms = 20\n",
+         [ingest]\nbatch_max = 500\nbatch_wait_ms = 20\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
         dir.join("ioc.db").display(),
         dir.join("snapshots").display()
     )
@@ -155,144 +52,6 @@ fn config(port: u16, dir: &Path, password: &str, group: Option<&str>) -> Config 
     .unwrap();
     c.validate(Path::new("test.toml")).unwrap();
     c
-}
-
-fn event(agent: &str, seq: u64) -> Vec<u8> {
-    format!(
-        r#"{{"schema":"ioc.event/1","id":"{agent}-{seq}","seq":{seq},"phase":"instant",
-        "agent":"{agent}","camera":"gate","kind":"line_crossing","severity":"info",
-        "rule":"count-in","observed_at":"2024-05-01T12:00:00.000Z"}}"#
-    )
-    .into_bytes()
-}
-
-/// A raw agent: publishes as `agent`, and forwards the acks it receives.
-struct Agent {
-    client: AsyncClient,
-    acks_rx: mpsc::UnboundedReceiver<Ack>,
-    agent: String,
-    acked: BTreeSet<u64>,
-    acked_ids: BTreeSet<String>,
-}
-
-impl Agent {
-    async fn connect(port: u16, agent: &str) -> Agent {
-        let mut o = MqttOptions::new(format!("agent-{agent}"), "127.0.0.1", port);
-        o.set_credentials(agent, "pw").set_inflight(200);
-        let (client, mut eventloop) = AsyncClient::new(o, 1000);
-        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-        let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = up_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = acks_tx.send(parse_ack(&p.payload).expect("valid ack"));
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        client
-            .subscribe(format!("ioc/v1/agents/{agent}/acks"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), up_rx.recv())
-            .await
-            .expect("agent subscribed");
-        Agent {
-            client,
-            acks_rx,
-            agent: agent.into(),
-            acked: BTreeSet::new(),
-            acked_ids: BTreeSet::new(),
-        }
-    }
-
-    async fn publish(&self, suffix: &str, payload: Vec<u8>) {
-        self.client
-            .publish(
-                format!("ioc/v1/agents/{}/{suffix}", self.agent),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn events(&self, seqs: impl IntoIterator<Item = u64>) {
-        for s in seqs {
-            self.publish("events", event(&self.agent, s)).await;
-        }
-    }
-
-    /// Waits until every seq in `seqs` has been acked since the last `clear`.
-    async fn wait_acked(&mut self, seqs: impl IntoIterator<Item = u64>, timeout: Duration) {
-        let want: BTreeSet<u64> = seqs.into_iter().collect();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !want.is_subset(&self.acked) {
-            match tokio::time::timeout_at(deadline, self.acks_rx.recv()).await {
-                Ok(Some(ack)) => {
-                    ack.validate().expect("acks are well-formed");
-                    self.acked.extend(ack.iter_seqs());
-                    self.acked_ids.extend(ack.ids.iter().cloned());
-                }
-                _ => panic!(
-                    "not acked in {timeout:?}: {:?}",
-                    want.difference(&self.acked).take(10).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    /// Like an outbox: re-publishes what is not acked after `resend_after` without progress
-    /// (a broker drops QoS 1 messages beyond a subscriber's queue limit, mosquitto's
-    /// `max_queued_messages`, default 1000). Returns how many were re-sent.
-    async fn wait_acked_resending(
-        &mut self,
-        seqs: std::ops::RangeInclusive<u64>,
-        resend_after: Duration,
-        timeout: Duration,
-    ) -> usize {
-        let deadline = Instant::now() + timeout;
-        let mut resent = 0;
-        loop {
-            let missing: Vec<u64> = seqs.clone().filter(|s| !self.acked.contains(s)).collect();
-            if missing.is_empty() {
-                return resent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not acked: {} seqs",
-                missing.len()
-            );
-            match tokio::time::timeout(resend_after, self.acks_rx.recv()).await {
-                Ok(Some(ack)) => self.acked.extend(ack.iter_seqs()),
-                Ok(None) => panic!("agent client gone"),
-                Err(_) => {
-                    resent += missing.len();
-                    self.events(missing).await;
-                }
-            }
-        }
-    }
-
-    async fn wait_acked_id(&mut self, id: &str, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.acked_ids.contains(id) {
-            match tokio::time::timeout_at(deadline, self.acks_rx.recv()).await {
-                Ok(Some(ack)) => {
-                    self.acked.extend(ack.iter_seqs());
-                    self.acked_ids.extend(ack.ids.iter().cloned());
-                }
-                _ => panic!("snapshot {id} not acked"),
-            }
-        }
-    }
 }
 
 fn reader(dir: &Path) -> Store {
@@ -430,15 +189,16 @@ async fn stores_acks_dedups_dead_letters_and_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn burst_of_2000_is_stored_completely() {
+async fn burst_of_20000_is_stored_completely() {
     logs();
     // mosquitto drops QoS 1 messages queued for a subscriber beyond `max_queued_messages`
     // (default 1000), connected or not; an agent's outbox re-sends them, but this test is
     // about the collector keeping up, so the broker here queues without limit and nothing
     // may need a re-send.
+    const N: u64 = 20_000;
     let broker = Broker::start_with(
         &[("a2", "pw", false), ("c", "pw", true)],
-        "max_queued_messages 0\n",
+        "max_queued_messages 0\nmax_inflight_messages 1000\n",
     );
     let dir = tempfile::tempdir().unwrap();
     let handle = ingest::start(&config(broker.port, dir.path(), "pw", None)).unwrap();
@@ -446,21 +206,21 @@ async fn burst_of_2000_is_stored_completely() {
     let mut agent = Agent::connect(broker.port, "a2").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    agent.events(1..=2000).await;
+    agent.events(1..=N).await;
     let resent = agent
-        .wait_acked_resending(1..=2000, Duration::from_secs(3), Duration::from_secs(120))
+        .wait_acked_resending(1..=N, Duration::from_secs(5), Duration::from_secs(600))
         .await;
     let elapsed = started.elapsed();
     let db = reader(dir.path());
-    assert_eq!(db.count_events("a2").unwrap(), 2000);
-    assert_eq!(db.distinct_event_ids("a2").unwrap(), 2000);
+    assert_eq!(db.count_events("a2").unwrap(), N);
+    assert_eq!(db.distinct_event_ids("a2").unwrap(), N);
     assert_eq!(db.seq_gaps("a2").unwrap(), vec![]);
     let m = handle.metrics().snapshot();
     eprintln!(
-        "2000 events stored and acked in {elapsed:?} ({} batches, {} acks, {resent} re-sent)",
+        "{N} events stored and acked in {elapsed:?} ({} batches, {} acks, {resent} re-sent)",
         m.batches, m.acks_sent
     );
-    assert_eq!(m.ingested, 2000, "each stored once");
+    assert_eq!(m.ingested, N, "each stored once");
     assert_eq!(resent, 0, "the collector lost nothing");
     handle.shutdown(Duration::from_secs(10)).await.unwrap();
 }
@@ -636,4 +396,73 @@ async fn binary_runs_stops_on_sigterm_and_reports_stats() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("a4") && text.contains("21-24"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_events_reach_the_console_live() {
+    use ioc_collector::clock::SystemClock;
+    use ioc_collector::service::{Collector, Parts};
+    logs();
+    let broker = Broker::start(&[("a5", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(broker.port, dir.path(), "pw", Some("collectors"));
+    let password = "operator password 1";
+    {
+        let mut s = reader(dir.path());
+        let hash = ioc_collector::auth::hash_password(password).unwrap();
+        s.put_user("op", &hash, "operator", "test", 0).unwrap();
+    }
+    let collector = Collector::start(&cfg, std::sync::Arc::new(SystemClock), Parts::All)
+        .await
+        .unwrap();
+    collector.ingest().unwrap().wait_connected(T).await.unwrap();
+    let base = format!("http://{}", collector.http_addr);
+    let token = common::login(&base, "op", password).await;
+    let mut live = common::sse(&base, &token).await;
+    let mut agent = Agent::connect(broker.port, "a5").await;
+    // Each event in its own zone: each opens an incident, pushed to the console.
+    let mut latencies = Vec::new();
+    for seq in 1..=40u64 {
+        let at = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+        let json = serde_json::json!({
+            "schema": "ioc.event/1", "id": format!("a5-{seq}"), "seq": seq, "phase": "instant",
+            "agent": "a5", "camera": "gate", "kind": "intrusion", "severity": "critical",
+            "rule": "fence", "zone": format!("zone-{seq}"), "observed_at": at.as_str(),
+        });
+        let sent = Instant::now();
+        agent.publish("events", json.to_string().into_bytes()).await;
+        let c = common::next_incident(&mut live).await;
+        latencies.push(sent.elapsed());
+        assert_eq!(c["change"], "opened");
+        assert_eq!(c["incident"]["site"], "a5");
+        assert_eq!(c["incident"]["place"], format!("zone-{seq}"));
+        assert_eq!(c["incident"]["state"], "open");
+    }
+    agent.wait_acked(1..=40, T).await;
+    latencies.sort();
+    eprintln!(
+        "publish -> console live stream: median {:?}, p99 {:?}, max {:?} (n = {})",
+        latencies[latencies.len() / 2],
+        latencies[(latencies.len() * 99).div_ceil(100) - 1],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    // The same incident through the API: listed, with its event.
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/incidents?state=open&site=a5&limit=500"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 40);
+    // A dead letter does not stop the live stream.
+    agent.publish("events", b"{not json".to_vec()).await;
+    agent.publish("events", event("a5", 41)).await;
+    let c = common::next_incident(&mut live).await;
+    assert_eq!(c["incident"]["kind"], "line_crossing");
+    collector.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reader(dir.path()).count_dead_letters().unwrap(), 1);
 }

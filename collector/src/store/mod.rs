@@ -26,7 +26,17 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Severity, Timestamp};
+mod auth;
+mod incidents;
+mod reports;
+
+pub use auth::{SessionUser, UserRow};
+pub use incidents::{ActionError, IncidentEvent, IncidentFilter, Silence, SilenceSpec, SYSTEM};
+pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
+
+use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
+
+use crate::incident::{severity_str, Change, ChangeKind, Policy};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
@@ -108,6 +118,121 @@ const MIGRATIONS: &[&str] = &[
         received_at_ms  INTEGER NOT NULL,
         PRIMARY KEY (agent, camera)
     );
+    "#,
+    // 2: incidents, their audit trail, users and sessions, silences, health history and
+    // per-class counts (for reports).
+    r#"
+    CREATE TABLE incidents (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent             TEXT    NOT NULL,
+        camera            TEXT    NOT NULL,
+        kind              TEXT    NOT NULL,
+        place             TEXT    NOT NULL,
+        severity          TEXT    NOT NULL,
+        state             TEXT    NOT NULL,
+        source            TEXT    NOT NULL,
+        first_at_ms       INTEGER NOT NULL,
+        last_at_ms        INTEGER NOT NULL,
+        created_at_ms     INTEGER NOT NULL,
+        updated_at_ms     INTEGER NOT NULL,
+        due_base_ms       INTEGER NOT NULL,
+        event_count       INTEGER NOT NULL,
+        snapshot_event_id TEXT,
+        assignee          TEXT,
+        acked_at_ms       INTEGER,
+        acked_by          TEXT,
+        closed_at_ms      INTEGER,
+        closed_by         TEXT,
+        overdue           INTEGER NOT NULL DEFAULT 0,
+        escalations       INTEGER NOT NULL DEFAULT 0,
+        silenced          INTEGER NOT NULL DEFAULT 0,
+        active            INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX incidents_key ON incidents (agent, camera, kind, place, state);
+    CREATE INDEX incidents_state ON incidents (state, id);
+    CREATE INDEX incidents_first ON incidents (first_at_ms);
+
+    CREATE TABLE incident_events (
+        agent        TEXT    NOT NULL,
+        event_id     TEXT    NOT NULL,
+        incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+        PRIMARY KEY (agent, event_id)
+    );
+    CREATE INDEX incident_events_incident ON incident_events (incident_id);
+
+    CREATE TABLE audit (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id  INTEGER,
+        at_ms        INTEGER NOT NULL,
+        actor        TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        from_state   TEXT,
+        to_state     TEXT,
+        note         TEXT
+    );
+    CREATE INDEX audit_incident ON audit (incident_id, id);
+
+    CREATE TABLE users (
+        username       TEXT    NOT NULL PRIMARY KEY,
+        password_hash  TEXT    NOT NULL,
+        role           TEXT    NOT NULL,
+        created_at_ms  INTEGER NOT NULL
+    );
+
+    CREATE TABLE sessions (
+        token_sha256   TEXT    NOT NULL PRIMARY KEY,
+        username       TEXT    NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+        created_at_ms  INTEGER NOT NULL,
+        expires_at_ms  INTEGER NOT NULL
+    );
+
+    CREATE TABLE silences (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent          TEXT    NOT NULL,
+        camera         TEXT,
+        starts_at_ms   INTEGER NOT NULL,
+        ends_at_ms     INTEGER NOT NULL,
+        reason         TEXT    NOT NULL,
+        created_by     TEXT    NOT NULL,
+        created_at_ms  INTEGER NOT NULL
+    );
+
+    ALTER TABLE agents ADD COLUMN since_ms INTEGER;
+    UPDATE agents SET since_ms = received_at_ms;
+    ALTER TABLE cameras ADD COLUMN since_ms INTEGER;
+    UPDATE cameras SET since_ms = received_at_ms;
+
+    CREATE TABLE camera_history (
+        agent   TEXT    NOT NULL,
+        camera  TEXT    NOT NULL,
+        state   TEXT    NOT NULL,
+        at_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX camera_history_at ON camera_history (agent, camera, at_ms);
+    INSERT INTO camera_history SELECT agent, camera, state, received_at_ms FROM cameras;
+
+    CREATE TABLE count_items (
+        agent              TEXT    NOT NULL,
+        seq                INTEGER NOT NULL,
+        camera             TEXT    NOT NULL,
+        line               TEXT    NOT NULL,
+        class              TEXT    NOT NULL,
+        direction          TEXT    NOT NULL,
+        count              INTEGER NOT NULL,
+        interval_start_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX count_items_at ON count_items (interval_start_ms);
+
+    -- Per agent, the highest seq removed by retention: gaps are looked for above it.
+    CREATE TABLE seq_floor (
+        agent  TEXT    NOT NULL PRIMARY KEY,
+        seq    INTEGER NOT NULL
+    );
+    INSERT INTO count_items
+        SELECT c.agent, c.seq, c.camera, c.line, json_extract(j.value, '$.class'),
+               json_extract(j.value, '$.direction'), json_extract(j.value, '$.count'),
+               c.interval_start_ms
+        FROM counts c, json_each(c.payload, '$.counts') j;
     "#,
 ];
 
@@ -223,7 +348,7 @@ pub struct AgentCommit {
 }
 
 /// The result of [`Store::insert_batch`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Committed {
     /// Per agent, what to acknowledge.
     pub agents: BTreeMap<String, AgentCommit>,
@@ -239,6 +364,8 @@ pub struct Committed {
     /// that left numbers out (`(agent, first missing, last missing)`). Later resends may still
     /// fill them; [`Store::seq_gaps`] has the current truth.
     pub new_gaps: Vec<(String, u64, u64)>,
+    /// Incidents opened, updated or resolved by this batch, as they are after it.
+    pub changes: Vec<Change>,
 }
 
 /// A stored snapshot.
@@ -291,6 +418,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     snapshot_dir: PathBuf,
+    policy: Policy,
 }
 
 impl std::fmt::Debug for Store {
@@ -311,12 +439,11 @@ fn phase_str(p: Phase) -> &'static str {
     }
 }
 
-fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
+/// An error mapper for SQLite failures on the database at `path` (for code that holds a
+/// transaction, which borrows the store).
+fn sqlerr(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Sqlite { path, what, source }
 }
 
 /// A serde enum's wire name (`"online"`), without its quotes.
@@ -368,6 +495,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             snapshot_dir: snapshot_dir.to_owned(),
+            policy: Policy::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -482,6 +610,8 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql("cannot begin transaction"))?;
         let mut out = Committed::default();
+        let policy = self.policy;
+        let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
         // Each agent's max seq before this batch, for gap warnings.
         let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
         let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -513,6 +643,12 @@ impl Store {
                         })
                         .map_err(sql("cannot insert event"))?;
                     out.count(n);
+                    if n > 0 {
+                        changed.push(
+                            incidents::on_event(&tx, e, at, &policy)
+                                .map_err(sql("cannot file event under an incident"))?,
+                        );
+                    }
                     out.agent(&e.agent).seqs.push(e.seq);
                     seqs_by_agent
                         .entry(e.agent.clone())
@@ -544,6 +680,28 @@ impl Store {
                         })
                         .map_err(sql("cannot insert counts"))?;
                     out.count(n);
+                    if n > 0 {
+                        for item in &c.counts {
+                            tx.prepare_cached(
+                                "INSERT INTO count_items (agent, seq, camera, line, class, \
+                                 direction, count, interval_start_ms) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            )
+                            .and_then(|mut s| {
+                                s.execute(params![
+                                    c.agent,
+                                    seq_i64(c.seq),
+                                    c.camera,
+                                    c.line,
+                                    item.class,
+                                    wire_name(&item.direction),
+                                    i64::try_from(item.count).unwrap_or(i64::MAX),
+                                    c.interval_start.unix_millis(),
+                                ])
+                            })
+                            .map_err(sql("cannot insert counts"))?;
+                        }
+                    }
                     out.agent(&c.agent).seqs.push(c.seq);
                     seqs_by_agent
                         .entry(c.agent.clone())
@@ -577,56 +735,106 @@ impl Store {
                 }
                 Message::AgentStatus { agent, status } => {
                     // Retained statuses are redelivered on every reconnect: keep the newest.
-                    tx.prepare_cached(
-                        "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
-                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    // `since_ms` moves only when the state changes: it dates the outage.
+                    let applied = tx
+                        .prepare_cached(
+                            "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
+                         received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
                          ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
                          version = excluded.version, cameras = excluded.cameras, \
                          at = excluded.at, at_ms = excluded.at_ms, \
-                         received_at_ms = excluded.received_at_ms \
+                         received_at_ms = excluded.received_at_ms, \
+                         since_ms = CASE WHEN agents.state = excluded.state \
+                                    THEN agents.since_ms ELSE excluded.since_ms END \
                          WHERE excluded.at_ms >= agents.at_ms",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            agent,
-                            wire_name(&status.state),
-                            status.version,
-                            serde_json::to_string(&status.cameras).unwrap_or_default(),
-                            status.at.as_str(),
-                            status.at.unix_millis(),
-                            at,
-                        ])
-                    })
-                    .map_err(sql("cannot store agent status"))?;
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                agent,
+                                wire_name(&status.state),
+                                status.version,
+                                serde_json::to_string(&status.cameras).unwrap_or_default(),
+                                status.at.as_str(),
+                                status.at.unix_millis(),
+                                at,
+                            ])
+                        })
+                        .map_err(sql("cannot store agent status"))?;
                     out.statuses += 1;
+                    if applied > 0 && status.state == ioc_protocol::AgentState::Online {
+                        for id in incidents::health_recovered(
+                            &tx,
+                            agent,
+                            "",
+                            "agent_offline",
+                            at,
+                            "the agent is back online",
+                        )
+                        .map_err(sql("cannot resolve health incident"))?
+                        {
+                            changed.push((id, ChangeKind::Changed));
+                        }
+                    }
                 }
                 Message::CameraStatus {
                     agent,
                     camera,
                     status,
                 } => {
-                    tx.prepare_cached(
-                        "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
-                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                    let state = wire_name(&status.state);
+                    let before: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT state FROM cameras WHERE agent = ?1 AND camera = ?2",
+                        )
+                        .and_then(|mut s| s.query_row([agent, camera], |r| r.get(0)).optional())
+                        .map_err(sql("cannot read camera status"))?;
+                    let applied = tx
+                        .prepare_cached(
+                            "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
+                         received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
                          ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
                          fps = excluded.fps, error = excluded.error, at = excluded.at, \
-                         at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms \
+                         at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
+                         since_ms = CASE WHEN cameras.state = excluded.state \
+                                    THEN cameras.since_ms ELSE excluded.since_ms END \
                          WHERE excluded.at_ms >= cameras.at_ms",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            agent,
-                            camera,
-                            wire_name(&status.state),
-                            status.fps.map(f64::from),
-                            status.error,
-                            status.at.as_str(),
-                            status.at.unix_millis(),
-                            at,
-                        ])
-                    })
-                    .map_err(sql("cannot store camera status"))?;
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                agent,
+                                camera,
+                                state,
+                                status.fps.map(f64::from),
+                                status.error,
+                                status.at.as_str(),
+                                status.at.unix_millis(),
+                                at,
+                            ])
+                        })
+                        .map_err(sql("cannot store camera status"))?;
                     out.statuses += 1;
+                    if applied > 0 && before.as_deref() != Some(state.as_str()) {
+                        tx.prepare_cached(
+                            "INSERT INTO camera_history (agent, camera, state, at_ms) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .and_then(|mut s| s.execute(params![agent, camera, state, at]))
+                        .map_err(sql("cannot store camera history"))?;
+                        if matches!(state.as_str(), "streaming" | "tampered" | "stopped") {
+                            for id in incidents::health_recovered(
+                                &tx,
+                                agent,
+                                camera,
+                                "camera_offline",
+                                at,
+                                "the camera is streaming again",
+                            )
+                            .map_err(sql("cannot resolve health incident"))?
+                            {
+                                changed.push((id, ChangeKind::Changed));
+                            }
+                        }
+                    }
                 }
                 Message::DeadLetter {
                     topic,
@@ -643,6 +851,27 @@ impl Store {
                 }
             }
         }
+        // The incidents as they are after the batch, once each (the strongest change wins:
+        // opened over updated).
+        let mut seen = std::collections::BTreeSet::new();
+        for (id, change) in changed.iter().rev() {
+            if seen.insert(*id) {
+                if let Some(incident) =
+                    incidents::load(&tx, *id).map_err(sql("cannot read incident"))?
+                {
+                    let change = if changed
+                        .iter()
+                        .any(|(i, c)| i == id && *c == ChangeKind::Opened)
+                    {
+                        ChangeKind::Opened
+                    } else {
+                        *change
+                    };
+                    out.changes.push(Change { change, incident });
+                }
+            }
+        }
+        out.changes.reverse();
         tx.commit().map_err(sql("cannot commit batch"))?;
         for (agent, mut seqs) in seqs_by_agent {
             let mut max = max_before.get(&agent).copied().unwrap_or(0);
@@ -671,7 +900,9 @@ impl Store {
             .prepare_cached(
                 "WITH s AS (SELECT seq FROM events WHERE agent = ?1 \
                             UNION SELECT seq FROM counts WHERE agent = ?1), \
-                      l AS (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM s) \
+                      l AS (SELECT seq, LAG(seq, 1, (SELECT COALESCE(MAX(seq), 0) \
+                            FROM seq_floor WHERE agent = ?1)) OVER (ORDER BY seq) AS prev \
+                            FROM s) \
                  SELECT prev + 1, seq - 1 FROM l WHERE seq > prev + 1 ORDER BY seq",
             )
             .map_err(self.err("cannot find seq gaps"))?;
@@ -683,6 +914,79 @@ impl Store {
             .into_iter()
             .map(|(a, b)| (a.max(0) as u64, b.max(0) as u64))
             .collect())
+    }
+
+    /// Deletes raw events and counts older than `events_days` and snapshots older than
+    /// `snapshots_days` (0: keep), with their files when no other row uses them. Incidents,
+    /// their audit trail and the per-class counts behind reports are kept. Returns the rows
+    /// removed: `(events and counts, snapshots)`.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        events_days: u64,
+        snapshots_days: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let cutoff =
+            |days: u64| now_ms - i64::try_from(days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlerr(&p, "cannot begin retention"))?;
+        let mut removed = (0u64, 0u64);
+        let mut files = Vec::new();
+        if events_days > 0 {
+            let c = cutoff(events_days);
+            tx.execute(
+                "INSERT INTO seq_floor (agent, seq) \
+                 SELECT agent, MAX(seq) FROM (SELECT agent, seq FROM events WHERE observed_at_ms < ?1 \
+                 UNION ALL SELECT agent, seq FROM counts WHERE interval_start_ms < ?1) GROUP BY agent \
+                 ON CONFLICT (agent) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                [c],
+            )
+            .map_err(sqlerr(&p, "cannot record retention floor"))?;
+            removed.0 += tx
+                .execute("DELETE FROM events WHERE observed_at_ms < ?1", [c])
+                .map_err(sqlerr(&p, "cannot delete old events"))? as u64;
+            removed.0 += tx
+                .execute("DELETE FROM counts WHERE interval_start_ms < ?1", [c])
+                .map_err(sqlerr(&p, "cannot delete old counts"))? as u64;
+        }
+        if snapshots_days > 0 {
+            let c = cutoff(snapshots_days);
+            let mut stmt = tx
+                .prepare("SELECT DISTINCT path FROM snapshots WHERE received_at_ms < ?1")
+                .map_err(sqlerr(&p, "cannot list old snapshots"))?;
+            let paths: Vec<String> = stmt
+                .query_map([c], |r| r.get(0))
+                .and_then(|r| r.collect::<Result<_, _>>())
+                .map_err(sqlerr(&p, "cannot list old snapshots"))?;
+            drop(stmt);
+            removed.1 = tx
+                .execute("DELETE FROM snapshots WHERE received_at_ms < ?1", [c])
+                .map_err(sqlerr(&p, "cannot delete old snapshots"))? as u64;
+            for path in paths {
+                let used: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM snapshots WHERE path = ?1)",
+                        [&path],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlerr(&p, "cannot check snapshot use"))?;
+                if !used {
+                    files.push(PathBuf::from(path));
+                }
+            }
+        }
+        tx.commit().map_err(sqlerr(&p, "cannot commit retention"))?;
+        // Files after the commit: a crash in between leaves an orphan file, never a row
+        // pointing at nothing.
+        for f in files {
+            if let Err(e) = fs::remove_file(&f) {
+                tracing::warn!(path = %f.display(), error = %e, "cannot remove old snapshot");
+            }
+        }
+        Ok(removed)
     }
 
     /// How many events are stored for `agent`.

@@ -1,0 +1,671 @@
+//! The HTTP API and the operator console (axum).
+//!
+//! Everything but `/login`, `POST /api/login` and `/healthz` needs a session (cookie
+//! `ioc_session`, set by the login) or the same token as `Authorization: Bearer`. Reads need
+//! `viewer`, incident actions and silences `operator`, user management `admin`; every mutating
+//! call is written to the audit trail with the user's name. Mutating calls take JSON bodies,
+//! which a cross-site form cannot send, and the cookie is `SameSite=Strict`.
+//!
+//! Reads run on a read-only connection on the blocking pool; writes go through the store's
+//! single writer thread ([`StoreWriter`]), the same one ingest uses.
+
+mod session;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+
+pub use session::User;
+
+use crate::auth::{self, Role};
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::incident::Action;
+use crate::metrics::Metrics;
+use crate::report;
+use crate::store::{ActionError, IncidentFilter, SilenceSpec, Store, StoreError};
+use crate::writer::StoreWriter;
+
+const LOGIN_HTML: &str = include_str!("../../web/login.html");
+const CONSOLE_HTML: &str = include_str!("../../web/console.html");
+const CONSOLE_JS: &str = include_str!("../../web/console.js");
+const OPENAPI: &str = include_str!("../../web/openapi.json");
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reader: Mutex<Store>,
+    writer: StoreWriter,
+    hub: Hub,
+    clock: Arc<dyn Clock>,
+    metrics: Option<Arc<Metrics>>,
+    session_ms: i64,
+    secure_cookie: bool,
+    utc_offset_minutes: i64,
+    /// Becomes true at shutdown: live streams end, so the server can stop gracefully.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long a session lasts.
+    pub session: Duration,
+    /// Mark the cookie `Secure`.
+    pub secure_cookie: bool,
+    /// Local time for charts and reports.
+    pub utc_offset_minutes: i64,
+}
+
+impl AppState {
+    /// State over a read connection `reader` and the store's `writer`.
+    pub fn new(
+        reader: Store,
+        writer: StoreWriter,
+        hub: Hub,
+        clock: Arc<dyn Clock>,
+        metrics: Option<Arc<Metrics>>,
+        config: &ApiConfig,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                reader: Mutex::new(reader),
+                writer,
+                hub,
+                clock,
+                metrics,
+                session_ms: i64::try_from(config.session.as_millis()).unwrap_or(i64::MAX),
+                secure_cookie: config.secure_cookie,
+                utc_offset_minutes: config.utc_offset_minutes,
+                stopping,
+            }),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Runs `f` on the read connection, off the async runtime.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = me.inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&store)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+        .map_err(ApiError::from)
+    }
+
+    /// Runs `f` on the writer thread.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.inner
+            .writer
+            .call(f)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// An API failure, as `{"error": "..."}` with its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or expired session.
+    #[error("log in first")]
+    Unauthorized,
+    /// The role does not allow it.
+    #[error("your role ({0}) does not allow this; it needs {1}")]
+    Forbidden(&'static str, &'static str),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Our fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "api request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(console_page))
+        .route("/login", get(|| async { Html(LOGIN_HTML) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/assets/console.js", get(console_js))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/incidents", get(list_incidents))
+        .route("/api/incidents/{id}", get(one_incident))
+        .route("/api/incidents/{id}/{action}", post(act))
+        .route("/api/snapshots/{event_id}", get(snapshot))
+        .route("/api/health", get(health))
+        .route("/api/stats", get(stats))
+        .route("/api/stream", get(stream))
+        .route("/api/silences", get(list_silences).post(add_silence))
+        .route("/api/silences/{id}/end", post(end_silence))
+        .route("/api/reports/daily", get(daily_report))
+        .route("/api/audit", get(audit))
+        .route("/api/users", get(list_users).post(put_user))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+fn need(user: &User, role: Role) -> Result<(), ApiError> {
+    if user.role >= role {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(user.role.as_str(), role.as_str()))
+    }
+}
+
+async fn console_page(user: Option<User>) -> Response {
+    match user {
+        Some(_) => Html(CONSOLE_HTML).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn console_js(_user: User) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        CONSOLE_JS,
+    )
+        .into_response()
+}
+
+async fn openapi(_user: User) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(State(st): State<AppState>, Json(body): Json<LoginBody>) -> Response {
+    let name = body.username.clone();
+    let row = match st.read(move |s| s.user(&name)).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    // Verify even for unknown users, so timing does not tell which names exist.
+    let hash = row
+        .as_ref()
+        .map(|r| r.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(row) = row.filter(|_| ok) else {
+        tracing::warn!(user = %body.username, "login refused");
+        return ApiError::Unauthorized.into_response();
+    };
+    let (token, sha) = auth::new_token();
+    let now = st.now();
+    let expires = now.saturating_add(st.inner.session_ms);
+    let user = row.username.clone();
+    match st
+        .write(move |s| s.create_session(&sha, &user, now, expires))
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
+    }
+    tracing::info!(user = %row.username, role = %row.role, "login");
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        session::COOKIE,
+        st.inner.session_ms / 1000,
+        if st.inner.secure_cookie {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({
+            "token": token,
+            "user": row.username,
+            "role": row.role,
+            "expires_at": crate::incident::ts(expires),
+        })),
+    )
+        .into_response()
+}
+
+/// An argon2 hash of a random password, to spend the same time on unknown users.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0a2rFUTnXoS0xK0Gq1mX0LQzTg1C2bq2ZsJ9n5hE4pA";
+
+async fn logout(
+    State(st): State<AppState>,
+    user: User,
+    Json(_): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let sha = user.token_sha256.clone();
+    st.write(move |s| s.delete_session(&sha)).await??;
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        session::COOKIE
+    );
+    Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
+}
+
+async fn me(State(st): State<AppState>, user: User) -> Json<serde_json::Value> {
+    Json(json!({
+        "user": user.name,
+        "role": user.role,
+        "utc_offset_minutes": st.inner.utc_offset_minutes,
+    }))
+}
+
+async fn list_incidents(
+    State(st): State<AppState>,
+    _user: User,
+    Query(f): Query<IncidentFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = f.limit.unwrap_or(50).clamp(1, 500) as usize;
+    let list = st.read(move |s| s.incidents(&f)).await?;
+    let next = (list.len() == limit)
+        .then(|| list.last().map(|i| i.id))
+        .flatten();
+    Ok(Json(json!({ "incidents": list, "next_before_id": next })))
+}
+
+async fn one_incident(
+    State(st): State<AppState>,
+    _user: User,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (incident, events, audit) = st
+        .read(move |s| {
+            Ok((
+                s.incident(id)?,
+                s.incident_events(id)?,
+                s.audit_trail(Some(id))?,
+            ))
+        })
+        .await?;
+    let incident = incident.ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    Ok(Json(
+        json!({ "incident": incident, "events": events, "audit": audit }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+}
+
+async fn act(
+    State(st): State<AppState>,
+    user: User,
+    Path((id, action)): Path<(i64, String)>,
+    Json(body): Json<ActBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Operator)?;
+    let action = match action.as_str() {
+        "acknowledge" => Action::Acknowledge,
+        "resolve" => Action::Resolve,
+        "dismiss" => Action::Dismiss,
+        "reopen" => Action::Reopen,
+        "assign" => Action::Assign,
+        "note" => Action::Note,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no action {other:?}: acknowledge, resolve, dismiss, reopen, assign, note"
+            )))
+        }
+    };
+    let arg = if action == Action::Assign {
+        body.assignee
+    } else {
+        body.note
+    };
+    let now = st.now();
+    let actor = user.name.clone();
+    let change = st
+        .write(move |s| s.act(id, action, &actor, arg.as_deref(), now))
+        .await?
+        .map_err(|e| match e {
+            ActionError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ActionError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            ActionError::Invalid(m) => ApiError::BadRequest(m.to_owned()),
+            ActionError::Store(e) => ApiError::from(e),
+        })?;
+    tracing::info!(user = %user.name, incident = id, action = action.as_str(), "incident action");
+    st.inner.hub.incidents(std::slice::from_ref(&change));
+    Ok(Json(json!({ "incident": change.incident })))
+}
+
+async fn snapshot(
+    State(st): State<AppState>,
+    _user: User,
+    Path(event_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st
+        .read(move |s| s.snapshot(&event_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no snapshot for that event".into()))?;
+    let bytes = tokio::fs::read(&snap.path)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("snapshot file gone ({e}); retention?")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=86400, immutable".to_owned(),
+            ),
+            (header::ETAG, format!("\"{}\"", snap.sha256)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn health(
+    State(st): State<AppState>,
+    _user: User,
+) -> Result<Json<crate::store::Health>, ApiError> {
+    Ok(Json(st.read(|s| s.health()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// Days back from today (default 7, at most 366).
+    #[serde(default)]
+    days: Option<i64>,
+}
+
+async fn stats(
+    State(st): State<AppState>,
+    _user: User,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let days = q.days.unwrap_or(7).clamp(1, 366);
+    let off = st.inner.utc_offset_minutes * 60_000;
+    let now = st.now();
+    let today = (now + off).div_euclid(86_400_000);
+    let from = (today - days + 1) * 86_400_000 - off;
+    let to = (today + 1) * 86_400_000 - off;
+    let stats = st.read(move |s| s.stats(from, to, off)).await?;
+    Ok(Json(json!({ "days": days, "stats": stats })))
+}
+
+async fn stream(
+    State(st): State<AppState>,
+    _user: User,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = st.inner.hub.subscribe();
+    let stopping = st.inner.stopping.clone();
+    let s = futures::stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            _ = stopping.wait_for(|s| *s) => return None,
+        };
+        let ev = match received {
+            Ok(live) => SseEvent::default().event(live.event).data(&*live.data),
+            Err(RecvError::Lagged(n)) => SseEvent::default()
+                .event("resync")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(ev), (rx, stopping)))
+    });
+    // A first comment makes proxies and browsers open the stream at once.
+    let hello = futures::stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
+    Sse::new(futures::StreamExt::chain(hello, s))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn list_silences(
+    State(st): State<AppState>,
+    _user: User,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = st.now();
+    let list = st.read(move |s| s.silences(now)).await?;
+    Ok(Json(json!({ "silences": list })))
+}
+
+async fn add_silence(
+    State(st): State<AppState>,
+    user: User,
+    Json(spec): Json<SilenceSpec>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Operator)?;
+    let now = st.now();
+    if spec.ends_at_ms <= now {
+        return Err(ApiError::BadRequest("ends_at_ms is in the past".into()));
+    }
+    if spec.reason.trim().is_empty() {
+        return Err(ApiError::BadRequest("a silence needs a reason".into()));
+    }
+    let actor = user.name.clone();
+    let silence = st
+        .write(move |s| s.add_silence(&spec, &actor, now))
+        .await??;
+    Ok(Json(json!({ "silence": silence })))
+}
+
+async fn end_silence(
+    State(st): State<AppState>,
+    user: User,
+    Path(id): Path<i64>,
+    Json(_): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Operator)?;
+    let now = st.now();
+    let actor = user.name.clone();
+    if st.write(move |s| s.end_silence(id, &actor, now)).await?? {
+        Ok(Json(json!({ "ok": true })))
+    } else {
+        Err(ApiError::NotFound(format!("no silence {id}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// `YYYY-MM-DD` (default: yesterday).
+    #[serde(default)]
+    date: Option<String>,
+    /// `html` (default), `csv` or `json`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn daily_report(
+    State(st): State<AppState>,
+    _user: User,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let now = st.now();
+    let off = st.inner.utc_offset_minutes;
+    let day = match &q.date {
+        Some(d) => crate::store::parse_day(d)
+            .ok_or_else(|| ApiError::BadRequest(format!("date {d:?}: expected YYYY-MM-DD")))?,
+        None => (now + off * 60_000).div_euclid(86_400_000) - 1,
+    };
+    let r = st.read(move |s| s.daily_report(day, off, now)).await?;
+    Ok(match q.format.as_deref().unwrap_or("html") {
+        "html" => Html(report::html(&r)).into_response(),
+        "csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"ioc-report-{}.csv\"", r.date),
+                ),
+            ],
+            report::csv(&r),
+        )
+            .into_response(),
+        "json" => Json(r).into_response(),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?}: html, csv or json"
+            )))
+        }
+    })
+}
+
+async fn audit(
+    State(st): State<AppState>,
+    user: User,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Admin)?;
+    let list = st.read(|s| s.audit_trail(None)).await?;
+    Ok(Json(json!({ "audit": list })))
+}
+
+async fn list_users(
+    State(st): State<AppState>,
+    user: User,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Admin)?;
+    let list = st.read(|s| s.users()).await?;
+    let list: Vec<_> = list
+        .into_iter()
+        .map(|(u, r)| json!({ "user": u, "role": r }))
+        .collect();
+    Ok(Json(json!({ "users": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    username: String,
+    password: String,
+    role: Role,
+}
+
+async fn put_user(
+    State(st): State<AppState>,
+    user: User,
+    Json(body): Json<UserBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Admin)?;
+    auth::check_username(&body.username).map_err(|m| ApiError::BadRequest(m.into()))?;
+    let password = body.password;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = st.now();
+    let (name, role, actor) = (body.username.clone(), body.role, user.name.clone());
+    st.write(move |s| s.put_user(&name, &hash, role.as_str(), &actor, now))
+        .await??;
+    Ok(Json(json!({ "user": body.username, "role": body.role })))
+}
+
+async fn metrics(State(st): State<AppState>, _user: User) -> Response {
+    let text = st
+        .inner
+        .metrics
+        .as_ref()
+        .map(|m| m.render_prometheus())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The session cookie's or bearer token's value in `headers`.
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_owned());
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == session::COOKIE)
+        .map(|(_, v)| v.to_owned())
+}

@@ -1,0 +1,270 @@
+//! The daily report for leaders: one self-contained HTML page (inline SVG charts, prints on
+//! A4) and a CSV of the same figures. Labels are Vietnamese with English below.
+
+use std::fmt::Write;
+
+use crate::store::DailyReport;
+
+/// HTML-escapes `s`.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A horizontal bar chart of `(label, value)` as inline SVG.
+fn bars(rows: &[(String, i64)]) -> String {
+    if rows.is_empty() {
+        return "<p class=\"none\">—</p>".to_owned();
+    }
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
+    let h = 22 * rows.len() + 4;
+    let mut s = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 640 {h}\" width=\"640\" height=\"{h}\" role=\"img\">"
+    );
+    for (i, (label, v)) in rows.iter().enumerate() {
+        let y = 22 * i + 2;
+        let w = (*v as f64 / max * 380.0).round();
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{ty}\" font-size=\"12\">{l}</text>\
+             <rect x=\"200\" y=\"{y}\" width=\"{w}\" height=\"16\" fill=\"#2f6fb3\"/>\
+             <text x=\"{tx}\" y=\"{ty}\" font-size=\"12\">{v}</text>",
+            ty = y + 13,
+            l = esc(label),
+            tx = 206.0 + w,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A 24-column chart of incidents per hour.
+fn hours(by_hour: &[i64]) -> String {
+    let max = by_hour.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let mut s = String::from(
+        "<svg class=\"chart\" viewBox=\"0 0 640 150\" width=\"640\" height=\"150\" role=\"img\">",
+    );
+    for (h, v) in by_hour.iter().enumerate() {
+        let bh = (*v as f64 / max * 110.0).round();
+        let x = 10 + h * 26;
+        let _ = write!(
+            s,
+            "<rect x=\"{x}\" y=\"{y}\" width=\"20\" height=\"{bh}\" fill=\"#c0392b\"/>\
+             <text x=\"{tx}\" y=\"145\" font-size=\"10\" text-anchor=\"middle\">{h}</text>",
+            y = 125.0 - bh,
+            tx = x + 10,
+        );
+        if *v > 0 {
+            let _ = write!(
+                s,
+                "<text x=\"{tx}\" y=\"{ty}\" font-size=\"10\" text-anchor=\"middle\">{v}</text>",
+                tx = x + 10,
+                ty = 121.0 - bh,
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn secs(v: Option<f64>) -> String {
+    match v {
+        None => "—".to_owned(),
+        Some(s) if s < 120.0 => format!("{s:.0} s"),
+        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+/// The report as a standalone HTML page.
+pub fn html(r: &DailyReport) -> String {
+    let mut s = String::with_capacity(16 * 1024);
+    let _ = write!(
+        s,
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
+         <title>Báo cáo ngày {d} — ioc-edge</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:720px;margin:2em auto;color:#222}}\
+         h1{{font-size:1.4em}} h2{{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}}\
+         .en{{color:#777;font-weight:normal;font-size:.85em}} table{{border-collapse:collapse}}\
+         td,th{{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}}\
+         td.n{{text-align:right}} .kpi{{display:flex;gap:1.5em;flex-wrap:wrap}}\
+         .kpi div{{border:1px solid #ddd;padding:.5em 1em}} .kpi b{{font-size:1.4em;display:block}}\
+         @media print{{body{{margin:0}} h2{{break-after:avoid}} svg{{break-inside:avoid}}}}\
+         </style></head><body>\
+         <h1>Báo cáo sự cố ngày {d} <span class=\"en\">Daily incident report</span></h1>\
+         <p class=\"en\">UTC{off:+03}:{offm:02}</p><div class=\"kpi\">\
+         <div><b>{total}</b>Tổng sự cố <span class=\"en\">incidents</span></div>\
+         <div><b>{ack}</b>Thời gian xác nhận (trung vị) <span class=\"en\">median time to acknowledge</span></div>\
+         <div><b>{res}</b>Thời gian xử lý (trung vị) <span class=\"en\">median time to resolve</span></div>\
+         <div><b>{fa}</b>Báo động giả <span class=\"en\">false alarms</span></div>\
+         <div><b>{over}</b>Quá hạn <span class=\"en\">overdue</span></div></div>",
+        d = esc(&r.date),
+        off = r.utc_offset_minutes / 60,
+        offm = (r.utc_offset_minutes % 60).abs(),
+        total = r.total,
+        ack = secs(r.time_to_acknowledge.median_s),
+        res = secs(r.time_to_resolve.median_s),
+        fa = r
+            .false_alarm_share
+            .map_or("—".to_owned(), |f| format!("{:.0} %", f * 100.0)),
+        over = r.overdue,
+    );
+    let _ = write!(
+        s,
+        "<h2>Theo loại <span class=\"en\">By kind</span></h2>{}\
+         <h2>Theo giờ <span class=\"en\">By hour</span></h2>{}\
+         <h2>Theo địa điểm <span class=\"en\">By site</span></h2>{}\
+         <h2>Theo trạng thái <span class=\"en\">By state</span></h2>{}",
+        bars(&r.by_kind),
+        hours(&r.by_hour),
+        bars(&r.by_site),
+        bars(&r.by_state),
+    );
+    let _ = write!(
+        s,
+        "<h2>Thời gian phản hồi <span class=\"en\">Response times</span></h2><table>\
+         <tr><th></th><th>n</th><th>trung vị / median</th><th>p90</th></tr>\
+         <tr><td>Xác nhận / acknowledge</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\
+         <tr><td>Xử lý / resolve</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table>",
+        r.time_to_acknowledge.n,
+        secs(r.time_to_acknowledge.median_s),
+        secs(r.time_to_acknowledge.p90_s),
+        r.time_to_resolve.n,
+        secs(r.time_to_resolve.median_s),
+        secs(r.time_to_resolve.p90_s),
+    );
+    s.push_str(
+        "<h2>Thời gian hoạt động camera <span class=\"en\">Camera uptime</span></h2><table>\
+         <tr><th>Địa điểm / site</th><th>Camera</th><th>%</th><th>giờ theo dõi / hours observed</th></tr>",
+    );
+    for u in &r.uptime {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{:.1}</td></tr>",
+            esc(&u.site),
+            esc(&u.camera),
+            u.uptime * 100.0,
+            u.observed_s as f64 / 3600.0
+        );
+    }
+    s.push_str(
+        "</table><h2>Lưu lượng giao thông <span class=\"en\">Traffic counts</span></h2><table>\
+         <tr><th>Địa điểm / site</th><th>Camera</th><th>Vạch / line</th><th>Loại / class</th>\
+         <th>Hướng / direction</th><th>Số / count</th></tr>",
+    );
+    for (site, cam, line, class, dir, n) in &r.counts {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{n}</td></tr>",
+            esc(site),
+            esc(cam),
+            esc(line),
+            esc(class),
+            esc(dir)
+        );
+    }
+    s.push_str("</table></body></html>\n");
+    s
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The report as CSV: `section,key,value` rows (counts and uptime with more key columns).
+pub fn csv(r: &DailyReport) -> String {
+    let mut s = String::from("date,section,key,subkey,value\n");
+    let d = csv_field(&r.date);
+    let mut row = |section: &str, key: &str, sub: &str, value: String| {
+        let _ = writeln!(
+            s,
+            "{d},{section},{},{},{value}",
+            csv_field(key),
+            csv_field(sub)
+        );
+    };
+    row("total", "incidents", "", r.total.to_string());
+    row("total", "overdue", "", r.overdue.to_string());
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    row("total", "false_alarm_share", "", opt(r.false_alarm_share));
+    row(
+        "time_to_acknowledge_s",
+        "median",
+        "",
+        opt(r.time_to_acknowledge.median_s),
+    );
+    row(
+        "time_to_acknowledge_s",
+        "p90",
+        "",
+        opt(r.time_to_acknowledge.p90_s),
+    );
+    row(
+        "time_to_resolve_s",
+        "median",
+        "",
+        opt(r.time_to_resolve.median_s),
+    );
+    row("time_to_resolve_s", "p90", "", opt(r.time_to_resolve.p90_s));
+    for (k, n) in &r.by_kind {
+        row("by_kind", k, "", n.to_string());
+    }
+    for (k, n) in &r.by_site {
+        row("by_site", k, "", n.to_string());
+    }
+    for (k, n) in &r.by_state {
+        row("by_state", k, "", n.to_string());
+    }
+    for (h, n) in r.by_hour.iter().enumerate() {
+        row("by_hour", &format!("{h:02}"), "", n.to_string());
+    }
+    for u in &r.uptime {
+        row(
+            "camera_uptime",
+            &u.site,
+            &u.camera,
+            format!("{:.4}", u.uptime),
+        );
+    }
+    for (site, cam, line, class, dir, n) in &r.counts {
+        row(
+            "traffic",
+            &format!("{site}/{cam}/{line}"),
+            &format!("{class}/{dir}"),
+            n.to_string(),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_quotes() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(secs(Some(30.0)), "30 s");
+        assert_eq!(secs(Some(600.0)), "10.0 min");
+    }
+}

@@ -1,0 +1,802 @@
+//! Incident SQL: grouping events into incidents, the lifecycle, escalation, health incidents,
+//! silences and the audit trail (the rules themselves live in [`crate::incident`]).
+
+use ioc_protocol::{Event, Phase, Severity};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{sqlerr, Store, StoreError};
+use crate::incident::{
+    parse_severity, severity_rank, severity_str, ts, Action, AuditEntry, Change, ChangeKind,
+    Incident, Policy, Source, State, Transition,
+};
+
+/// The system's name in the audit trail.
+pub const SYSTEM: &str = "system";
+
+const INCIDENT_COLUMNS: &str = "id, agent, camera, kind, place, severity, state, source, \
+     first_at_ms, last_at_ms, created_at_ms, updated_at_ms, event_count, snapshot_event_id, \
+     assignee, acked_at_ms, acked_by, closed_at_ms, closed_by, overdue, escalations, silenced, \
+     active";
+
+fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
+    let state: String = r.get(6)?;
+    let source: String = r.get(7)?;
+    Ok(Incident {
+        id: r.get(0)?,
+        site: r.get(1)?,
+        camera: r.get(2)?,
+        kind: r.get(3)?,
+        place: r.get(4)?,
+        severity: parse_severity(&r.get::<_, String>(5)?),
+        state: State::parse(&state).unwrap_or(State::Open),
+        source: if source == "health" {
+            Source::Health
+        } else {
+            Source::Event
+        },
+        first_at: ts(r.get(8)?),
+        last_at: ts(r.get(9)?),
+        created_at: ts(r.get(10)?),
+        updated_at: ts(r.get(11)?),
+        event_count: r.get(12)?,
+        snapshot: r.get(13)?,
+        assignee: r.get(14)?,
+        acknowledged_at: r.get::<_, Option<i64>>(15)?.map(ts),
+        acknowledged_by: r.get(16)?,
+        closed_at: r.get::<_, Option<i64>>(17)?.map(ts),
+        closed_by: r.get(18)?,
+        overdue: r.get::<_, i64>(19)? != 0,
+        escalations: r.get(20)?,
+        silenced: r.get::<_, i64>(21)? != 0,
+        active: r.get::<_, i64>(22)? != 0,
+    })
+}
+
+pub(super) fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Incident>> {
+    conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+    ))?
+    .query_row([id], incident_row)
+    .optional()
+}
+
+fn audit(
+    conn: &Connection,
+    incident: Option<i64>,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    states: (Option<&str>, Option<&str>),
+    note: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (incident_id, at_ms, actor, action, from_state, to_state, note) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        incident, at_ms, actor, action, states.0, states.1, note
+    ])?;
+    Ok(())
+}
+
+/// Is `agent`/`camera` under a maintenance silence at `at_ms`?
+fn silenced(conn: &Connection, agent: &str, camera: &str, at_ms: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM silences WHERE agent = ?1 \
+         AND (camera IS NULL OR camera = ?2) AND starts_at_ms <= ?3 AND ends_at_ms > ?3)",
+    )?
+    .query_row(params![agent, camera, at_ms], |r| r.get(0))
+}
+
+/// What to open: the key and first facts of a new incident.
+struct NewIncident<'a> {
+    agent: &'a str,
+    camera: &'a str,
+    kind: &'a str,
+    place: &'a str,
+    severity: Severity,
+    source: Source,
+    observed_ms: i64,
+}
+
+fn open_incident(conn: &Connection, n: &NewIncident<'_>, now_ms: i64) -> rusqlite::Result<i64> {
+    let silenced = silenced(conn, n.agent, n.camera, now_ms)?;
+    conn.prepare_cached(
+        "INSERT INTO incidents (agent, camera, kind, place, severity, state, source, \
+         first_at_ms, last_at_ms, created_at_ms, updated_at_ms, due_base_ms, event_count, \
+         silenced) VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7, ?8, ?8, ?8, 0, ?9)",
+    )?
+    .execute(params![
+        n.agent,
+        n.camera,
+        n.kind,
+        n.place,
+        severity_str(n.severity),
+        match n.source {
+            Source::Event => "event",
+            Source::Health => "health",
+        },
+        n.observed_ms,
+        now_ms,
+        silenced,
+    ])?;
+    let id = conn.last_insert_rowid();
+    let note = silenced.then_some("opened during a maintenance silence");
+    audit(
+        conn,
+        Some(id),
+        now_ms,
+        SYSTEM,
+        "opened",
+        (None, Some("open")),
+        note,
+    )?;
+    Ok(id)
+}
+
+/// Files a newly stored event under its incident (opening one if needed); returns the
+/// incident and how it changed. Only called for events not stored before, so a replay never
+/// counts twice.
+pub(super) fn on_event(
+    conn: &Connection,
+    e: &Event,
+    now_ms: i64,
+    policy: &Policy,
+) -> rusqlite::Result<(i64, ChangeKind)> {
+    let observed = e.observed_at.unix_millis();
+    let place = e.zone.as_deref().or(e.line.as_deref()).unwrap_or("");
+    let known: Option<i64> = conn
+        .prepare_cached(
+            "SELECT incident_id FROM incident_events WHERE agent = ?1 AND event_id = ?2",
+        )?
+        .query_row([&e.agent, &e.id], |r| r.get(0))
+        .optional()?;
+    let (id, change) = match known {
+        Some(id) => (id, ChangeKind::Updated),
+        None => {
+            let joinable: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM incidents WHERE agent = ?1 AND camera = ?2 AND kind = ?3 \
+                     AND place = ?4 AND state IN ('open', 'acknowledged') \
+                     AND last_at_ms >= ?5 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(
+                    params![
+                        e.agent,
+                        e.camera,
+                        e.kind.as_str(),
+                        place,
+                        observed - policy.group_window_ms
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let (id, change) = match joinable {
+                Some(id) => (id, ChangeKind::Updated),
+                None => {
+                    let n = NewIncident {
+                        agent: &e.agent,
+                        camera: &e.camera,
+                        kind: e.kind.as_str(),
+                        place,
+                        severity: e.severity,
+                        source: Source::Event,
+                        observed_ms: observed,
+                    };
+                    (open_incident(conn, &n, now_ms)?, ChangeKind::Opened)
+                }
+            };
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO incident_events (agent, event_id, incident_id) \
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![e.agent, e.id, id])?;
+            conn.prepare_cached(
+                "UPDATE incidents SET event_count = event_count + 1 WHERE id = ?1",
+            )?
+            .execute([id])?;
+            (id, change)
+        }
+    };
+    let current: String = conn
+        .prepare_cached("SELECT severity FROM incidents WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let severity = if severity_rank(e.severity) > severity_rank(parse_severity(&current)) {
+        e.severity
+    } else {
+        parse_severity(&current)
+    };
+    conn.prepare_cached(
+        "UPDATE incidents SET last_at_ms = MAX(last_at_ms, ?2), updated_at_ms = ?3, \
+         severity = ?4, active = ?5, \
+         snapshot_event_id = COALESCE(snapshot_event_id, ?6) WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        observed,
+        now_ms,
+        severity_str(severity),
+        !matches!(e.phase, Phase::End | Phase::Instant),
+        e.snapshot.as_ref().map(|_| e.id.as_str()),
+    ])?;
+    Ok((id, change))
+}
+
+/// Resolves the open health incidents of `agent`/`camera`/`kind` because the thing is back.
+pub(super) fn health_recovered(
+    conn: &Connection,
+    agent: &str,
+    camera: &str,
+    kind: &str,
+    now_ms: i64,
+    why: &str,
+) -> rusqlite::Result<Vec<i64>> {
+    let ids: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, state FROM incidents WHERE agent = ?1 AND camera = ?2 AND kind = ?3 \
+             AND source = 'health' AND state IN ('open', 'acknowledged')",
+        )?
+        .query_map(params![agent, camera, kind], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, from) in &ids {
+        conn.prepare_cached(
+            "UPDATE incidents SET state = 'resolved', closed_at_ms = ?2, closed_by = ?3, \
+             updated_at_ms = ?2, active = 0, overdue = 0 WHERE id = ?1",
+        )?
+        .execute(params![id, now_ms, SYSTEM])?;
+        audit(
+            conn,
+            Some(*id),
+            now_ms,
+            SYSTEM,
+            "resolve",
+            (Some(from), Some("resolved")),
+            Some(why),
+        )?;
+    }
+    Ok(ids.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Why an operator's action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No incident with that id.
+    #[error("no incident {0}")]
+    NotFound(i64),
+    /// Not allowed in the incident's state.
+    #[error(transparent)]
+    Conflict(#[from] Transition),
+    /// A note or assignee is required and missing, or too long.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A new maintenance silence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSpec {
+    /// The site (agent).
+    pub site: String,
+    /// One camera, or the whole site when absent.
+    #[serde(default)]
+    pub camera: Option<String>,
+    /// End (Unix ms).
+    pub ends_at_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Silence {
+    /// Row id.
+    pub id: i64,
+    /// The site (agent).
+    pub site: String,
+    /// The camera, or all of the site.
+    pub camera: Option<String>,
+    /// Start (Unix ms).
+    pub starts_at_ms: i64,
+    /// End (Unix ms).
+    pub ends_at_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+}
+
+/// Filters for [`Store::incidents`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentFilter {
+    /// Comma-separated states (`open,acknowledged`); all when absent.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// One kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// One site (agent).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// One camera.
+    #[serde(default)]
+    pub camera: Option<String>,
+    /// First event at or after (Unix ms).
+    #[serde(default)]
+    pub from_ms: Option<i64>,
+    /// First event before (Unix ms).
+    #[serde(default)]
+    pub to_ms: Option<i64>,
+    /// Only ids below this (the next page: the last id of the previous one).
+    #[serde(default)]
+    pub before_id: Option<i64>,
+    /// Page size (default 50, at most 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Include silenced incidents (default: no).
+    #[serde(default)]
+    pub silenced: Option<bool>,
+}
+
+/// One stored event of an incident.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentEvent {
+    /// Agent seq.
+    pub seq: i64,
+    /// The agent's event id.
+    pub event_id: String,
+    /// `start`, `update`, …
+    pub phase: String,
+    /// Observed at.
+    pub observed_at: String,
+    /// Whether a snapshot of it is stored.
+    pub has_snapshot: bool,
+    /// The event as received.
+    pub event: serde_json::Value,
+}
+
+impl Store {
+    /// The policy incidents follow (grouping window, deadlines, hysteresis).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// One incident.
+    pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+        load(&self.conn, id).map_err(self.err("cannot read incident"))
+    }
+
+    /// Incidents matching `f`, newest first.
+    pub fn incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut push = |cond: &str, v: rusqlite::types::Value, sql: &mut String| {
+            args.push(v);
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+        };
+        if let Some(states) = &f.state {
+            let list: Vec<&str> = states
+                .split(',')
+                .map(str::trim)
+                .filter(|s| State::parse(s).is_some())
+                .collect();
+            // Names are checked against the enum, so they are safe to inline.
+            sql.push_str(&format!(
+                " AND state IN ({})",
+                if list.is_empty() {
+                    "''".to_owned()
+                } else {
+                    list.iter()
+                        .map(|s| format!("'{s}'"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            ));
+        }
+        if let Some(v) = &f.kind {
+            push("kind =", v.clone().into(), &mut sql);
+        }
+        if let Some(v) = &f.site {
+            push("agent =", v.clone().into(), &mut sql);
+        }
+        if let Some(v) = &f.camera {
+            push("camera =", v.clone().into(), &mut sql);
+        }
+        if let Some(v) = f.from_ms {
+            push("first_at_ms >=", v.into(), &mut sql);
+        }
+        if let Some(v) = f.to_ms {
+            push("first_at_ms <", v.into(), &mut sql);
+        }
+        if let Some(v) = f.before_id {
+            push("id <", v.into(), &mut sql);
+        }
+        if !f.silenced.unwrap_or(false) {
+            sql.push_str(" AND silenced = 0");
+        }
+        let limit = f.limit.unwrap_or(50).clamp(1, 500);
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.err("cannot list incidents"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), incident_row)
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot list incidents"));
+        rows
+    }
+
+    /// The events grouped in incident `id`, oldest first.
+    pub fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.seq, e.event_id, e.phase, e.observed_at, e.payload, \
+                 EXISTS (SELECT 1 FROM snapshots s WHERE s.event_id = e.event_id) \
+                 FROM incident_events ie JOIN events e \
+                 ON e.agent = ie.agent AND e.event_id = ie.event_id \
+                 WHERE ie.incident_id = ?1 ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
+            )
+            .map_err(self.err("cannot read incident events"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let payload: String = r.get(4)?;
+                Ok(IncidentEvent {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    phase: r.get(2)?,
+                    observed_at: r.get(3)?,
+                    event: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    has_snapshot: r.get(5)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot read incident events"));
+        rows
+    }
+
+    /// The audit trail of incident `id` (or, with `None`, of everything else), oldest first.
+    pub fn audit_trail(&self, id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, incident_id, at_ms, actor, action, from_state, to_state, note \
+                 FROM audit WHERE incident_id IS ?1 ORDER BY id LIMIT 10000",
+            )
+            .map_err(self.err("cannot read audit trail"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    incident: r.get(1)?,
+                    at: ts(r.get(2)?),
+                    actor: r.get(3)?,
+                    action: r.get(4)?,
+                    from_state: r.get(5)?,
+                    to_state: r.get(6)?,
+                    note: r.get(7)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot read audit trail"));
+        rows
+    }
+
+    /// Applies an operator's `action` on incident `id`, with the audit line, in one
+    /// transaction. `arg` is the note (resolve, dismiss, note) or the assignee (assign).
+    pub fn act(
+        &mut self,
+        id: i64,
+        action: Action,
+        actor: &str,
+        arg: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Change, ActionError> {
+        let arg = arg.map(str::trim).filter(|s| !s.is_empty());
+        if arg.is_some_and(|a| a.len() > 4000) {
+            return Err(ActionError::Invalid("note is longer than 4000 bytes"));
+        }
+        if action == Action::Note && arg.is_none() {
+            return Err(ActionError::Invalid("a note needs text"));
+        }
+        let sql = self.err("cannot update incident");
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlerr(&p, "cannot begin transaction"))?;
+        let result = (|| -> Result<Result<Change, ActionError>, rusqlite::Error> {
+            let Some(before) = load(&tx, id)? else {
+                return Ok(Err(ActionError::NotFound(id)));
+            };
+            let to = match action.next_state(before.state) {
+                Ok(s) => s,
+                Err(t) => return Ok(Err(t.into())),
+            };
+            match action {
+                Action::Acknowledge => {
+                    tx.execute(
+                        "UPDATE incidents SET state = ?2, acked_at_ms = ?3, acked_by = ?4, \
+                         assignee = COALESCE(assignee, ?4), overdue = 0, updated_at_ms = ?3 \
+                         WHERE id = ?1",
+                        params![id, to.as_str(), now_ms, actor],
+                    )?;
+                }
+                Action::Resolve | Action::Dismiss => {
+                    tx.execute(
+                        "UPDATE incidents SET state = ?2, closed_at_ms = ?3, closed_by = ?4, \
+                         overdue = 0, updated_at_ms = ?3 WHERE id = ?1",
+                        params![id, to.as_str(), now_ms, actor],
+                    )?;
+                }
+                Action::Reopen => {
+                    tx.execute(
+                        "UPDATE incidents SET state = 'open', closed_at_ms = NULL, \
+                         closed_by = NULL, acked_at_ms = NULL, acked_by = NULL, \
+                         due_base_ms = ?2, escalations = 0, overdue = 0, updated_at_ms = ?2 \
+                         WHERE id = ?1",
+                        params![id, now_ms],
+                    )?;
+                }
+                Action::Assign => {
+                    tx.execute(
+                        "UPDATE incidents SET assignee = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                        params![id, arg, now_ms],
+                    )?;
+                }
+                Action::Note => {
+                    tx.execute(
+                        "UPDATE incidents SET updated_at_ms = ?2 WHERE id = ?1",
+                        params![id, now_ms],
+                    )?;
+                }
+            }
+            audit(
+                &tx,
+                Some(id),
+                now_ms,
+                actor,
+                action.as_str(),
+                (Some(before.state.as_str()), Some(to.as_str())),
+                arg,
+            )?;
+            let after = load(&tx, id)?.expect("row updated in this transaction");
+            Ok(Ok(Change {
+                change: ChangeKind::Changed,
+                incident: after,
+            }))
+        })()
+        .map_err(sql)?;
+        if result.is_ok() {
+            tx.commit()
+                .map_err(sqlerr(&p, "cannot commit incident update"))?;
+        }
+        result
+    }
+
+    /// Periodic work at `now_ms`: escalates overdue incidents and opens health incidents for
+    /// agents and cameras down longer than their hysteresis. Returns what changed.
+    pub fn tick(&mut self, now_ms: i64) -> Result<Vec<Change>, StoreError> {
+        let policy = self.policy;
+        let sql = self.err("cannot run incident checks");
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlerr(&p, "cannot begin transaction"))?;
+        let changes = (|| -> rusqlite::Result<Vec<Change>> {
+            let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
+            // Escalation.
+            let open: Vec<(i64, String, i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT id, severity, due_base_ms, escalations FROM incidents \
+                     WHERE state = 'open' AND silenced = 0",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, sev, base, done) in open {
+                let due = policy.escalations_due(parse_severity(&sev), base, now_ms);
+                if due > done {
+                    tx.execute(
+                        "UPDATE incidents SET overdue = 1, escalations = ?2, updated_at_ms = ?3 \
+                         WHERE id = ?1",
+                        params![id, due, now_ms],
+                    )?;
+                    audit(
+                        &tx,
+                        Some(id),
+                        now_ms,
+                        SYSTEM,
+                        "escalated",
+                        (Some("open"), Some("open")),
+                        Some(&format!("open past its deadline ({due}x)")),
+                    )?;
+                    changed.push((id, ChangeKind::Escalated));
+                }
+            }
+            // Agents down.
+            let down: Vec<(String, i64)> = tx
+                .prepare_cached(
+                    "SELECT a.agent, a.since_ms FROM agents a WHERE a.state = 'offline' \
+                     AND a.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
+                     WHERE i.agent = a.agent AND i.camera = '' AND i.kind = 'agent_offline' \
+                     AND i.source = 'health' AND i.state IN ('open', 'acknowledged'))",
+                )?
+                .query_map([now_ms - policy.agent_offline_after_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            for (agent, since) in down {
+                let n = NewIncident {
+                    agent: &agent,
+                    camera: "",
+                    kind: "agent_offline",
+                    place: "",
+                    severity: Severity::Critical,
+                    source: Source::Health,
+                    observed_ms: since,
+                };
+                let id = open_incident(&tx, &n, now_ms)?;
+                tx.execute("UPDATE incidents SET event_count = 0 WHERE id = ?1", [id])?;
+                changed.push((id, ChangeKind::Opened));
+            }
+            // Cameras down, on agents that are up (a dead agent is one incident, not many).
+            let down: Vec<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT c.agent, c.camera, c.since_ms FROM cameras c \
+                     JOIN agents a ON a.agent = c.agent AND a.state = 'online' \
+                     WHERE c.state IN ('reconnecting', 'failed', 'offline') \
+                     AND c.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
+                     WHERE i.agent = c.agent AND i.camera = c.camera \
+                     AND i.kind = 'camera_offline' AND i.state IN ('open', 'acknowledged'))",
+                )?
+                .query_map([now_ms - policy.camera_offline_after_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            for (agent, camera, since) in down {
+                let n = NewIncident {
+                    agent: &agent,
+                    camera: &camera,
+                    kind: "camera_offline",
+                    place: "",
+                    severity: Severity::Warning,
+                    source: Source::Health,
+                    observed_ms: since,
+                };
+                let id = open_incident(&tx, &n, now_ms)?;
+                changed.push((id, ChangeKind::Opened));
+            }
+            let mut out = Vec::with_capacity(changed.len());
+            for (id, change) in changed {
+                if let Some(incident) = load(&tx, id)? {
+                    out.push(Change { change, incident });
+                }
+            }
+            Ok(out)
+        })()
+        .map_err(sql)?;
+        tx.commit()
+            .map_err(sqlerr(&p, "cannot commit incident checks"))?;
+        Ok(changes)
+    }
+
+    /// Adds a maintenance silence by `actor` (audited).
+    pub fn add_silence(
+        &mut self,
+        spec: &SilenceSpec,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Silence, StoreError> {
+        let p = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sqlerr(&p, "cannot begin transaction"))?;
+        let sql = {
+            let path = self.path.clone();
+            move |source| StoreError::Sqlite {
+                path,
+                what: "cannot add silence",
+                source,
+            }
+        };
+        let id = (|| -> rusqlite::Result<i64> {
+            tx.execute(
+                "INSERT INTO silences (agent, camera, starts_at_ms, ends_at_ms, reason, \
+                 created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3)",
+                params![
+                    spec.site,
+                    spec.camera,
+                    now_ms,
+                    spec.ends_at_ms,
+                    spec.reason,
+                    actor
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            let what = format!(
+                "silence {id}: {}/{} until {} ({})",
+                spec.site,
+                spec.camera.as_deref().unwrap_or("*"),
+                ts(spec.ends_at_ms).as_str(),
+                spec.reason
+            );
+            audit(
+                &tx,
+                None,
+                now_ms,
+                actor,
+                "silence",
+                (None, None),
+                Some(&what),
+            )?;
+            Ok(id)
+        })()
+        .map_err(sql)?;
+        tx.commit().map_err(sqlerr(&p, "cannot commit silence"))?;
+        Ok(Silence {
+            id,
+            site: spec.site.clone(),
+            camera: spec.camera.clone(),
+            starts_at_ms: now_ms,
+            ends_at_ms: spec.ends_at_ms,
+            reason: spec.reason.clone(),
+            created_by: actor.to_owned(),
+        })
+    }
+
+    /// Ends silence `id` now (audited); false if there is no such silence.
+    pub fn end_silence(&mut self, id: i64, actor: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE silences SET ends_at_ms = MIN(ends_at_ms, ?2) WHERE id = ?1",
+                params![id, now_ms],
+            )
+            .map_err(self.err("cannot end silence"))?;
+        if n > 0 {
+            audit(
+                &self.conn,
+                None,
+                now_ms,
+                actor,
+                "unsilence",
+                (None, None),
+                Some(&format!("silence {id} ended")),
+            )
+            .map_err(self.err("cannot audit"))?;
+        }
+        Ok(n > 0)
+    }
+
+    /// Silences still in force at `now_ms`.
+    pub fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, agent, camera, starts_at_ms, ends_at_ms, reason, created_by \
+                 FROM silences WHERE ends_at_ms > ?1 ORDER BY id",
+            )
+            .map_err(self.err("cannot read silences"))?;
+        let rows = stmt
+            .query_map([now_ms], |r| {
+                Ok(Silence {
+                    id: r.get(0)?,
+                    site: r.get(1)?,
+                    camera: r.get(2)?,
+                    starts_at_ms: r.get(3)?,
+                    ends_at_ms: r.get(4)?,
+                    reason: r.get(5)?,
+                    created_by: r.get(6)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("cannot read silences"));
+        rows
+    }
+}

@@ -1,0 +1,503 @@
+//! Read-only aggregates: health of agents and cameras, chart statistics, the daily report.
+//! Days and hours are local to the configured UTC offset (`offset_ms`).
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::incident::ts;
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Camera states in which frames arrive (the camera is "up").
+const UP_STATES: &[&str] = &["streaming", "tampered"];
+
+/// One agent's health.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentHealth {
+    /// Agent (site) id.
+    pub site: String,
+    /// `online` / `offline`.
+    pub state: String,
+    /// Agent version.
+    pub version: String,
+    /// Since when in this state.
+    pub since: Option<String>,
+    /// Last status time (the agent's clock).
+    pub at: String,
+    /// Events stored.
+    pub events: i64,
+    /// Highest seq stored.
+    pub max_seq: i64,
+}
+
+/// One camera's health.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CameraHealth {
+    /// Agent (site) id.
+    pub site: String,
+    /// Camera id.
+    pub camera: String,
+    /// `streaming`, `reconnecting`, …
+    pub state: String,
+    /// Frames per second, if streaming.
+    pub fps: Option<f64>,
+    /// Why it is not streaming.
+    pub error: Option<String>,
+    /// Since when in this state.
+    pub since: Option<String>,
+    /// Open incidents of this camera.
+    pub open_incidents: i64,
+}
+
+/// Agents and cameras.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// Every agent with a status.
+    pub agents: Vec<AgentHealth>,
+    /// Every camera with a status.
+    pub cameras: Vec<CameraHealth>,
+}
+
+/// Chart data for the console.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// `(day "YYYY-MM-DD", kind, incidents)`.
+    pub per_day_kind: Vec<(String, String, i64)>,
+    /// `(hour 0..23, kind, incidents)` over the whole range.
+    pub per_hour_kind: Vec<(i64, String, i64)>,
+    /// `(day, site, camera, line, class, direction, count)`.
+    pub counts: Vec<(String, String, String, String, String, String, i64)>,
+    /// Incidents by state now, over the range.
+    pub per_state: Vec<(String, i64)>,
+}
+
+/// Median and 90th percentile of a duration, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Durations {
+    /// How many incidents the figures cover.
+    pub n: usize,
+    /// Median seconds.
+    pub median_s: Option<f64>,
+    /// 90th percentile seconds.
+    pub p90_s: Option<f64>,
+}
+
+/// One camera's uptime over the report's day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Uptime {
+    /// Site (agent).
+    pub site: String,
+    /// Camera.
+    pub camera: String,
+    /// Share of the observed part of the day with frames arriving (0..1).
+    pub uptime: f64,
+    /// How much of the day the collector knew the camera's state, in seconds.
+    pub observed_s: i64,
+}
+
+/// Everything the daily report shows, for one local day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DailyReport {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The UTC offset the day is counted in, in minutes.
+    pub utc_offset_minutes: i64,
+    /// Incidents opened that day.
+    pub total: i64,
+    /// By kind, most first.
+    pub by_kind: Vec<(String, i64)>,
+    /// By site, most first.
+    pub by_site: Vec<(String, i64)>,
+    /// 24 buckets.
+    pub by_hour: Vec<i64>,
+    /// By state now.
+    pub by_state: Vec<(String, i64)>,
+    /// Escalated at least once.
+    pub overdue: i64,
+    /// Creation to acknowledgement.
+    pub time_to_acknowledge: Durations,
+    /// Creation to resolution (resolved only).
+    pub time_to_resolve: Durations,
+    /// Dismissed / (resolved + dismissed), if any closed.
+    pub false_alarm_share: Option<f64>,
+    /// Per camera.
+    pub uptime: Vec<Uptime>,
+    /// `(site, camera, line, class, direction, count)`.
+    pub counts: Vec<(String, String, String, String, String, i64)>,
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day number (inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DD` of day number `z`.
+pub fn day_name(z: i64) -> String {
+    let (y, m, d) = civil_from_days(z);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses `YYYY-MM-DD` into a day number.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.parse().ok()?;
+    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) || s.len() != 10 {
+        return None;
+    }
+    let z = days_from_civil(y, m, d);
+    (civil_from_days(z) == (y, m, d)).then_some(z)
+}
+
+fn durations(mut v: Vec<i64>) -> Durations {
+    v.sort_unstable();
+    let pick = |q: f64| -> Option<f64> {
+        if v.is_empty() {
+            return None;
+        }
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        Some(v[i] as f64 / 1000.0)
+    };
+    Durations {
+        n: v.len(),
+        median_s: pick(0.5),
+        p90_s: pick(0.9),
+    }
+}
+
+impl Store {
+    /// Agents and cameras with their current state.
+    pub fn health(&self) -> Result<Health, StoreError> {
+        let e = || self.err("cannot read health");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.agent, a.state, a.version, a.since_ms, a.at, \
+                 (SELECT COUNT(*) FROM events e WHERE e.agent = a.agent), \
+                 (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.agent = a.agent) \
+                 FROM agents a ORDER BY a.agent",
+            )
+            .map_err(e())?;
+        let agents = stmt
+            .query_map([], |r| {
+                Ok(AgentHealth {
+                    site: r.get(0)?,
+                    state: r.get(1)?,
+                    version: r.get(2)?,
+                    since: r
+                        .get::<_, Option<i64>>(3)?
+                        .map(|m| ts(m).as_str().to_owned()),
+                    at: r.get(4)?,
+                    events: r.get(5)?,
+                    max_seq: r.get(6)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(e())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.agent, c.camera, c.state, c.fps, c.error, c.since_ms, \
+                 (SELECT COUNT(*) FROM incidents i WHERE i.agent = c.agent \
+                  AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')) \
+                 FROM cameras c ORDER BY c.agent, c.camera",
+            )
+            .map_err(e())?;
+        let cameras = stmt
+            .query_map([], |r| {
+                Ok(CameraHealth {
+                    site: r.get(0)?,
+                    camera: r.get(1)?,
+                    state: r.get(2)?,
+                    fps: r.get(3)?,
+                    error: r.get(4)?,
+                    since: r
+                        .get::<_, Option<i64>>(5)?
+                        .map(|m| ts(m).as_str().to_owned()),
+                    open_incidents: r.get(6)?,
+                })
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(e())?;
+        Ok(Health { agents, cameras })
+    }
+
+    /// Chart data for incidents first seen in `[from_ms, to_ms)`.
+    pub fn stats(&self, from_ms: i64, to_ms: i64, offset_ms: i64) -> Result<Stats, StoreError> {
+        let e = || self.err("cannot compute statistics");
+        let q = |sql: &str| self.conn.prepare_cached(sql);
+        let per_day_kind = q(
+            "SELECT (first_at_ms + ?3) / 86400000, kind, COUNT(*) FROM incidents \
+             WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
+                Ok((day_name(r.get(0)?), r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(e())?;
+        let per_hour_kind = q(
+            "SELECT ((first_at_ms + ?3) % 86400000) / 3600000, kind, COUNT(*) FROM incidents \
+             WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(e())?;
+        let counts = q(
+            "SELECT (interval_start_ms + ?3) / 86400000, agent, camera, line, class, direction, \
+             SUM(count) FROM count_items WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
+             GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
+                Ok((
+                    day_name(r.get(0)?),
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(e())?;
+        let per_state = q("SELECT state, COUNT(*) FROM incidents \
+             WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1 ORDER BY 1")
+        .and_then(|mut s| {
+            s.query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(e())?;
+        Ok(Stats {
+            per_day_kind,
+            per_hour_kind,
+            counts,
+            per_state,
+        })
+    }
+
+    /// The daily report of local day `day` (days since 1970-01-01), as of `now_ms`.
+    pub fn daily_report(
+        &self,
+        day: i64,
+        utc_offset_minutes: i64,
+        now_ms: i64,
+    ) -> Result<DailyReport, StoreError> {
+        let e = || self.err("cannot compute the daily report");
+        let off = utc_offset_minutes * 60_000;
+        let start = day * DAY_MS - off;
+        let end = start + DAY_MS;
+        let pairs = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.query_map(params![start, end], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(e())
+        };
+        let by_kind = pairs(
+            "SELECT kind, COUNT(*) FROM incidents WHERE first_at_ms >= ?1 AND first_at_ms < ?2 \
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )?;
+        let by_site = pairs(
+            "SELECT agent, COUNT(*) FROM incidents WHERE first_at_ms >= ?1 AND first_at_ms < ?2 \
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )?;
+        let by_state = pairs(
+            "SELECT state, COUNT(*) FROM incidents WHERE first_at_ms >= ?1 AND first_at_ms < ?2 \
+             GROUP BY 1 ORDER BY 1",
+        )?;
+        let mut by_hour = vec![0i64; 24];
+        let mut overdue = 0;
+        let mut to_ack = Vec::new();
+        let mut to_resolve = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT first_at_ms, created_at_ms, acked_at_ms, closed_at_ms, state, escalations \
+                 FROM incidents WHERE first_at_ms >= ?1 AND first_at_ms < ?2",
+            )
+            .map_err(e())?;
+        let rows = stmt
+            .query_map(params![start, end], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(e())?;
+        let total = rows.len() as i64;
+        let (mut resolved, mut dismissed) = (0, 0);
+        for (first, created, acked, closed, state, esc) in rows {
+            by_hour[((first - start) / HOUR_MS).clamp(0, 23) as usize] += 1;
+            if esc > 0 {
+                overdue += 1;
+            }
+            if let Some(a) = acked {
+                to_ack.push((a - created).max(0));
+            }
+            match (state.as_str(), closed) {
+                ("resolved", Some(c)) => {
+                    resolved += 1;
+                    to_resolve.push((c - created).max(0));
+                }
+                ("dismissed", _) => dismissed += 1,
+                _ => {}
+            }
+        }
+        let false_alarm_share =
+            (resolved + dismissed > 0).then(|| dismissed as f64 / (resolved + dismissed) as f64);
+        let uptime = self.uptime(start, end.min(now_ms))?;
+        let counts = self
+            .conn
+            .prepare_cached(
+                "SELECT agent, camera, line, class, direction, SUM(count) FROM count_items \
+                 WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
+                 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![start, end], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(e())?;
+        Ok(DailyReport {
+            date: day_name(day),
+            utc_offset_minutes,
+            total,
+            by_kind,
+            by_site,
+            by_hour,
+            by_state,
+            overdue,
+            time_to_acknowledge: durations(to_ack),
+            time_to_resolve: durations(to_resolve),
+            false_alarm_share,
+            uptime,
+            counts,
+        })
+    }
+
+    /// Per camera, the share of `[start, end)` with frames arriving, from the state history.
+    fn uptime(&self, start: i64, end: i64) -> Result<Vec<Uptime>, StoreError> {
+        let e = || self.err("cannot compute uptime");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT agent, camera, state, at_ms FROM camera_history WHERE at_ms < ?1 \
+                 ORDER BY agent, camera, at_ms",
+            )
+            .map_err(e())?;
+        let rows = stmt
+            .query_map([end], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(e())?;
+        let mut per_cam: BTreeMap<(String, String), Vec<(String, i64)>> = BTreeMap::new();
+        for (a, c, s, at) in rows {
+            per_cam.entry((a, c)).or_default().push((s, at));
+        }
+        let mut out = Vec::new();
+        for ((site, camera), hist) in per_cam {
+            let (mut up, mut seen) = (0i64, 0i64);
+            for (i, (state, at)) in hist.iter().enumerate() {
+                let from = (*at).max(start);
+                let to = hist.get(i + 1).map_or(end, |(_, next)| *next).min(end);
+                if to > from {
+                    seen += to - from;
+                    if UP_STATES.contains(&state.as_str()) {
+                        up += to - from;
+                    }
+                }
+            }
+            if seen > 0 {
+                out.push(Uptime {
+                    site,
+                    camera,
+                    uptime: up as f64 / seen as f64,
+                    observed_s: seen / 1000,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(day_name(19_844), "2024-05-01");
+        for z in [-1000, 0, 59, 60, 11_016, 19_844, 30_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(parse_day("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
+        assert_eq!(parse_day("2023-02-29"), None);
+        assert_eq!(parse_day("2024-2-1"), None);
+        assert_eq!(parse_day("x"), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let d = durations(vec![5000, 1000, 3000, 2000, 4000]);
+        assert_eq!(d.n, 5);
+        assert_eq!(d.median_s, Some(3.0));
+        assert_eq!(d.p90_s, Some(5.0));
+        assert_eq!(durations(vec![]).median_s, None);
+    }
+}

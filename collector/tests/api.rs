@@ -1,0 +1,412 @@
+//! The HTTP API over a real SQLite store and a real HTTP server (on a free loopback port),
+//! with a controllable clock: login, roles on every endpoint, sessions and their expiry,
+//! incident actions and the live stream, escalation by the periodic task, reports.
+//! Ingest is off here (`Parts::NoIngest`); `ingest_mosquitto.rs` covers MQTT to console.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ioc_collector::auth::hash_password;
+use ioc_collector::clock::{Clock, ManualClock};
+use ioc_collector::service::{Collector, Parts};
+use ioc_collector::{Config, Ingested, Message, Store};
+use ioc_protocol::parse_event;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+mod common;
+
+use common::{next_incident, sse};
+
+const PASSWORD: &str = "a long test password";
+
+struct Setup {
+    collector: Collector,
+    clock: Arc<ManualClock>,
+    base: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let text = format!(
+        r#"
+        [mqtt]
+        host = "127.0.0.1"
+        client_id = "api-test"
+        [store]
+        path = "{db}"
+        snapshot_dir = "{snaps}"
+        [http]
+        listen = "127.0.0.1:0"
+        [incidents]
+        check_every_sec = 1
+        "#,
+        db = dir.join("ioc.db").display(),
+        snaps = dir.join("snaps").display(),
+    );
+    let c = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+    c.validate(std::path::Path::new("test.toml")).unwrap();
+    c
+}
+
+fn event_json(seq: u64, severity: &str, at_ms: i64) -> String {
+    json!({
+        "schema": "ioc.event/1", "id": format!("site-a-{seq}"), "seq": seq, "phase": "instant",
+        "agent": "site-a", "camera": "gate", "kind": "intrusion", "severity": severity,
+        "rule": "r", "zone": format!("zone-{seq}"),
+        "observed_at": ioc_collector::incident::ts(at_ms).as_str(),
+    })
+    .to_string()
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let now = ioc_collector::store::now_ms();
+    {
+        let mut s = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+        for (u, r) in [("vy", "viewer"), ("op", "operator"), ("ad", "admin")] {
+            s.put_user(u, &hash_password(PASSWORD).unwrap(), r, "test", now)
+                .unwrap();
+        }
+        let json = event_json(1, "critical", now);
+        s.insert_batch(&[Ingested {
+            received_at_ms: now,
+            message: Message::Event {
+                event: Box::new(parse_event(json.as_bytes()).unwrap()),
+                json,
+            },
+        }])
+        .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(now));
+    let collector = Collector::start(&cfg, clock.clone(), Parts::NoIngest)
+        .await
+        .unwrap();
+    let base = format!("http://{}", collector.http_addr);
+    Setup {
+        collector,
+        clock,
+        base,
+        http: Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn login(&self, user: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/login", self.base))
+            .json(&json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_a_session_and_the_right_role() {
+    let s = setup().await;
+    let get = |p: &str| (Method::GET, p.to_owned(), None::<Value>);
+    let post = |p: &str, b: Value| (Method::POST, p.to_owned(), Some(b));
+    let later = s.clock.now_ms() + 3_600_000;
+    // (request, minimum role)
+    let table = [
+        (get("/api/me"), "viewer"),
+        (get("/api/incidents?state=open,acknowledged"), "viewer"),
+        (get("/api/incidents/1"), "viewer"),
+        (get("/api/health"), "viewer"),
+        (get("/api/stats?days=7"), "viewer"),
+        (get("/api/silences"), "viewer"),
+        (get("/api/reports/daily?format=csv"), "viewer"),
+        (get("/api/reports/daily?format=html"), "viewer"),
+        (get("/api/openapi.json"), "viewer"),
+        (get("/assets/console.js"), "viewer"),
+        (get("/metrics"), "viewer"),
+        (
+            post("/api/incidents/1/note", json!({"note": "seen"})),
+            "operator",
+        ),
+        (
+            post(
+                "/api/silences",
+                json!({"site": "site-a", "ends_at_ms": later, "reason": "works"}),
+            ),
+            "operator",
+        ),
+        (post("/api/silences/1/end", json!({})), "operator"),
+        (get("/api/users"), "admin"),
+        (get("/api/audit"), "admin"),
+        (
+            post(
+                "/api/users",
+                json!({"username": "new.op", "password": PASSWORD, "role": "operator"}),
+            ),
+            "admin",
+        ),
+    ];
+    let tokens = [
+        ("viewer", s.login("vy").await),
+        ("operator", s.login("op").await),
+        ("admin", s.login("ad").await),
+    ];
+    let rank = |r: &str| {
+        ["viewer", "operator", "admin"]
+            .iter()
+            .position(|x| *x == r)
+            .unwrap()
+    };
+    for ((method, path, body), need) in &table {
+        let (st, _) = s.call(None, method.clone(), path, body.clone()).await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a session"
+        );
+        let (st, _) = s
+            .call(Some(&"0".repeat(64)), method.clone(), path, body.clone())
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a made-up token"
+        );
+        for (role, token) in &tokens {
+            let (st, text) = s
+                .call(Some(token), method.clone(), path, body.clone())
+                .await;
+            if rank(role) >= rank(need) {
+                assert!(st.is_success(), "{method} {path} as {role}: {st} {text}");
+            } else {
+                assert_eq!(
+                    st,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} as {role}: {text}"
+                );
+            }
+        }
+    }
+    // The console page sends strangers to the login page, which is public.
+    let no_redirect = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(format!("{}/", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login");
+    let r = no_redirect
+        .get(format!("{}/login", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // With the cookie, the console itself.
+    let r = no_redirect
+        .get(format!("{}/", s.base))
+        .header("cookie", format!("ioc_session={}", tokens[0].1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("console.js"));
+    // Mutations were audited under the user's name.
+    let (_, audit) = s
+        .call(Some(&tokens[2].1), Method::GET, "/api/audit", None)
+        .await;
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let actions: Vec<(String, String)> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["actor"].as_str().unwrap().into(),
+                a["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("op".into(), "silence".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("ad".into(), "user".into())),
+        "{actions:?}"
+    );
+    s.collector.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn login_sessions_expire_and_logout_ends_them() {
+    let s = setup().await;
+    let (st, _) = s
+        .call(
+            None,
+            Method::POST,
+            "/api/login",
+            Some(json!({"username": "op", "password": "wrong password!"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .call(
+            None,
+            Method::POST,
+            "/api/login",
+            Some(json!({"username": "nobody", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let token = s.login("op").await;
+    let (st, me) = s.call(Some(&token), Method::GET, "/api/me", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(me.contains("\"operator\""));
+    // 12 h sessions by default.
+    s.clock.advance(11 * 3_600_000);
+    assert_eq!(
+        s.call(Some(&token), Method::GET, "/api/me", None).await.0,
+        StatusCode::OK
+    );
+    s.clock.advance(2 * 3_600_000);
+    assert_eq!(
+        s.call(Some(&token), Method::GET, "/api/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let token = s.login("op").await;
+    let (st, _) = s
+        .call(Some(&token), Method::POST, "/api/logout", Some(json!({})))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        s.call(Some(&token), Method::GET, "/api/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A cross-site form post (not JSON) cannot act.
+    let token = s.login("op").await;
+    let r = s
+        .http
+        .post(format!("{}/api/incidents/1/acknowledge", s.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    s.collector.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn actions_stream_live_and_overdue_incidents_escalate() {
+    let s = setup().await;
+    let op = s.login("op").await;
+    let mut live = sse(&s.base, &op).await;
+    // Nobody acknowledged the critical incident: 5 minutes later the periodic check
+    // (every second here) escalates it and the stream says so.
+    s.clock.advance(5 * 60_000 + 1);
+    let c = next_incident(&mut live).await;
+    assert_eq!(c["change"], "escalated");
+    assert_eq!(c["incident"]["overdue"], true);
+    let (st, body) = s
+        .call(
+            Some(&op),
+            Method::POST,
+            "/api/incidents/1/acknowledge",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let c = next_incident(&mut live).await;
+    assert_eq!(c["change"], "changed");
+    assert_eq!(c["incident"]["state"], "acknowledged");
+    assert_eq!(c["incident"]["overdue"], false);
+    // Acknowledged twice: a conflict, with a reason.
+    let (st, body) = s
+        .call(
+            Some(&op),
+            Method::POST,
+            "/api/incidents/1/acknowledge",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(body.contains("acknowledged"), "{body}");
+    let (st, _) = s
+        .call(
+            Some(&op),
+            Method::POST,
+            "/api/incidents/1/resolve",
+            Some(json!({"note": "guard checked the gate"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        next_incident(&mut live).await["incident"]["state"],
+        "resolved"
+    );
+    let (_, body) = s
+        .call(Some(&op), Method::GET, "/api/incidents/1", None)
+        .await;
+    let d: Value = serde_json::from_str(&body).unwrap();
+    let trail: Vec<&str> = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(trail, ["opened", "escalated", "acknowledge", "resolve"]);
+    assert_eq!(d["audit"][3]["note"], "guard checked the gate");
+    assert_eq!(d["events"].as_array().unwrap().len(), 1);
+    let (st, _) = s
+        .call(
+            Some(&op),
+            Method::POST,
+            "/api/incidents/42/acknowledge",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s
+        .call(
+            Some(&op),
+            Method::GET,
+            "/api/reports/daily?date=2024-13-01",
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    s.collector.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -1,0 +1,322 @@
+//! The operator console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, installed by `deploy/setup.sh`), driven over WebDriver: log in, see an
+//! incident published by an agent through a real mosquitto appear live, acknowledge it,
+//! resolve it with a note, read the audit trail. Screenshots go to
+//! `target/tmp/console-*.png` (the test prints their paths).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{free_port, Agent, Broker};
+use ioc_collector::clock::SystemClock;
+use ioc_collector::service::{Collector, Parts};
+use ioc_collector::{Config, Store};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "console test password";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver and one browser session.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn find_binary(names: &[&str]) -> String {
+    names
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "none of {names:?} found: run `make setup` (installs chromium and chromium-driver)"
+            )
+        })
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let driver_bin = find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+        let chromium = find_binary(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]);
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US"]
+            }
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {r}"))
+            .to_owned();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let r: Value = req.send().await.unwrap().json().await.unwrap();
+        if let Some(err) = r["value"].get("error") {
+            panic!("webdriver {path}: {err}: {}", r["value"]["message"]);
+        }
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Waits until `script` (a JS expression) is truthy.
+    async fn wait(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.js(&format!("return !!({script});")).await;
+            if v == Value::Bool(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.element(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self
+            .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let path =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-{name}.png"));
+        std::fs::write(&path, bytes).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_handles_a_live_incident_in_chromium() {
+    let broker = Broker::start(&[("gate-site", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"console-test\"\n\
+         username = \"c\"\npassword = \"pw\"\n\
+         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        broker.port,
+        dir.path().join("ioc.db").display(),
+        dir.path().join("snaps").display(),
+    );
+    let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+    {
+        let mut s = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+        let hash = ioc_collector::auth::hash_password(PASSWORD).unwrap();
+        s.put_user("lan", &hash, "operator", "test", 0).unwrap();
+    }
+    let collector = Collector::start(&cfg, std::sync::Arc::new(SystemClock), Parts::All)
+        .await
+        .unwrap();
+    collector
+        .ingest()
+        .unwrap()
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let site = format!("http://{}", collector.http_addr);
+    let b = Browser::start().await;
+
+    // Without a session the console sends us to the login page.
+    b.goto(&format!("{site}/")).await;
+    b.wait("the login page", "location.pathname === '/login'")
+        .await;
+    b.js("localStorage.setItem('ioc.lang', 'en'); return 1;")
+        .await;
+    b.type_into("#username", "lan").await;
+    b.type_into("#password", "wrong password").await;
+    b.click("#submit").await;
+    b.wait(
+        "a refusal",
+        "document.getElementById('error').textContent.includes('Wrong')",
+    )
+    .await;
+    let e = b.element("#password").await;
+    b.cmd(
+        reqwest::Method::POST,
+        &format!("/element/{e}/clear"),
+        json!({}),
+    )
+    .await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("#submit").await;
+    b.wait("the console", "location.pathname === '/' && document.getElementById('whoami') && document.getElementById('whoami').textContent.includes('lan')").await;
+    b.wait(
+        "the live stream",
+        "document.getElementById('live').classList.contains('on')",
+    )
+    .await;
+
+    // An agent publishes an intrusion; the row appears without a reload.
+    let agent = Agent::connect(broker.port, "gate-site").await;
+    let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+    let ev = json!({
+        "schema": "ioc.event/1", "id": "gate-site-1", "seq": 1, "phase": "instant",
+        "agent": "gate-site", "camera": "north-gate", "kind": "intrusion",
+        "severity": "critical", "rule": "fence", "zone": "fence",
+        "observed_at": now.as_str(),
+    });
+    let sent = Instant::now();
+    agent.publish("events", ev.to_string().into_bytes()).await;
+    b.wait(
+        "the incident row",
+        "document.querySelector('tr.incident[data-state=\"open\"]')",
+    )
+    .await;
+    eprintln!("published -> row visible in Chromium: {:?}", sent.elapsed());
+    let row_text = b
+        .js("return document.querySelector('tr.incident').textContent")
+        .await;
+    let row_text = row_text.as_str().unwrap();
+    assert!(row_text.contains("Intrusion"), "{row_text}");
+    assert!(
+        row_text.contains("gate-site / north-gate / fence"),
+        "{row_text}"
+    );
+    b.screenshot("1-new-incident").await;
+
+    // One click acknowledges.
+    b.click("tr.incident button[data-action=\"acknowledge\"]")
+        .await;
+    b.wait(
+        "the acknowledged state",
+        "document.querySelector('tr.incident[data-state=\"acknowledged\"]')",
+    )
+    .await;
+    // Resolve with a note, from the detail pane.
+    b.click("tr.incident button[data-action=\"resolve\"]").await;
+    b.wait("the detail pane", "document.getElementById('detail').classList.contains('open') && document.getElementById('note')").await;
+    b.type_into("#note", "Guard checked the fence, nobody there")
+        .await;
+    b.click("#detail button[data-action=\"resolve\"]").await;
+    b.wait(
+        "the resolved state in the detail pane",
+        "document.getElementById('detail-state') && document.getElementById('detail-state').classList.contains('st-resolved')",
+    )
+    .await;
+    // The active list no longer shows it; the audit trail does.
+    b.wait(
+        "the row to leave the active list",
+        "!document.querySelector('tr.incident')",
+    )
+    .await;
+    let audit = b
+        .js("return document.getElementById('audit').textContent")
+        .await;
+    let audit = audit.as_str().unwrap();
+    for want in [
+        "system opened",
+        "lan acknowledge",
+        "lan resolve",
+        "Guard checked the fence",
+    ] {
+        assert!(audit.contains(want), "audit trail lacks {want:?}: {audit}");
+    }
+    b.screenshot("2-resolved-with-audit").await;
+    // The store agrees.
+    let reader = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+    let trail = reader.audit_trail(Some(1)).unwrap();
+    assert_eq!(
+        trail.last().unwrap().note.as_deref(),
+        Some("Guard checked the fence, nobody there")
+    );
+    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    drop(b);
+    collector.shutdown(Duration::from_secs(10)).await.unwrap();
+}

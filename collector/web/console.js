@@ -1,0 +1,354 @@
+// ioc-edge operator console: plain JavaScript, no build step. Data comes from /api/*;
+// changes arrive live over server-sent events (/api/stream).
+'use strict';
+
+const L = {
+  vi: {
+    incidents: 'Sự cố', health: 'Tình trạng', charts: 'Biểu đồ', reports: 'Báo cáo', logout: 'Đăng xuất',
+    state: 'Trạng thái', kind: 'Loại', site: 'Địa điểm', where: 'Vị trí', severity: 'Mức độ', age: 'Thời gian',
+    all: 'Tất cả', active: 'Đang xử lý', more: 'Xem thêm', agents: 'Trạm (agent)', cameras: 'Camera',
+    since: 'Từ lúc', version: 'Phiên bản', events: 'Sự kiện', open_incidents: 'Sự cố mở', days: 'Số ngày',
+    per_day: 'Sự cố theo loại mỗi ngày', per_hour: 'Sự cố theo giờ', counts: 'Lưu lượng theo vạch đếm',
+    daily_report: 'Báo cáo ngày', date: 'Ngày', open_html: 'Mở báo cáo', download_csv: 'Tải CSV',
+    st_open: 'Mới', st_acknowledged: 'Đã nhận', st_resolved: 'Đã xử lý', st_dismissed: 'Báo động giả',
+    sev_critical: 'Khẩn cấp', sev_warning: 'Cảnh báo', sev_info: 'Thông tin',
+    acknowledge: 'Nhận xử lý', resolve: 'Đã xử lý', dismiss: 'Báo động giả', reopen: 'Mở lại', note: 'Ghi chú',
+    assign: 'Giao cho', assignee: 'Người phụ trách', save_note: 'Lưu ghi chú', close: 'Đóng', overdue: 'QUÁ HẠN', audit: 'Nhật ký',
+    events_of: 'Sự kiện', no_snapshot: 'Không có ảnh', resolve_note: 'Ghi chú khi xử lý (không bắt buộc)',
+    silenced: 'bảo trì', count_of: 'sự cố', live_on: 'Trực tiếp', live_off: 'Mất kết nối',
+    k_intrusion: 'Xâm nhập', k_line_crossing: 'Vượt vạch', k_loitering: 'Lảng vảng', k_crowd: 'Tụ tập đông người',
+    k_stopped_vehicle: 'Dừng/đỗ sai quy định', k_wrong_way: 'Đi ngược chiều', k_congestion: 'Ùn tắc',
+    k_camera_tamper: 'Camera bị che/phá', k_camera_offline: 'Camera mất tín hiệu', k_agent_offline: 'Trạm mất kết nối',
+    ago_s: 'giây trước', ago_m: 'phút trước', ago_h: 'giờ trước', ago_d: 'ngày trước',
+  },
+  en: {
+    incidents: 'Incidents', health: 'Health', charts: 'Charts', reports: 'Reports', logout: 'Log out',
+    state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'Age',
+    all: 'All', active: 'Active', more: 'More', agents: 'Agents', cameras: 'Cameras',
+    since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days',
+    per_day: 'Incidents per kind per day', per_hour: 'Incidents per hour', counts: 'Traffic counts per line',
+    daily_report: 'Daily report', date: 'Date', open_html: 'Open report', download_csv: 'Download CSV',
+    st_open: 'Open', st_acknowledged: 'Acknowledged', st_resolved: 'Resolved', st_dismissed: 'False alarm',
+    sev_critical: 'Critical', sev_warning: 'Warning', sev_info: 'Info',
+    acknowledge: 'Acknowledge', resolve: 'Resolve', dismiss: 'False alarm', reopen: 'Reopen', note: 'Note',
+    assign: 'Assign to', assignee: 'Assignee', save_note: 'Save note', close: 'Close', overdue: 'OVERDUE', audit: 'Audit trail',
+    events_of: 'Events', no_snapshot: 'No snapshot', resolve_note: 'Resolution note (optional)',
+    silenced: 'maintenance', count_of: 'incidents', live_on: 'Live', live_off: 'Disconnected',
+    k_intrusion: 'Intrusion', k_line_crossing: 'Line crossing', k_loitering: 'Loitering', k_crowd: 'Crowd',
+    k_stopped_vehicle: 'Stopped vehicle', k_wrong_way: 'Wrong way', k_congestion: 'Congestion',
+    k_camera_tamper: 'Camera tamper', k_camera_offline: 'Camera offline', k_agent_offline: 'Agent offline',
+    ago_s: 's ago', ago_m: 'min ago', ago_h: 'h ago', ago_d: 'd ago',
+  },
+};
+let lang = localStorage.getItem('ioc.lang') || 'vi';
+const t = (k) => (L[lang] && L[lang][k]) || L.en[k] || k;
+const kindLabel = (k) => (L[lang]['k_' + k] || L.en['k_' + k] || k);
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+};
+
+const state = { me: null, incidents: new Map(), next: null, view: 'incidents', selected: null };
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, {
+    ...opts,
+    headers: opts.body ? { 'Content-Type': 'application/json' } : {},
+    credentials: 'same-origin',
+  });
+  if (r.status === 401) { location.href = '/login'; throw new Error('logged out'); }
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || ('HTTP ' + r.status));
+  return body;
+}
+
+function translate() {
+  document.documentElement.lang = lang;
+  for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+  $('#lang').value = lang;
+}
+
+function age(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return Math.floor(s) + ' ' + t('ago_s');
+  if (s < 3600) return Math.floor(s / 60) + ' ' + t('ago_m');
+  if (s < 86400) return Math.floor(s / 3600) + ' ' + t('ago_h');
+  return Math.floor(s / 86400) + ' ' + t('ago_d');
+}
+
+function matchesFilter(i) {
+  const st = $('#f-state').value, kind = $('#f-kind').value, site = $('#f-site').value;
+  if (st && !st.split(',').includes(i.state)) return false;
+  if (kind && i.kind !== kind) return false;
+  if (site && i.site !== site) return false;
+  return !i.silenced;
+}
+
+function actionButtons(i) {
+  const can = state.me && state.me.role !== 'viewer';
+  if (!can) return el('span');
+  const box = el('span', { class: 'actions' });
+  const btn = (action, primary) => el('button', {
+    class: 'act' + (primary ? ' primary' : ''), 'data-action': action, 'data-id': i.id,
+    onclick: (ev) => { ev.stopPropagation(); onAction(i.id, action); },
+  }, t(action));
+  if (i.state === 'open') box.append(btn('acknowledge', true), ' ');
+  if (i.state === 'open' || i.state === 'acknowledged') box.append(btn('resolve'), ' ', btn('dismiss'));
+  if (i.state === 'resolved' || i.state === 'dismissed') box.append(btn('reopen'));
+  return box;
+}
+
+function row(i) {
+  const thumb = i.snapshot
+    ? el('img', { class: 'thumb', src: '/api/snapshots/' + encodeURIComponent(i.snapshot), alt: '', loading: 'lazy' })
+    : el('div', { class: 'thumb' });
+  const where = [i.site, i.camera, i.place].filter(Boolean).join(' / ');
+  const tr = el('tr', { class: 'incident' + (i.overdue ? ' overdue' : ''), 'data-id': i.id, 'data-state': i.state, onclick: () => openDetail(i.id) },
+    el('td', {}, thumb),
+    el('td', { class: 'kind' }, kindLabel(i.kind), i.event_count > 1 ? el('span', { class: 'muted' }, ' ×' + i.event_count) : null),
+    el('td', {}, where),
+    el('td', {}, el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity))),
+    el('td', {}, el('span', { class: 'badge st-' + i.state }, t('st_' + i.state))),
+    el('td', { class: 'age', title: i.first_at }, age(i.first_at), i.overdue ? el('span', { class: 'overdue-mark' }, ' ' + t('overdue')) : null),
+    el('td', {}, actionButtons(i)));
+  return tr;
+}
+
+function renderList() {
+  const body = $('#incidents tbody');
+  body.replaceChildren();
+  const list = [...state.incidents.values()].filter(matchesFilter).sort((a, b) => b.id - a.id);
+  for (const i of list) body.append(row(i));
+  $('#count').textContent = list.length + ' ' + t('count_of');
+  $('#more').classList.toggle('hidden', !state.next);
+}
+
+function upsert(i, fresh) {
+  const old = state.incidents.get(i.id);
+  state.incidents.set(i.id, i);
+  if (state.selected === i.id) openDetail(i.id);
+  const body = $('#incidents tbody');
+  const existing = body.querySelector(`tr[data-id="${i.id}"]`);
+  if (!matchesFilter(i)) {
+    if (existing) existing.remove();
+    $('#count').textContent = body.children.length + ' ' + t('count_of');
+    return;
+  }
+  const tr = row(i);
+  if (fresh || !old) tr.classList.add('fresh');
+  if (existing) existing.replaceWith(tr);
+  else {
+    const later = [...body.children].find((r) => Number(r.dataset.id) < i.id);
+    body.insertBefore(tr, later || null);
+  }
+  $('#count').textContent = body.children.length + ' ' + t('count_of');
+}
+
+async function loadIncidents(append) {
+  const q = new URLSearchParams();
+  if ($('#f-state').value) q.set('state', $('#f-state').value);
+  if ($('#f-kind').value) q.set('kind', $('#f-kind').value);
+  if ($('#f-site').value) q.set('site', $('#f-site').value);
+  q.set('limit', '100');
+  if (append && state.next) q.set('before_id', state.next);
+  const r = await api('/api/incidents?' + q);
+  if (!append) state.incidents.clear();
+  for (const i of r.incidents) state.incidents.set(i.id, i);
+  state.next = r.next_before_id;
+  renderList();
+}
+
+async function onAction(id, action, note) {
+  try {
+    if (action === 'resolve' && note === undefined) { openDetail(id, true); return; }
+    const body = {};
+    if (note) body.note = note;
+    const r = await api(`/api/incidents/${id}/${action}`, { method: 'POST', body: JSON.stringify(body) });
+    upsert(r.incident);
+  } catch (e) { alert(e.message); }
+}
+
+async function openDetail(id, focusResolve) {
+  state.selected = id;
+  const d = await api('/api/incidents/' + id);
+  const i = d.incident;
+  const pane = $('#detail');
+  const snap = i.snapshot
+    ? el('img', { src: '/api/snapshots/' + encodeURIComponent(i.snapshot), alt: kindLabel(i.kind) })
+    : el('p', { class: 'muted' }, t('no_snapshot'));
+  const note = el('textarea', { id: 'note', placeholder: focusResolve ? t('resolve_note') : t('note') });
+  const can = state.me && state.me.role !== 'viewer';
+  const buttons = el('p');
+  if (can) {
+    const b = (action, label, withNote) => el('button', {
+      class: 'act', 'data-action': action,
+      onclick: () => onAction(id, action, withNote ? note.value : undefined).then(() => { if (action !== 'note') note.value = ''; }),
+    }, label);
+    if (i.state === 'open') buttons.append(b('acknowledge', t('acknowledge')), ' ');
+    if (i.state === 'open' || i.state === 'acknowledged') buttons.append(b('resolve', t('resolve'), true), ' ', b('dismiss', t('dismiss'), true), ' ');
+    if (i.state === 'resolved' || i.state === 'dismissed') buttons.append(b('reopen', t('reopen')), ' ');
+    buttons.append(b('note', t('save_note'), true));
+  }
+  const audit = el('ol', { class: 'audit', id: 'audit' }, ...d.audit.map((a) => el('li', {},
+    new Date(a.at).toLocaleString(lang), ' — ', el('b', {}, a.actor), ' ', a.action,
+    a.to_state && a.from_state !== a.to_state ? ` (${a.from_state || ''} → ${a.to_state})` : '',
+    a.note ? el('div', { class: 'muted' }, a.note) : null)));
+  const events = el('ol', {}, ...d.events.map((e) => el('li', {}, `${e.phase} · ${new Date(e.observed_at).toLocaleString(lang)} · seq ${e.seq}`)));
+  pane.replaceChildren(
+    el('p', {}, el('button', { class: 'act', onclick: closeDetail }, t('close'))),
+    el('h2', {}, `#${i.id} ${kindLabel(i.kind)}`, i.overdue ? el('span', { class: 'overdue-mark' }, ' ' + t('overdue')) : null),
+    el('p', {}, el('span', { class: 'badge st-' + i.state, id: 'detail-state' }, t('st_' + i.state)), ' ',
+      el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity)), ' ',
+      [i.site, i.camera, i.place].filter(Boolean).join(' / '), ' · ', age(i.first_at),
+      i.assignee ? ` · ${t('assignee')}: ${i.assignee}` : '', i.silenced ? ` · ${t('silenced')}` : ''),
+    snap, can ? note : '', buttons,
+    el('h3', {}, t('audit')), audit,
+    el('h3', {}, t('events_of')), events);
+  pane.classList.add('open');
+  if (focusResolve) note.focus();
+}
+
+function closeDetail() { state.selected = null; $('#detail').classList.remove('open'); }
+
+async function loadHealth() {
+  const h = await api('/api/health');
+  const since = (s) => (s ? age(s) : '');
+  $('#agents tbody').replaceChildren(...h.agents.map((a) => el('tr', {},
+    el('td', {}, a.site), el('td', { class: 'state-' + a.state }, a.state), el('td', {}, since(a.since)),
+    el('td', {}, a.version), el('td', {}, String(a.events)))));
+  $('#cameras tbody').replaceChildren(...h.cameras.map((c) => el('tr', {},
+    el('td', {}, c.site), el('td', {}, c.camera), el('td', { class: 'state-' + c.state, title: c.error || '' }, c.state),
+    el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), el('td', {}, since(c.since)), el('td', {}, String(c.open_incidents)))));
+  const sites = new Set(h.agents.map((a) => a.site));
+  fillSelect($('#f-site'), sites);
+}
+
+function fillSelect(sel, values) {
+  const have = new Set([...sel.options].map((o) => o.value));
+  for (const v of [...values].sort()) if (!have.has(v)) sel.append(el('option', { value: v }, v));
+}
+
+const PALETTE = ['#2f6fb3', '#c0392b', '#d68910', '#1e8449', '#8e44ad', '#16a085', '#7f8c8d', '#e67e22', '#2c3e50', '#b03a2e'];
+
+// Stacked vertical bars: groups (x) × series (colours).
+function stacked(groups, series, value) {
+  const W = 560, H = 220, pad = 30;
+  const totals = groups.map((g) => series.reduce((s, k) => s + (value(g, k) || 0), 0));
+  const max = Math.max(1, ...totals);
+  const bw = Math.max(4, (W - pad) / Math.max(1, groups.length) - 4);
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H + 60}`);
+  svg.setAttribute('width', '100%');
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  groups.forEach((g, gi) => {
+    let y = H;
+    const x = pad + gi * (bw + 4);
+    series.forEach((k, si) => {
+      const v = value(g, k) || 0;
+      if (!v) return;
+      const h = (v / max) * (H - 20);
+      y -= h;
+      add('rect', { x, y, width: bw, height: h, fill: PALETTE[si % PALETTE.length] }).append(
+        Object.assign(document.createElementNS('http://www.w3.org/2000/svg', 'title'), { textContent: `${g} ${kindLabel(k)}: ${v}` }));
+    });
+    if (totals[gi]) add('text', { x: x + bw / 2, y: y - 3, 'font-size': 10, 'text-anchor': 'middle' }, totals[gi]);
+    add('text', { x: x + bw / 2, y: H + 12, 'font-size': 9, 'text-anchor': 'middle' }, String(g).slice(5) || g);
+  });
+  series.forEach((k, si) => {
+    add('rect', { x: pad + (si % 3) * 180, y: H + 22 + Math.floor(si / 3) * 14, width: 10, height: 10, fill: PALETTE[si % PALETTE.length] });
+    add('text', { x: pad + 14 + (si % 3) * 180, y: H + 31 + Math.floor(si / 3) * 14, 'font-size': 10 }, kindLabel(k));
+  });
+  return svg;
+}
+
+async function loadCharts() {
+  const days = $('#f-days').value;
+  const r = await api('/api/stats?days=' + days);
+  const s = r.stats;
+  const dayList = [];
+  const today = new Date();
+  for (let i = Number(days) - 1; i >= 0; i--) {
+    const d = new Date(today.getTime() - i * 86400000 + (state.me.utc_offset_minutes + today.getTimezoneOffset()) * 60000);
+    dayList.push(d.toISOString().slice(0, 10));
+  }
+  const kinds = [...new Set(s.per_day_kind.map((x) => x[1]))].sort();
+  const byDay = new Map(s.per_day_kind.map(([d, k, n]) => [d + '|' + k, n]));
+  $('#chart-day').replaceChildren(stacked(dayList, kinds, (d, k) => byDay.get(d + '|' + k)));
+  const hours = [...Array(24).keys()];
+  const hk = [...new Set(s.per_hour_kind.map((x) => x[1]))].sort();
+  const byHour = new Map(s.per_hour_kind.map(([h, k, n]) => [h + '|' + k, n]));
+  $('#chart-hour').replaceChildren(stacked(hours, hk, (h, k) => byHour.get(h + '|' + k)));
+  const lines = [...new Set(s.counts.map((c) => `${c[1]}/${c[2]}/${c[3]} ${c[5]}`))].sort();
+  const byLine = new Map();
+  for (const [d, site, cam, line, , dir, n] of s.counts) {
+    const key = d + '|' + `${site}/${cam}/${line} ${dir}`;
+    byLine.set(key, (byLine.get(key) || 0) + n);
+  }
+  $('#chart-counts').replaceChildren(lines.length ? stacked(dayList, lines, (d, l) => byLine.get(d + '|' + l)) : el('p', { class: 'muted' }, '—'));
+}
+
+function setupReports() {
+  const input = $('#r-date');
+  const y = new Date(Date.now() - 86400000 + (state.me.utc_offset_minutes + new Date().getTimezoneOffset()) * 60000);
+  if (!input.value) input.value = y.toISOString().slice(0, 10);
+  const update = () => {
+    $('#r-html').href = '/api/reports/daily?format=html&date=' + input.value;
+    $('#r-csv').href = '/api/reports/daily?format=csv&date=' + input.value;
+  };
+  input.onchange = update;
+  update();
+}
+
+function show(view) {
+  state.view = view;
+  for (const b of document.querySelectorAll('header nav button')) b.classList.toggle('on', b.dataset.view === view);
+  for (const v of ['incidents', 'health', 'charts', 'reports']) $('#view-' + v).classList.toggle('hidden', v !== view);
+  if (view === 'health') loadHealth();
+  if (view === 'charts') loadCharts();
+  if (view === 'reports') setupReports();
+}
+
+function connectLive() {
+  const es = new EventSource('/api/stream');
+  es.addEventListener('hello', () => { $('#live').classList.add('on'); $('#live').title = t('live_on'); });
+  es.addEventListener('incident', (ev) => {
+    const c = JSON.parse(ev.data);
+    upsert(c.incident, c.change === 'opened' || c.change === 'escalated');
+    fillSelect($('#f-kind'), [c.incident.kind]);
+  });
+  es.addEventListener('health', () => { if (state.view === 'health') loadHealth(); });
+  es.addEventListener('resync', () => loadIncidents(false));
+  es.onerror = () => { $('#live').classList.remove('on'); $('#live').title = t('live_off'); };
+}
+
+async function main() {
+  translate();
+  state.me = await api('/api/me');
+  $('#whoami').textContent = `${state.me.user} (${state.me.role})`;
+  $('#lang').onchange = () => { lang = $('#lang').value; localStorage.setItem('ioc.lang', lang); translate(); renderList(); };
+  $('#logout').onclick = async () => { await api('/api/logout', { method: 'POST', body: '{}' }).catch(() => {}); location.href = '/login'; };
+  for (const b of document.querySelectorAll('header nav button')) b.onclick = () => show(b.dataset.view);
+  for (const id of ['#f-state', '#f-kind', '#f-site']) $(id).onchange = () => loadIncidents(false);
+  $('#f-days').onchange = loadCharts;
+  $('#more').onclick = () => loadIncidents(true);
+  fillSelect($('#f-kind'), Object.keys(L.en).filter((k) => k.startsWith('k_')).map((k) => k.slice(2)));
+  connectLive();
+  await loadIncidents(false);
+  loadHealth().catch(() => {});
+  setInterval(() => { if (state.view === 'incidents') renderList(); }, 30000);
+}
+
+main().catch((e) => console.error(e));
