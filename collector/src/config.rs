@@ -686,6 +686,38 @@ mod tests {
     }
 
     #[test]
+    fn console_incident_and_report_keys_are_checked() {
+        let text = format!(
+            "{MIN}\n[http]\nlisten = \"localhost\"\n[incidents]\ndeadline_critical_sec = 0\n\
+             [reports]\nat = \"25:00\"\nutc_offset_minutes = 9000\n"
+        );
+        let ConfigError::Invalid { problems, .. } = parse(&text).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.listen",
+                "incidents.deadline_critical_sec",
+                "reports.at",
+                "reports.utc_offset_minutes"
+            ]
+        );
+        let e = parse(&format!("{MIN}\n[incidents]\ngroup_window = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents") && e.contains("group_window"), "{e}");
+        let c = parse(MIN).unwrap();
+        assert_eq!(
+            c.http.listen, "127.0.0.1:8080",
+            "loopback unless configured"
+        );
+        assert_eq!(c.incidents.policy().deadline_critical_ms, 300_000);
+        assert_eq!(c.reports.at_minutes(), Some(360));
+    }
+
+    #[test]
     fn tls_section() {
         let text = format!("{MIN}\n[mqtt.tls]\nca_file = \"ca.pem\"\nclient_cert = \"c.pem\"\n");
         let e = parse(&text).unwrap_err().to_string();

@@ -458,6 +458,22 @@ async fn published_events_reach_the_console_live() {
         .await
         .unwrap();
     assert_eq!(list["incidents"].as_array().unwrap().len(), 40);
+    // A snapshot for the first incident is served to the console, and only with a session.
+    let jpeg = b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9".to_vec();
+    agent.publish("snapshots/a5-1", jpeg.clone()).await;
+    agent.wait_acked_id("a5-1", T).await;
+    let url = format!("{base}/api/snapshots/a5-1");
+    let r = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), jpeg);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
     // A dead letter does not stop the live stream.
     agent.publish("events", b"{not json".to_vec()).await;
     agent.publish("events", event("a5", 41)).await;
