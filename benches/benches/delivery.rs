@@ -3,28 +3,133 @@
 //!
 //! Throughput: `ioc-outbox-loadgen` appends 5,000 events as fast as it can;
 //! time until the collector has acknowledged every one (the outbox is empty).
+//! Reference in the same round, on the same broker, just before: the same
+//! 5,000 event payloads published QoS 1 by one raw rumqttc client to one raw
+//! subscriber (no outbox, no store, no acks); time from the publisher's connect
+//! until the subscriber has received every one. The ratio ours/reference is
+//! what the outbox, the collector's store and the ack round trip cost.
 //! Latency: 50 events/s for 10 s; per event, `received_at` in the collector's
 //! store minus `observed_at` (set when the agent built the event, just before
-//! the outbox append). Reference in the same run: the same events at the same
-//! rates through the broker alone (publish QoS 1 to a subscriber) is not
-//! measured yet; the figures are absolute on this machine.
+//! the outbox append); absolute on this machine (no reference).
 //!
 //! Needs release binaries: `cargo build --release -p ioc-outbox -p ioc-collector --bins`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use ioc_protocol::{incident_id, Event, EventDetails, EventKind, Phase, Severity, Timestamp};
 use ioc_testkit::mosquitto::{Mosquitto, User};
 use ioc_testkit::workspace_binary;
+use rumqttc::{Client, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 
-fn run(count: u64, rate: f64) -> (f64, Vec<f64>) {
+/// The event `ioc-outbox-loadgen` appends (agent/outbox/src/bin/loadgen.rs), so the reference
+/// publishes payloads of the same shape and size.
+fn event(agent: &str, seq: u64) -> Event {
+    Event {
+        schema: ioc_protocol::EVENT_SCHEMA.into(),
+        id: incident_id(agent, seq),
+        seq,
+        phase: Phase::Instant,
+        agent: agent.into(),
+        camera: "cam-1".into(),
+        kind: EventKind::LineCrossing,
+        severity: Severity::Info,
+        rule: "loadgen".into(),
+        zone: None,
+        line: Some("line-1".into()),
+        started_at: None,
+        observed_at: Timestamp::now(),
+        ended_at: None,
+        objects: vec![],
+        details: EventDetails::default(),
+        snapshot: None,
+    }
+}
+
+fn options(id: &str, port: u16, user: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials(user, "pw");
+    o.set_max_packet_size(4 << 20, 4 << 20);
+    o
+}
+
+/// Reference: `count` event payloads, QoS 1, from one raw rumqttc client (user `bench`, its
+/// own events topic, rumqttc's default 100 in flight) to one raw subscriber (the collector's
+/// user). Events/s from the publisher's connect until the subscriber has received them all.
+fn reference(port: u16, count: u64) -> f64 {
+    let topic = "ioc/v1/agents/bench/events";
+    let payloads: Vec<Vec<u8>> = (1..=count)
+        .map(|seq| ioc_protocol::encode(&event("bench", seq)).unwrap())
+        .collect();
+    let (sub, mut sub_conn) = Client::new(options("ref-sub", port, "central"), 100);
+    sub.subscribe(topic, QoS::AtLeastOnce).unwrap();
+    let (sub_tx, sub_rx) = std::sync::mpsc::channel();
+    let counter = std::thread::Builder::new()
+        .name("ref-subscriber".into())
+        .spawn(move || {
+            let mut received = 0u64;
+            for ev in sub_conn.iter() {
+                match ev {
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(None);
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(_))) => {
+                        received += 1;
+                        if received == count {
+                            let _ = sub_tx.send(Some(Instant::now()));
+                        }
+                    }
+                    Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("reference subscriber: {e}"),
+                }
+            }
+        })
+        .unwrap();
+    let wait = Duration::from_secs(120);
+    assert_eq!(sub_rx.recv_timeout(wait).unwrap(), None, "suback");
+    let t0 = Instant::now();
+    let (publisher, mut pub_conn) = Client::new(options("ref-pub", port, "bench"), 100);
+    let driver = std::thread::Builder::new()
+        .name("ref-publisher".into())
+        .spawn(move || {
+            for ev in pub_conn.iter() {
+                match ev {
+                    Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("reference publisher: {e}"),
+                }
+            }
+        })
+        .unwrap();
+    for p in payloads {
+        publisher
+            .publish(topic, QoS::AtLeastOnce, false, p)
+            .unwrap();
+    }
+    let done = sub_rx
+        .recv_timeout(wait)
+        .expect("reference: every event received")
+        .unwrap();
+    let secs = done.duration_since(t0).as_secs_f64();
+    publisher.disconnect().unwrap();
+    sub.disconnect().unwrap();
+    driver.join().unwrap();
+    counter.join().unwrap();
+    count as f64 / secs
+}
+
+/// One run on a fresh broker: ours (and, with `with_reference`, the reference just before,
+/// on the same broker, while nothing else is connected).
+fn run(count: u64, rate: f64, with_reference: bool) -> (f64, Vec<f64>, Option<f64>) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(
         &[User::agent("bench", "pw"), User::collector("central", "pw")],
         0,
     )
     .unwrap();
+    let reference = with_reference.then(|| reference(broker.port, count));
     let db = dir.path().join("ioc.db");
     let cfg = dir.path().join("collector.toml");
     std::fs::write(
@@ -83,7 +188,7 @@ fn run(count: u64, rate: f64) -> (f64, Vec<f64>) {
         })
         .collect();
     assert_eq!(lat.len() as u64, count, "every event stored");
-    (count as f64 / secs, lat)
+    (count as f64 / secs, lat, reference)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -94,16 +199,26 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn main() {
     println!("## delivery: outbox -> mosquitto -> collector store -> ack");
     let mut rates = Vec::new();
+    let mut refs = Vec::new();
     for _ in 0..3 {
-        rates.push(run(5_000, 1e6).0);
+        let (ours, _, reference) = run(5_000, 1e6, true);
+        rates.push(ours);
+        refs.extend(reference);
     }
     rates.sort_by(f64::total_cmp);
+    refs.sort_by(f64::total_cmp);
     println!(
         "throughput, 5,000 events appended flat out, median of 3: {:.0} events/s (runs {:?})",
         rates[1],
         rates.iter().map(|r| r.round()).collect::<Vec<_>>()
     );
-    let (_, mut lat) = run(500, 50.0);
+    println!(
+        "reference, same payloads, raw rumqttc QoS 1 publisher -> same broker -> raw subscriber, median of 3: {:.0} events/s (runs {:?})",
+        refs[1],
+        refs.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    println!("ratio ours/reference (medians): {:.3}", rates[1] / refs[1]);
+    let (_, mut lat, _) = run(500, 50.0, false);
     println!(
         "latency at 50 events/s, 500 events, build -> stored: median {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         pct(&mut lat, 0.5),

@@ -309,8 +309,30 @@ async fn operator_handles_a_live_incident_in_chromium() {
         assert!(audit.contains(want), "audit trail lacks {want:?}: {audit}");
     }
     b.screenshot("2-resolved-with-audit").await;
+    // Health view: the agent and camera are listed (the agent published no status here, so
+    // only the silence form matters), and a maintenance silence is set from the form.
+    b.click("#detail button.act").await; // close the pane
+    b.click("header nav button[data-view=\"health\"]").await;
+    b.type_into("#s-site", "gate-site").await;
+    b.type_into("#s-camera", "north-gate").await;
+    b.type_into("#s-reason", "lens cleaning").await;
+    b.click("#silence-form button[type=\"submit\"]").await;
+    b.wait(
+        "the silence in the table",
+        "document.querySelector('#silences tbody').textContent.includes('lens cleaning (lan)')",
+    )
+    .await;
+    b.screenshot("3-health-and-silence").await;
+    b.click("header nav button[data-view=\"charts\"]").await;
+    b.wait("a chart", "document.querySelector('#chart-day svg rect')")
+        .await;
+    b.screenshot("4-charts").await;
     // The store agrees.
     let reader = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+    assert_eq!(
+        reader.silences(ioc_collector::store::now_ms()).unwrap()[0].reason,
+        "lens cleaning"
+    );
     let trail = reader.audit_trail(Some(1)).unwrap();
     assert_eq!(
         trail.last().unwrap().note.as_deref(),

@@ -19,6 +19,7 @@ const L = {
     k_intrusion: 'Xâm nhập', k_line_crossing: 'Vượt vạch', k_loitering: 'Lảng vảng', k_crowd: 'Tụ tập đông người',
     k_stopped_vehicle: 'Dừng/đỗ sai quy định', k_wrong_way: 'Đi ngược chiều', k_congestion: 'Ùn tắc',
     k_camera_tamper: 'Camera bị che/phá', k_camera_offline: 'Camera mất tín hiệu', k_agent_offline: 'Trạm mất kết nối',
+    silences: 'Bảo trì (tạm tắt cảnh báo)', until: 'Đến', reason: 'Lý do', add_silence: 'Tạm tắt', end_silence: 'Kết thúc',
     ago_s: 'giây trước', ago_m: 'phút trước', ago_h: 'giờ trước', ago_d: 'ngày trước',
   },
   en: {
@@ -37,6 +38,7 @@ const L = {
     k_intrusion: 'Intrusion', k_line_crossing: 'Line crossing', k_loitering: 'Loitering', k_crowd: 'Crowd',
     k_stopped_vehicle: 'Stopped vehicle', k_wrong_way: 'Wrong way', k_congestion: 'Congestion',
     k_camera_tamper: 'Camera tamper', k_camera_offline: 'Camera offline', k_agent_offline: 'Agent offline',
+    silences: 'Maintenance silences', until: 'Until', reason: 'Reason', add_silence: 'Silence', end_silence: 'End',
     ago_s: 's ago', ago_m: 'min ago', ago_h: 'h ago', ago_d: 'd ago',
   },
 };
@@ -72,6 +74,7 @@ async function api(path, opts = {}) {
 function translate() {
   document.documentElement.lang = lang;
   for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+  for (const e of document.querySelectorAll('[data-i18n-placeholder]')) e.placeholder = t(e.dataset.i18nPlaceholder);
   $('#lang').value = lang;
 }
 
@@ -126,6 +129,7 @@ function renderList() {
   body.replaceChildren();
   const list = [...state.incidents.values()].filter(matchesFilter).sort((a, b) => b.id - a.id);
   for (const i of list) body.append(row(i));
+  updateTitle();
   $('#count').textContent = list.length + ' ' + t('count_of');
   $('#more').classList.toggle('hidden', !state.next);
 }
@@ -228,6 +232,56 @@ async function loadHealth() {
     el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), el('td', {}, since(c.since)), el('td', {}, String(c.open_incidents)))));
   const sites = new Set(h.agents.map((a) => a.site));
   fillSelect($('#f-site'), sites);
+  await loadSilences();
+}
+
+async function loadSilences() {
+  const r = await api('/api/silences');
+  const can = state.me && state.me.role !== 'viewer';
+  $('#silences tbody').replaceChildren(...r.silences.map((s) => el('tr', {},
+    el('td', {}, s.site), el('td', {}, s.camera || '*'), el('td', {}, new Date(s.ends_at_ms).toLocaleString(lang)),
+    el('td', {}, s.reason + ' (' + s.created_by + ')'),
+    el('td', {}, can ? el('button', { class: 'act', onclick: async () => {
+      await api(`/api/silences/${s.id}/end`, { method: 'POST', body: '{}' }).catch((e) => alert(e.message));
+      loadSilences();
+    } }, t('end_silence')) : ''))));
+}
+
+async function addSilence(ev) {
+  ev.preventDefault();
+  const body = {
+    site: $('#s-site').value.trim(),
+    ends_at_ms: Date.now() + Number($('#s-hours').value) * 3600000,
+    reason: $('#s-reason').value.trim(),
+  };
+  if ($('#s-camera').value.trim()) body.camera = $('#s-camera').value.trim();
+  try {
+    await api('/api/silences', { method: 'POST', body: JSON.stringify(body) });
+    $('#s-reason').value = '';
+    loadSilences();
+  } catch (e) { alert(e.message); }
+}
+
+// A short tone for what needs eyes now: a new critical incident, or one gone overdue.
+// Browsers allow sound only after the page has been clicked once; that is fine on a shift.
+let audio = null;
+function alertTone() {
+  try {
+    audio = audio || new AudioContext();
+    const o = audio.createOscillator();
+    const g = audio.createGain();
+    o.frequency.value = 880;
+    g.gain.setValueAtTime(0.15, audio.currentTime);
+    g.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+    o.connect(g).connect(audio.destination);
+    o.start();
+    o.stop(audio.currentTime + 0.4);
+  } catch (e) { /* no audio: the row still flashes */ }
+}
+
+function updateTitle() {
+  const open = [...state.incidents.values()].filter((i) => i.state === 'open' && !i.silenced).length;
+  document.title = (open ? `(${open}) ` : '') + 'ioc-edge';
 }
 
 function fillSelect(sel, values) {
@@ -327,6 +381,8 @@ function connectLive() {
   es.addEventListener('incident', (ev) => {
     const c = JSON.parse(ev.data);
     upsert(c.incident, c.change === 'opened' || c.change === 'escalated');
+    updateTitle();
+    if (!c.incident.silenced && (c.change === 'escalated' || (c.change === 'opened' && c.incident.severity === 'critical'))) alertTone();
     fillSelect($('#f-kind'), [c.incident.kind]);
   });
   es.addEventListener('health', () => { if (state.view === 'health') loadHealth(); });
@@ -344,6 +400,8 @@ async function main() {
   for (const id of ['#f-state', '#f-kind', '#f-site']) $(id).onchange = () => loadIncidents(false);
   $('#f-days').onchange = loadCharts;
   $('#more').onclick = () => loadIncidents(true);
+  $('#silence-form').onsubmit = addSilence;
+  if (state.me.role === 'viewer') for (const e of document.querySelectorAll('.operator-only')) e.classList.add('hidden');
   fillSelect($('#f-kind'), Object.keys(L.en).filter((k) => k.startsWith('k_')).map((k) => k.slice(2)));
   connectLive();
   await loadIncidents(false);

@@ -1,12 +1,17 @@
 //! The publisher against a real mosquitto (password file + per-agent ACL): delivery, acks,
-//! resend after the ack timeout and after a broker restart, auth and ACL failures.
+//! resend after the ack timeout and after a broker restart, auth and ACL failures, TLS (CA and
+//! server certificate made at test time; a wrong CA), and the Last Will when the agent dies or
+//! its link goes silent.
 
 mod common;
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::{raw, wait_for, Broker};
-use ioc_outbox::{FailureKind, MqttConfig, Outbox, OutboxConfig, Publisher, PublisherHandle};
+use common::{raw, wait_for, Broker, Proxy, TlsFiles};
+use ioc_outbox::{
+    FailureKind, MqttConfig, Outbox, OutboxConfig, Publisher, PublisherHandle, TlsConfig,
+};
 use ioc_protocol::{
     incident_id, Ack, AgentState, CameraState, CameraStatus, Event, EventDetails, EventKind, Phase,
     Severity, Timestamp,
@@ -167,6 +172,8 @@ async fn publishes_in_order_and_acks_delete_rows() {
         .await
         .unwrap();
     wait_for(10, "outbox empty", || a.outbox.is_empty()).await;
+    // The acker counts after the rows are deleted: wait for the count too.
+    wait_for(10, "acks counted", || a.handle.stats().acked == 4).await;
     let s = a.handle.stats();
     assert_eq!((s.published, s.acked, s.resent), (4, 4, 0), "{s:?}");
     assert!(s.connected);
@@ -344,4 +351,277 @@ async fn acl_keeps_an_agent_off_another_agents_topics() {
         a1.pubacks.load(std::sync::atomic::Ordering::SeqCst) == 2
     })
     .await;
+}
+
+/// A self-signed CA: the issuer to sign with, and its certificate's PEM.
+fn make_ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    (rcgen::Issuer::new(params, key), pem)
+}
+
+/// Writes into `dir`: `ca.pem` and a server certificate for `localhost` and 127.0.0.1 signed
+/// by it (`server.pem`, `server.key`); and two wrong CAs: `same-name-ca.pem`, a CA with the
+/// same name but another key (as after regenerating the CA), and `unrelated-ca.pem`. Made at
+/// test time: no key is committed.
+fn make_pki(dir: &Path) -> (TlsFiles, [std::path::PathBuf; 2]) {
+    let (ca, ca_pem) = make_ca("ioc-edge test CA");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.ca, ca_pem).unwrap();
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    let wrong = [
+        ("same-name-ca.pem", "ioc-edge test CA"),
+        ("unrelated-ca.pem", "someone else's CA"),
+    ]
+    .map(|(file, name)| {
+        let path = dir.join(file);
+        std::fs::write(&path, make_ca(name).1).unwrap();
+        path
+    });
+    (files, wrong)
+}
+
+fn tls_cfg(port: u16, ca_file: &Path) -> MqttConfig {
+    let mut c = cfg(port, "a1", "pw1");
+    c.host = "localhost".into(); // the certificate's DNS name is checked
+    c.tls = Some(TlsConfig {
+        ca_file: ca_file.to_path_buf(),
+        client_cert: None,
+        client_key: None,
+    });
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_right_ca_delivers_and_acks() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let (files, _) = make_pki(pki_dir.path());
+    let broker = Broker::start_tls(&users(), &files);
+    // The collector on the plain listener; the agent over TLS.
+    let mut col = raw(
+        broker.port,
+        "col-tls",
+        "c",
+        "pwc",
+        &["ioc/v1/agents/+/events", "ioc/v1/agents/+/status"],
+    )
+    .await;
+    let a = agent(tls_cfg(broker.tls_port.unwrap(), &files.ca), "a1");
+    for _ in 0..2 {
+        a.outbox.append_event(|s| event("a1", s)).unwrap();
+    }
+    a.handle.notify();
+    let st = ioc_protocol::parse_agent_status(&next_on(&mut col.rx, "/a1/status").await).unwrap();
+    assert_eq!(st.state, AgentState::Online);
+    let mut seqs = Vec::new();
+    while seqs.len() < 2 {
+        seqs.push(
+            ioc_protocol::parse_event_for("a1", &next_on(&mut col.rx, "/a1/events").await)
+                .unwrap()
+                .seq,
+        );
+    }
+    assert_eq!(seqs, [1, 2]);
+    // Acks come back over the TLS connection's subscription.
+    col.client
+        .publish(
+            "ioc/v1/agents/a1/acks",
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&Ack::from_seqs(1..=2)).unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_for(10, "outbox empty", || a.outbox.is_empty()).await;
+    wait_for(10, "acks counted", || a.handle.stats().acked == 2).await;
+    let s = a.handle.stats();
+    assert!(s.connected, "{s:?}");
+    assert_eq!((s.connects, s.published, s.acked), (1, 2, 2), "{s:?}");
+    assert_eq!(s.last_failure, None, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_wrong_ca_is_a_tls_failure_and_loses_nothing() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let (files, wrong_cas) = make_pki(pki_dir.path());
+    let broker = Broker::start_tls(&users(), &files);
+    let mut col = raw(
+        broker.port,
+        "col-tls-2",
+        "c",
+        "pwc",
+        &["ioc/v1/agents/+/events", "ioc/v1/agents/+/status"],
+    )
+    .await;
+    for wrong_ca in &wrong_cas {
+        let a = agent(tls_cfg(broker.tls_port.unwrap(), wrong_ca), "a1");
+        a.outbox.append_event(|s| event("a1", s)).unwrap();
+        a.handle.notify();
+        wait_for(10, "tls failure", || {
+            a.handle.stats().last_failure.is_some()
+        })
+        .await;
+        let s = a.handle.stats();
+        assert_eq!(s.last_failure, Some(FailureKind::Tls), "{s:?}");
+        let msg = s.last_error.clone().unwrap();
+        assert!(
+            msg.starts_with("tls error with mqtt broker localhost:")
+                && msg.contains("invalid peer certificate")
+                && msg.contains(&format!(
+                    "mqtt.tls.ca_file {:?}",
+                    wrong_ca.display().to_string()
+                )),
+            "{msg}"
+        );
+        assert!(!msg.contains("pw1"), "password must not be shown: {msg}");
+        assert!(!s.connected, "{s:?}");
+        assert_eq!((s.connects, s.published), (0, 0), "{s:?}");
+        // It keeps trying (backoff up to reconnect_max_sec = 0.5 s) and keeps failing the same
+        // way; nothing reaches the broker and the event stays in the outbox.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = a.handle.stats();
+        assert_eq!(s.last_failure, Some(FailureKind::Tls), "{s:?}");
+        assert_eq!(s.connects, 0, "{s:?}");
+        assert_eq!(a.outbox.len(), 1);
+        assert_eq!(a.outbox.pending(10).unwrap()[0].seq, Some(1));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), col.rx.recv())
+            .await
+            .is_err(),
+        "nothing published"
+    );
+}
+
+/// The keep-alive the Last Will tests use: the publisher's minimum.
+const KEEP_ALIVE_SEC: u64 = 5;
+
+/// mosquitto drops a client it has not heard from for more than 1.5 keep-alive periods and
+/// then publishes its will. mosquitto 2.0.11 (Debian 12) counts in whole seconds and looks
+/// only every 5 s (the will came 12 s after the last packet with a 5 s keep-alive): 1 s of
+/// rounding, 5 s of scan period and 3 s of margin for a busy machine.
+fn will_deadline() -> Duration {
+    Duration::from_secs_f64(KEEP_ALIVE_SEC as f64 * 1.5 + 1.0 + 5.0 + 3.0)
+}
+
+/// The next status of agent `a1` within `within`.
+async fn status_within(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    within: Duration,
+) -> ioc_protocol::AgentStatus {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (t, p) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no agent status within {within:?}"))
+            .expect("channel open");
+        if t == "ioc/v1/agents/a1/status" {
+            return ioc_protocol::parse_agent_status(&p).unwrap();
+        }
+    }
+}
+
+/// Checks that `will` is the Last Will, not a graceful `offline`: the will is built when the
+/// publisher is spawned, before it connects and says `online`.
+fn assert_is_will(will: &ioc_protocol::AgentStatus, online: &ioc_protocol::AgentStatus) {
+    assert_eq!(will.state, AgentState::Offline);
+    assert_eq!(will.version, "0.1.0-test");
+    assert_eq!(will.cameras, ["cam-1"]);
+    assert!(
+        will.at.unix_millis() <= online.at.unix_millis(),
+        "offline at {} after online at {}: not the will",
+        will.at,
+        online.at
+    );
+}
+
+/// A late subscriber gets the will as the retained status.
+async fn assert_retained_offline(port: u16, online: &ioc_protocol::AgentStatus) {
+    let mut late = raw(port, "col-late", "c", "pwc", &["ioc/v1/agents/a1/status"]).await;
+    let st = status_within(&mut late.rx, Duration::from_secs(5)).await;
+    assert_is_will(&st, online);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_will_when_the_agent_dies_without_disconnect() {
+    let broker = Broker::start(&users());
+    let mut col = raw(
+        broker.port,
+        "col-will",
+        "c",
+        "pwc",
+        &["ioc/v1/agents/+/status"],
+    )
+    .await;
+    let mut c = cfg(broker.port, "a1", "pw1");
+    c.keep_alive_sec = KEEP_ALIVE_SEC;
+    let Agent {
+        outbox: _outbox,
+        handle,
+        shutdown: _shutdown, // kept: a dropped sender would mean a graceful shutdown
+        _dir,
+    } = agent(c, "a1");
+    let online = status_within(&mut col.rx, Duration::from_secs(10)).await;
+    assert_eq!(online.state, AgentState::Online);
+    // Dropping the handle aborts the publisher's tasks: rumqttc's socket closes with no
+    // DISCONNECT, as when the agent process is killed.
+    drop(handle);
+    let will = status_within(&mut col.rx, will_deadline()).await;
+    assert_is_will(&will, &online);
+    assert_retained_offline(broker.port, &online).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_will_on_keep_alive_timeout_when_the_link_goes_silent() {
+    let broker = Broker::start(&users());
+    let mut col = raw(
+        broker.port,
+        "col-will-2",
+        "c",
+        "pwc",
+        &["ioc/v1/agents/+/status"],
+    )
+    .await;
+    let proxy = Proxy::start(broker.port).await;
+    let mut c = cfg(proxy.port, "a1", "pw1");
+    c.keep_alive_sec = KEEP_ALIVE_SEC;
+    let a = agent(c, "a1");
+    let online = status_within(&mut col.rx, Duration::from_secs(10)).await;
+    assert_eq!(online.state, AgentState::Online);
+    // No FIN, no RST: only the broker's keep-alive check can notice.
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    let will = status_within(&mut col.rx, will_deadline()).await;
+    let waited = frozen_at.elapsed();
+    assert_is_will(&will, &online);
+    assert!(
+        waited >= Duration::from_secs(KEEP_ALIVE_SEC),
+        "will after {waited:?}: the link was closed rather than silenced"
+    );
+    assert_retained_offline(broker.port, &online).await;
+    drop(a);
 }

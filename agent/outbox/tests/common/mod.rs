@@ -1,14 +1,18 @@
 //! Test helpers: a real mosquitto on a free loopback port with a password file and an ACL that
 //! lets each agent write only its own topics (the same rules as `ioc-testkit`'s harness, kept
-//! here so this crate's tests do not build GStreamer), and a raw rumqttc "collector".
+//! here so this crate's tests do not build GStreamer), optionally with a TLS listener too, a raw
+//! rumqttc "collector", and a TCP proxy that a test can silence.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 pub fn free_port() -> u16 {
@@ -19,16 +23,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// PEM files for the broker's TLS listener.
+pub struct TlsFiles {
+    /// The CA that signed `cert`.
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// A mosquitto child process; killed on drop.
 pub struct Broker {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The plain TCP listener.
     pub port: u16,
+    /// The TLS listener, with [`Broker::start_tls`].
+    pub tls_port: Option<u16>,
 }
 
 impl Broker {
     /// `users`: (name, password, is_collector).
     pub fn start(users: &[(&str, &str, bool)]) -> Broker {
+        Self::start_with(users, None)
+    }
+
+    /// As [`Broker::start`], plus a TLS listener on `tls_port` that presents `tls.cert`.
+    /// Same users and ACL on both listeners.
+    pub fn start_tls(users: &[(&str, &str, bool)], tls: &TlsFiles) -> Broker {
+        Self::start_with(users, Some(tls))
+    }
+
+    fn start_with(users: &[(&str, &str, bool)], tls: Option<&TlsFiles>) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let passwd = dir.path().join("passwd");
@@ -68,7 +95,7 @@ impl Broker {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
-        let conf = format!(
+        let mut conf = format!(
             "user {me}\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
              persistence true\npersistence_location {}/\nautosave_interval 1\n\
              log_dest stderr\nlog_type error\nlog_type warning\n",
@@ -76,11 +103,24 @@ impl Broker {
             dir.path().join("acl").display(),
             dir.path().join("data").display()
         );
+        // Global settings (password file, ACL) apply to every listener: mosquitto 2's default
+        // `per_listener_settings false`.
+        let tls_port = tls.map(|t| {
+            let tls_port = free_port();
+            conf.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            ));
+            tls_port
+        });
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let mut b = Broker {
             child: None,
             dir,
             port,
+            tls_port,
         };
         b.restart();
         b
@@ -104,9 +144,11 @@ impl Broker {
             .expect("mosquitto");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "mosquitto did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
@@ -186,5 +228,78 @@ pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP proxy from a free loopback port to `127.0.0.1:target` that a test can silence:
+/// after [`Proxy::freeze`] it forwards nothing and closes nothing (bytes read are dropped), as
+/// when a site's uplink dies without a FIN or RST, so only keep-alive notices; connections
+/// made while frozen are closed at once. Everything stops when it is dropped.
+pub struct Proxy {
+    pub port: u16,
+    frozen: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every pump.
+            let mut pumps = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                if f.load(Ordering::SeqCst) {
+                    continue; // dropped: closed
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                pumps.spawn(pump(cr, sw, f.clone()));
+                pumps.spawn(pump(sr, cw, f.clone()));
+            }
+        });
+        Proxy { port, frozen, task }
+    }
+
+    /// From now on nothing goes through, in either direction, and nothing is closed.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if frozen.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Ending one direction (peer closed) while frozen would tell the other side: keep the
+    // write half open until the proxy is dropped.
+    if frozen.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
     }
 }
