@@ -306,6 +306,8 @@ pub struct IngestHandle {
     shutdown_tx: watch::Sender<bool>,
     writer: StoreWriter,
     batch_task: JoinHandle<Result<(), IngestError>>,
+    /// The batch task has been awaited to its end (by [`IngestHandle::stopped`]).
+    batch_done: bool,
     poll_task: JoinHandle<()>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -393,6 +395,7 @@ pub fn start_with_writer(
         shutdown_tx,
         writer,
         batch_task,
+        batch_done: false,
         poll_task,
         writer_thread: None,
     })
@@ -436,16 +439,20 @@ impl IngestHandle {
     /// writer thread. Gives up on a broker that does not answer after `deadline`.
     pub async fn shutdown(mut self, deadline: Duration) -> Result<(), IngestError> {
         let _ = self.shutdown_tx.send(true);
-        let result = match tokio::time::timeout(deadline, &mut self.batch_task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(IngestError::Writer(format!("ingest task failed: {join}"))),
-            Err(_) => {
-                warn!(
-                    ?deadline,
-                    "ingest did not finish its batch in time; stopping anyway"
-                );
-                self.batch_task.abort();
-                Ok(())
+        let result = if self.batch_done {
+            Ok(())
+        } else {
+            match tokio::time::timeout(deadline, &mut self.batch_task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(join)) => Err(IngestError::Writer(format!("ingest task failed: {join}"))),
+                Err(_) => {
+                    warn!(
+                        ?deadline,
+                        "ingest did not finish its batch in time; stopping anyway"
+                    );
+                    self.batch_task.abort();
+                    Ok(())
+                }
             }
         };
         if tokio::time::timeout(Duration::from_secs(2), &mut self.poll_task)
@@ -478,6 +485,21 @@ impl IngestHandle {
                     Err(join) => Err(IngestError::Writer(format!("ingest task failed: {join}"))),
                 }
             }
+        }
+    }
+
+    /// Resolves when ingest stops by itself (the store's writer is gone): the error. Pending
+    /// forever while ingest runs; cancel-safe.
+    pub async fn stopped(&mut self) -> IngestError {
+        if self.batch_done {
+            return std::future::pending().await;
+        }
+        let r = (&mut self.batch_task).await;
+        self.batch_done = true;
+        match r {
+            Ok(Ok(())) => IngestError::Writer("ingest stopped".into()),
+            Ok(Err(e)) => e,
+            Err(join) => IngestError::Writer(format!("ingest task failed: {join}")),
         }
     }
 

@@ -188,7 +188,15 @@ fn run(path: &Path) -> anyhow::Result<()> {
                 std::process::exit(130);
             });
         };
-        stop.await;
+        let mut collector = collector;
+        tokio::select! {
+            _ = stop => {}
+            e = collector.failed() => {
+                tracing::error!(error = %e, "ingest stopped; exiting");
+                let _ = collector.shutdown(Duration::from_secs(5)).await;
+                return Err(e);
+            }
+        }
         collector.shutdown(Duration::from_secs(30)).await?;
         Ok(())
     })

@@ -153,6 +153,15 @@ impl Collector {
         self.ingest.as_ref()
     }
 
+    /// Resolves if ingest stops by itself (its store writer died): the collector is then of
+    /// no use and should exit so that its supervisor restarts it. Pending without ingest.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        match self.ingest.as_mut() {
+            Some(i) => i.stopped().await.into(),
+            None => std::future::pending().await,
+        }
+    }
+
     /// Graceful stop: ingest finishes its batch, the HTTP server closes, the writer drains.
     pub async fn shutdown(mut self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.shutdown_tx.send(true);

@@ -669,3 +669,26 @@ pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
         .find(|(k, _)| *k == session::COOKIE)
         .map(|(_, v)| v.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_costs_a_real_verification() {
+        // An unparsable dummy would answer unknown users faster than known ones.
+        let h = argon2::PasswordHash::new(DUMMY_HASH).expect("a valid PHC string");
+        assert_eq!(h.algorithm.as_str(), "argon2id");
+        assert!(!auth::verify_password("anything", DUMMY_HASH));
+    }
+
+    #[test]
+    fn tokens_come_from_bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ioc_session=abc; b=2"));
+        assert_eq!(token_of(&h).as_deref(), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        assert_eq!(token_of(&h).as_deref(), Some("xyz"));
+        assert_eq!(token_of(&HeaderMap::new()), None);
+    }
+}
