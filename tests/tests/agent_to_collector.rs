@@ -1,7 +1,8 @@
 //! The whole chain with real processes: `ioc-agent run` on vtest.avi (decode,
 //! the real model, tracking, rules) → durable outbox → mosquitto (per-agent
 //! credentials and ACL) → `ioc-collector run` → SQLite. The incidents of the
-//! hand-annotated line and zone arrive, with their snapshots, in order.
+//! hand-annotated line and zone arrive, with their snapshots, in order, and are
+//! grouped into the collector's incidents (one per line or zone while they keep coming).
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ fn incidents_from_footage_reach_the_collector_with_their_snapshots() {
         &collector_cfg,
         format!(
             "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
-             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n",
+             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
             broker.port,
             db.display(),
             snaps.display()
@@ -170,4 +171,45 @@ classes = ["person"]
         .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))
         .unwrap();
     assert_eq!(gaps, 0, "nothing dead-lettered");
+    // The agent's incidents are grouped: every stored event belongs to exactly one collector
+    // incident of its kind and place, and repeated crossings of the walkway within the
+    // grouping window share one.
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.kind, i.place, i.event_count, i.snapshot_event_id, i.state, \
+             (SELECT COUNT(DISTINCT e.event_id) FROM events e WHERE e.incident_id = i.id) \
+             FROM incidents i ORDER BY i.id",
+        )
+        .unwrap();
+    let incidents: Vec<(String, String, i64, Option<String>, String, i64)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let crossing = incidents
+        .iter()
+        .find(|i| i.0 == "line_crossing" && i.1 == "walkway_west")
+        .unwrap_or_else(|| panic!("no walkway incident: {incidents:?}"));
+    assert!(crossing.2 >= 5, "crossings grouped: {incidents:?}");
+    assert!(crossing.3.is_some(), "with a snapshot: {crossing:?}");
+    assert_eq!(crossing.4, "open");
+    for i in &incidents {
+        assert_eq!(i.2, i.5, "event_count matches the events filed: {i:?}");
+    }
+    let distinct: i64 = conn
+        .query_row("SELECT COUNT(DISTINCT event_id) FROM events", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let filed: i64 = incidents.iter().map(|i| i.2).sum();
+    assert_eq!(filed, distinct, "every event filed under one incident");
 }

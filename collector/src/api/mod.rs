@@ -685,9 +685,15 @@ mod tests {
     #[test]
     fn tokens_come_from_bearer_or_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ioc_session=abc; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ioc_session=abc; b=2"),
+        );
         assert_eq!(token_of(&h).as_deref(), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
         assert_eq!(token_of(&h).as_deref(), Some("xyz"));
         assert_eq!(token_of(&HeaderMap::new()), None);
     }

@@ -1,6 +1,8 @@
 //! Incident SQL: grouping events into incidents, the lifecycle, escalation, health incidents,
 //! silences and the audit trail (the rules themselves live in [`crate::incident`]).
 
+use std::collections::{BTreeMap, HashMap};
+
 use ioc_protocol::{Event, Phase, Severity};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -134,92 +136,159 @@ fn open_incident(conn: &Connection, n: &NewIncident<'_>, now_ms: i64) -> rusqlit
     Ok(id)
 }
 
-/// Files a newly stored event under its incident (opening one if needed); returns the
-/// incident and how it changed. Only called for events not stored before, so a replay never
-/// counts twice.
-pub(super) fn on_event(
-    conn: &Connection,
-    e: &Event,
+/// Files a batch's new events under incidents. Lookups go to the database once per key and
+/// are then served from the batch's own state; each incident touched gets one `UPDATE` at the
+/// end of the batch ([`Filing::flush`]), not one per event.
+#[derive(Default)]
+pub(super) struct Filing {
+    /// (agent, camera, kind, place) -> (incident, its latest event).
+    by_key: HashMap<(String, String, String, String), (i64, i64)>,
+    /// (agent, event id) -> incident, for starts filed in this batch.
+    by_start: HashMap<(String, String), i64>,
+    /// What to write to each incident touched.
+    pending: BTreeMap<i64, Pending>,
+}
+
+struct Pending {
+    last_at_ms: i64,
     now_ms: i64,
-    policy: &Policy,
-) -> rusqlite::Result<(i64, ChangeKind)> {
-    let observed = e.observed_at.unix_millis();
-    let place = e.zone.as_deref().or(e.line.as_deref()).unwrap_or("");
-    let known: Option<i64> = conn
-        .prepare_cached(
-            "SELECT incident_id FROM incident_events WHERE agent = ?1 AND event_id = ?2",
-        )?
-        .query_row([&e.agent, &e.id], |r| r.get(0))
-        .optional()?;
-    let (id, change) = match known {
-        Some(id) => (id, ChangeKind::Updated),
-        None => {
-            let joinable: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM incidents WHERE agent = ?1 AND camera = ?2 AND kind = ?3 \
-                     AND place = ?4 AND state IN ('open', 'acknowledged') \
-                     AND last_at_ms >= ?5 ORDER BY id DESC LIMIT 1",
-                )?
-                .query_row(
-                    params![
-                        e.agent,
-                        e.camera,
-                        e.kind.as_str(),
-                        place,
-                        observed - policy.group_window_ms
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let (id, change) = match joinable {
-                Some(id) => (id, ChangeKind::Updated),
-                None => {
-                    let n = NewIncident {
-                        agent: &e.agent,
-                        camera: &e.camera,
-                        kind: e.kind.as_str(),
-                        place,
-                        severity: e.severity,
-                        source: Source::Event,
-                        observed_ms: observed,
-                    };
-                    (open_incident(conn, &n, now_ms)?, ChangeKind::Opened)
+    new_events: i64,
+    severity: Severity,
+    active: bool,
+    snapshot: Option<String>,
+}
+
+impl Filing {
+    /// Files event `e` (not stored before) at `now_ms`: its incident and how it changed.
+    pub(super) fn file(
+        &mut self,
+        conn: &Connection,
+        e: &Event,
+        now_ms: i64,
+        policy: &Policy,
+    ) -> rusqlite::Result<(i64, ChangeKind)> {
+        let observed = e.observed_at.unix_millis();
+        let place = e.zone.as_deref().or(e.line.as_deref()).unwrap_or("");
+        // Later phases of an agent incident go where its start went.
+        let known = if matches!(e.phase, Phase::Update | Phase::End) {
+            match self.by_start.get(&(e.agent.clone(), e.id.clone())) {
+                Some(id) => Some(*id),
+                None => conn
+                    .prepare_cached(
+                        "SELECT incident_id FROM incident_starts \
+                         WHERE agent = ?1 AND event_id = ?2",
+                    )?
+                    .query_row([&e.agent, &e.id], |r| r.get(0))
+                    .optional()?,
+            }
+        } else {
+            None
+        };
+        let (id, change, first) = match known {
+            Some(id) => (id, ChangeKind::Updated, false),
+            None => {
+                let key = (
+                    e.agent.clone(),
+                    e.camera.clone(),
+                    e.kind.as_str().to_owned(),
+                    place.to_owned(),
+                );
+                let since = observed - policy.group_window_ms;
+                let cached = self
+                    .by_key
+                    .get(&key)
+                    .filter(|(_, last)| *last >= since)
+                    .copied();
+                let joinable = match cached {
+                    Some(hit) => Some(hit),
+                    None => conn
+                        .prepare_cached(
+                            "SELECT id, last_at_ms FROM incidents WHERE agent = ?1 \
+                             AND camera = ?2 AND kind = ?3 AND place = ?4 \
+                             AND state IN ('open', 'acknowledged') AND last_at_ms >= ?5 \
+                             ORDER BY id DESC LIMIT 1",
+                        )?
+                        .query_row(
+                            params![e.agent, e.camera, e.kind.as_str(), place, since],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?,
+                };
+                let (id, last, change) = match joinable {
+                    Some((id, last)) => (id, last, ChangeKind::Updated),
+                    None => {
+                        let n = NewIncident {
+                            agent: &e.agent,
+                            camera: &e.camera,
+                            kind: e.kind.as_str(),
+                            place,
+                            severity: e.severity,
+                            source: Source::Event,
+                            observed_ms: observed,
+                        };
+                        (
+                            open_incident(conn, &n, now_ms)?,
+                            observed,
+                            ChangeKind::Opened,
+                        )
+                    }
+                };
+                self.by_key.insert(key, (id, last.max(observed)));
+                if e.phase == Phase::Start {
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO incident_starts (agent, event_id, incident_id) \
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![e.agent, e.id, id])?;
+                    self.by_start.insert((e.agent.clone(), e.id.clone()), id);
                 }
-            };
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO incident_events (agent, event_id, incident_id) \
-                 VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![e.agent, e.id, id])?;
-            conn.prepare_cached(
-                "UPDATE incidents SET event_count = event_count + 1 WHERE id = ?1",
-            )?
-            .execute([id])?;
-            (id, change)
+                (id, change, true)
+            }
+        };
+        let p = self.pending.entry(id).or_insert(Pending {
+            last_at_ms: observed,
+            now_ms,
+            new_events: 0,
+            severity: e.severity,
+            active: true,
+            snapshot: None,
+        });
+        p.last_at_ms = p.last_at_ms.max(observed);
+        p.now_ms = p.now_ms.max(now_ms);
+        p.new_events += i64::from(first);
+        if severity_rank(e.severity) > severity_rank(p.severity) {
+            p.severity = e.severity;
         }
-    };
-    let current: String = conn
-        .prepare_cached("SELECT severity FROM incidents WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
-    let severity = if severity_rank(e.severity) > severity_rank(parse_severity(&current)) {
-        e.severity
-    } else {
-        parse_severity(&current)
-    };
-    conn.prepare_cached(
-        "UPDATE incidents SET last_at_ms = MAX(last_at_ms, ?2), updated_at_ms = ?3, \
-         severity = ?4, active = ?5, \
-         snapshot_event_id = COALESCE(snapshot_event_id, ?6) WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        observed,
-        now_ms,
-        severity_str(severity),
-        !matches!(e.phase, Phase::End | Phase::Instant),
-        e.snapshot.as_ref().map(|_| e.id.as_str()),
-    ])?;
-    Ok((id, change))
+        p.active = !matches!(e.phase, Phase::End | Phase::Instant);
+        if p.snapshot.is_none() && e.snapshot.is_some() {
+            p.snapshot = Some(e.id.clone());
+        }
+        Ok((id, change))
+    }
+
+    /// Writes what the batch's events changed, one `UPDATE` per incident.
+    pub(super) fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
+        for (id, p) in self.pending {
+            conn.prepare_cached(
+                "UPDATE incidents SET last_at_ms = MAX(last_at_ms, ?2), updated_at_ms = ?3, \
+                 event_count = event_count + ?4, \
+                 severity = CASE WHEN ?5 > (CASE severity WHEN 'critical' THEN 2 \
+                     WHEN 'warning' THEN 1 ELSE 0 END) THEN ?6 ELSE severity END, \
+                 active = ?7, snapshot_event_id = COALESCE(snapshot_event_id, ?8) WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                p.last_at_ms,
+                p.now_ms,
+                p.new_events,
+                severity_rank(p.severity),
+                severity_str(p.severity),
+                p.active,
+                p.snapshot,
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 /// Resolves the open health incidents of `agent`/`camera`/`kind` because the thing is back.
@@ -437,9 +506,8 @@ impl Store {
             .prepare_cached(
                 "SELECT e.seq, e.event_id, e.phase, e.observed_at, e.payload, \
                  EXISTS (SELECT 1 FROM snapshots s WHERE s.event_id = e.event_id) \
-                 FROM incident_events ie JOIN events e \
-                 ON e.agent = ie.agent AND e.event_id = ie.event_id \
-                 WHERE ie.incident_id = ?1 ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
+                 FROM events e WHERE e.incident_id = ?1 \
+                 ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
             )
             .map_err(self.err("cannot read incident events"))?;
         let rows = stmt

@@ -152,13 +152,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_state ON incidents (state, id);
     CREATE INDEX incidents_first ON incidents (first_at_ms);
 
-    CREATE TABLE incident_events (
+    -- Each stored event names its incident; the index replaces the one on event_id, so an
+    -- event costs no more B-tree inserts than before incidents existed.
+    ALTER TABLE events ADD COLUMN incident_id INTEGER;
+    DROP INDEX events_event_id;
+    CREATE INDEX events_incident ON events (incident_id);
+
+    -- The incident of each multi-phase agent incident, for its later update/end messages.
+    CREATE TABLE incident_starts (
         agent        TEXT    NOT NULL,
         event_id     TEXT    NOT NULL,
         incident_id  INTEGER NOT NULL REFERENCES incidents (id),
         PRIMARY KEY (agent, event_id)
     );
-    CREATE INDEX incident_events_incident ON incident_events (incident_id);
 
     CREATE TABLE audit (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -612,6 +618,7 @@ impl Store {
         let mut out = Committed::default();
         let policy = self.policy;
         let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
+        let mut filing = incidents::Filing::default();
         // Each agent's max seq before this batch, for gap warnings.
         let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
         let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -620,11 +627,30 @@ impl Store {
             match &item.message {
                 Message::Event { event: e, json } => {
                     note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
+                    // A replay is filed nowhere: only a new event joins or opens an incident.
+                    let stored: bool = tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM events WHERE agent = ?1 AND seq = ?2)",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![e.agent, seq_i64(e.seq)], |r| r.get(0))
+                        })
+                        .map_err(sql("cannot look up event"))?;
+                    let filed = if stored {
+                        None
+                    } else {
+                        Some(
+                            filing
+                                .file(&tx, e, at, &policy)
+                                .map_err(sql("cannot file event under an incident"))?,
+                        )
+                    };
                     let n = tx
                         .prepare_cached(
                             "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, \
                              camera, severity, observed_at, observed_at_ms, payload, \
-                             received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                             received_at_ms, incident_id) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -639,16 +665,12 @@ impl Store {
                                 e.observed_at.unix_millis(),
                                 json,
                                 at,
+                                filed.map(|f| f.0),
                             ])
                         })
                         .map_err(sql("cannot insert event"))?;
                     out.count(n);
-                    if n > 0 {
-                        changed.push(
-                            incidents::on_event(&tx, e, at, &policy)
-                                .map_err(sql("cannot file event under an incident"))?,
-                        );
-                    }
+                    changed.extend(filed);
                     out.agent(&e.agent).seqs.push(e.seq);
                     seqs_by_agent
                         .entry(e.agent.clone())
@@ -851,6 +873,7 @@ impl Store {
                 }
             }
         }
+        filing.flush(&tx).map_err(sql("cannot update incidents"))?;
         // The incidents as they are after the batch, once each (the strongest change wins:
         // opened over updated).
         let mut seen = std::collections::BTreeSet::new();
