@@ -93,6 +93,11 @@ impl Collector {
             .await
             .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
+        // The live stream writes small messages; Nagle's algorithm would hold each one back
+        // for the browser's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         info!(%http_addr, "console and API listening");
         let mut tasks = Vec::new();
         let mut rx = shutdown_rx.clone();

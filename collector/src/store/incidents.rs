@@ -141,8 +141,9 @@ fn open_incident(conn: &Connection, n: &NewIncident<'_>, now_ms: i64) -> rusqlit
 /// end of the batch ([`Filing::flush`]), not one per event.
 #[derive(Default)]
 pub(super) struct Filing {
-    /// (agent, camera, kind, place) -> (incident, its latest event).
-    by_key: HashMap<(String, String, String, String), (i64, i64)>,
+    /// (agent, camera, kind, place) -> (incident, its latest event). A batch touches few
+    /// keys, so a list searched with borrowed strings beats hashing owned ones per event.
+    by_key: Vec<([String; 4], i64, i64)>,
     /// (agent, event id) -> incident, for starts filed in this batch.
     by_start: HashMap<(String, String), i64>,
     /// What to write to each incident touched.
@@ -187,18 +188,12 @@ impl Filing {
         let (id, change, first) = match known {
             Some(id) => (id, ChangeKind::Updated, false),
             None => {
-                let key = (
-                    e.agent.clone(),
-                    e.camera.clone(),
-                    e.kind.as_str().to_owned(),
-                    place.to_owned(),
-                );
+                let key = [e.agent.as_str(), e.camera.as_str(), e.kind.as_str(), place];
+                let slot = self.by_key.iter().position(|(k, _, _)| k == &key);
                 let since = observed - policy.group_window_ms;
-                let cached = self
-                    .by_key
-                    .get(&key)
-                    .filter(|(_, last)| *last >= since)
-                    .copied();
+                let cached = slot
+                    .map(|i| (self.by_key[i].1, self.by_key[i].2))
+                    .filter(|(_, last)| *last >= since);
                 let joinable = match cached {
                     Some(hit) => Some(hit),
                     None => conn
@@ -233,7 +228,11 @@ impl Filing {
                         )
                     }
                 };
-                self.by_key.insert(key, (id, last.max(observed)));
+                let entry = (key.map(str::to_owned), id, last.max(observed));
+                match slot {
+                    Some(i) => self.by_key[i] = entry,
+                    None => self.by_key.push(entry),
+                }
                 if e.phase == Phase::Start {
                     conn.prepare_cached(
                         "INSERT OR IGNORE INTO incident_starts (agent, event_id, incident_id) \

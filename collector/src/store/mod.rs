@@ -672,10 +672,7 @@ impl Store {
                     out.count(n);
                     changed.extend(filed);
                     out.agent(&e.agent).seqs.push(e.seq);
-                    seqs_by_agent
-                        .entry(e.agent.clone())
-                        .or_default()
-                        .push(e.seq);
+                    push_seq(&mut seqs_by_agent, &e.agent, e.seq);
                 }
                 Message::Counts { counts: c, json } => {
                     note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
@@ -725,10 +722,7 @@ impl Store {
                         }
                     }
                     out.agent(&c.agent).seqs.push(c.seq);
-                    seqs_by_agent
-                        .entry(c.agent.clone())
-                        .or_default()
-                        .push(c.seq);
+                    push_seq(&mut seqs_by_agent, &c.agent, c.seq);
                 }
                 Message::Snapshot {
                     agent,
@@ -1169,7 +1163,12 @@ impl Store {
 
 impl Committed {
     fn agent(&mut self, agent: &str) -> &mut AgentCommit {
-        self.agents.entry(agent.to_owned()).or_default()
+        // Look up before inserting: a batch is mostly one agent, and `entry` would allocate
+        // the key for every message.
+        if !self.agents.contains_key(agent) {
+            self.agents.insert(agent.to_owned(), AgentCommit::default());
+        }
+        self.agents.get_mut(agent).expect("inserted above")
     }
 
     fn count(&mut self, changed: usize) {
@@ -1189,6 +1188,16 @@ fn max_seq(conn: &Connection, agent: &str) -> rusqlite::Result<u64> {
         |r| r.get::<_, Option<i64>>(0),
     )
     .map(|m| m.unwrap_or(0).max(0) as u64)
+}
+
+/// Appends `seq` to `agent`'s list without allocating the key for every message.
+fn push_seq(by_agent: &mut BTreeMap<String, Vec<u64>>, agent: &str, seq: u64) {
+    match by_agent.get_mut(agent) {
+        Some(v) => v.push(seq),
+        None => {
+            by_agent.insert(agent.to_owned(), vec![seq]);
+        }
+    }
 }
 
 /// Records `agent`'s max seq before the batch touches it.
