@@ -190,6 +190,18 @@ fn events_group_into_incidents_and_replays_count_once() {
         4,
         "start, update, end, start"
     );
+    // A message repeated inside one batch, and an old seq replayed after newer ones, are
+    // stored and filed once.
+    let c = s
+        .insert_batch(&[
+            intrusion(8, "site-a-8", "start", T0 + 9 * MIN),
+            intrusion(8, "site-a-8", "start", T0 + 9 * MIN),
+            intrusion(4, "site-a-4", "start", T0 + 2 * MIN),
+        ])
+        .unwrap();
+    assert_eq!((c.inserted, c.duplicates), (1, 2));
+    let i = s.incident(c.changes[0].incident.id).unwrap().unwrap();
+    assert_eq!(i.event_count, 2, "seq 7 and seq 8, once each");
 }
 
 #[test]

@@ -619,6 +619,8 @@ impl Store {
         let policy = self.policy;
         let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
         let mut filing = incidents::Filing::default();
+        // Per agent, the highest seq stored or seen in this batch (events and counts).
+        let mut high: BTreeMap<String, u64> = BTreeMap::new();
         // Each agent's max seq before this batch, for gap warnings.
         let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
         let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -628,14 +630,19 @@ impl Store {
                 Message::Event { event: e, json } => {
                     note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
                     // A replay is filed nowhere: only a new event joins or opens an incident.
-                    let stored: bool = tx
-                        .prepare_cached(
+                    // A seq above every seq seen so far is new without asking (the usual,
+                    // in-order case); only one at or below it needs a lookup.
+                    let stored = if above_high(&mut high, &max_before, &e.agent, e.seq) {
+                        false
+                    } else {
+                        tx.prepare_cached(
                             "SELECT EXISTS (SELECT 1 FROM events WHERE agent = ?1 AND seq = ?2)",
                         )
                         .and_then(|mut s| {
                             s.query_row(params![e.agent, seq_i64(e.seq)], |r| r.get(0))
                         })
-                        .map_err(sql("cannot look up event"))?;
+                        .map_err(sql("cannot look up event"))?
+                    };
                     let filed = if stored {
                         None
                     } else {
@@ -1197,6 +1204,28 @@ fn push_seq(by_agent: &mut BTreeMap<String, Vec<u64>>, agent: &str, seq: u64) {
         None => {
             by_agent.insert(agent.to_owned(), vec![seq]);
         }
+    }
+}
+
+/// Whether `seq` is above every seq of `agent` stored before the batch or seen in it; then
+/// it becomes the new high mark. Needs [`note_max`] for `agent` first.
+fn above_high(
+    high: &mut BTreeMap<String, u64>,
+    max_before: &BTreeMap<String, u64>,
+    agent: &str,
+    seq: u64,
+) -> bool {
+    let mark = match high.get_mut(agent) {
+        Some(m) => m,
+        None => high
+            .entry(agent.to_owned())
+            .or_insert(max_before.get(agent).copied().unwrap_or(0)),
+    };
+    if seq > *mark {
+        *mark = seq;
+        true
+    } else {
+        false
     }
 }
 
