@@ -1,14 +1,25 @@
-//! `ioc-collector`: the center's side of the MQTT contract (see `shared/ARCHITECTURE.md`).
+//! `ioc-collector`: the center's side of the MQTT contract (see `shared/ARCHITECTURE.md`),
+//! the incident log and the operator console.
 //!
-//! # Layout
+//! # Layout (in the order data flows)
 //! - [`config`]: `collector.toml`, strict parsing and two-phase validation.
-//! - [`store`]: SQLite (WAL, one writer), the only module with SQL; idempotent batched
-//!   inserts, sequence gaps, content-addressed snapshots, dead letters, versioned migrations.
-//! - [`writer`]: the store's single writer thread and its async handle.
 //! - [`ingest`]: MQTT subscription, validation, batching, commit, then `Ack` and PUBACK.
+//! - [`store`]: SQLite (WAL, one writer), the only module with SQL: idempotent batched
+//!   inserts, sequence gaps, content-addressed snapshots, dead letters, versioned migrations;
+//!   `store::incidents` (grouping, lifecycle, escalation, health, silences, audit),
+//!   `store::auth` (users, sessions), `store::reports` (health, charts, the daily report).
+//! - [`writer`]: the store's single writer thread and its async handle.
+//! - [`incident`]: the incident rules without I/O (states, actions, deadlines).
+//! - [`hub`]: fan-out of changes to the live stream.
+//! - [`api`]: axum routes, sessions and roles, server-sent events, the embedded console
+//!   (`collector/web/`).
+//! - [`auth`]: roles, argon2 password hashes, session tokens.
+//! - [`report`]: the daily report as HTML and CSV.
+//! - [`clock`]: injectable time (tests drive escalation with [`clock::ManualClock`]).
+//! - [`service`]: everything above in one process, plus the periodic work.
 //! - [`metrics`]: ingest counters and their Prometheus text form.
 //!
-//! The binary (`src/main.rs`) is glue: `run`, `check-config`, `stats`.
+//! The binary (`src/main.rs`) is glue: `run`, `check-config`, `stats`, `user`, `report`.
 
 pub mod api;
 pub mod auth;

@@ -18,6 +18,10 @@
 //!   types (timestamps are RFC 3339 text plus integer milliseconds, payloads are JSON text) so
 //!   a PostgreSQL backend can share its shape.
 //!
+//! - **Incidents in the same transaction.** Each new event is filed under an incident
+//!   (`incidents.rs`) before the commit, so an acked event is always in the incident log;
+//!   replays are filed nowhere.
+//!
 //! Snapshots are stored content-addressed: `{snapshot_dir}/ab/cdef…` for the JPEG whose
 //! SHA-256 is `abcdef…`, so one frame published twice is stored once.
 
