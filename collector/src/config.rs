@@ -82,6 +82,10 @@ pub struct HttpConfig {
     /// Mark the session cookie `Secure` (set when a TLS proxy fronts the console).
     #[serde(default)]
     pub secure_cookie: bool,
+    /// A fixed bearer token for `GET /metrics` only, for Prometheus (which cannot log in);
+    /// at least 32 characters. Without it, `/metrics` needs a session like everything else.
+    #[serde(default)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
@@ -90,6 +94,7 @@ impl Default for HttpConfig {
             listen: default_listen(),
             session_hours: default_session_hours(),
             secure_cookie: false,
+            metrics_token: None,
         }
     }
 }
@@ -515,6 +520,17 @@ impl Config {
                 ),
             );
         }
+        if self
+            .http
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 32)
+        {
+            push(
+                "http.metrics_token",
+                "must be at least 32 characters (e.g. openssl rand -hex 24)".into(),
+            );
+        }
         if !(1..=24 * 30).contains(&self.http.session_hours) {
             push(
                 "http.session_hours",
@@ -688,7 +704,8 @@ mod tests {
     #[test]
     fn console_incident_and_report_keys_are_checked() {
         let text = format!(
-            "{MIN}\n[http]\nlisten = \"localhost\"\n[incidents]\ndeadline_critical_sec = 0\n\
+            "{MIN}\n[http]\nlisten = \"localhost\"\nmetrics_token = \"short\"\n\
+             [incidents]\ndeadline_critical_sec = 0\n\
              [reports]\nat = \"25:00\"\nutc_offset_minutes = 9000\n"
         );
         let ConfigError::Invalid { problems, .. } = parse(&text).unwrap_err() else {
@@ -699,6 +716,7 @@ mod tests {
             keys,
             [
                 "http.listen",
+                "http.metrics_token",
                 "incidents.deadline_critical_sec",
                 "reports.at",
                 "reports.utc_offset_minutes"

@@ -77,6 +77,11 @@ impl Collector {
         let api_config = ApiConfig {
             session: Duration::from_secs(config.http.session_hours * 3600),
             secure_cookie: config.http.secure_cookie,
+            metrics_token: config
+                .http
+                .metrics_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
             utc_offset_minutes: config.reports.utc_offset_minutes,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -19,6 +19,7 @@ mod common;
 use common::{next_incident, sse};
 
 const PASSWORD: &str = "a long test password";
+const METRICS_TOKEN: &str = "prometheus-scrape-token-0123456789abcdef";
 
 struct Setup {
     collector: Collector,
@@ -39,11 +40,13 @@ fn config(dir: &std::path::Path) -> Config {
         snapshot_dir = "{snaps}"
         [http]
         listen = "127.0.0.1:0"
+        metrics_token = "{metrics}"
         [incidents]
         check_every_sec = 1
         "#,
         db = dir.join("ioc.db").display(),
         snaps = dir.join("snaps").display(),
+        metrics = METRICS_TOKEN,
     );
     let c = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
     c.validate(std::path::Path::new("test.toml")).unwrap();
@@ -215,6 +218,15 @@ async fn every_endpoint_needs_a_session_and_the_right_role() {
             }
         }
     }
+    // Prometheus's fixed token opens /metrics and nothing else.
+    let (st, _) = s
+        .call(Some(METRICS_TOKEN), Method::GET, "/metrics", None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(Some(METRICS_TOKEN), Method::GET, "/api/incidents", None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
     // The console page sends strangers to the login page, which is public.
     let no_redirect = Client::builder()
         .redirect(reqwest::redirect::Policy::none())

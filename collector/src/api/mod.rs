@@ -56,6 +56,8 @@ struct Inner {
     session_ms: i64,
     secure_cookie: bool,
     utc_offset_minutes: i64,
+    /// SHA-256 of `http.metrics_token`, if set.
+    metrics_token_sha256: Option<String>,
     /// Becomes true at shutdown: live streams end, so the server can stop gracefully.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -67,6 +69,8 @@ pub struct ApiConfig {
     pub session: Duration,
     /// Mark the cookie `Secure`.
     pub secure_cookie: bool,
+    /// A fixed bearer token accepted by `/metrics` only.
+    pub metrics_token: Option<String>,
     /// Local time for charts and reports.
     pub utc_offset_minutes: i64,
 }
@@ -91,6 +95,7 @@ impl AppState {
                 metrics,
                 session_ms: i64::try_from(config.session.as_millis()).unwrap_or(i64::MAX),
                 secure_cookie: config.secure_cookie,
+                metrics_token_sha256: config.metrics_token.as_deref().map(auth::token_sha256),
                 utc_offset_minutes: config.utc_offset_minutes,
                 stopping,
             }),
@@ -640,14 +645,27 @@ async fn put_user(
     Ok(Json(json!({ "user": body.username, "role": body.role })))
 }
 
-async fn metrics(State(st): State<AppState>, _user: User) -> Response {
+async fn metrics(
+    State(st): State<AppState>,
+    user: Option<User>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Compared as hashes: equal-length digests, so the comparison leaks nothing useful.
+    let by_token = st
+        .inner
+        .metrics_token_sha256
+        .as_deref()
+        .is_some_and(|want| token_of(&headers).is_some_and(|t| auth::token_sha256(&t) == want));
+    if user.is_none() && !by_token {
+        return Err(ApiError::Unauthorized);
+    }
     let text = st
         .inner
         .metrics
         .as_ref()
         .map(|m| m.render_prometheus())
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// The session cookie's or bearer token's value in `headers`.
