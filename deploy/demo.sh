@@ -14,6 +14,8 @@ ROOT=$PWD
 BIN=$ROOT/target/debug
 DEMO=$ROOT/.deps/demo
 mkdir -p "$DEMO"
+# The configs written below hold the demo's MQTT passwords: readable by this user only.
+umask 077
 PORT=${IOC_DEMO_RTSP_PORT:-8554}
 MQTT_PORT=${IOC_DEMO_MQTT_PORT:-18830}
 HTTP_PORT=${IOC_DEMO_HTTP_PORT:-8080}
