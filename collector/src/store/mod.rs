@@ -766,14 +766,14 @@ impl Store {
                     let applied = tx
                         .prepare_cached(
                             "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
-                         received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
-                         ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
-                         version = excluded.version, cameras = excluded.cameras, \
-                         at = excluded.at, at_ms = excluded.at_ms, \
-                         received_at_ms = excluded.received_at_ms, \
-                         since_ms = CASE WHEN agents.state = excluded.state \
-                                    THEN agents.since_ms ELSE excluded.since_ms END \
-                         WHERE excluded.at_ms >= agents.at_ms",
+                             received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                             ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
+                             version = excluded.version, cameras = excluded.cameras, \
+                             at = excluded.at, at_ms = excluded.at_ms, \
+                             received_at_ms = excluded.received_at_ms, \
+                             since_ms = CASE WHEN agents.state = excluded.state \
+                                        THEN agents.since_ms ELSE excluded.since_ms END \
+                             WHERE excluded.at_ms >= agents.at_ms",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -818,13 +818,13 @@ impl Store {
                     let applied = tx
                         .prepare_cached(
                             "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
-                         received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
-                         ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
-                         fps = excluded.fps, error = excluded.error, at = excluded.at, \
-                         at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
-                         since_ms = CASE WHEN cameras.state = excluded.state \
-                                    THEN cameras.since_ms ELSE excluded.since_ms END \
-                         WHERE excluded.at_ms >= cameras.at_ms",
+                             received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+                             ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
+                             fps = excluded.fps, error = excluded.error, at = excluded.at, \
+                             at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
+                             since_ms = CASE WHEN cameras.state = excluded.state \
+                                        THEN cameras.since_ms ELSE excluded.since_ms END \
+                             WHERE excluded.at_ms >= cameras.at_ms",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -879,27 +879,23 @@ impl Store {
             }
         }
         filing.flush(&tx).map_err(sql("cannot update incidents"))?;
-        // The incidents as they are after the batch, once each (the strongest change wins:
-        // opened over updated).
-        let mut seen = std::collections::BTreeSet::new();
-        for (id, change) in changed.iter().rev() {
-            if seen.insert(*id) {
-                if let Some(incident) =
-                    incidents::load(&tx, *id).map_err(sql("cannot read incident"))?
-                {
-                    let change = if changed
-                        .iter()
-                        .any(|(i, c)| i == id && *c == ChangeKind::Opened)
-                    {
-                        ChangeKind::Opened
-                    } else {
-                        *change
-                    };
-                    out.changes.push(Change { change, incident });
-                }
+        // The incidents as they are after the batch, once each, in the order they last
+        // changed; "opened" wins over later updates in the same batch.
+        let mut last: BTreeMap<i64, (usize, ChangeKind)> = BTreeMap::new();
+        for (pos, (id, change)) in changed.iter().enumerate() {
+            let e = last.entry(*id).or_insert((pos, *change));
+            e.0 = pos;
+            if e.1 != ChangeKind::Opened {
+                e.1 = *change;
             }
         }
-        out.changes.reverse();
+        let mut order: Vec<(i64, (usize, ChangeKind))> = last.into_iter().collect();
+        order.sort_unstable_by_key(|(_, (pos, _))| *pos);
+        for (id, (_, change)) in order {
+            if let Some(incident) = incidents::load(&tx, id).map_err(sql("cannot read incident"))? {
+                out.changes.push(Change { change, incident });
+            }
+        }
         tx.commit().map_err(sql("cannot commit batch"))?;
         for (agent, mut seqs) in seqs_by_agent {
             let mut max = max_before.get(&agent).copied().unwrap_or(0);
