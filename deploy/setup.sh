@@ -4,7 +4,9 @@
 # run only checks.
 #
 #   - Debian packages: GStreamer 1.22 (dev headers, base/good/bad/ugly/libav
-#     plugins, gst-rtsp-server), mosquitto and its clients.
+#     plugins, gst-rtsp-server), mosquitto and its clients, PostgreSQL (the
+#     collector's scale-out store; the tests start their own temporary
+#     clusters with it), Chromium and its WebDriver (console tests).
 #   - ONNX Runtime 1.31.1: the C library out of the PyPI wheel (sha256-pinned),
 #     into .deps/onnxruntime/. Nothing is downloaded at build or run time.
 #   - Test footage and images from Debian packages (opencv-doc: vtest.avi;
@@ -28,6 +30,7 @@ PKGS=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   mosquitto mosquitto-clients
+  postgresql procps
   chromium chromium-driver
 )
 missing=()
@@ -43,6 +46,8 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
+# The postgresql package's own cluster (port 5432), if it started, is left alone: tests and
+# benchmarks start their own on free ports.
 
 # --- Rust toolchain ----------------------------------------------------------
 if ! command -v cargo >/dev/null 2>&1; then

@@ -8,6 +8,10 @@
 //!     same process: the same rows inserted into the `events` table of a database created by
 //!     the same `Store::open` (same schema, indexes, pragmas), by one prepared
 //!     `INSERT OR IGNORE` in transactions of 500. 5 rounds each; medians; ratio ours/raw.
+//! (A') The same on PostgreSQL (Debian's server, a temporary cluster with default durability
+//!     settings, over TCP on loopback): `Store::insert_batch` against one prepared
+//!     `INSERT … ON CONFLICT DO NOTHING` per row in transactions of 500, each run on a fresh
+//!     database migrated by `Store::open_postgres`.
 //! (B) End to end: one raw MQTT agent publishes 20,000 events QoS 1 to a real mosquitto; the
 //!     collector (ingest + API running) stores them; time until the agent has every ack.
 //! (C) Latency: 20 events/s for 10 s, each in its own zone (each opens an incident); time
@@ -21,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ioc_collector::clock::SystemClock;
+use ioc_collector::config::PostgresConfig;
 use ioc_collector::service::{Collector, Parts};
 use ioc_collector::{Config, Ingested, Message, Store};
 use ioc_protocol::{parse_ack, parse_event};
 use ioc_testkit::mosquitto::{Mosquitto, User};
+use ioc_testkit::postgres::Postgres;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 
 const N: u64 = 20_000;
@@ -102,6 +108,78 @@ fn raw(rows: &[Ingested]) -> f64 {
                 ])
                 .unwrap();
             }
+        }
+        tx.commit().unwrap();
+    }
+    N as f64 / t.elapsed().as_secs_f64()
+}
+
+fn pg_config(server: &Postgres, db: &str, dir: &std::path::Path) -> PostgresConfig {
+    PostgresConfig {
+        url: server.url(db),
+        password_file: Some(server.password_file(dir).unwrap()),
+        password: None,
+        connect_timeout_sec: 10,
+        tls: None,
+    }
+}
+
+fn ours_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("ours{round}");
+    server.create_database(&db).unwrap();
+    let mut s = Store::open_postgres(&pg_config(server, &db, dir.path()), dir.path()).unwrap();
+    let t = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        s.insert_batch(chunk).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(s.count_events("bench").unwrap(), N);
+    N as f64 / secs
+}
+
+fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("raw{round}");
+    server.create_database(&db).unwrap();
+    let config = pg_config(server, &db, dir.path());
+    drop(Store::open_postgres(&config, dir.path()).unwrap());
+    let mut client = config
+        .client_config()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .unwrap();
+    let st = client
+        .prepare(
+            "INSERT INTO events (agent, seq, event_id, phase, kind, camera, severity, \
+             observed_at, observed_at_ms, payload, received_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .unwrap();
+    let t = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let mut tx = client.transaction().unwrap();
+        for r in chunk {
+            let Message::Event { event: e, json } = &r.message else {
+                unreachable!()
+            };
+            tx.execute(
+                &st,
+                &[
+                    &e.agent,
+                    &(e.seq as i64),
+                    &e.id,
+                    &"instant",
+                    &e.kind.as_str(),
+                    &e.camera,
+                    &"warning",
+                    &e.observed_at.as_str(),
+                    &e.observed_at.unix_millis(),
+                    json,
+                    &r.received_at_ms,
+                ],
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -302,6 +380,20 @@ fn main() {
          ratio {:.2}",
         ma / mb
     );
+    let server = Postgres::start(true).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        b.push(raw_pg(&server, round, &rows));
+        a.push(ours_pg(&server, round, &rows));
+    }
+    let (ma, mb) = (median(a.clone()), median(b.clone()));
+    println!(
+        "(A') PostgreSQL, {N} events in batches of {BATCH}, {ROUNDS} rounds: insert_batch \
+         {ma:.0} events/s (rounds {a:.0?}); raw batched INSERT {mb:.0} events/s \
+         (rounds {b:.0?}); ratio {:.2}",
+        ma / mb
+    );
+    drop(server);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

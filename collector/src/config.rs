@@ -263,14 +263,117 @@ pub struct TlsConfig {
     pub client_key: Option<PathBuf>,
 }
 
+/// A rustls client config (ring provider) trusting `tls.ca_file`, with the client
+/// certificate if one is set: for `[mqtt.tls]` and `[store.postgres.tls]`.
+pub fn rustls_client_config(tls: &TlsConfig) -> anyhow::Result<rustls::ClientConfig> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = |p: &Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let v = CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("cannot read PEM certificates from {}", p.display()))?;
+        anyhow::ensure!(!v.is_empty(), "{}: no PEM certificate in it", p.display());
+        Ok(v)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(&tls.ca_file)? {
+        roots
+            .add(c)
+            .with_context(|| format!("{}: unusable CA certificate", tls.ca_file.display()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("rustls protocol versions")?
+        .with_root_certificates(roots);
+    Ok(match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("client certificate and key do not match")?
+        }
+        _ => builder.with_no_client_auth(),
+    })
+}
+
 /// `[store]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite database file.
+    /// The SQLite database file (without `[store.postgres]`).
+    #[serde(default)]
     pub path: PathBuf,
     /// Directory of content-addressed snapshot JPEGs.
     pub snapshot_dir: PathBuf,
+    /// A PostgreSQL server instead of the SQLite file, for several collectors.
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+}
+
+impl StoreConfig {
+    /// The database, for messages: the SQLite file, or the PostgreSQL URL (no password).
+    pub fn describe(&self) -> String {
+        match &self.postgres {
+            Some(pg) => format!("postgres {}", pg.url),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// `[store.postgres]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Where and as whom: a URL (`postgresql://ioc@db.example:5432/ioc`) or libpq's
+    /// `key=value` form, without the password.
+    pub url: String,
+    /// A file whose first line is the password (keeps it out of this file).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The password itself, when a file will not do.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// How long to wait for the server (default 10).
+    #[serde(default = "default_pg_connect_timeout")]
+    pub connect_timeout_sec: u64,
+    /// TLS to the server (required when set: the server's certificate must chain to
+    /// `ca_file` and name the host); without it the connection is in clear.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_pg_connect_timeout() -> u64 {
+    10
+}
+
+impl PostgresConfig {
+    /// The driver's connection settings, password included (read from `password_file`).
+    pub fn client_config(&self) -> Result<postgres::Config, String> {
+        let mut c: postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| format!("url: cannot parse: {e}"))?;
+        if c.get_password().is_some() {
+            return Err("url: holds a password; put it in store.postgres.password_file".into());
+        }
+        if let Some(p) = &self.password {
+            c.password(p.expose());
+        }
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("password_file {}: {e}", f.display()))?;
+            c.password(text.lines().next().unwrap_or("").as_bytes());
+        }
+        if c.get_connect_timeout().is_none() {
+            c.connect_timeout(std::time::Duration::from_secs(self.connect_timeout_sec));
+        }
+        c.application_name("ioc-collector");
+        Ok(c)
+    }
 }
 
 /// `[ingest]`.
@@ -423,12 +526,26 @@ impl Config {
     /// Makes relative paths relative to `base` (the config file's directory).
     pub fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         };
         fix(&mut self.store.path);
         fix(&mut self.store.snapshot_dir);
+        if let Some(pg) = self.store.postgres.as_mut() {
+            if let Some(f) = pg.password_file.as_mut() {
+                fix(f);
+            }
+            if let Some(tls) = pg.tls.as_mut() {
+                fix(&mut tls.ca_file);
+                if let Some(p) = &mut tls.client_cert {
+                    fix(p);
+                }
+                if let Some(p) = &mut tls.client_key {
+                    fix(p);
+                }
+            }
+        }
         if let Some(d) = &mut self.reports.dir {
             fix(d);
         }
@@ -511,6 +628,44 @@ impl Config {
                 ),
             );
         }
+        match &self.store.postgres {
+            None if self.store.path.as_os_str().is_empty() => push(
+                "store.path",
+                "missing: the SQLite file (or a [store.postgres] section)".into(),
+            ),
+            None => {}
+            Some(pg) => {
+                if !self.store.path.as_os_str().is_empty() {
+                    push(
+                        "store.path",
+                        "set together with [store.postgres]: keep one of them".into(),
+                    );
+                }
+                if pg.password.is_some() && pg.password_file.is_some() {
+                    push(
+                        "store.postgres.password",
+                        "set together with store.postgres.password_file: keep one".into(),
+                    );
+                }
+                match pg.url.parse::<postgres::Config>() {
+                    Err(e) => push("store.postgres.url", format!("cannot parse: {e}")),
+                    Ok(c) if c.get_password().is_some() => push(
+                        "store.postgres.url",
+                        "holds a password; put it in store.postgres.password_file".into(),
+                    ),
+                    Ok(c) if c.get_dbname().is_none() => {
+                        push("store.postgres.url", "names no database".into())
+                    }
+                    Ok(_) => {}
+                }
+                if !(1..=300).contains(&pg.connect_timeout_sec) {
+                    push(
+                        "store.postgres.connect_timeout_sec",
+                        format!("{}: must be 1-300", pg.connect_timeout_sec),
+                    );
+                }
+            }
+        }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             push(
                 "http.listen",
@@ -563,10 +718,11 @@ impl Config {
                 ),
             );
         }
-        if let Some(tls) = &m.tls {
-            if tls.client_cert.is_some() != tls.client_key.is_some() {
+        let pg_tls = self.store.postgres.as_ref().and_then(|p| p.tls.as_ref());
+        for (key, tls) in [("mqtt.tls", m.tls.as_ref()), ("store.postgres.tls", pg_tls)] {
+            if tls.is_some_and(|t| t.client_cert.is_some() != t.client_key.is_some()) {
                 push(
-                    "mqtt.tls",
+                    key,
                     "client_cert and client_key go together: set both or neither".into(),
                 );
             }
@@ -606,6 +762,14 @@ impl Config {
             if let Err(e) = crate::ingest::tls_config(self) {
                 problems.push(ConfigProblem {
                     key: "mqtt.tls".into(),
+                    message: format!("{e:#}"),
+                });
+            }
+        }
+        if let Some(tls) = self.store.postgres.as_ref().and_then(|p| p.tls.as_ref()) {
+            if let Err(e) = rustls_client_config(tls) {
+                problems.push(ConfigProblem {
+                    key: "store.postgres.tls".into(),
                     message: format!("{e:#}"),
                 });
             }
@@ -733,6 +897,58 @@ mod tests {
         );
         assert_eq!(c.incidents.policy().deadline_critical_ms, 300_000);
         assert_eq!(c.reports.at_minutes(), Some(360));
+    }
+
+    #[test]
+    fn postgres_section() {
+        let pg = |extra: &str| {
+            MIN.replace("path = \"data/ioc.db\"\n", "")
+                + "[store.postgres]\nurl = \"postgresql://ioc@db:5432/ioc\"\n"
+                + extra
+        };
+        let c = parse(&pg("password_file = \"pg-password\"\n")).unwrap();
+        let p = c.store.postgres.as_ref().unwrap();
+        assert_eq!(
+            p.password_file.as_deref(),
+            Some(Path::new("/etc/ioc/pg-password"))
+        );
+        assert_eq!(p.connect_timeout_sec, 10);
+        assert_eq!(c.store.describe(), "postgres postgresql://ioc@db:5432/ioc");
+        let c = parse(&pg("password = \"s3cret-pg\"\n")).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-pg"));
+        let pgc = c.store.postgres.unwrap().client_config().unwrap();
+        assert_eq!(pgc.get_password(), Some(&b"s3cret-pg"[..]));
+        assert_eq!(pgc.get_dbname(), Some("ioc"));
+
+        let problems = |text: &str| match parse(text).unwrap_err() {
+            ConfigError::Invalid { problems, .. } => problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect::<Vec<_>>(),
+            e => panic!("expected Invalid, got {e}"),
+        };
+        let p = problems(
+            &(MIN.to_owned()
+                + "[store.postgres]\nurl = \"postgresql://ioc:hunter3@db/ioc\"\n\
+                   password = \"x\"\npassword_file = \"f\"\nconnect_timeout_sec = 0\n"),
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].starts_with("store.path: set together with [store.postgres]"));
+        assert!(p[1].starts_with("store.postgres.password: "));
+        assert!(p[2].starts_with("store.postgres.url: holds a password"));
+        assert!(!p.iter().any(|m| m.contains("hunter3")), "no secret echoed");
+        assert!(p[3].starts_with("store.postgres.connect_timeout_sec"));
+        let p = problems(&pg("").replace("@db:5432/ioc", "@db:5432"));
+        assert_eq!(p, ["store.postgres.url: names no database"]);
+        let p = problems(&MIN.replace("path = \"data/ioc.db\"\n", ""));
+        assert!(p[0].starts_with("store.path: missing"), "{p:?}");
+        let e = parse(&pg("pasword_file = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("store.postgres") && e.contains("pasword_file"),
+            "{e}"
+        );
     }
 
     #[test]

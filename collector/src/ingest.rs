@@ -29,7 +29,6 @@
 //! subscriptions).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,38 +108,8 @@ pub enum ConnState {
 /// Builds the rustls client config of `[mqtt.tls]` (ring provider).
 pub fn tls_config(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     use anyhow::Context;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls = config.mqtt.tls.as_ref().context("no [mqtt.tls] section")?;
-    let certs = |p: &Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
-        let v = CertificateDer::pem_file_iter(p)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("cannot read PEM certificates from {}", p.display()))?;
-        anyhow::ensure!(!v.is_empty(), "{}: no PEM certificate in it", p.display());
-        Ok(v)
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(&tls.ca_file)? {
-        roots
-            .add(c)
-            .with_context(|| format!("{}: unusable CA certificate", tls.ca_file.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("rustls protocol versions")?
-        .with_root_certificates(roots);
-    Ok(match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .context("client certificate and key do not match")?
-        }
-        _ => builder.with_no_client_auth(),
-    })
+    crate::config::rustls_client_config(tls)
 }
 
 /// The MQTT options of `config`: persistent session, manual acks, TLS if configured.
@@ -322,7 +291,7 @@ impl std::fmt::Debug for IngestHandle {
 
 /// Opens the store of `config` and starts ingest (call inside a Tokio runtime).
 pub fn start(config: &Config) -> Result<IngestHandle, IngestError> {
-    let store = Store::open(&config.store.path, &config.store.snapshot_dir)?;
+    let store = Store::open_config(&config.store)?;
     start_with_store(config, store)
 }
 
@@ -882,6 +851,7 @@ impl Batcher {
 mod tests {
     use super::*;
     use crate::store::tests::event_json;
+    use std::path::Path;
 
     #[test]
     fn classifies_and_rejects() {

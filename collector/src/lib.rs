@@ -4,8 +4,10 @@
 //! # Layout (in the order data flows)
 //! - [`config`]: `collector.toml`, strict parsing and two-phase validation.
 //! - [`ingest`]: MQTT subscription, validation, batching, commit, then `Ack` and PUBACK.
-//! - [`store`]: SQLite (WAL, one writer), the only module with SQL: idempotent batched
-//!   inserts, sequence gaps, content-addressed snapshots, dead letters, versioned migrations;
+//! - [`store`]: SQLite (WAL, one writer) or PostgreSQL (several collectors), the only module
+//!   with SQL: idempotent batched inserts, sequence gaps, content-addressed snapshots, dead
+//!   letters, versioned migrations; `store::db` (one connection to either engine, the SQL
+//!   both accept);
 //!   `store::incidents` (grouping, lifecycle, escalation, health, silences, audit),
 //!   `store::auth` (users, sessions), `store::reports` (health, charts, the daily report).
 //! - [`writer`]: the store's single writer thread and its async handle.

@@ -164,7 +164,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         c.mqtt.host,
         c.port(),
         c.mqtt.client_id,
-        c.store.path.display()
+        c.store.describe()
     );
     Ok(())
 }
@@ -232,11 +232,11 @@ fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let config = Config::load(path)?;
     anyhow::ensure!(
-        config.store.path.exists(),
+        config.store.postgres.is_some() || config.store.path.exists(),
         "store {} does not exist (has the collector run with this config?)",
         config.store.path.display()
     );
-    let store = Store::open(&config.store.path, &config.store.snapshot_dir)?;
+    let store = Store::open_config(&config.store)?;
     let agents = store.summary()?;
     let dead = store.count_dead_letters()?;
     let mut out = std::io::stdout().lock();
@@ -295,7 +295,7 @@ fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
 
 fn open_store(path: &Path) -> anyhow::Result<(Config, Store)> {
     let config = Config::load(path)?;
-    let store = Store::open(&config.store.path, &config.store.snapshot_dir)?;
+    let store = Store::open_config(&config.store)?;
     Ok((config, store))
 }
 

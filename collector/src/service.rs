@@ -57,12 +57,11 @@ impl Collector {
         clock: Arc<dyn Clock>,
         parts: Parts,
     ) -> anyhow::Result<Self> {
-        let mut store = Store::open(&config.store.path, &config.store.snapshot_dir)
-            .context("cannot open the store")?;
+        let mut store = Store::open_config(&config.store).context("cannot open the store")?;
         store.set_policy(config.incidents.policy());
         // The reader opens after the writer has migrated the schema.
-        let reader = Store::open(&config.store.path, &config.store.snapshot_dir)
-            .context("cannot open the store for reading")?;
+        let reader =
+            Store::open_config(&config.store).context("cannot open the store for reading")?;
         let (writer, writer_thread) =
             StoreWriter::spawn(store).context("cannot start the store writer")?;
         let hub = Hub::default();

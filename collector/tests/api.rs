@@ -1,4 +1,4 @@
-//! The HTTP API over a real SQLite store and a real HTTP server (on a free loopback port),
+//! The HTTP API over a real store (SQLite, and again PostgreSQL) and a real HTTP server (on a free loopback port),
 //! with a controllable clock: login, roles on every endpoint, sessions and their expiry,
 //! incident actions and the live stream, escalation by the periodic task, reports.
 //! Ingest is off here (`Parts::NoIngest`); `ingest_mosquitto.rs` covers MQTT to console.
@@ -9,14 +9,14 @@ use std::time::Duration;
 use ioc_collector::auth::hash_password;
 use ioc_collector::clock::{Clock, ManualClock};
 use ioc_collector::service::{Collector, Parts};
-use ioc_collector::{Config, Ingested, Message, Store};
+use ioc_collector::{Config, Ingested, Message};
 use ioc_protocol::parse_event;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 mod common;
 
-use common::{next_incident, sse};
+use common::{next_incident, sse, TestDb};
 
 const PASSWORD: &str = "a long test password";
 const METRICS_TOKEN: &str = "prometheus-scrape-token-0123456789abcdef";
@@ -27,25 +27,23 @@ struct Setup {
     base: String,
     http: Client,
     _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
-fn config(dir: &std::path::Path) -> Config {
+fn config(dir: &std::path::Path, db: &TestDb) -> Config {
     let text = format!(
         r#"
         [mqtt]
         host = "127.0.0.1"
         client_id = "api-test"
-        [store]
-        path = "{db}"
-        snapshot_dir = "{snaps}"
+{store}
         [http]
         listen = "127.0.0.1:0"
         metrics_token = "{metrics}"
         [incidents]
         check_every_sec = 1
         "#,
-        db = dir.join("ioc.db").display(),
-        snaps = dir.join("snaps").display(),
+        store = db.store_toml(dir),
         metrics = METRICS_TOKEN,
     );
     let c = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
@@ -63,12 +61,12 @@ fn event_json(seq: u64, severity: &str, at_ms: i64) -> String {
     .to_string()
 }
 
-async fn setup() -> Setup {
+async fn setup(db: TestDb) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = config(dir.path(), &db);
     let now = ioc_collector::store::now_ms();
     {
-        let mut s = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+        let mut s = db.open(dir.path());
         for (u, r) in [("vy", "viewer"), ("op", "operator"), ("ad", "admin")] {
             s.put_user(u, &hash_password(PASSWORD).unwrap(), r, "test", now)
                 .unwrap();
@@ -94,6 +92,7 @@ async fn setup() -> Setup {
         base,
         http: Client::new(),
         _dir: dir,
+        _db: db,
     }
 }
 
@@ -138,7 +137,16 @@ impl Setup {
 
 #[tokio::test]
 async fn every_endpoint_needs_a_session_and_the_right_role() {
-    let s = setup().await;
+    every_endpoint_needs_a_session_and_the_right_role_on(TestDb::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_a_session_and_the_right_role_on_postgres() {
+    every_endpoint_needs_a_session_and_the_right_role_on(TestDb::postgres("api")).await;
+}
+
+async fn every_endpoint_needs_a_session_and_the_right_role_on(db: TestDb) {
+    let s = setup(db).await;
     let get = |p: &str| (Method::GET, p.to_owned(), None::<Value>);
     let post = |p: &str, b: Value| (Method::POST, p.to_owned(), Some(b));
     let later = s.clock.now_ms() + 3_600_000;
@@ -283,7 +291,16 @@ async fn every_endpoint_needs_a_session_and_the_right_role() {
 
 #[tokio::test]
 async fn login_sessions_expire_and_logout_ends_them() {
-    let s = setup().await;
+    login_sessions_expire_and_logout_ends_them_on(TestDb::Sqlite).await;
+}
+
+#[tokio::test]
+async fn login_sessions_expire_and_logout_ends_them_on_postgres() {
+    login_sessions_expire_and_logout_ends_them_on(TestDb::postgres("api")).await;
+}
+
+async fn login_sessions_expire_and_logout_ends_them_on(db: TestDb) {
+    let s = setup(db).await;
     let (st, _) = s
         .call(
             None,
@@ -343,7 +360,16 @@ async fn login_sessions_expire_and_logout_ends_them() {
 
 #[tokio::test]
 async fn actions_stream_live_and_overdue_incidents_escalate() {
-    let s = setup().await;
+    actions_stream_live_and_overdue_incidents_escalate_on(TestDb::Sqlite).await;
+}
+
+#[tokio::test]
+async fn actions_stream_live_and_overdue_incidents_escalate_on_postgres() {
+    actions_stream_live_and_overdue_incidents_escalate_on(TestDb::postgres("api")).await;
+}
+
+async fn actions_stream_live_and_overdue_incidents_escalate_on(db: TestDb) {
+    let s = setup(db).await;
     let op = s.login("op").await;
     let mut live = sse(&s.base, &op).await;
     // Nobody acknowledged the critical incident: 5 minutes later the periodic check

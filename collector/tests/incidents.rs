@@ -1,4 +1,4 @@
-//! Incidents on a real SQLite store, with time given explicitly (the controllable clock):
+//! Incidents on a real SQLite store (and every test again on a real PostgreSQL server), with time given explicitly (the controllable clock):
 //! grouping, replays, the lifecycle and its audit trail, escalation, health incidents with
 //! hysteresis, maintenance silences, retention, the daily report.
 
@@ -104,7 +104,10 @@ fn camera_status(state: &str, at: i64) -> Ingested {
 #[test]
 fn events_group_into_incidents_and_replays_count_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    events_group_into_incidents_and_replays_count_once_on(open(&dir));
+}
+
+fn events_group_into_incidents_and_replays_count_once_on(mut s: Store) {
     // One agent incident: start, update, end -> one collector incident.
     let c = s
         .insert_batch(&[
@@ -207,7 +210,10 @@ fn events_group_into_incidents_and_replays_count_once() {
 #[test]
 fn lifecycle_with_audit_trail_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    lifecycle_with_audit_trail_and_conflicts_on(open(&dir));
+}
+
+fn lifecycle_with_audit_trail_and_conflicts_on(mut s: Store) {
     let c = s
         .insert_batch(&[intrusion(1, "site-a-1", "start", T0)])
         .unwrap();
@@ -290,7 +296,10 @@ fn lifecycle_with_audit_trail_and_conflicts() {
 #[test]
 fn unacknowledged_incidents_escalate_on_their_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    unacknowledged_incidents_escalate_on_their_deadline_on(open(&dir));
+}
+
+fn unacknowledged_incidents_escalate_on_their_deadline_on(mut s: Store) {
     let crit = event(&Ev {
         seq: 1,
         id: "site-a-1",
@@ -341,7 +350,10 @@ fn unacknowledged_incidents_escalate_on_their_deadline() {
 #[test]
 fn health_incidents_have_hysteresis_and_resolve_themselves() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    health_incidents_have_hysteresis_and_resolve_themselves_on(open(&dir));
+}
+
+fn health_incidents_have_hysteresis_and_resolve_themselves_on(mut s: Store) {
     s.insert_batch(&[agent_status("online", T0), camera_status("streaming", T0)])
         .unwrap();
     // A 30 s blip is no incident (hysteresis 60 s).
@@ -404,7 +416,10 @@ fn health_incidents_have_hysteresis_and_resolve_themselves() {
 #[test]
 fn silences_mute_new_incidents_until_they_end() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    silences_mute_new_incidents_until_they_end_on(open(&dir));
+}
+
+fn silences_mute_new_incidents_until_they_end_on(mut s: Store) {
     let sil = s
         .add_silence(
             &SilenceSpec {
@@ -467,7 +482,10 @@ fn silences_mute_new_incidents_until_they_end() {
 #[test]
 fn daily_report_counts_kinds_hours_times_and_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    daily_report_counts_kinds_hours_times_and_traffic_on(open(&dir));
+}
+
+fn daily_report_counts_kinds_hours_times_and_traffic_on(mut s: Store) {
     // Local day 2024-05-01 at UTC+7 runs from 2024-04-30T17:00Z.
     let off = 7 * 60;
     let start = T0 - 7 * 60 * MIN;
@@ -553,7 +571,10 @@ fn daily_report_counts_kinds_hours_times_and_traffic() {
 #[test]
 fn retention_drops_raw_rows_keeps_incidents_and_gap_detection() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
+    retention_drops_raw_rows_keeps_incidents_and_gap_detection_on(open(&dir));
+}
+
+fn retention_drops_raw_rows_keeps_incidents_and_gap_detection_on(mut s: Store) {
     s.insert_batch(&[
         intrusion(1, "site-a-1", "start", T0),
         intrusion(2, "site-a-1", "end", T0 + MIN),
@@ -581,4 +602,58 @@ fn retention_drops_raw_rows_keeps_incidents_and_gap_detection() {
         "removed seqs are no gap"
     );
     assert_eq!(s.incidents(&IncidentFilter::default()).unwrap().len(), 2);
+}
+
+/// Every test above, on PostgreSQL: one server (Debian's package, a temporary cluster), one
+/// fresh database per test.
+#[test]
+fn every_incident_test_on_postgres() {
+    let server = ioc_testkit::postgres::Postgres::start(false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    type Test = fn(Store);
+    let tests: &[(&str, Test)] = &[
+        (
+            "events_group_into_incidents_and_replays_count_once",
+            events_group_into_incidents_and_replays_count_once_on,
+        ),
+        (
+            "lifecycle_with_audit_trail_and_conflicts",
+            lifecycle_with_audit_trail_and_conflicts_on,
+        ),
+        (
+            "unacknowledged_incidents_escalate_on_their_deadline",
+            unacknowledged_incidents_escalate_on_their_deadline_on,
+        ),
+        (
+            "health_incidents_have_hysteresis_and_resolve_themselves",
+            health_incidents_have_hysteresis_and_resolve_themselves_on,
+        ),
+        (
+            "silences_mute_new_incidents_until_they_end",
+            silences_mute_new_incidents_until_they_end_on,
+        ),
+        (
+            "daily_report_counts_kinds_hours_times_and_traffic",
+            daily_report_counts_kinds_hours_times_and_traffic_on,
+        ),
+        (
+            "retention_drops_raw_rows_keeps_incidents_and_gap_detection",
+            retention_drops_raw_rows_keeps_incidents_and_gap_detection_on,
+        ),
+    ];
+    for (name, test) in tests {
+        let url = server.create_database(name).unwrap();
+        let config = ioc_collector::config::PostgresConfig {
+            url,
+            password_file: Some(server.password_file(dir.path()).unwrap()),
+            password: None,
+            connect_timeout_sec: 10,
+            tls: None,
+        };
+        let mut s = Store::open_postgres(&config, &dir.path().join(name)).unwrap();
+        assert_eq!(s.dialect(), ioc_collector::store::db::Dialect::Postgres);
+        s.set_policy(Policy::default());
+        eprintln!("on postgres: {name}");
+        test(s);
+    }
 }

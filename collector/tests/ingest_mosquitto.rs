@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{event, free_port, Agent, Broker};
+use common::{event, free_port, Agent, Broker, TestDb};
 use ioc_collector::{ingest, Config, ConnErrorKind, ConnState, Store};
 use rumqttc::QoS;
 
@@ -30,23 +30,35 @@ fn logs() {
 }
 
 fn config_text(port: u16, dir: &Path, password: &str, group: Option<&str>) -> String {
+    config_text_on(&TestDb::Sqlite, port, dir, password, group)
+}
+
+fn config_text_on(
+    db: &TestDb,
+    port: u16,
+    dir: &Path,
+    password: &str,
+    group: Option<&str>,
+) -> String {
     let group = group
         .map(|g| format!("shared_group = \"{g}\"\n"))
         .unwrap_or_default();
     format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"collector-test\"\n\
-         username = \"c\"\npassword = \"{password}\"\n{group}\
-         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n\
+         username = \"c\"\npassword = \"{password}\"\n{group}{}\
          [ingest]\nbatch_max = 500\nbatch_wait_ms = 20\n\
          [http]\nlisten = \"127.0.0.1:0\"\n",
-        dir.join("ioc.db").display(),
-        dir.join("snapshots").display()
+        db.store_toml(dir)
     )
 }
 
 fn config(port: u16, dir: &Path, password: &str, group: Option<&str>) -> Config {
+    config_on(&TestDb::Sqlite, port, dir, password, group)
+}
+
+fn config_on(db: &TestDb, port: u16, dir: &Path, password: &str, group: Option<&str>) -> Config {
     let c = Config::parse(
-        &config_text(port, dir, password, group),
+        &config_text_on(db, port, dir, password, group),
         Path::new("test.toml"),
     )
     .unwrap();
@@ -70,10 +82,19 @@ const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_acks_dedups_dead_letters_and_gaps() {
+    stores_acks_dedups_dead_letters_and_gaps_on(TestDb::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_acks_dedups_dead_letters_and_gaps_on_postgres() {
+    stores_acks_dedups_dead_letters_and_gaps_on(TestDb::postgres("ingest")).await;
+}
+
+async fn stores_acks_dedups_dead_letters_and_gaps_on(test_db: TestDb) {
     logs();
     let broker = Broker::start(&[("a1", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
-    let handle = ingest::start(&config(broker.port, dir.path(), "pw", None)).unwrap();
+    let handle = ingest::start(&config_on(&test_db, broker.port, dir.path(), "pw", None)).unwrap();
     handle.wait_connected(T).await.unwrap();
     let mut agent = Agent::connect(broker.port, "a1").await;
     // The collector's subscriptions may still be in flight: retry the first event until acked.
@@ -82,7 +103,7 @@ async fn stores_acks_dedups_dead_letters_and_gaps() {
     // Events are stored and acked.
     agent.events(1..=10).await;
     agent.wait_acked(1..=10, T).await;
-    let db = reader(dir.path());
+    let db = test_db.open(dir.path());
     assert_eq!(db.count_events("a1").unwrap(), 10);
     assert_eq!(db.seq_gaps("a1").unwrap(), vec![]);
 
@@ -190,6 +211,15 @@ async fn stores_acks_dedups_dead_letters_and_gaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_20000_is_stored_completely() {
+    burst_of_20000_on(TestDb::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_20000_is_stored_completely_on_postgres() {
+    burst_of_20000_on(TestDb::postgres("burst")).await;
+}
+
+async fn burst_of_20000_on(test_db: TestDb) {
     logs();
     // mosquitto drops QoS 1 messages queued for a subscriber beyond `max_queued_messages`
     // (default 1000), connected or not; an agent's outbox re-sends them, but this test is
@@ -201,7 +231,7 @@ async fn burst_of_20000_is_stored_completely() {
         "max_queued_messages 0\nmax_inflight_messages 1000\n",
     );
     let dir = tempfile::tempdir().unwrap();
-    let handle = ingest::start(&config(broker.port, dir.path(), "pw", None)).unwrap();
+    let handle = ingest::start(&config_on(&test_db, broker.port, dir.path(), "pw", None)).unwrap();
     handle.wait_connected(T).await.unwrap();
     let mut agent = Agent::connect(broker.port, "a2").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -211,7 +241,7 @@ async fn burst_of_20000_is_stored_completely() {
         .wait_acked_resending(1..=N, Duration::from_secs(5), Duration::from_secs(600))
         .await;
     let elapsed = started.elapsed();
-    let db = reader(dir.path());
+    let db = test_db.open(dir.path());
     assert_eq!(db.count_events("a2").unwrap(), N);
     assert_eq!(db.distinct_event_ids("a2").unwrap(), N);
     assert_eq!(db.seq_gaps("a2").unwrap(), vec![]);

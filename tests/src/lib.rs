@@ -7,6 +7,7 @@
 //! ACLs; [`proxy::TcpProxy`] cuts connections on demand.
 
 pub mod mosquitto;
+pub mod postgres;
 pub mod proxy;
 pub mod rtsp_server;
 

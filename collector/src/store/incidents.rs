@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ioc_protocol::{Event, Phase, Severity};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::db::{Db, DbError, Dialect, Row, ToArg};
 use super::{sqlerr, Store, StoreError};
 use crate::incident::{
     parse_severity, severity_rank, severity_str, ts, Action, AuditEntry, Change, ChangeKind,
@@ -15,12 +15,15 @@ use crate::incident::{
 /// The system's name in the audit trail.
 pub const SYSTEM: &str = "system";
 
+/// The advisory lock of the periodic checks on PostgreSQL: one collector runs them at a time.
+const PG_TICK_LOCK: i64 = 0x696f_635f_7469_636b; // "ioc_tick"
+
 const INCIDENT_COLUMNS: &str = "id, agent, camera, kind, place, severity, state, source, \
      first_at_ms, last_at_ms, created_at_ms, updated_at_ms, event_count, snapshot_event_id, \
      assignee, acked_at_ms, acked_by, closed_at_ms, closed_by, overdue, escalations, silenced, \
      active";
 
-fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
+fn incident_row(r: &Row) -> Result<Incident, DbError> {
     let state: String = r.get(6)?;
     let source: String = r.get(7)?;
     Ok(Incident {
@@ -29,7 +32,7 @@ fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
         camera: r.get(2)?,
         kind: r.get(3)?,
         place: r.get(4)?,
-        severity: parse_severity(&r.get::<_, String>(5)?),
+        severity: parse_severity(&r.get::<String>(5)?),
         state: State::parse(&state).unwrap_or(State::Open),
         source: if source == "health" {
             Source::Health
@@ -43,51 +46,69 @@ fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
         event_count: r.get(12)?,
         snapshot: r.get(13)?,
         assignee: r.get(14)?,
-        acknowledged_at: r.get::<_, Option<i64>>(15)?.map(ts),
+        acknowledged_at: r.get::<Option<i64>>(15)?.map(ts),
         acknowledged_by: r.get(16)?,
-        closed_at: r.get::<_, Option<i64>>(17)?.map(ts),
+        closed_at: r.get::<Option<i64>>(17)?.map(ts),
         closed_by: r.get(18)?,
-        overdue: r.get::<_, i64>(19)? != 0,
+        overdue: r.get(19)?,
         escalations: r.get(20)?,
-        silenced: r.get::<_, i64>(21)? != 0,
-        active: r.get::<_, i64>(22)? != 0,
+        silenced: r.get(21)?,
+        active: r.get(22)?,
     })
 }
 
-pub(super) fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Incident>> {
-    conn.prepare_cached(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
-    ))?
-    .query_row([id], incident_row)
-    .optional()
+pub(super) fn load(db: &Db, id: i64) -> Result<Option<Incident>, DbError> {
+    db.query_opt(
+        &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+        &[&id],
+    )?
+    .map(|r| incident_row(&r))
+    .transpose()
+}
+
+/// [`load`], locking the row until the transaction ends where the engine has row locks
+/// (PostgreSQL: two collectors' operators acting on one incident go one after the other;
+/// SQLite's write transaction already excludes everyone).
+fn load_for_update(db: &Db, id: i64) -> Result<Option<Incident>, DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => load(db, id),
+        Dialect::Postgres => db
+            .query_opt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1 FOR UPDATE"),
+                &[&id],
+            )?
+            .map(|r| incident_row(&r))
+            .transpose(),
+    }
 }
 
 fn audit(
-    conn: &Connection,
+    db: &Db,
     incident: Option<i64>,
     at_ms: i64,
     actor: &str,
     action: &str,
     states: (Option<&str>, Option<&str>),
     note: Option<&str>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), DbError> {
+    db.execute(
         "INSERT INTO audit (incident_id, at_ms, actor, action, from_state, to_state, note) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        incident, at_ms, actor, action, states.0, states.1, note
-    ])?;
+        &[
+            &incident, &at_ms, &actor, &action, &states.0, &states.1, &note,
+        ],
+    )?;
     Ok(())
 }
 
 /// Is `agent`/`camera` under a maintenance silence at `at_ms`?
-fn silenced(conn: &Connection, agent: &str, camera: &str, at_ms: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached(
+fn silenced(db: &Db, agent: &str, camera: &str, at_ms: i64) -> Result<bool, DbError> {
+    db.query_one(
         "SELECT EXISTS (SELECT 1 FROM silences WHERE agent = ?1 \
          AND (camera IS NULL OR camera = ?2) AND starts_at_ms <= ?3 AND ends_at_ms > ?3)",
+        &[&agent, &camera, &at_ms],
     )?
-    .query_row(params![agent, camera, at_ms], |r| r.get(0))
+    .get(0)
 }
 
 /// What to open: the key and first facts of a new incident.
@@ -101,31 +122,33 @@ struct NewIncident<'a> {
     observed_ms: i64,
 }
 
-fn open_incident(conn: &Connection, n: &NewIncident<'_>, now_ms: i64) -> rusqlite::Result<i64> {
-    let silenced = silenced(conn, n.agent, n.camera, now_ms)?;
-    conn.prepare_cached(
-        "INSERT INTO incidents (agent, camera, kind, place, severity, state, source, \
-         first_at_ms, last_at_ms, created_at_ms, updated_at_ms, due_base_ms, event_count, \
-         silenced) VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7, ?8, ?8, ?8, 0, ?9)",
-    )?
-    .execute(params![
-        n.agent,
-        n.camera,
-        n.kind,
-        n.place,
-        severity_str(n.severity),
-        match n.source {
-            Source::Event => "event",
-            Source::Health => "health",
-        },
-        n.observed_ms,
-        now_ms,
-        silenced,
-    ])?;
-    let id = conn.last_insert_rowid();
+fn open_incident(db: &Db, n: &NewIncident<'_>, now_ms: i64) -> Result<i64, DbError> {
+    let silenced = silenced(db, n.agent, n.camera, now_ms)?;
+    let id: i64 = db
+        .query_one(
+            "INSERT INTO incidents (agent, camera, kind, place, severity, state, source, \
+             first_at_ms, last_at_ms, created_at_ms, updated_at_ms, due_base_ms, event_count, \
+             silenced) VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7, ?8, ?8, ?8, 0, ?9) \
+             RETURNING id",
+            &[
+                &n.agent,
+                &n.camera,
+                &n.kind,
+                &n.place,
+                &severity_str(n.severity),
+                &match n.source {
+                    Source::Event => "event",
+                    Source::Health => "health",
+                },
+                &n.observed_ms,
+                &now_ms,
+                &silenced,
+            ],
+        )?
+        .get(0)?;
     let note = silenced.then_some("opened during a maintenance silence");
     audit(
-        conn,
+        db,
         Some(id),
         now_ms,
         SYSTEM,
@@ -163,24 +186,25 @@ impl Filing {
     /// Files event `e` (not stored before) at `now_ms`: its incident and how it changed.
     pub(super) fn file(
         &mut self,
-        conn: &Connection,
+        db: &Db,
         e: &Event,
         now_ms: i64,
         policy: &Policy,
-    ) -> rusqlite::Result<(i64, ChangeKind)> {
+    ) -> Result<(i64, ChangeKind), DbError> {
         let observed = e.observed_at.unix_millis();
         let place = e.zone.as_deref().or(e.line.as_deref()).unwrap_or("");
         // Later phases of an agent incident go where its start went.
         let known = if matches!(e.phase, Phase::Update | Phase::End) {
             match self.by_start.get(&(e.agent.clone(), e.id.clone())) {
                 Some(id) => Some(*id),
-                None => conn
-                    .prepare_cached(
+                None => db
+                    .query_opt(
                         "SELECT incident_id FROM incident_starts \
                          WHERE agent = ?1 AND event_id = ?2",
+                        &[&e.agent, &e.id],
                     )?
-                    .query_row([&e.agent, &e.id], |r| r.get(0))
-                    .optional()?,
+                    .map(|r| r.get(0))
+                    .transpose()?,
             }
         } else {
             None
@@ -196,18 +220,16 @@ impl Filing {
                     .filter(|(_, last)| *last >= since);
                 let joinable = match cached {
                     Some(hit) => Some(hit),
-                    None => conn
-                        .prepare_cached(
+                    None => db
+                        .query_opt(
                             "SELECT id, last_at_ms FROM incidents WHERE agent = ?1 \
                              AND camera = ?2 AND kind = ?3 AND place = ?4 \
                              AND state IN ('open', 'acknowledged') AND last_at_ms >= ?5 \
                              ORDER BY id DESC LIMIT 1",
+                            &[&e.agent, &e.camera, &e.kind.as_str(), &place, &since],
                         )?
-                        .query_row(
-                            params![e.agent, e.camera, e.kind.as_str(), place, since],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?,
+                        .map(|r| Ok::<_, DbError>((r.get(0)?, r.get(1)?)))
+                        .transpose()?,
                 };
                 let (id, last, change) = match joinable {
                     Some((id, last)) => (id, last, ChangeKind::Updated),
@@ -221,11 +243,7 @@ impl Filing {
                             source: Source::Event,
                             observed_ms: observed,
                         };
-                        (
-                            open_incident(conn, &n, now_ms)?,
-                            observed,
-                            ChangeKind::Opened,
-                        )
+                        (open_incident(db, &n, now_ms)?, observed, ChangeKind::Opened)
                     }
                 };
                 let entry = (key.map(str::to_owned), id, last.max(observed));
@@ -234,11 +252,11 @@ impl Filing {
                     None => self.by_key.push(entry),
                 }
                 if e.phase == Phase::Start {
-                    conn.prepare_cached(
+                    db.execute(
                         "INSERT OR IGNORE INTO incident_starts (agent, event_id, incident_id) \
                          VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![e.agent, e.id, id])?;
+                        &[&e.agent, &e.id, &id],
+                    )?;
                     self.by_start.insert((e.agent.clone(), e.id.clone()), id);
                 }
                 (id, change, true)
@@ -265,55 +283,64 @@ impl Filing {
         Ok((id, change))
     }
 
-    /// Writes what the batch's events changed, one `UPDATE` per incident.
-    pub(super) fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Writes what the batch's events changed, one `UPDATE` per incident, and returns the
+    /// incidents as they are after it (read back by the same statement).
+    pub(super) fn flush(self, db: &Db) -> Result<HashMap<i64, Incident>, DbError> {
+        let mut after = HashMap::with_capacity(self.pending.len());
         for (id, p) in self.pending {
-            conn.prepare_cached(
-                "UPDATE incidents SET last_at_ms = MAX(last_at_ms, ?2), updated_at_ms = ?3, \
-                 event_count = event_count + ?4, \
-                 severity = CASE WHEN ?5 > (CASE severity WHEN 'critical' THEN 2 \
-                     WHEN 'warning' THEN 1 ELSE 0 END) THEN ?6 ELSE severity END, \
-                 active = ?7, snapshot_event_id = COALESCE(snapshot_event_id, ?8) WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                p.last_at_ms,
-                p.now_ms,
-                p.new_events,
-                severity_rank(p.severity),
-                severity_str(p.severity),
-                p.active,
-                p.snapshot,
-            ])?;
+            let row = db.query_one(
+                &format!(
+                    "UPDATE incidents SET last_at_ms = CASE WHEN ?2 > last_at_ms THEN ?2 \
+                     ELSE last_at_ms END, updated_at_ms = ?3, \
+                     event_count = event_count + ?4, \
+                     severity = CASE WHEN ?5 > (CASE severity WHEN 'critical' THEN 2 \
+                         WHEN 'warning' THEN 1 ELSE 0 END) THEN ?6 ELSE severity END, \
+                     active = ?7, snapshot_event_id = COALESCE(snapshot_event_id, ?8) \
+                     WHERE id = ?1 RETURNING {INCIDENT_COLUMNS}"
+                ),
+                &[
+                    &id,
+                    &p.last_at_ms,
+                    &p.now_ms,
+                    &p.new_events,
+                    &i64::from(severity_rank(p.severity)),
+                    &severity_str(p.severity),
+                    &p.active,
+                    &p.snapshot,
+                ],
+            )?;
+            after.insert(id, incident_row(&row)?);
         }
-        Ok(())
+        Ok(after)
     }
 }
 
 /// Resolves the open health incidents of `agent`/`camera`/`kind` because the thing is back.
 pub(super) fn health_recovered(
-    conn: &Connection,
+    db: &Db,
     agent: &str,
     camera: &str,
     kind: &str,
     now_ms: i64,
     why: &str,
-) -> rusqlite::Result<Vec<i64>> {
-    let ids: Vec<(i64, String)> = conn
-        .prepare_cached(
+) -> Result<Vec<i64>, DbError> {
+    let ids: Vec<(i64, String)> = db
+        .query(
             "SELECT id, state FROM incidents WHERE agent = ?1 AND camera = ?2 AND kind = ?3 \
              AND source = 'health' AND state IN ('open', 'acknowledged')",
+            &[&agent, &camera, &kind],
         )?
-        .query_map(params![agent, camera, kind], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_, DbError>>()?;
     for (id, from) in &ids {
-        conn.prepare_cached(
+        db.execute(
             "UPDATE incidents SET state = 'resolved', closed_at_ms = ?2, closed_by = ?3, \
              updated_at_ms = ?2, active = 0, overdue = 0 WHERE id = ?1",
-        )?
-        .execute(params![id, now_ms, SYSTEM])?;
+            &[id, &now_ms, &SYSTEM],
+        )?;
         audit(
-            conn,
+            db,
             Some(*id),
             now_ms,
             SYSTEM,
@@ -434,17 +461,17 @@ impl Store {
 
     /// One incident.
     pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        load(&self.conn, id).map_err(self.err("cannot read incident"))
+        load(&self.db, id).map_err(self.err("cannot read incident"))
     }
 
     /// Incidents matching `f`, newest first.
     pub fn incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
         let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut push = |cond: &str, v: rusqlite::types::Value, sql: &mut String| {
+        let mut args: Vec<&dyn ToArg> = Vec::new();
+        fn push<'a>(args: &mut Vec<&'a dyn ToArg>, cond: &str, v: &'a dyn ToArg, sql: &mut String) {
             args.push(v);
             sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-        };
+        }
         if let Some(states) = &f.state {
             let list: Vec<&str> = states
                 .split(',')
@@ -465,92 +492,88 @@ impl Store {
             ));
         }
         if let Some(v) = &f.kind {
-            push("kind =", v.clone().into(), &mut sql);
+            push(&mut args, "kind =", v, &mut sql);
         }
         if let Some(v) = &f.site {
-            push("agent =", v.clone().into(), &mut sql);
+            push(&mut args, "agent =", v, &mut sql);
         }
         if let Some(v) = &f.camera {
-            push("camera =", v.clone().into(), &mut sql);
+            push(&mut args, "camera =", v, &mut sql);
         }
-        if let Some(v) = f.from_ms {
-            push("first_at_ms >=", v.into(), &mut sql);
+        if let Some(v) = &f.from_ms {
+            push(&mut args, "first_at_ms >=", v, &mut sql);
         }
-        if let Some(v) = f.to_ms {
-            push("first_at_ms <", v.into(), &mut sql);
+        if let Some(v) = &f.to_ms {
+            push(&mut args, "first_at_ms <", v, &mut sql);
         }
-        if let Some(v) = f.before_id {
-            push("id <", v.into(), &mut sql);
+        if let Some(v) = &f.before_id {
+            push(&mut args, "id <", v, &mut sql);
         }
         if !f.silenced.unwrap_or(false) {
             sql.push_str(" AND silenced = 0");
         }
         let limit = f.limit.unwrap_or(50).clamp(1, 500);
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(self.err("cannot list incidents"))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), incident_row)
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot list incidents"));
-        rows
+        self.db
+            .query(&sql, &args)
+            .and_then(|rows| rows.iter().map(incident_row).collect())
+            .map_err(self.err("cannot list incidents"))
     }
 
     /// The events grouped in incident `id`, oldest first.
     pub fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        self.db
+            .query(
                 "SELECT e.seq, e.event_id, e.phase, e.observed_at, e.payload, \
                  EXISTS (SELECT 1 FROM snapshots s WHERE s.event_id = e.event_id) \
                  FROM events e WHERE e.incident_id = ?1 \
                  ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
+                &[&id],
             )
-            .map_err(self.err("cannot read incident events"))?;
-        let rows = stmt
-            .query_map([id], |r| {
-                let payload: String = r.get(4)?;
-                Ok(IncidentEvent {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    phase: r.get(2)?,
-                    observed_at: r.get(3)?,
-                    event: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                    has_snapshot: r.get(5)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let payload: String = r.get(4)?;
+                        Ok(IncidentEvent {
+                            seq: r.get(0)?,
+                            event_id: r.get(1)?,
+                            phase: r.get(2)?,
+                            observed_at: r.get(3)?,
+                            event: serde_json::from_str(&payload)
+                                .unwrap_or(serde_json::Value::Null),
+                            has_snapshot: r.get(5)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot read incident events"));
-        rows
+            .map_err(self.err("cannot read incident events"))
     }
 
     /// The audit trail of incident `id` (or, with `None`, of everything else), oldest first.
     pub fn audit_trail(&self, id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        self.db
+            .query(
                 "SELECT id, incident_id, at_ms, actor, action, from_state, to_state, note \
-                 FROM audit WHERE incident_id IS ?1 ORDER BY id LIMIT 10000",
+                 FROM audit WHERE incident_id IS NOT DISTINCT FROM ?1 ORDER BY id LIMIT 10000",
+                &[&id],
             )
-            .map_err(self.err("cannot read audit trail"))?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    incident: r.get(1)?,
-                    at: ts(r.get(2)?),
-                    actor: r.get(3)?,
-                    action: r.get(4)?,
-                    from_state: r.get(5)?,
-                    to_state: r.get(6)?,
-                    note: r.get(7)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditEntry {
+                            id: r.get(0)?,
+                            incident: r.get(1)?,
+                            at: ts(r.get(2)?),
+                            actor: r.get(3)?,
+                            action: r.get(4)?,
+                            from_state: r.get(5)?,
+                            to_state: r.get(6)?,
+                            note: r.get(7)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot read audit trail"));
-        rows
+            .map_err(self.err("cannot read audit trail"))
     }
 
     /// Applies an operator's `action` on incident `id`, with the audit line, in one
@@ -571,13 +594,13 @@ impl Store {
             return Err(ActionError::Invalid("a note needs text"));
         }
         let sql = self.err("cannot update incident");
-        let p = self.path.clone();
+        let p = self.name.clone();
         let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db
+            .begin()
             .map_err(sqlerr(&p, "cannot begin transaction"))?;
-        let result = (|| -> Result<Result<Change, ActionError>, rusqlite::Error> {
-            let Some(before) = load(&tx, id)? else {
+        let result = (|| -> Result<Result<Change, ActionError>, DbError> {
+            let Some(before) = load_for_update(&tx, id)? else {
                 return Ok(Err(ActionError::NotFound(id)));
             };
             let to = match action.next_state(before.state) {
@@ -590,14 +613,14 @@ impl Store {
                         "UPDATE incidents SET state = ?2, acked_at_ms = ?3, acked_by = ?4, \
                          assignee = COALESCE(assignee, ?4), overdue = 0, updated_at_ms = ?3 \
                          WHERE id = ?1",
-                        params![id, to.as_str(), now_ms, actor],
+                        &[&id, &to.as_str(), &now_ms, &actor],
                     )?;
                 }
                 Action::Resolve | Action::Dismiss => {
                     tx.execute(
                         "UPDATE incidents SET state = ?2, closed_at_ms = ?3, closed_by = ?4, \
                          overdue = 0, updated_at_ms = ?3 WHERE id = ?1",
-                        params![id, to.as_str(), now_ms, actor],
+                        &[&id, &to.as_str(), &now_ms, &actor],
                     )?;
                 }
                 Action::Reopen => {
@@ -606,19 +629,19 @@ impl Store {
                          closed_by = NULL, acked_at_ms = NULL, acked_by = NULL, \
                          due_base_ms = ?2, escalations = 0, overdue = 0, updated_at_ms = ?2 \
                          WHERE id = ?1",
-                        params![id, now_ms],
+                        &[&id, &now_ms],
                     )?;
                 }
                 Action::Assign => {
                     tx.execute(
                         "UPDATE incidents SET assignee = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                        params![id, arg, now_ms],
+                        &[&id, &arg, &now_ms],
                     )?;
                 }
                 Action::Note => {
                     tx.execute(
                         "UPDATE incidents SET updated_at_ms = ?2 WHERE id = ?1",
-                        params![id, now_ms],
+                        &[&id, &now_ms],
                     )?;
                 }
             }
@@ -646,32 +669,44 @@ impl Store {
     }
 
     /// Periodic work at `now_ms`: escalates overdue incidents and opens health incidents for
-    /// agents and cameras down longer than their hysteresis. Returns what changed.
+    /// agents and cameras down longer than their hysteresis. Returns what changed. On
+    /// PostgreSQL, collectors sharing the database take turns: one that finds another
+    /// running the checks skips this round.
     pub fn tick(&mut self, now_ms: i64) -> Result<Vec<Change>, StoreError> {
         let policy = self.policy;
         let sql = self.err("cannot run incident checks");
-        let p = self.path.clone();
+        let p = self.name.clone();
         let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db
+            .begin()
             .map_err(sqlerr(&p, "cannot begin transaction"))?;
-        let changes = (|| -> rusqlite::Result<Vec<Change>> {
+        let changes = (|| -> Result<Vec<Change>, DbError> {
+            if tx.dialect() == Dialect::Postgres {
+                let mine: bool = tx
+                    .query_one("SELECT pg_try_advisory_xact_lock(?1)", &[&PG_TICK_LOCK])?
+                    .get(0)?;
+                if !mine {
+                    return Ok(Vec::new());
+                }
+            }
             let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
             // Escalation.
             let open: Vec<(i64, String, i64, i64)> = tx
-                .prepare_cached(
+                .query(
                     "SELECT id, severity, due_base_ms, escalations FROM incidents \
                      WHERE state = 'open' AND silenced = 0",
+                    &[],
                 )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>()?;
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .collect::<Result<_, DbError>>()?;
             for (id, sev, base, done) in open {
                 let due = policy.escalations_due(parse_severity(&sev), base, now_ms);
                 if due > done {
                     tx.execute(
                         "UPDATE incidents SET overdue = 1, escalations = ?2, updated_at_ms = ?3 \
                          WHERE id = ?1",
-                        params![id, due, now_ms],
+                        &[&id, &due, &now_ms],
                     )?;
                     audit(
                         &tx,
@@ -687,16 +722,16 @@ impl Store {
             }
             // Agents down.
             let down: Vec<(String, i64)> = tx
-                .prepare_cached(
+                .query(
                     "SELECT a.agent, a.since_ms FROM agents a WHERE a.state = 'offline' \
                      AND a.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
                      WHERE i.agent = a.agent AND i.camera = '' AND i.kind = 'agent_offline' \
                      AND i.source = 'health' AND i.state IN ('open', 'acknowledged'))",
+                    &[&(now_ms - policy.agent_offline_after_ms)],
                 )?
-                .query_map([now_ms - policy.agent_offline_after_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<Result<_, _>>()?;
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<_, DbError>>()?;
             for (agent, since) in down {
                 let n = NewIncident {
                     agent: &agent,
@@ -708,23 +743,22 @@ impl Store {
                     observed_ms: since,
                 };
                 let id = open_incident(&tx, &n, now_ms)?;
-                tx.execute("UPDATE incidents SET event_count = 0 WHERE id = ?1", [id])?;
                 changed.push((id, ChangeKind::Opened));
             }
             // Cameras down, on agents that are up (a dead agent is one incident, not many).
             let down: Vec<(String, String, i64)> = tx
-                .prepare_cached(
+                .query(
                     "SELECT c.agent, c.camera, c.since_ms FROM cameras c \
                      JOIN agents a ON a.agent = c.agent AND a.state = 'online' \
                      WHERE c.state IN ('reconnecting', 'failed', 'offline') \
                      AND c.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
                      WHERE i.agent = c.agent AND i.camera = c.camera \
                      AND i.kind = 'camera_offline' AND i.state IN ('open', 'acknowledged'))",
+                    &[&(now_ms - policy.camera_offline_after_ms)],
                 )?
-                .query_map([now_ms - policy.camera_offline_after_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<Result<_, _>>()?;
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .collect::<Result<_, DbError>>()?;
             for (agent, camera, since) in down {
                 let n = NewIncident {
                     agent: &agent,
@@ -759,33 +793,26 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<Silence, StoreError> {
-        let p = self.path.clone();
+        let p = self.name.clone();
         let tx = self
-            .conn
-            .transaction()
+            .db
+            .begin()
             .map_err(sqlerr(&p, "cannot begin transaction"))?;
-        let sql = {
-            let path = self.path.clone();
-            move |source| StoreError::Sqlite {
-                path,
-                what: "cannot add silence",
-                source,
-            }
-        };
-        let id = (|| -> rusqlite::Result<i64> {
-            tx.execute(
-                "INSERT INTO silences (agent, camera, starts_at_ms, ends_at_ms, reason, \
-                 created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3)",
-                params![
-                    spec.site,
-                    spec.camera,
-                    now_ms,
-                    spec.ends_at_ms,
-                    spec.reason,
-                    actor
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
+        let id = (|| -> Result<i64, DbError> {
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO silences (agent, camera, starts_at_ms, ends_at_ms, reason, \
+                     created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3) RETURNING id",
+                    &[
+                        &spec.site,
+                        &spec.camera,
+                        &now_ms,
+                        &spec.ends_at_ms,
+                        &spec.reason,
+                        &actor,
+                    ],
+                )?
+                .get(0)?;
             let what = format!(
                 "silence {id}: {}/{} until {} ({})",
                 spec.site,
@@ -804,7 +831,7 @@ impl Store {
             )?;
             Ok(id)
         })()
-        .map_err(sql)?;
+        .map_err(sqlerr(&p, "cannot add silence"))?;
         tx.commit().map_err(sqlerr(&p, "cannot commit silence"))?;
         Ok(Silence {
             id,
@@ -819,16 +846,21 @@ impl Store {
 
     /// Ends silence `id` now (audited); false if there is no such silence.
     pub fn end_silence(&mut self, id: i64, actor: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let n = self
-            .conn
+        let p = self.name.clone();
+        let tx = self
+            .db
+            .begin()
+            .map_err(sqlerr(&p, "cannot begin transaction"))?;
+        let n = tx
             .execute(
-                "UPDATE silences SET ends_at_ms = MIN(ends_at_ms, ?2) WHERE id = ?1",
-                params![id, now_ms],
+                "UPDATE silences SET ends_at_ms = CASE WHEN ?2 < ends_at_ms THEN ?2 \
+                 ELSE ends_at_ms END WHERE id = ?1",
+                &[&id, &now_ms],
             )
-            .map_err(self.err("cannot end silence"))?;
+            .map_err(sqlerr(&p, "cannot end silence"))?;
         if n > 0 {
             audit(
-                &self.conn,
+                &tx,
                 None,
                 now_ms,
                 actor,
@@ -836,34 +868,35 @@ impl Store {
                 (None, None),
                 Some(&format!("silence {id} ended")),
             )
-            .map_err(self.err("cannot audit"))?;
+            .map_err(sqlerr(&p, "cannot audit"))?;
         }
+        tx.commit().map_err(sqlerr(&p, "cannot commit silence"))?;
         Ok(n > 0)
     }
 
     /// Silences still in force at `now_ms`.
     pub fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        self.db
+            .query(
                 "SELECT id, agent, camera, starts_at_ms, ends_at_ms, reason, created_by \
                  FROM silences WHERE ends_at_ms > ?1 ORDER BY id",
+                &[&now_ms],
             )
-            .map_err(self.err("cannot read silences"))?;
-        let rows = stmt
-            .query_map([now_ms], |r| {
-                Ok(Silence {
-                    id: r.get(0)?,
-                    site: r.get(1)?,
-                    camera: r.get(2)?,
-                    starts_at_ms: r.get(3)?,
-                    ends_at_ms: r.get(4)?,
-                    reason: r.get(5)?,
-                    created_by: r.get(6)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(Silence {
+                            id: r.get(0)?,
+                            site: r.get(1)?,
+                            camera: r.get(2)?,
+                            starts_at_ms: r.get(3)?,
+                            ends_at_ms: r.get(4)?,
+                            reason: r.get(5)?,
+                            created_by: r.get(6)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot read silences"));
-        rows
+            .map_err(self.err("cannot read silences"))
     }
 }

@@ -1,22 +1,29 @@
 //! The collector's store: the only module with SQL (STYLE §1).
 //!
 //! # Contract
-//! - **One writer.** A [`Store`] owns one SQLite connection in WAL mode; exactly one `Store`
-//!   per process writes (the ingest's writer thread, [`crate::ingest`]); readers (the `stats`
-//!   command, tests) may open their own `Store` on the same file at the same time (WAL).
-//! - **Durable before acked.** `synchronous = FULL`: once [`Store::insert_batch`] returns, the
-//!   batch survives a power cut, so the ack the collector sends next is a promise it keeps
-//!   (the agent deletes its outbox copy on that ack). Batching amortises the fsync.
+//! - **Two engines, one schema.** SQLite by default, PostgreSQL by config (`[store.postgres]`,
+//!   for several collectors). The SQL is written once in what both accept ([`db`]); the
+//!   migrations are the same scripts, with column types mapped for PostgreSQL.
+//! - **One writer per process.** A [`Store`] owns one connection; exactly one `Store` per
+//!   process writes (the ingest's writer thread, [`crate::ingest`]); readers (the API, the
+//!   `stats` command, tests) open their own. On SQLite, WAL lets them read while it writes.
+//!   On PostgreSQL several collectors write at once: each batch takes a per-agent advisory
+//!   lock, so one agent's events are filed one batch at a time (no incident opened twice).
+//! - **Durable before acked.** SQLite runs with `synchronous = FULL`, PostgreSQL with its
+//!   default `synchronous_commit = on`: once [`Store::insert_batch`] returns, the batch
+//!   survives a power cut, so the ack the collector sends next is a promise it keeps (the
+//!   agent deletes its outbox copy on that ack). Batching amortises the flush.
 //! - **Idempotent.** Events and counts are keyed by `(agent, seq)` (a re-sent message keeps its
-//!   seq), snapshots by event id, and inserted with `INSERT OR IGNORE`: a replay is a no-op that
-//!   is still reported as committed, so it is acked again.
+//!   seq), snapshots by event id, and inserted with `INSERT OR IGNORE` (PostgreSQL: `ON
+//!   CONFLICT DO NOTHING`): a replay is a no-op that is still reported as committed, so it is
+//!   acked again.
 //! - **One transaction per batch.** Everything in a batch, dead letters included, commits or
 //!   nothing does. Snapshot files are written (and fsynced) *before* the transaction; a failed
 //!   commit leaves at worst an unreferenced, content-addressed file that the next try reuses.
-//! - **Migrations** are numbered SQL scripts recorded in `PRAGMA user_version`; a database
-//!   from a newer collector is refused rather than misread. The schema avoids SQLite-only
-//!   types (timestamps are RFC 3339 text plus integer milliseconds, payloads are JSON text) so
-//!   a PostgreSQL backend can share its shape.
+//! - **Migrations** are numbered SQL scripts, recorded in `PRAGMA user_version` (SQLite) or
+//!   the `ioc_schema` table (PostgreSQL, migrated under an advisory lock); a database from a
+//!   newer collector is refused rather than misread. Timestamps are RFC 3339 text plus
+//!   integer milliseconds, payloads are JSON text.
 //!
 //! - **Incidents in the same transaction.** Each new event is filed under an incident
 //!   (`incidents.rs`) before the commit, so an acked event is always in the incident log;
@@ -31,6 +38,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod auth;
+pub mod db;
 mod incidents;
 mod reports;
 
@@ -41,10 +49,10 @@ pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
 
 use crate::incident::{severity_str, Change, ChangeKind, Policy};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use db::{Db, DbError, Dialect};
 use sha2::{Digest, Sha256};
 
-/// The schema version this build writes (`PRAGMA user_version`).
+/// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Migration `i` brings a database from version `i` to `i + 1`. Append only; never edit one
@@ -238,27 +246,43 @@ const MIGRATIONS: &[&str] = &[
         agent  TEXT    NOT NULL PRIMARY KEY,
         seq    INTEGER NOT NULL
     );
+    "#,
+];
+
+/// Per migration, the statements that read JSON, which the engines spell differently (run
+/// after the script).
+const BACKFILLS: &[(&str, &str)] = &[
+    ("", ""),
+    (
+        r#"
     INSERT INTO count_items
         SELECT c.agent, c.seq, c.camera, c.line, json_extract(j.value, '$.class'),
                json_extract(j.value, '$.direction'), json_extract(j.value, '$.count'),
                c.interval_start_ms
         FROM counts c, json_each(c.payload, '$.counts') j;
     "#,
+        r#"
+    INSERT INTO count_items
+        SELECT c.agent, c.seq, c.camera, c.line, j ->> 'class', j ->> 'direction',
+               CAST(j ->> 'count' AS BIGINT), c.interval_start_ms
+        FROM counts c, jsonb_array_elements(CAST(c.payload AS JSONB) -> 'counts') j;
+    "#,
+    ),
 ];
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
-    #[error("database {path}: {what}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
+    /// The database failed.
+    #[error("database {database}: {what}: {source}")]
+    Database {
+        /// The SQLite file, or the PostgreSQL server and database (never a password).
+        database: String,
         /// What the store was doing.
         what: &'static str,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A file or directory could not be read or written.
     #[error("{what} {path}: {source}")]
@@ -271,14 +295,20 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's configuration cannot be used (PostgreSQL connection settings).
+    #[error("store.postgres: {what}")]
+    Config {
+        /// What is wrong.
+        what: String,
+    },
     /// The database was written by a newer collector.
     #[error(
-        "database {path} has schema version {found}, this collector understands up to \
+        "database {database} has schema version {found}, this collector understands up to \
          {supported}: upgrade the collector or point it at another database"
     )]
     TooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database.
+        database: String,
         /// Its `user_version`.
         found: u32,
         /// [`SCHEMA_VERSION`].
@@ -346,6 +376,20 @@ pub enum Message {
         /// Why it was rejected.
         error: String,
     },
+}
+
+impl Message {
+    /// The agent it came from (dead letters: unknown).
+    fn agent(&self) -> Option<&str> {
+        match self {
+            Message::Event { event, .. } => Some(&event.agent),
+            Message::Counts { counts, .. } => Some(&counts.agent),
+            Message::Snapshot { agent, .. }
+            | Message::AgentStatus { agent, .. }
+            | Message::CameraStatus { agent, .. } => Some(agent),
+            Message::DeadLetter { .. } => None,
+        }
+    }
 }
 
 /// What an agent is owed an ack for after a commit.
@@ -423,10 +467,11 @@ pub struct AgentSummary {
     pub state: Option<String>,
 }
 
-/// The SQLite store (see the module docs for its contract).
+/// The store (see the module docs for its contract).
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    /// The SQLite file, or the PostgreSQL server and database, for messages.
+    name: String,
     snapshot_dir: PathBuf,
     policy: Policy,
 }
@@ -434,7 +479,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.path)
+            .field("database", &self.name)
             .field("snapshot_dir", &self.snapshot_dir)
             .finish()
     }
@@ -449,11 +494,15 @@ fn phase_str(p: Phase) -> &'static str {
     }
 }
 
-/// An error mapper for SQLite failures on the database at `path` (for code that holds a
-/// transaction, which borrows the store).
-fn sqlerr(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    let path = path.to_owned();
-    move |source| StoreError::Sqlite { path, what, source }
+/// An error mapper for database failures on `database` (for code that holds a transaction,
+/// which borrows the store).
+fn sqlerr(database: &str, what: &'static str) -> impl FnOnce(DbError) -> StoreError {
+    let database = database.to_owned();
+    move |source| StoreError::Database {
+        database,
+        what,
+        source,
+    }
 }
 
 /// A serde enum's wire name (`"online"`), without its quotes.
@@ -465,14 +514,26 @@ fn wire_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// SQLite integers are signed; seqs above `i64::MAX` are rejected at validation.
+/// SQL integers are signed; seqs above `i64::MAX` are rejected at validation.
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// The advisory lock PostgreSQL collectors take to migrate one at a time.
+const PG_MIGRATION_LOCK: i64 = 0x696f_635f_6d69_6772; // "ioc_migr"
+
 impl Store {
-    /// Opens (creating if needed) the database at `path` and the snapshot directory, and
-    /// migrates the schema to [`SCHEMA_VERSION`].
+    /// Opens the database `config` names (SQLite or PostgreSQL) and its snapshot directory,
+    /// and migrates the schema to [`SCHEMA_VERSION`].
+    pub fn open_config(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
+        match &config.postgres {
+            Some(pg) => Store::open_postgres(pg, &config.snapshot_dir),
+            None => Store::open(&config.path, &config.snapshot_dir),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and the snapshot directory,
+    /// and migrates the schema to [`SCHEMA_VERSION`].
     pub fn open(path: &Path, snapshot_dir: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|source| StoreError::Io {
@@ -481,29 +542,23 @@ impl Store {
                 source,
             })?;
         }
-        fs::create_dir_all(snapshot_dir).map_err(|source| StoreError::Io {
-            path: snapshot_dir.to_owned(),
-            what: "cannot create snapshot directory",
-            source,
-        })?;
-        let sql = |what| {
-            let path = path.to_owned();
-            move |source| StoreError::Sqlite { path, what, source }
-        };
-        let conn = Connection::open(path).map_err(sql("cannot open"))?;
+        create_snapshot_dir(snapshot_dir)?;
+        let name = path.display().to_string();
+        let sql = |what| sqlerr(&name, what);
+        let conn = rusqlite::Connection::open(path).map_err(|e| sql("cannot open")(e.into()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql("cannot set busy timeout"))?;
+            .map_err(|e| sql("cannot set busy timeout")(e.into()))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sql("cannot enable WAL"))?;
+            .map_err(|e| sql("cannot enable WAL")(e.into()))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), %mode, "sqlite refused WAL journal mode");
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(sql("cannot set pragmas"))?;
+            .map_err(|e| sql("cannot set pragmas")(e.into()))?;
         let mut store = Store {
-            conn,
-            path: path.to_owned(),
+            db: Db::sqlite(conn),
+            name,
             snapshot_dir: snapshot_dir.to_owned(),
             policy: Policy::default(),
         };
@@ -511,44 +566,100 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        let path = self.path.clone();
-        move |source| StoreError::Sqlite { path, what, source }
+    /// Connects to the PostgreSQL database `config` names, opens the snapshot directory and
+    /// migrates the schema to [`SCHEMA_VERSION`]. Several collectors may share the database.
+    pub fn open_postgres(
+        config: &crate::config::PostgresConfig,
+        snapshot_dir: &Path,
+    ) -> Result<Store, StoreError> {
+        create_snapshot_dir(snapshot_dir)?;
+        let pg = config.client_config().map_err(|e| StoreError::Config {
+            what: e.to_string(),
+        })?;
+        let name = pg_name(&pg);
+        let client = match &config.tls {
+            Some(tls) => {
+                let tls =
+                    crate::config::rustls_client_config(tls).map_err(|e| StoreError::Config {
+                        what: format!("tls: {e:#}"),
+                    })?;
+                let mut pg = pg;
+                pg.ssl_mode(postgres::config::SslMode::Require);
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                db::off_runtime(|| pg.connect(connector))
+            }
+            None => db::off_runtime(|| pg.connect(postgres::NoTls)),
+        }
+        .map_err(|e| sqlerr(&name, "cannot connect")(e.into()))?;
+        let mut store = Store {
+            db: Db::postgres(client),
+            name,
+            snapshot_dir: snapshot_dir.to_owned(),
+            policy: Policy::default(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(DbError) -> StoreError {
+        sqlerr(&self.name, what)
+    }
+
+    /// The engine behind this store.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = |what: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sqlite { path, what, source }
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("cannot begin migration"))?;
-        let found: u32 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql("cannot read schema version"))?;
+        let name = self.name.clone();
+        let sql = |what| sqlerr(&name, what);
+        let dialect = self.db.dialect();
+        let tx = self.db.begin().map_err(sql("cannot begin migration"))?;
+        if dialect == Dialect::Postgres {
+            // Collectors sharing a database may start together: one migrates, the others
+            // wait for it and then find nothing to do.
+            tx.query("SELECT pg_advisory_xact_lock(?1)", &[&PG_MIGRATION_LOCK])
+                .and_then(|_| tx.query_one("SELECT to_regclass('ioc_schema') IS NULL", &[]))
+                .and_then(|r| r.get::<bool>(0))
+                .and_then(|empty| match empty {
+                    true => tx.batch("CREATE TABLE ioc_schema (version BIGINT NOT NULL)"),
+                    false => Ok(()),
+                })
+                .map_err(sql("cannot prepare migration"))?;
+        }
+        let found = schema_version(&tx).map_err(sql("cannot read schema version"))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
-                path,
+                database: name,
                 found,
                 supported: SCHEMA_VERSION,
             });
         }
-        for (i, script) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tracing::info!(path = %path.display(), to = i + 1, "migrating database schema");
-            tx.execute_batch(script)
+        for i in found as usize..MIGRATIONS.len() {
+            tracing::info!(database = %name, to = i + 1, "migrating database schema");
+            let (script, backfill) = match dialect {
+                Dialect::Sqlite => (MIGRATIONS[i].to_owned(), BACKFILLS[i].0),
+                Dialect::Postgres => (db::pg_ddl(MIGRATIONS[i]), BACKFILLS[i].1),
+            };
+            tx.batch(&script)
+                .and_then(|()| tx.batch(backfill))
                 .map_err(sql("cannot migrate schema"))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            let record = match dialect {
+                Dialect::Sqlite => format!("PRAGMA user_version = {}", i + 1),
+                Dialect::Postgres => format!(
+                    "DELETE FROM ioc_schema; INSERT INTO ioc_schema VALUES ({})",
+                    i + 1
+                ),
+            };
+            tx.batch(&record)
                 .map_err(sql("cannot record schema version"))?;
         }
         tx.commit().map_err(sql("cannot commit migration"))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database: the SQLite file, or the PostgreSQL server and database.
+    pub fn database(&self) -> &str {
+        &self.name
     }
 
     /// The snapshot directory.
@@ -558,9 +669,7 @@ impl Store {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.err("cannot read schema version"))
+        schema_version(&self.db).map_err(self.err("cannot read schema version"))
     }
 
     /// Where the JPEG with SHA-256 `sha256` (hex) lives: `{snapshot_dir}/ab/cdef…`.
@@ -610,15 +719,23 @@ impl Store {
                 _ => None,
             });
         }
-        let path = self.path.clone();
-        let sql = move |what: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sqlite { path, what, source }
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("cannot begin transaction"))?;
+        let name = self.name.clone();
+        let sql = |what| sqlerr(&name, what);
+        let tx = self.db.begin().map_err(sql("cannot begin transaction"))?;
+        if tx.dialect() == Dialect::Postgres {
+            // Collectors sharing a database (a shared subscription splits one agent's
+            // messages between them) file one agent's events one batch at a time, so two
+            // never open the same incident twice. Locks in sorted order: no deadlock.
+            let agents: std::collections::BTreeSet<&str> =
+                batch.iter().filter_map(|i| i.message.agent()).collect();
+            for agent in agents {
+                tx.query(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                    &[&agent],
+                )
+                .map_err(sql("cannot lock agent"))?;
+            }
+        }
         let mut out = Committed::default();
         let policy = self.policy;
         let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
@@ -639,12 +756,11 @@ impl Store {
                     let stored = if above_high(&mut high, &max_before, &e.agent, e.seq) {
                         false
                     } else {
-                        tx.prepare_cached(
+                        tx.query_one(
                             "SELECT EXISTS (SELECT 1 FROM events WHERE agent = ?1 AND seq = ?2)",
+                            &[&e.agent, &seq_i64(e.seq)],
                         )
-                        .and_then(|mut s| {
-                            s.query_row(params![e.agent, seq_i64(e.seq)], |r| r.get(0))
-                        })
+                        .and_then(|r| r.get(0))
                         .map_err(sql("cannot look up event"))?
                     };
                     let filed = if stored {
@@ -657,28 +773,26 @@ impl Store {
                         )
                     };
                     let n = tx
-                        .prepare_cached(
+                        .execute(
                             "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, \
                              camera, severity, observed_at, observed_at_ms, payload, \
                              received_at_ms, incident_id) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
-                                e.agent,
-                                seq_i64(e.seq),
-                                e.id,
-                                phase_str(e.phase),
-                                e.kind.as_str(),
-                                e.camera,
-                                severity_str(e.severity),
-                                e.observed_at.as_str(),
-                                e.observed_at.unix_millis(),
+                            &[
+                                &e.agent,
+                                &seq_i64(e.seq),
+                                &e.id,
+                                &phase_str(e.phase),
+                                &e.kind.as_str(),
+                                &e.camera,
+                                &severity_str(e.severity),
+                                &e.observed_at.as_str(),
+                                &e.observed_at.unix_millis(),
                                 json,
-                                at,
-                                filed.map(|f| f.0),
-                            ])
-                        })
+                                &at,
+                                &filed.map(|f| f.0),
+                            ],
+                        )
                         .map_err(sql("cannot insert event"))?;
                     out.count(n);
                     changed.extend(filed);
@@ -688,47 +802,43 @@ impl Store {
                 Message::Counts { counts: c, json } => {
                     note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
                     let n = tx
-                        .prepare_cached(
+                        .execute(
                             "INSERT OR IGNORE INTO counts (agent, seq, camera, line, \
                              interval_start, interval_start_ms, interval_end, interval_end_ms, \
                              payload, received_at_ms) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
-                                c.agent,
-                                seq_i64(c.seq),
-                                c.camera,
-                                c.line,
-                                c.interval_start.as_str(),
-                                c.interval_start.unix_millis(),
-                                c.interval_end.as_str(),
-                                c.interval_end.unix_millis(),
+                            &[
+                                &c.agent,
+                                &seq_i64(c.seq),
+                                &c.camera,
+                                &c.line,
+                                &c.interval_start.as_str(),
+                                &c.interval_start.unix_millis(),
+                                &c.interval_end.as_str(),
+                                &c.interval_end.unix_millis(),
                                 json,
-                                at,
-                            ])
-                        })
+                                &at,
+                            ],
+                        )
                         .map_err(sql("cannot insert counts"))?;
                     out.count(n);
                     if n > 0 {
                         for item in &c.counts {
-                            tx.prepare_cached(
+                            tx.execute(
                                 "INSERT INTO count_items (agent, seq, camera, line, class, \
                                  direction, count, interval_start_ms) \
                                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                &[
+                                    &c.agent,
+                                    &seq_i64(c.seq),
+                                    &c.camera,
+                                    &c.line,
+                                    &item.class,
+                                    &wire_name(&item.direction),
+                                    &i64::try_from(item.count).unwrap_or(i64::MAX),
+                                    &c.interval_start.unix_millis(),
+                                ],
                             )
-                            .and_then(|mut s| {
-                                s.execute(params![
-                                    c.agent,
-                                    seq_i64(c.seq),
-                                    c.camera,
-                                    c.line,
-                                    item.class,
-                                    wire_name(&item.direction),
-                                    i64::try_from(item.count).unwrap_or(i64::MAX),
-                                    c.interval_start.unix_millis(),
-                                ])
-                            })
                             .map_err(sql("cannot insert counts"))?;
                         }
                     }
@@ -742,20 +852,18 @@ impl Store {
                 } => {
                     let (sha, file) = file.unwrap_or_default();
                     let n = tx
-                        .prepare_cached(
+                        .execute(
                             "INSERT OR IGNORE INTO snapshots (event_id, agent, sha256, size, \
                              path, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
+                            &[
                                 event_id,
                                 agent,
-                                sha,
-                                jpeg.len() as i64,
-                                file.to_string_lossy(),
-                                at,
-                            ])
-                        })
+                                &sha,
+                                &(jpeg.len() as i64),
+                                &file.to_string_lossy().as_ref(),
+                                &at,
+                            ],
+                        )
                         .map_err(sql("cannot insert snapshot"))?;
                     out.count(n);
                     out.agent(agent).snapshot_ids.push(event_id.clone());
@@ -764,7 +872,7 @@ impl Store {
                     // Retained statuses are redelivered on every reconnect: keep the newest.
                     // `since_ms` moves only when the state changes: it dates the outage.
                     let applied = tx
-                        .prepare_cached(
+                        .execute(
                             "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
                              received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
                              ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
@@ -774,18 +882,16 @@ impl Store {
                              since_ms = CASE WHEN agents.state = excluded.state \
                                         THEN agents.since_ms ELSE excluded.since_ms END \
                              WHERE excluded.at_ms >= agents.at_ms",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
+                            &[
                                 agent,
-                                wire_name(&status.state),
-                                status.version,
-                                serde_json::to_string(&status.cameras).unwrap_or_default(),
-                                status.at.as_str(),
-                                status.at.unix_millis(),
-                                at,
-                            ])
-                        })
+                                &wire_name(&status.state),
+                                &status.version,
+                                &serde_json::to_string(&status.cameras).unwrap_or_default(),
+                                &status.at.as_str(),
+                                &status.at.unix_millis(),
+                                &at,
+                            ],
+                        )
                         .map_err(sql("cannot store agent status"))?;
                     out.statuses += 1;
                     if applied > 0 && status.state == ioc_protocol::AgentState::Online {
@@ -810,13 +916,14 @@ impl Store {
                 } => {
                     let state = wire_name(&status.state);
                     let before: Option<String> = tx
-                        .prepare_cached(
+                        .query_opt(
                             "SELECT state FROM cameras WHERE agent = ?1 AND camera = ?2",
+                            &[agent, camera],
                         )
-                        .and_then(|mut s| s.query_row([agent, camera], |r| r.get(0)).optional())
+                        .and_then(|r| r.map(|r| r.get(0)).transpose())
                         .map_err(sql("cannot read camera status"))?;
                     let applied = tx
-                        .prepare_cached(
+                        .execute(
                             "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
                              received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
                              ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
@@ -825,27 +932,25 @@ impl Store {
                              since_ms = CASE WHEN cameras.state = excluded.state \
                                         THEN cameras.since_ms ELSE excluded.since_ms END \
                              WHERE excluded.at_ms >= cameras.at_ms",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
+                            &[
                                 agent,
                                 camera,
-                                state,
-                                status.fps.map(f64::from),
-                                status.error,
-                                status.at.as_str(),
-                                status.at.unix_millis(),
-                                at,
-                            ])
-                        })
+                                &state,
+                                &status.fps.map(f64::from),
+                                &status.error,
+                                &status.at.as_str(),
+                                &status.at.unix_millis(),
+                                &at,
+                            ],
+                        )
                         .map_err(sql("cannot store camera status"))?;
                     out.statuses += 1;
                     if applied > 0 && before.as_deref() != Some(state.as_str()) {
-                        tx.prepare_cached(
+                        tx.execute(
                             "INSERT INTO camera_history (agent, camera, state, at_ms) \
                              VALUES (?1, ?2, ?3, ?4)",
+                            &[agent, camera, &state, &at],
                         )
-                        .and_then(|mut s| s.execute(params![agent, camera, state, at]))
                         .map_err(sql("cannot store camera history"))?;
                         if matches!(state.as_str(), "streaming" | "tampered" | "stopped") {
                             for id in incidents::health_recovered(
@@ -868,17 +973,17 @@ impl Store {
                     payload,
                     error,
                 } => {
-                    tx.prepare_cached(
+                    tx.execute(
                         "INSERT INTO dead_letters (topic, payload, error, received_at_ms) \
                          VALUES (?1, ?2, ?3, ?4)",
+                        &[topic, payload, error, &at],
                     )
-                    .and_then(|mut s| s.execute(params![topic, payload, error, at]))
                     .map_err(sql("cannot store dead letter"))?;
                     out.dead_lettered += 1;
                 }
             }
         }
-        filing.flush(&tx).map_err(sql("cannot update incidents"))?;
+        let mut filed = filing.flush(&tx).map_err(sql("cannot update incidents"))?;
         // The incidents as they are after the batch, once each, in the order they last
         // changed; "opened" wins over later updates in the same batch.
         let mut last: BTreeMap<i64, (usize, ChangeKind)> = BTreeMap::new();
@@ -892,7 +997,11 @@ impl Store {
         let mut order: Vec<(i64, (usize, ChangeKind))> = last.into_iter().collect();
         order.sort_unstable_by_key(|(_, (pos, _))| *pos);
         for (id, (_, change)) in order {
-            if let Some(incident) = incidents::load(&tx, id).map_err(sql("cannot read incident"))? {
+            let incident = match filed.remove(&id) {
+                Some(i) => Some(i),
+                None => incidents::load(&tx, id).map_err(sql("cannot read incident"))?,
+            };
+            if let Some(incident) = incident {
                 out.changes.push(Change { change, incident });
             }
         }
@@ -913,31 +1022,33 @@ impl Store {
 
     /// The highest seq stored for `agent` (events and counts), or 0.
     pub fn max_seq(&self, agent: &str) -> Result<u64, StoreError> {
-        max_seq(&self.conn, agent).map_err(self.err("cannot read max seq"))
+        max_seq(&self.db, agent).map_err(self.err("cannot read max seq"))
     }
 
     /// Missing seq ranges `(first, last)`, inclusive, between 1 and the highest seq stored
     /// for `agent` (events and counts share the sequence).
     pub fn seq_gaps(&self, agent: &str) -> Result<Vec<(u64, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let rows = self
+            .db
+            .query(
                 "WITH s AS (SELECT seq FROM events WHERE agent = ?1 \
                             UNION SELECT seq FROM counts WHERE agent = ?1), \
                       l AS (SELECT seq, LAG(seq, 1, (SELECT COALESCE(MAX(seq), 0) \
                             FROM seq_floor WHERE agent = ?1)) OVER (ORDER BY seq) AS prev \
                             FROM s) \
                  SELECT prev + 1, seq - 1 FROM l WHERE seq > prev + 1 ORDER BY seq",
+                &[&agent],
             )
             .map_err(self.err("cannot find seq gaps"))?;
-        let rows = stmt
-            .query_map([agent], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot find seq gaps"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(a, b)| (a.max(0) as u64, b.max(0) as u64))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.get::<i64>(0)?.max(0) as u64,
+                    r.get::<i64>(1)?.max(0) as u64,
+                ))
+            })
+            .collect::<Result<_, DbError>>()
+            .map_err(self.err("cannot find seq gaps"))
     }
 
     /// Deletes raw events and counts older than `events_days` and snapshots older than
@@ -952,10 +1063,10 @@ impl Store {
     ) -> Result<(u64, u64), StoreError> {
         let cutoff =
             |days: u64| now_ms - i64::try_from(days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
-        let p = self.path.clone();
+        let p = self.name.clone();
         let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db
+            .begin()
             .map_err(sqlerr(&p, "cannot begin retention"))?;
         let mut removed = (0u64, 0u64);
         let mut files = Vec::new();
@@ -963,39 +1074,40 @@ impl Store {
             let c = cutoff(events_days);
             tx.execute(
                 "INSERT INTO seq_floor (agent, seq) \
-                 SELECT agent, MAX(seq) FROM (SELECT agent, seq FROM events WHERE observed_at_ms < ?1 \
-                 UNION ALL SELECT agent, seq FROM counts WHERE interval_start_ms < ?1) GROUP BY agent \
-                 ON CONFLICT (agent) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                [c],
+                 SELECT agent, MAX(seq) FROM (SELECT agent, seq FROM events \
+                 WHERE observed_at_ms < ?1 UNION ALL SELECT agent, seq FROM counts \
+                 WHERE interval_start_ms < ?1) AS old GROUP BY agent \
+                 ON CONFLICT (agent) DO UPDATE SET seq = CASE WHEN excluded.seq > seq_floor.seq \
+                 THEN excluded.seq ELSE seq_floor.seq END",
+                &[&c],
             )
             .map_err(sqlerr(&p, "cannot record retention floor"))?;
             removed.0 += tx
-                .execute("DELETE FROM events WHERE observed_at_ms < ?1", [c])
-                .map_err(sqlerr(&p, "cannot delete old events"))? as u64;
+                .execute("DELETE FROM events WHERE observed_at_ms < ?1", &[&c])
+                .map_err(sqlerr(&p, "cannot delete old events"))?;
             removed.0 += tx
-                .execute("DELETE FROM counts WHERE interval_start_ms < ?1", [c])
-                .map_err(sqlerr(&p, "cannot delete old counts"))? as u64;
+                .execute("DELETE FROM counts WHERE interval_start_ms < ?1", &[&c])
+                .map_err(sqlerr(&p, "cannot delete old counts"))?;
         }
         if snapshots_days > 0 {
             let c = cutoff(snapshots_days);
-            let mut stmt = tx
-                .prepare("SELECT DISTINCT path FROM snapshots WHERE received_at_ms < ?1")
+            let paths: Vec<String> = tx
+                .query(
+                    "SELECT DISTINCT path FROM snapshots WHERE received_at_ms < ?1",
+                    &[&c],
+                )
+                .and_then(|rows| rows.iter().map(|r| r.get(0)).collect())
                 .map_err(sqlerr(&p, "cannot list old snapshots"))?;
-            let paths: Vec<String> = stmt
-                .query_map([c], |r| r.get(0))
-                .and_then(|r| r.collect::<Result<_, _>>())
-                .map_err(sqlerr(&p, "cannot list old snapshots"))?;
-            drop(stmt);
             removed.1 = tx
-                .execute("DELETE FROM snapshots WHERE received_at_ms < ?1", [c])
-                .map_err(sqlerr(&p, "cannot delete old snapshots"))? as u64;
+                .execute("DELETE FROM snapshots WHERE received_at_ms < ?1", &[&c])
+                .map_err(sqlerr(&p, "cannot delete old snapshots"))?;
             for path in paths {
                 let used: bool = tx
-                    .query_row(
+                    .query_one(
                         "SELECT EXISTS (SELECT 1 FROM snapshots WHERE path = ?1)",
-                        [&path],
-                        |r| r.get(0),
+                        &[&path],
                     )
+                    .and_then(|r| r.get(0))
                     .map_err(sqlerr(&p, "cannot check snapshot use"))?;
                 if !used {
                     files.push(PathBuf::from(path));
@@ -1027,7 +1139,7 @@ impl Store {
     pub fn distinct_seqs(&self, agent: &str) -> Result<u64, StoreError> {
         self.count(
             "SELECT COUNT(*) FROM (SELECT seq FROM events WHERE agent = ?1 \
-             UNION SELECT seq FROM counts WHERE agent = ?1)",
+             UNION SELECT seq FROM counts WHERE agent = ?1) AS s",
             agent,
         )
     }
@@ -1041,26 +1153,23 @@ impl Store {
     }
 
     fn count(&self, sql: &str, agent: &str) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(sql, [agent], |r| r.get::<_, i64>(0))
+        self.db
+            .query_one(sql, &[&agent])
+            .and_then(|r| r.get::<i64>(0))
             .map(|n| n.max(0) as u64)
             .map_err(self.err("cannot count"))
     }
 
     /// Every agent with stored events, counts or status, sorted.
     pub fn agents(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query(
                 "SELECT agent FROM events UNION SELECT agent FROM counts \
                  UNION SELECT agent FROM agents ORDER BY agent",
+                &[],
             )
-            .map_err(self.err("cannot list agents"))?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
-            .map_err(self.err("cannot list agents"));
-        rows
+            .and_then(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(self.err("cannot list agents"))
     }
 
     /// Totals and gaps per agent.
@@ -1068,11 +1177,9 @@ impl Store {
         let mut out = Vec::new();
         for agent in self.agents()? {
             let state = self
-                .conn
-                .query_row("SELECT state FROM agents WHERE agent = ?1", [&agent], |r| {
-                    r.get(0)
-                })
-                .optional()
+                .db
+                .query_opt("SELECT state FROM agents WHERE agent = ?1", &[&agent])
+                .and_then(|r| r.map(|r| r.get(0)).transpose())
                 .map_err(self.err("cannot read agent status"))?;
             out.push(AgentSummary {
                 events: self.count_events(&agent)?,
@@ -1088,66 +1195,66 @@ impl Store {
 
     /// The stored snapshot of event `event_id`.
     pub fn snapshot(&self, event_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT event_id, sha256, size, path FROM snapshots WHERE event_id = ?1",
-                [event_id],
-                |r| {
+                &[&event_id],
+            )
+            .and_then(|r| {
+                r.map(|r| {
                     Ok(StoredSnapshot {
                         event_id: r.get(0)?,
                         sha256: r.get(1)?,
-                        size: r.get::<_, i64>(2)?.max(0) as u64,
-                        path: PathBuf::from(r.get::<_, String>(3)?),
+                        size: r.get::<i64>(2)?.max(0) as u64,
+                        path: PathBuf::from(r.get::<String>(3)?),
                     })
-                },
-            )
-            .optional()
+                })
+                .transpose()
+            })
             .map_err(self.err("cannot read snapshot"))
     }
 
     /// How many dead letters are stored.
     pub fn count_dead_letters(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
-                r.get::<_, i64>(0)
-            })
+        self.db
+            .query_one("SELECT COUNT(*) FROM dead_letters", &[])
+            .and_then(|r| r.get::<i64>(0))
             .map(|n| n.max(0) as u64)
             .map_err(self.err("cannot count dead letters"))
     }
 
     /// The most recent `limit` dead letters, newest first.
     pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        self.db
+            .query(
                 "SELECT id, topic, payload, error, received_at_ms FROM dead_letters \
                  ORDER BY id DESC LIMIT ?1",
+                &[&limit],
             )
-            .map_err(self.err("cannot read dead letters"))?;
-        let rows = stmt
-            .query_map([limit], |r| {
-                Ok(DeadLetter {
-                    id: r.get(0)?,
-                    topic: r.get(1)?,
-                    payload: r.get(2)?,
-                    error: r.get(3)?,
-                    received_at_ms: r.get(4)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(DeadLetter {
+                            id: r.get(0)?,
+                            topic: r.get(1)?,
+                            payload: r.get(2)?,
+                            error: r.get(3)?,
+                            received_at_ms: r.get(4)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err("cannot read dead letters"));
-        rows
+            .map_err(self.err("cannot read dead letters"))
     }
 
     /// An agent's last status: `(state, version)`.
     pub fn agent_state(&self, agent: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT state, version FROM agents WHERE agent = ?1",
-                [agent],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &[&agent],
             )
-            .optional()
+            .and_then(|r| r.map(|r| Ok((r.get(0)?, r.get(1)?))).transpose())
             .map_err(self.err("cannot read agent status"))
     }
 
@@ -1157,13 +1264,12 @@ impl Store {
         agent: &str,
         camera: &str,
     ) -> Result<Option<(String, Option<f64>)>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT state, fps FROM cameras WHERE agent = ?1 AND camera = ?2",
-                [agent, camera],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &[&agent, &camera],
             )
-            .optional()
+            .and_then(|r| r.map(|r| Ok((r.get(0)?, r.get(1)?))).transpose())
             .map_err(self.err("cannot read camera status"))
     }
 }
@@ -1178,7 +1284,7 @@ impl Committed {
         self.agents.get_mut(agent).expect("inserted above")
     }
 
-    fn count(&mut self, changed: usize) {
+    fn count(&mut self, changed: u64) {
         if changed == 0 {
             self.duplicates += 1;
         } else {
@@ -1187,13 +1293,13 @@ impl Committed {
     }
 }
 
-fn max_seq(conn: &Connection, agent: &str) -> rusqlite::Result<u64> {
-    conn.query_row(
+fn max_seq(db: &Db, agent: &str) -> Result<u64, DbError> {
+    db.query_one(
         "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events WHERE agent = ?1 \
-         UNION ALL SELECT MAX(seq) FROM counts WHERE agent = ?1)",
-        [agent],
-        |r| r.get::<_, Option<i64>>(0),
-    )
+         UNION ALL SELECT MAX(seq) FROM counts WHERE agent = ?1) AS s",
+        &[&agent],
+    )?
+    .get::<Option<i64>>(0)
     .map(|m| m.unwrap_or(0).max(0) as u64)
 }
 
@@ -1230,13 +1336,9 @@ fn above_high(
 }
 
 /// Records `agent`'s max seq before the batch touches it.
-fn note_max(
-    tx: &Transaction<'_>,
-    seen: &mut BTreeMap<String, u64>,
-    agent: &str,
-) -> rusqlite::Result<()> {
+fn note_max(db: &Db, seen: &mut BTreeMap<String, u64>, agent: &str) -> Result<(), DbError> {
     if !seen.contains_key(agent) {
-        let m = max_seq(tx, agent)?;
+        let m = max_seq(db, agent)?;
         seen.insert(agent.to_owned(), m);
     }
     Ok(())
@@ -1245,6 +1347,40 @@ fn note_max(
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     Timestamp::now().unix_millis()
+}
+
+fn create_snapshot_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        path: dir.to_owned(),
+        what: "cannot create snapshot directory",
+        source,
+    })
+}
+
+/// `postgresql://user@host:port/dbname`, for messages: never the password.
+fn pg_name(c: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let host = match c.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgresql://{}@{host}:{port}/{}",
+        c.get_user().unwrap_or(""),
+        c.get_dbname().unwrap_or("")
+    )
+}
+
+/// The schema version recorded in the database (0: empty).
+fn schema_version(db: &Db) -> Result<u32, DbError> {
+    match db.as_sqlite() {
+        Some(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+        None => db
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM ioc_schema", &[])?
+            .get(0),
+    }
 }
 
 #[cfg(test)]
@@ -1315,10 +1451,10 @@ pub(crate) mod tests {
         assert_eq!(s.distinct_event_ids("a1").unwrap(), 5);
         assert_eq!(s.count_events("other").unwrap(), 0);
         // The payload is kept as received, unknown fields included.
-        let payload: String = s
-            .conn
-            .query_row("SELECT payload FROM events WHERE seq = 1", [], |r| r.get(0))
-            .unwrap();
+        let payload: String =
+            s.db.query_one("SELECT payload FROM events WHERE seq = 1", &[])
+                .and_then(|r| r.get(0))
+                .unwrap();
         assert!(payload.contains("future_field"));
     }
 
@@ -1456,17 +1592,17 @@ pub(crate) mod tests {
         let s = open(&dir);
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(s.count_events("a1").unwrap(), 1);
-        let mode: String = s
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String =
+            s.db.query_one("PRAGMA journal_mode", &[])
+                .and_then(|r| r.get(0))
+                .unwrap();
         assert_eq!(mode, "wal");
         // A second connection (a reader, like `stats`) can open it at the same time.
         let reader = open(&dir);
         assert_eq!(reader.count_events("a1").unwrap(), 1);
         drop((s, reader));
         // A database from a newer collector is refused.
-        let conn = Connection::open(dir.path().join("db/ioc.db")).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("db/ioc.db")).unwrap();
         conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
             .unwrap();
         drop(conn);

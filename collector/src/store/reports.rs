@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde::Serialize;
 
+use super::db::{DbError, ToArg};
 use super::{Store, StoreError};
 use crate::incident::ts;
 
@@ -193,55 +193,55 @@ impl Store {
     /// Agents and cameras with their current state.
     pub fn health(&self) -> Result<Health, StoreError> {
         let e = || self.err("cannot read health");
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let agents = self
+            .db
+            .query(
                 "SELECT a.agent, a.state, a.version, a.since_ms, a.at, \
                  (SELECT COUNT(*) FROM events e WHERE e.agent = a.agent), \
                  (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.agent = a.agent) \
                  FROM agents a ORDER BY a.agent",
+                &[],
             )
-            .map_err(e())?;
-        let agents = stmt
-            .query_map([], |r| {
-                Ok(AgentHealth {
-                    site: r.get(0)?,
-                    state: r.get(1)?,
-                    version: r.get(2)?,
-                    since: r
-                        .get::<_, Option<i64>>(3)?
-                        .map(|m| ts(m).as_str().to_owned()),
-                    at: r.get(4)?,
-                    events: r.get(5)?,
-                    max_seq: r.get(6)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(AgentHealth {
+                            site: r.get(0)?,
+                            state: r.get(1)?,
+                            version: r.get(2)?,
+                            since: r.get::<Option<i64>>(3)?.map(|m| ts(m).as_str().to_owned()),
+                            at: r.get(4)?,
+                            events: r.get(5)?,
+                            max_seq: r.get(6)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(e())?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let cameras = self
+            .db
+            .query(
                 "SELECT c.agent, c.camera, c.state, c.fps, c.error, c.since_ms, \
                  (SELECT COUNT(*) FROM incidents i WHERE i.agent = c.agent \
                   AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')) \
                  FROM cameras c ORDER BY c.agent, c.camera",
+                &[],
             )
-            .map_err(e())?;
-        let cameras = stmt
-            .query_map([], |r| {
-                Ok(CameraHealth {
-                    site: r.get(0)?,
-                    camera: r.get(1)?,
-                    state: r.get(2)?,
-                    fps: r.get(3)?,
-                    error: r.get(4)?,
-                    since: r
-                        .get::<_, Option<i64>>(5)?
-                        .map(|m| ts(m).as_str().to_owned()),
-                    open_incidents: r.get(6)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(CameraHealth {
+                            site: r.get(0)?,
+                            camera: r.get(1)?,
+                            state: r.get(2)?,
+                            fps: r.get(3)?,
+                            error: r.get(4)?,
+                            since: r.get::<Option<i64>>(5)?.map(|m| ts(m).as_str().to_owned()),
+                            open_incidents: r.get(6)?,
+                        })
+                    })
+                    .collect()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(e())?;
         Ok(Health { agents, cameras })
     }
@@ -249,55 +249,54 @@ impl Store {
     /// Chart data for incidents first seen in `[from_ms, to_ms)`.
     pub fn stats(&self, from_ms: i64, to_ms: i64, offset_ms: i64) -> Result<Stats, StoreError> {
         let e = || self.err("cannot compute statistics");
-        let q = |sql: &str| self.conn.prepare_cached(sql);
+        let q = |sql: &str, args: &[&dyn ToArg]| self.db.query(sql, args).map_err(e());
         let per_day_kind = q(
             "SELECT (first_at_ms + ?3) / 86400000, kind, COUNT(*) FROM incidents \
              WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
-                Ok((day_name(r.get(0)?), r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
+            &[&from_ms, &to_ms, &offset_ms],
+        )?
+        .iter()
+        .map(|r| Ok((day_name(r.get(0)?), r.get(1)?, r.get(2)?)))
+        .collect::<Result<_, DbError>>()
         .map_err(e())?;
         let per_hour_kind = q(
             "SELECT ((first_at_ms + ?3) % 86400000) / 3600000, kind, COUNT(*) FROM incidents \
              WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
+            &[&from_ms, &to_ms, &offset_ms],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect::<Result<_, DbError>>()
         .map_err(e())?;
         let counts = q(
             "SELECT (interval_start_ms + ?3) / 86400000, agent, camera, line, class, direction, \
-             SUM(count) FROM count_items WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
+             CAST(SUM(count) AS BIGINT) FROM count_items \
+             WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![from_ms, to_ms, offset_ms], |r| {
-                Ok((
-                    day_name(r.get(0)?),
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()
+            &[&from_ms, &to_ms, &offset_ms],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                day_name(r.get(0)?),
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })
+        .collect::<Result<_, DbError>>()
         .map_err(e())?;
-        let per_state = q("SELECT state, COUNT(*) FROM incidents \
-             WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1 ORDER BY 1")
-        .and_then(|mut s| {
-            s.query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()
-        })
+        let per_state = q(
+            "SELECT state, COUNT(*) FROM incidents \
+             WHERE first_at_ms >= ?1 AND first_at_ms < ?2 GROUP BY 1 ORDER BY 1",
+            &[&from_ms, &to_ms],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_, DbError>>()
         .map_err(e())?;
         Ok(Stats {
             per_day_kind,
@@ -319,12 +318,9 @@ impl Store {
         let start = day * DAY_MS - off;
         let end = start + DAY_MS;
         let pairs = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
-            self.conn
-                .prepare_cached(sql)
-                .and_then(|mut s| {
-                    s.query_map(params![start, end], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<Vec<_>, _>>()
-                })
+            self.db
+                .query(sql, &[&start, &end])
+                .and_then(|rows| rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect())
                 .map_err(e())
         };
         let by_kind = pairs(
@@ -343,25 +339,27 @@ impl Store {
         let mut overdue = 0;
         let mut to_ack = Vec::new();
         let mut to_resolve = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let rows = self
+            .db
+            .query(
                 "SELECT first_at_ms, created_at_ms, acked_at_ms, closed_at_ms, state, escalations \
                  FROM incidents WHERE first_at_ms >= ?1 AND first_at_ms < ?2",
+                &[&start, &end],
             )
-            .map_err(e())?;
-        let rows = stmt
-            .query_map(params![start, end], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.get::<i64>(0)?,
+                            r.get::<i64>(1)?,
+                            r.get::<Option<i64>>(2)?,
+                            r.get::<Option<i64>>(3)?,
+                            r.get::<String>(4)?,
+                            r.get::<i64>(5)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, DbError>>()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(e())?;
         let total = rows.len() as i64;
         let (mut resolved, mut dismissed) = (0, 0);
@@ -386,24 +384,26 @@ impl Store {
             (resolved + dismissed > 0).then(|| dismissed as f64 / (resolved + dismissed) as f64);
         let uptime = self.uptime(start, end.min(now_ms))?;
         let counts = self
-            .conn
-            .prepare_cached(
-                "SELECT agent, camera, line, class, direction, SUM(count) FROM count_items \
-                 WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
+            .db
+            .query(
+                "SELECT agent, camera, line, class, direction, CAST(SUM(count) AS BIGINT) \
+                 FROM count_items WHERE interval_start_ms >= ?1 AND interval_start_ms < ?2 \
                  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+                &[&start, &end],
             )
-            .and_then(|mut s| {
-                s.query_map(params![start, end], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })
+                    .collect()
             })
             .map_err(e())?;
         Ok(DailyReport {
@@ -426,23 +426,25 @@ impl Store {
     /// Per camera, the share of `[start, end)` with frames arriving, from the state history.
     fn uptime(&self, start: i64, end: i64) -> Result<Vec<Uptime>, StoreError> {
         let e = || self.err("cannot compute uptime");
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let rows = self
+            .db
+            .query(
                 "SELECT agent, camera, state, at_ms FROM camera_history WHERE at_ms < ?1 \
                  ORDER BY agent, camera, at_ms",
+                &[&end],
             )
-            .map_err(e())?;
-        let rows = stmt
-            .query_map([end], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.get::<String>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<String>(2)?,
+                            r.get::<i64>(3)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, DbError>>()
             })
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
             .map_err(e())?;
         let mut per_cam: BTreeMap<(String, String), Vec<(String, i64)>> = BTreeMap::new();
         for (a, c, s, at) in rows {

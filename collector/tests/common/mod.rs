@@ -13,6 +13,57 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+/// The database a test runs on: SQLite in the test's directory, or a PostgreSQL server
+/// started for the test (Debian's package, a temporary cluster).
+pub enum TestDb {
+    /// `{dir}/ioc.db`.
+    Sqlite,
+    /// A server and the database made for this test.
+    Postgres {
+        /// The server (stopped on drop).
+        server: ioc_testkit::postgres::Postgres,
+        /// The database's URL (no password).
+        url: String,
+    },
+}
+
+impl TestDb {
+    /// Starts a PostgreSQL server with an empty database `name`.
+    pub fn postgres(name: &str) -> TestDb {
+        let server = ioc_testkit::postgres::Postgres::start(false).unwrap();
+        let url = server.create_database(name).unwrap();
+        TestDb::Postgres { server, url }
+    }
+
+    /// The `[store]` section for a collector whose files live in `dir`.
+    pub fn store_toml(&self, dir: &Path) -> String {
+        let snaps = dir.join("snapshots");
+        match self {
+            TestDb::Sqlite => format!(
+                "[store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n",
+                dir.join("ioc.db").display(),
+                snaps.display()
+            ),
+            TestDb::Postgres { server, url } => format!(
+                "[store]\nsnapshot_dir = \"{}\"\n[store.postgres]\nurl = \"{url}\"\n\
+                 password_file = \"{}\"\n",
+                snaps.display(),
+                server.password_file(dir).unwrap().display()
+            ),
+        }
+    }
+
+    /// Opens the store a collector with [`TestDb::store_toml`] uses (a second connection).
+    pub fn open(&self, dir: &Path) -> ioc_collector::Store {
+        let text = format!(
+            "[mqtt]\nhost = \"x\"\nclient_id = \"x\"\n{}",
+            self.store_toml(dir)
+        );
+        let c = ioc_collector::Config::parse(&text, Path::new("test.toml")).unwrap();
+        ioc_collector::Store::open_config(&c.store).unwrap()
+    }
+}
+
 /// Logs `user` in at `base`; returns the bearer token.
 pub async fn login(base: &str, user: &str, password: &str) -> String {
     let r = Client::new()
