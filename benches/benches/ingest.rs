@@ -17,7 +17,7 @@
 //! (C) Latency: 20 events/s for 10 s, each in its own zone (each opens an incident); time
 //!     from the agent's publish to the `incident` message on `/api/stream`.
 //!
-//! Run: `cargo bench -p ioc-benches --bench ingest`.
+//! Run: `cargo bench -p ioc-benches --bench ingest [-- sqlite|postgres|e2e]`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -367,11 +367,34 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
+    // `cargo bench --bench ingest -- sqlite|postgres|e2e` runs one part; no filter runs all.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |part: &str| filter.is_empty() || filter.iter().any(|f| part.contains(f.as_str()));
     let rows = rows();
+    if run("sqlite") {
+        store_sqlite(&rows);
+    }
+    if run("postgres") {
+        store_postgres(&rows);
+    }
+    if run("e2e") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(end_to_end_and_latency());
+    }
+}
+
+fn store_sqlite(rows: &[Ingested]) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        b.push(raw(&rows));
-        a.push(ours(&rows));
+        b.push(raw(rows));
+        a.push(ours(rows));
     }
     let (ma, mb) = (median(a.clone()), median(b.clone()));
     println!(
@@ -380,11 +403,14 @@ fn main() {
          ratio {:.2}",
         ma / mb
     );
+}
+
+fn store_postgres(rows: &[Ingested]) {
     let server = Postgres::start(true).unwrap();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        b.push(raw_pg(&server, round, &rows));
-        a.push(ours_pg(&server, round, &rows));
+        b.push(raw_pg(&server, round, rows));
+        a.push(ours_pg(&server, round, rows));
     }
     let (ma, mb) = (median(a.clone()), median(b.clone()));
     println!(
@@ -393,11 +419,4 @@ fn main() {
          (rounds {b:.0?}); ratio {:.2}",
         ma / mb
     );
-    drop(server);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(end_to_end_and_latency());
 }

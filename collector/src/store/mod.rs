@@ -470,6 +470,8 @@ pub struct AgentSummary {
 /// The store (see the module docs for its contract).
 pub struct Store {
     db: Db,
+    /// Incident keys the last batch filed under (SQLite only; see `insert_batch`).
+    known_keys: incidents::KeyCache,
     /// The SQLite file, or the PostgreSQL server and database, for messages.
     name: String,
     snapshot_dir: PathBuf,
@@ -557,6 +559,7 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| sql("cannot set pragmas")(e.into()))?;
         let mut store = Store {
+            known_keys: Vec::new(),
             db: Db::sqlite(conn),
             name,
             snapshot_dir: snapshot_dir.to_owned(),
@@ -592,6 +595,7 @@ impl Store {
         }
         .map_err(|e| sqlerr(&name, "cannot connect")(e.into()))?;
         let mut store = Store {
+            known_keys: Vec::new(),
             db: Db::postgres(client),
             name,
             snapshot_dir: snapshot_dir.to_owned(),
@@ -739,7 +743,12 @@ impl Store {
         let mut out = Committed::default();
         let policy = self.policy;
         let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
-        let mut filing = incidents::Filing::default();
+        // SQLite has one writer, this store: the keys it filed under last time are still
+        // right unless it changed an incident since (`act` and `tick` forget them).
+        let mut filing = match tx.dialect() {
+            Dialect::Sqlite => incidents::Filing::with_keys(std::mem::take(&mut self.known_keys)),
+            Dialect::Postgres => incidents::Filing::default(),
+        };
         // Per agent, the highest seq stored or seen in this batch (events and counts).
         let mut high: BTreeMap<String, u64> = BTreeMap::new();
         // Each agent's max seq before this batch, for gap warnings.
@@ -905,6 +914,7 @@ impl Store {
                         )
                         .map_err(sql("cannot resolve health incident"))?
                         {
+                            filing.forget(&[id]);
                             changed.push((id, ChangeKind::Changed));
                         }
                     }
@@ -963,6 +973,7 @@ impl Store {
                             )
                             .map_err(sql("cannot resolve health incident"))?
                             {
+                                filing.forget(&[id]);
                                 changed.push((id, ChangeKind::Changed));
                             }
                         }
@@ -1006,6 +1017,9 @@ impl Store {
             }
         }
         tx.commit().map_err(sql("cannot commit batch"))?;
+        if self.db.dialect() == Dialect::Sqlite {
+            self.known_keys = filing.into_keys();
+        }
         for (agent, mut seqs) in seqs_by_agent {
             let mut max = max_before.get(&agent).copied().unwrap_or(0);
             seqs.sort_unstable();
