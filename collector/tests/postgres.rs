@@ -232,3 +232,41 @@ fn tls_to_the_server_is_verified() {
     assert!(err.contains("cannot connect"), "{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
+
+#[test]
+fn a_restarted_server_is_reconnected_to_and_nothing_is_lost() {
+    let mut server = Postgres::start(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    server.create_database("ioc").unwrap();
+    let config = pg_config(&server, dir.path(), "ioc");
+    let mut store = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    let t0 = 1_714_521_600_000;
+    store.insert_batch(&[event(1, t0)]).unwrap();
+
+    // The server crashes and comes back: the connection is gone. A batch tried then fails
+    // whole (ingest retries it, unacked); a later try reconnects and commits it.
+    server.restart().unwrap();
+    let batch = [event(2, t0 + 1), event(3, t0 + 2)];
+    let mut failures = 0;
+    while let Err(e) = store.insert_batch(&batch) {
+        failures += 1;
+        assert!(failures < 5, "no reconnect after {failures} tries: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(failures <= 1, "one failed try at most: {failures}");
+    assert_eq!(store.count_events("site-a").unwrap(), 3);
+    assert_eq!(store.seq_gaps("site-a").unwrap(), vec![]);
+    let all = store.incidents(&IncidentFilter::default()).unwrap();
+    assert_eq!((all.len(), all[0].event_count), (1, 3));
+
+    // Reads reconnect too (the API's connection).
+    let reader = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    server.restart().unwrap();
+    let n = (0..5).find_map(|_| {
+        reader.count_events("site-a").ok().or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            None
+        })
+    });
+    assert_eq!(n, Some(3));
+}

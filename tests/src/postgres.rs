@@ -17,6 +17,8 @@ pub struct Postgres {
     child: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The server's arguments but the port.
+    args: Vec<String>,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     /// The superuser's password.
@@ -131,42 +133,61 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = crate::free_port();
-        let mut cmd = as_owner(&bin, "postgres");
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "max_connections=50", "-c", "shared_buffers=64MB"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log"))?);
+        let mut args: Vec<String> = vec!["-D".into(), data.display().to_string()];
+        let mut set = |kv: String| args.extend(["-c".into(), kv]);
+        set("listen_addresses=127.0.0.1".into());
+        set(format!("unix_socket_directories={}", dir.path().display()));
+        set("max_connections=50".into());
+        set("shared_buffers=64MB".into());
         if !durable {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"]);
+            set("fsync=off".into());
+            set("synchronous_commit=off".into());
         }
         if tls.is_some() {
-            cmd.args(["-c", "ssl=on"])
-                .arg("-c")
-                .arg(format!(
-                    "ssl_cert_file={}",
-                    dir.path().join("server.crt").display()
-                ))
-                .arg("-c")
-                .arg(format!(
-                    "ssl_key_file={}",
-                    dir.path().join("server.key").display()
-                ));
+            set("ssl=on".into());
+            set(format!(
+                "ssl_cert_file={}",
+                dir.path().join("server.crt").display()
+            ));
+            set(format!(
+                "ssl_key_file={}",
+                dir.path().join("server.key").display()
+            ));
         }
-        let child = cmd.spawn()?;
         let mut pg = Postgres {
-            child: Some(child),
+            child: None,
             dir,
             bin,
+            args,
             port,
             password,
         };
-        pg.wait_ready()?;
+        pg.spawn()?;
         Ok(pg)
+    }
+
+    /// Starts the server process on the cluster and waits until it accepts connections.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
+        let child = as_owner(&self.bin, "postgres")
+            .args(&self.args)
+            .args(["-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Stops the server at once and starts it again on the same cluster and port, as after a
+    /// crash: clients' connections are cut.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {

@@ -229,10 +229,30 @@ pub enum Dialect {
     Postgres,
 }
 
+/// Opens a new PostgreSQL connection with the settings (and TLS) of the first.
+pub type Connect = Box<dyn Fn() -> Result<postgres::Client, postgres::Error> + Send + Sync>;
+
 struct Pg {
     client: PgClient,
     /// Prepared statements by the store's SQL text (before translation).
     statements: HashMap<String, postgres::Statement>,
+    connect: Connect,
+    /// Between `BEGIN` and its end. A connection lost then is an error, never a reconnect:
+    /// the rest of the transaction would run outside it.
+    in_tx: bool,
+}
+
+impl Pg {
+    /// Reconnects if the server closed the connection (a restart, a network cut) and no
+    /// transaction is open; the caller's retry then finds a working connection.
+    fn ready(&mut self) -> Result<(), DbError> {
+        if self.client.is_closed() && !self.in_tx {
+            tracing::warn!("the PostgreSQL connection was closed; reconnecting");
+            self.client = PgClient(Some((self.connect)()?));
+            self.statements.clear();
+        }
+        Ok(())
+    }
 }
 
 /// The driver's client, closed off the async runtime (its `Drop` blocks, see
@@ -280,14 +300,17 @@ impl Db {
         }
     }
 
-    /// Wraps an open PostgreSQL client.
-    pub fn postgres(client: postgres::Client) -> Db {
-        Db {
+    /// Connects to PostgreSQL with `connect`, which also serves to reconnect later.
+    pub fn postgres(connect: Connect) -> Result<Db, DbError> {
+        let client = off_runtime(&connect)?;
+        Ok(Db {
             conn: Conn::Postgres(Box::new(RefCell::new(Pg {
                 client: PgClient(Some(client)),
                 statements: HashMap::new(),
+                connect,
+                in_tx: false,
             }))),
-        }
+        })
     }
 
     /// The engine.
@@ -313,7 +336,10 @@ impl Db {
             Conn::Postgres(pg) => {
                 let mut guard = pg.borrow_mut();
                 let pg: &mut Pg = &mut guard;
-                Ok(off_runtime(|| pg.client.batch_execute(sql))?)
+                off_runtime(|| {
+                    pg.ready()?;
+                    Ok(pg.client.batch_execute(sql)?)
+                })
             }
         }
     }
@@ -332,6 +358,7 @@ impl Db {
                 let pg: &mut Pg = &mut guard;
                 let (types, values) = pg_args(args);
                 off_runtime(|| {
+                    pg.ready()?;
                     let stmt = pg.prepare(sql, &types)?;
                     Ok(pg.client.execute(&stmt, &pg_refs(&values))?)
                 })
@@ -369,6 +396,7 @@ impl Db {
                 let pg: &mut Pg = &mut guard;
                 let (types, values) = pg_args(args);
                 off_runtime(|| {
+                    pg.ready()?;
                     let stmt = pg.prepare(sql, &types)?;
                     let rows = pg.client.query(&stmt, &pg_refs(&values))?;
                     rows.iter().map(pg_row).collect()
@@ -391,14 +419,27 @@ impl Db {
     /// takes the write lock at once (`BEGIN IMMEDIATE`), so it never fails half-way on a
     /// lock upgrade.
     pub fn begin(&self) -> Result<Tx<'_>, DbError> {
-        self.batch(match self.dialect() {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        })?;
+        match &self.conn {
+            Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Conn::Postgres(pg) => {
+                self.batch("BEGIN")?;
+                pg.borrow_mut().in_tx = true;
+            }
+        }
         Ok(Tx {
             db: self,
             done: false,
         })
+    }
+
+    /// Ends the open transaction with `sql` (`COMMIT` or `ROLLBACK`).
+    fn end(&self, sql: &str) -> Result<(), DbError> {
+        let r = self.batch(sql);
+        if let Conn::Postgres(pg) = &self.conn {
+            // Committed, rolled back, or the connection is gone: no transaction either way.
+            pg.borrow_mut().in_tx = false;
+        }
+        r
     }
 }
 
@@ -411,8 +452,11 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     /// Commits.
     pub fn commit(mut self) -> Result<(), DbError> {
+        // Marked done only once committed: a failed COMMIT (SQLite: busy) rolls back on drop
+        // rather than leaving the transaction open for the next batch to trip over.
+        self.db.end("COMMIT")?;
         self.done = true;
-        self.db.batch("COMMIT")
+        Ok(())
     }
 }
 
@@ -426,7 +470,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            if let Err(e) = self.db.batch("ROLLBACK") {
+            if let Err(e) = self.db.end("ROLLBACK") {
                 tracing::warn!(error = %e, "cannot roll back");
             }
         }

@@ -580,7 +580,7 @@ impl Store {
             what: e.to_string(),
         })?;
         let name = pg_name(&pg);
-        let client = match &config.tls {
+        let connect: db::Connect = match &config.tls {
             Some(tls) => {
                 let tls =
                     crate::config::rustls_client_config(tls).map_err(|e| StoreError::Config {
@@ -589,14 +589,14 @@ impl Store {
                 let mut pg = pg;
                 pg.ssl_mode(postgres::config::SslMode::Require);
                 let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-                db::off_runtime(|| pg.connect(connector))
+                Box::new(move || pg.connect(connector.clone()))
             }
-            None => db::off_runtime(|| pg.connect(postgres::NoTls)),
-        }
-        .map_err(|e| sqlerr(&name, "cannot connect")(e.into()))?;
+            None => Box::new(move || pg.connect(postgres::NoTls)),
+        };
+        let db = Db::postgres(connect).map_err(sqlerr(&name, "cannot connect"))?;
         let mut store = Store {
             known_keys: Vec::new(),
-            db: Db::postgres(client),
+            db,
             name,
             snapshot_dir: snapshot_dir.to_owned(),
             policy: Policy::default(),
