@@ -7,7 +7,8 @@
 //!     audit, one transaction per batch, `synchronous = FULL`. Reference, alternating in the
 //!     same process: the same rows inserted into the `events` table of a database created by
 //!     the same `Store::open` (same schema, indexes, pragmas), by one prepared
-//!     `INSERT OR IGNORE` in transactions of 500. 5 rounds each; medians; ratio ours/raw.
+//!     `INSERT OR IGNORE` in transactions of 500, `incident_id` included (the ids the store
+//!     gave, from an untimed run first): the same rows. 5 rounds each; medians; ratio ours/raw.
 //! (A') The same on PostgreSQL (Debian's server, a temporary cluster with default durability
 //!     settings, over TCP on loopback): `Store::insert_batch` against one prepared
 //!     `INSERT … ON CONFLICT DO NOTHING` per row in transactions of 500, each run on a fresh
@@ -71,7 +72,30 @@ fn ours(rows: &[Ingested]) -> f64 {
     N as f64 / secs
 }
 
-fn raw(rows: &[Ingested]) -> f64 {
+/// The incident each event is filed under (by seq), from one untimed run of the store: the
+/// raw loops write the same rows, `incident_id` included.
+fn incident_ids(rows: &[Ingested]) -> Vec<i64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ioc.db");
+    let mut s = Store::open(&path, &dir.path().join("snaps")).unwrap();
+    for chunk in rows.chunks(BATCH) {
+        s.insert_batch(chunk).unwrap();
+    }
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut st = conn
+        .prepare("SELECT incident_id FROM events ORDER BY seq")
+        .unwrap();
+    let ids: Vec<i64> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids.len(), rows.len());
+    ids
+}
+
+fn raw(rows: &[Ingested], incident_of: &[i64]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ioc.db");
     drop(Store::open(&path, &dir.path().join("snaps")).unwrap());
@@ -85,8 +109,8 @@ fn raw(rows: &[Ingested]) -> f64 {
             let mut st = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, camera, \
-                     severity, observed_at, observed_at_ms, payload, received_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     severity, observed_at, observed_at_ms, payload, received_at_ms, \
+                     incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .unwrap();
             for r in chunk {
@@ -105,6 +129,7 @@ fn raw(rows: &[Ingested]) -> f64 {
                     e.observed_at.unix_millis(),
                     json,
                     r.received_at_ms,
+                    incident_of[e.seq as usize - 1],
                 ])
                 .unwrap();
             }
@@ -138,7 +163,7 @@ fn ours_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
     N as f64 / secs
 }
 
-fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
+fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested], incident_of: &[i64]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("raw{round}");
     server.create_database(&db).unwrap();
@@ -152,8 +177,8 @@ fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
     let st = client
         .prepare(
             "INSERT INTO events (agent, seq, event_id, phase, kind, camera, severity, \
-             observed_at, observed_at_ms, payload, received_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+             observed_at, observed_at_ms, payload, received_at_ms, incident_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .unwrap();
     let t = Instant::now();
@@ -177,6 +202,7 @@ fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
                     &e.observed_at.unix_millis(),
                     json,
                     &r.received_at_ms,
+                    &incident_of[e.seq as usize - 1],
                 ],
             )
             .unwrap();
@@ -374,11 +400,12 @@ fn main() {
         .collect();
     let run = |part: &str| filter.is_empty() || filter.iter().any(|f| part.contains(f.as_str()));
     let rows = rows();
+    let incident_of = incident_ids(&rows);
     if run("sqlite") {
-        store_sqlite(&rows);
+        store_sqlite(&rows, &incident_of);
     }
     if run("postgres") {
-        store_postgres(&rows);
+        store_postgres(&rows, &incident_of);
     }
     if run("e2e") {
         tokio::runtime::Builder::new_multi_thread()
@@ -390,10 +417,10 @@ fn main() {
     }
 }
 
-fn store_sqlite(rows: &[Ingested]) {
+fn store_sqlite(rows: &[Ingested], incident_of: &[i64]) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        b.push(raw(rows));
+        b.push(raw(rows, incident_of));
         a.push(ours(rows));
     }
     let (ma, mb) = (median(a.clone()), median(b.clone()));
@@ -405,11 +432,11 @@ fn store_sqlite(rows: &[Ingested]) {
     );
 }
 
-fn store_postgres(rows: &[Ingested]) {
+fn store_postgres(rows: &[Ingested], incident_of: &[i64]) {
     let server = Postgres::start(true).unwrap();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        b.push(raw_pg(&server, round, rows));
+        b.push(raw_pg(&server, round, rows, incident_of));
         a.push(ours_pg(&server, round, rows));
     }
     let (ma, mb) = (median(a.clone()), median(b.clone()));

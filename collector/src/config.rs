@@ -371,7 +371,9 @@ impl PostgresConfig {
         if c.get_connect_timeout().is_none() {
             c.connect_timeout(std::time::Duration::from_secs(self.connect_timeout_sec));
         }
-        c.application_name("ioc-collector");
+        if c.get_application_name().is_none() {
+            c.application_name("ioc-collector");
+        }
         Ok(c)
     }
 }

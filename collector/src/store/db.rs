@@ -229,6 +229,9 @@ pub enum Dialect {
     Postgres,
 }
 
+/// Most prepared statements kept per PostgreSQL connection.
+const STATEMENTS_MAX: usize = 256;
+
 /// Opens a new PostgreSQL connection with the settings (and TLS) of the first.
 pub type Connect = Box<dyn Fn() -> Result<postgres::Client, postgres::Error> + Send + Sync>;
 
@@ -533,6 +536,11 @@ impl Pg {
             return Ok(s.clone());
         }
         let stmt = self.client.prepare_typed(&pg_sql(sql), types)?;
+        // The incident list's SQL varies with its filters: bound the server-side statements
+        // (a dropped `Statement` is closed on the server).
+        if self.statements.len() >= STATEMENTS_MAX {
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }
