@@ -335,6 +335,12 @@ async fn login_sessions_expire_and_logout_ends_them_on(db: TestDb) {
         StatusCode::UNAUTHORIZED
     );
     let token = s.login("op").await;
+    // Open live streams end with their session: by logout, and by expiry.
+    let mut live = sse(&s.base, &token).await;
+    let expiring = s.login("vy").await;
+    let mut live_expiring = sse(&s.base, &expiring).await;
+    assert_eq!(live.recv().await.unwrap().0, "hello");
+    assert_eq!(live_expiring.recv().await.unwrap().0, "hello");
     let (st, _) = s
         .call(Some(&token), Method::POST, "/api/logout", Some(json!({})))
         .await;
@@ -343,6 +349,24 @@ async fn login_sessions_expire_and_logout_ends_them_on(db: TestDb) {
         s.call(Some(&token), Method::GET, "/api/me", None).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // Within two checks the stream ends (changes may still arrive before it does).
+    let limit = ioc_collector::api::STREAM_SESSION_CHECK * 2;
+    let ends = |mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Value)>| async move {
+        tokio::time::timeout(limit, async move { while rx.recv().await.is_some() {} })
+            .await
+            .is_ok()
+    };
+    assert!(ends(live).await, "stream still open after logout");
+    // Meanwhile the other session's stream went through the same checks and is still open.
+    let still_open = loop {
+        match live_expiring.try_recv() {
+            Ok(_) => continue,
+            Err(e) => break e == tokio::sync::mpsc::error::TryRecvError::Empty,
+        }
+    };
+    assert!(still_open, "a live session keeps its stream");
+    s.clock.advance(13 * 3_600_000);
+    assert!(ends(live_expiring).await, "stream still open after expiry");
     // A cross-site form post (not JSON) cannot act.
     let token = s.login("op").await;
     let r = s

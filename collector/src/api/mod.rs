@@ -478,26 +478,48 @@ async fn stats(
     Ok(Json(json!({ "days": days, "stats": stats })))
 }
 
+/// How often an open live stream checks that its session still exists: a logout, an expiry
+/// or a password change ends the stream within this time.
+pub const STREAM_SESSION_CHECK: Duration = Duration::from_secs(5);
+
 async fn stream(
     State(st): State<AppState>,
-    _user: User,
+    user: User,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = st.inner.hub.subscribe();
     let stopping = st.inner.stopping.clone();
-    let s = futures::stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
-        use tokio::sync::broadcast::error::RecvError;
-        let received = tokio::select! {
-            r = rx.recv() => r,
-            _ = stopping.wait_for(|s| *s) => return None,
-        };
-        let ev = match received {
-            Ok(live) => SseEvent::default().event(live.event).data(&*live.data),
-            Err(RecvError::Lagged(n)) => SseEvent::default()
-                .event("resync")
-                .data(format!("{{\"missed\":{n}}}")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(ev), (rx, stopping)))
+    let mut check = tokio::time::interval(STREAM_SESSION_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let token = user.token_sha256;
+    let state = (rx, stopping, check, st, token);
+    let s = futures::stream::unfold(state, |(mut rx, mut stopping, mut check, st, token)| {
+        async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let received = loop {
+                // The select only says what happened: `wait_for`'s guard is not `Send` and
+                // must be gone before the session check awaits.
+                let check_session = tokio::select! {
+                    r = rx.recv() => break r,
+                    _ = stopping.wait_for(|s| *s) => return None,
+                    _ = check.tick() => true,
+                };
+                if check_session {
+                    let (key, now) = (token.clone(), st.now());
+                    // A store error keeps the stream: the next check decides.
+                    if let Ok(None) = st.read(move |s| s.session(&key, now)).await {
+                        return None;
+                    }
+                }
+            };
+            let ev = match received {
+                Ok(live) => SseEvent::default().event(live.event).data(&*live.data),
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("resync")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(ev), (rx, stopping, check, st, token)))
+        }
     });
     // A first comment makes proxies and browsers open the stream at once.
     let hello = futures::stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
