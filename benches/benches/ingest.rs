@@ -63,6 +63,11 @@ fn rows() -> Vec<Ingested> {
 fn ours(rows: &[Ingested]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("ioc.db"), &dir.path().join("snaps")).unwrap();
+    insert_all(&mut s, rows)
+}
+
+/// Stores `rows` through `insert_batch` in batches; returns events/s.
+fn insert_all(s: &mut Store, rows: &[Ingested]) -> f64 {
     let t = Instant::now();
     for chunk in rows.chunks(BATCH) {
         s.insert_batch(chunk).unwrap();
@@ -78,9 +83,7 @@ fn incident_ids(rows: &[Ingested]) -> Vec<i64> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ioc.db");
     let mut s = Store::open(&path, &dir.path().join("snaps")).unwrap();
-    for chunk in rows.chunks(BATCH) {
-        s.insert_batch(chunk).unwrap();
-    }
+    insert_all(&mut s, rows);
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mut st = conn
@@ -154,13 +157,7 @@ fn ours_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
     let db = format!("ours{round}");
     server.create_database(&db).unwrap();
     let mut s = Store::open_postgres(&pg_config(server, &db, dir.path()), dir.path()).unwrap();
-    let t = Instant::now();
-    for chunk in rows.chunks(BATCH) {
-        s.insert_batch(chunk).unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(s.count_events("bench").unwrap(), N);
-    N as f64 / secs
+    insert_all(&mut s, rows)
 }
 
 fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested], incident_of: &[i64]) -> f64 {
