@@ -1,4 +1,4 @@
-//! `ioc-agent run`: every configured camera feeding one shared detector.
+//! `ioc-agent run`: every configured camera feeding one shared pool of detectors.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -9,16 +9,25 @@ use anyhow::Context;
 use ioc_detect::{postprocess::DecodeParams, Detector, DetectorConfig};
 use tokio::sync::watch;
 
-use crate::analytics::{CameraAnalytics, Clock, Output, RulesWorker};
+use crate::analytics::{CameraAnalytics, Output, RulesCamera, RulesWorker};
 use crate::camera::{self, CameraHandle, CameraSpec, SourceSpec};
-use crate::config::AgentConfig;
+use crate::clock::Epoch;
+use crate::config::{AgentConfig, PoolSize};
 use crate::decode::DecodeSettings;
-use crate::detect::{class_filter, DetectQueue, DetectorWorker, FrameDetections, QueuePolicy};
+use crate::detect::{
+    class_filter, CameraDetectStats, CameraPlan, DetectorPool, FrameResult, QueuePolicy, Scheduler,
+};
 use crate::source::rtsp::RtspTarget;
 use crate::source::CameraState;
 
-/// Loads the detector described by `[detect]`.
-pub fn load_detector(cfg: &AgentConfig) -> anyhow::Result<Detector> {
+/// The detector pool size for this machine and config.
+pub fn pool_size(cfg: &AgentConfig) -> PoolSize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cfg.detect.pool_size(cores)
+}
+
+/// Loads one detector described by `[detect]` with `threads` intra-op threads.
+pub fn load_detector_with(cfg: &AgentConfig, threads: usize) -> anyhow::Result<Detector> {
     let d = &cfg.detect;
     let manifest = cfg.resolve(&d.model);
     let dc = DetectorConfig {
@@ -27,17 +36,29 @@ pub fn load_detector(cfg: &AgentConfig) -> anyhow::Result<Detector> {
             nms_iou: d.nms_iou,
             max_detections: d.max_detections,
         },
-        intra_threads: d.intra_threads,
+        intra_threads: threads,
         inter_threads: d.inter_threads,
+        spinning: d.ort_spinning,
         ort_library: d.ort_library.as_ref().map(|p| cfg.resolve(p)),
     };
     Detector::load(&manifest, dc).with_context(|| format!("detect.model {}", manifest.display()))
 }
 
-/// Resolves the enabled cameras into task specs for a model of `detector`'s input.
-pub fn camera_specs(cfg: &AgentConfig, detector: &Detector) -> anyhow::Result<Vec<CameraSpec>> {
-    let (width, height) = detector.input_size();
-    let input = &detector.manifest().input;
+/// Loads one detector as the pool's workers are configured (tools and tests).
+pub fn load_detector(cfg: &AgentConfig) -> anyhow::Result<Detector> {
+    load_detector_with(cfg, pool_size(cfg).threads)
+}
+
+/// Loads the pool's detectors: one model session per worker.
+pub fn load_detectors(cfg: &AgentConfig) -> anyhow::Result<Vec<Detector>> {
+    let size = pool_size(cfg);
+    (0..size.workers)
+        .map(|_| load_detector_with(cfg, size.threads))
+        .collect()
+}
+
+/// Resolves the enabled cameras into task specs.
+pub fn camera_specs(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<CameraSpec>> {
     let mut specs = Vec::new();
     for (i, c) in cfg.cameras.iter().enumerate().filter(|(_, c)| c.enabled) {
         let source = match (&c.url, &c.file) {
@@ -62,13 +83,10 @@ pub fn camera_specs(cfg: &AgentConfig, detector: &Detector) -> anyhow::Result<Ve
             decode: DecodeSettings {
                 decoder: String::new(),
                 fps: c.fps(&cfg.detect),
-                width,
-                height,
-                resize: input.resize,
-                // Hand the model its own channel order so preprocessing is a straight copy.
-                format: input.colour,
                 realtime: c.realtime,
             },
+            motion: cfg.detect.motion.clone(),
+            epoch,
             initial_backoff: cfg.reconnect.initial_backoff(),
             max_backoff: cfg.reconnect.max_backoff(),
             connect_timeout: cfg.reconnect.connect_timeout(),
@@ -78,76 +96,111 @@ pub fn camera_specs(cfg: &AgentConfig, detector: &Detector) -> anyhow::Result<Ve
     Ok(specs)
 }
 
-/// A running agent: cameras, the detector and the rules.
+/// A running camera with its detection counters.
+pub struct AgentCamera {
+    /// The camera task.
+    pub handle: CameraHandle,
+    /// Its detection counters.
+    pub detect: Arc<CameraDetectStats>,
+    /// Its target detection rate.
+    pub target_fps: f64,
+}
+
+/// A running agent: cameras, the detector pool and the rules.
 pub struct Agent {
-    /// One handle per enabled camera, in config order.
-    pub cameras: Vec<CameraHandle>,
-    /// The shared detector queue.
-    pub queue: Arc<DetectQueue>,
-    worker: DetectorWorker,
+    /// One per enabled camera, in config order.
+    pub cameras: Vec<AgentCamera>,
+    /// The detection scheduler.
+    pub scheduler: Arc<Scheduler>,
+    /// Zero of the rule clocks.
+    pub epoch: Epoch,
+    pool: DetectorPool,
     rules: RulesWorker,
     shutdown_tx: watch::Sender<bool>,
 }
 
 impl Agent {
-    /// Starts every enabled camera feeding `detector` (see [`load_detector`]).
-    /// `on_detections` runs on the detector thread for every detected frame;
-    /// `on_output` on the rules thread for every rule event and count report.
-    /// Must be called inside a tokio runtime.
+    /// Starts every enabled camera feeding `detectors` (one worker each; see
+    /// [`load_detectors`]). `on_result` runs on a detector thread for every frame taken;
+    /// `on_output` on the rules thread for every rule event and count report. Must be called
+    /// inside a tokio runtime.
     pub fn start(
         cfg: &AgentConfig,
-        detector: Detector,
-        on_detections: impl Fn(&FrameDetections) + Send + 'static,
+        detectors: Vec<Detector>,
+        on_result: impl Fn(&FrameResult) + Send + Sync + 'static,
         on_output: impl FnMut(Output) + Send + 'static,
     ) -> anyhow::Result<Self> {
         crate::decode::init()?;
-        let specs = camera_specs(cfg, &detector)?;
-        let keep = class_filter(detector.labels(), &cfg.detect.classes);
+        anyhow::ensure!(!detectors.is_empty(), "no detector to run");
+        if cfg.detect.queue_capacity.is_some() {
+            tracing::warn!("detect.queue_capacity is no longer used: each camera keeps only its newest frame for the detector; remove the key");
+        }
+        let epoch = Epoch::now();
+        let specs = camera_specs(cfg, epoch)?;
+        let labels = detectors[0].labels().to_vec();
+        let keep = class_filter(&labels, &cfg.detect.classes);
         // Live cameras must stay current; files lose nothing by waiting.
         let live = specs
             .iter()
             .any(|s| matches!(s.source, SourceSpec::Rtsp(_)) || s.decode.realtime);
         let policy = if live {
-            QueuePolicy::DropOldest
+            QueuePolicy::Latest
         } else {
             QueuePolicy::Block
         };
+        let plans = specs
+            .iter()
+            .map(|s| CameraPlan {
+                target_fps: s.decode.fps,
+                motion: s.motion.clone(),
+            })
+            .collect();
+        let scheduler = Scheduler::new(plans, policy);
 
-        let start = std::time::Instant::now();
         let enabled = cfg.cameras.iter().enumerate().filter(|(_, c)| c.enabled);
-        let mut per_camera = Vec::with_capacity(specs.len());
+        let mut rules_cams = Vec::with_capacity(specs.len());
         for ((i, c), spec) in enabled.zip(&specs) {
-            let clock = match spec.source {
-                SourceSpec::File(_) if !spec.decode.realtime => Clock::Stream,
-                _ => Clock::Arrival,
-            };
             let analytics = match &c.analytics {
                 None => None,
                 Some(a) => Some(
-                    CameraAnalytics::new(a, detector.labels(), clock, start)
+                    CameraAnalytics::new(a, &labels)
                         .map_err(|e| anyhow::anyhow!("cameras[{i}].analytics: {}", e.join("; ")))?,
                 ),
             };
-            per_camera.push(analytics);
+            rules_cams.push(RulesCamera {
+                analytics,
+                live: !matches!(spec.source, SourceSpec::File(_)) || spec.decode.realtime,
+                tracker: scheduler.tracker(spec.index),
+            });
         }
-        let rules = RulesWorker::spawn(per_camera, cfg.agent.utc_offset_minutes, on_output)
+        let rules = RulesWorker::spawn(rules_cams, epoch, cfg.agent.utc_offset_minutes, on_output)
             .context("starting the rules thread")?;
         let frames = rules.frame_sender();
-
-        let queue = DetectQueue::new(cfg.detect.queue_capacity, policy);
-        let worker = DetectorWorker::spawn(detector, queue.clone(), keep, move |r| {
-            on_detections(&r);
-            frames.send(r);
-        })
-        .context("starting the detector thread")?;
+        let pool = DetectorPool::spawn(
+            detectors,
+            scheduler.clone(),
+            keep,
+            Arc::new(move |r: FrameResult| {
+                on_result(&r);
+                frames.send(r);
+            }),
+        )
+        .context("starting the detector threads")?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let cameras: Vec<CameraHandle> = specs
+        let cameras: Vec<AgentCamera> = specs
             .into_iter()
-            .map(|s| camera::spawn(s, queue.clone(), shutdown_rx.clone()))
+            .map(|s| {
+                let (index, target_fps) = (s.index, s.decode.fps);
+                AgentCamera {
+                    handle: camera::spawn(s, scheduler.clone(), shutdown_rx.clone()),
+                    detect: scheduler.stats(index),
+                    target_fps,
+                }
+            })
             .collect();
         // The offline rule hears of every stream loss and recovery.
         for (i, c) in cameras.iter().enumerate() {
-            let mut status = c.status.clone();
+            let mut status = c.handle.status.clone();
             let notify = rules.stream_sender();
             tokio::spawn(async move {
                 let mut up = None;
@@ -166,8 +219,9 @@ impl Agent {
         }
         Ok(Self {
             cameras,
-            queue,
-            worker,
+            scheduler,
+            epoch,
+            pool,
             rules,
             shutdown_tx,
         })
@@ -175,24 +229,27 @@ impl Agent {
 
     /// Detector counters.
     pub fn detect_stats(&self) -> &Arc<crate::detect::DetectStats> {
-        self.worker.stats()
+        self.pool.stats()
     }
 
-    /// Stops the cameras (TEARDOWN sent), then drains and stops the detector
-    /// and the rules.
+    /// Stops the cameras (TEARDOWN sent), then drains and stops the detectors and the rules.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         for c in self.cameras {
-            let _ = tokio::time::timeout(Duration::from_secs(5), c.task).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.handle.task).await;
         }
-        let (worker, rules) = (self.worker, self.rules);
+        let (pool, rules) = (self.pool, self.rules);
         let _ = tokio::task::spawn_blocking(move || {
-            worker.shutdown();
+            pool.shutdown();
             rules.shutdown();
         })
         .await;
     }
 }
+
+/// How often the retained camera status is refreshed with the latest figures (it is also
+/// published on every state change).
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// `ioc-agent run`: runs until SIGINT/SIGTERM, logging detections and a
 /// health summary every `summary_every`.
@@ -210,8 +267,15 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         .map(|c| c.id.clone())
         .collect();
     let log_all = cfg.agent.log_detections;
-    let detector = load_detector(&cfg)?;
-    let labels = detector.labels().to_vec();
+    let size = pool_size(&cfg);
+    let detectors = load_detectors(&cfg)?;
+    tracing::info!(
+        workers = size.workers,
+        threads_per_worker = size.threads,
+        motion_gating = cfg.detect.motion.enabled,
+        "detectors loaded"
+    );
+    let labels = detectors[0].labels().to_vec();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut publisher_handle = None;
     let mut delivery = match &cfg.mqtt {
@@ -238,12 +302,11 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             )?;
             let publisher = Arc::new(publisher);
             publisher_handle = Some(publisher.clone());
-            let resize = detector.manifest().input.resize;
             let metas = cfg
                 .cameras
                 .iter()
                 .filter(|c| c.enabled)
-                .map(|c| crate::delivery::CameraMeta::new(&c.id, c.analytics.as_ref(), resize))
+                .map(|c| crate::delivery::CameraMeta::new(&c.id, c.analytics.as_ref()))
                 .collect();
             Some(crate::delivery::Delivery::new(
                 outbox,
@@ -258,14 +321,17 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let camera_names = ids.clone();
     let agent = Agent::start(
         &cfg,
-        detector,
+        detectors,
         move |r| {
-            let summary = summarise(r, &labels);
-            let cam = names.get(r.camera).map(String::as_str).unwrap_or("?");
-            if log_all {
-                tracing::info!(camera = cam, pts_s = r.pts.as_secs_f64(), latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
-            } else {
-                tracing::debug!(camera = cam, pts_s = r.pts.as_secs_f64(), objects = %summary, "detections");
+            if matches!(r.outcome, crate::detect::Outcome::Detected(_)) {
+                let summary = summarise(r.detections(), &labels);
+                let cam = names.get(r.camera).map(String::as_str).unwrap_or("?");
+                let pts_s = r.frame.pts().as_secs_f64();
+                if log_all {
+                    tracing::info!(camera = cam, pts_s, latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
+                } else {
+                    tracing::debug!(camera = cam, pts_s, objects = %summary, "detections");
+                }
             }
         },
         move |o| {
@@ -276,28 +342,24 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         },
     )?;
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
-    if let Some(publisher) = publisher_handle {
-        // Retained camera status: the center sees every camera's state and why.
-        for c in &agent.cameras {
-            let (mut status, id, publisher) = (c.status.clone(), c.id.clone(), publisher.clone());
+    // The latest figures of each camera, for its retained status.
+    let figures: Arc<std::sync::Mutex<Vec<Option<Figures>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; agent.cameras.len()]));
+    if let Some(publisher) = &publisher_handle {
+        // Retained camera status on every state change: the center sees every camera's
+        // state and why.
+        for (i, c) in agent.cameras.iter().enumerate() {
+            let (mut status, id, publisher) = (
+                c.handle.status.clone(),
+                c.handle.id.clone(),
+                publisher.clone(),
+            );
+            let figures = figures.clone();
             tokio::spawn(async move {
                 loop {
                     let s = status.borrow_and_update().clone();
-                    let state = match s.state {
-                        CameraState::Connecting => ioc_protocol::CameraState::Connecting,
-                        CameraState::Streaming => ioc_protocol::CameraState::Streaming,
-                        CameraState::Reconnecting => ioc_protocol::CameraState::Reconnecting,
-                        CameraState::Failed => ioc_protocol::CameraState::Failed,
-                        CameraState::Stopped => ioc_protocol::CameraState::Stopped,
-                    };
-                    let mut wire = ioc_protocol::CameraStatus::new(
-                        state,
-                        ioc_protocol::Timestamp::from_system_time(s.since),
-                    );
-                    wire.error = s.error;
-                    if let Err(e) = publisher.publish_camera_status(&id, &wire) {
-                        tracing::warn!(camera = %id, error = %e, "camera status not published");
-                    }
+                    let f = figures.lock().unwrap_or_else(|p| p.into_inner())[i];
+                    publish_status(&publisher, &id, &s, f);
                     if status.changed().await.is_err() {
                         break;
                     }
@@ -309,7 +371,12 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let mut tick = tokio::time::interval(summary_every);
     tick.tick().await;
     let mut last = Instant::now();
-    let mut prev: Vec<(u64, u64)> = vec![(0, 0); agent.cameras.len()];
+    let mut last_status = Instant::now();
+    let mut health: Vec<crate::health::CameraHealth> = agent
+        .cameras
+        .iter()
+        .map(|_| crate::health::CameraHealth::new())
+        .collect();
     let mut prev_frames = 0;
     loop {
         tokio::select! {
@@ -317,23 +384,53 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             _ = tick.tick() => {
                 let secs = last.elapsed().as_secs_f64();
                 last = Instant::now();
-                let st = agent.detect_stats();
-                let frames = st.frames.load(Ordering::Relaxed);
+                let publish = last_status.elapsed() >= STATUS_EVERY;
+                if publish {
+                    last_status = Instant::now();
+                }
                 for (i, c) in agent.cameras.iter().enumerate() {
-                    let rx = c.counters.received.load(Ordering::Relaxed);
-                    let det = c.counters.decode.handed_on.load(Ordering::Relaxed);
+                    let state = c.handle.status.borrow().clone();
+                    let streaming = state.state == CameraState::Streaming;
+                    let (rates, change) = health[i].sample(counters(c), secs, streaming);
+                    let latency = c.detect.latency().map(|(median, _)| median);
                     tracing::info!(
-                        camera = %c.id,
-                        state = ?c.status.borrow().state,
-                        received_fps = format!("{:.1}", (rx - prev[i].0) as f64 / secs),
-                        to_detector_fps = format!("{:.1}", (det - prev[i].1) as f64 / secs),
+                        camera = %c.handle.id,
+                        state = ?state.state,
+                        received_fps = format!("{:.1}", rates.received_fps),
+                        analysed_fps = format!("{:.1}", rates.analysed_fps),
+                        target_fps = format!("{:.1}", c.target_fps),
+                        inferences_per_s = format!("{:.1}", rates.detect_fps),
+                        dropped = rates.dropped,
+                        latency_ms = latency.map_or(0, |l| l.as_millis() as u64),
                         "camera health"
                     );
-                    prev[i] = (rx, det);
+                    match change {
+                        Some(crate::health::Service::UnderServed { analysed_fps, offered_fps }) => tracing::warn!(
+                            camera = %c.handle.id,
+                            analysed_fps = format!("{analysed_fps:.1}"),
+                            offered_fps = format!("{offered_fps:.1}"),
+                            error_code = "camera_under_served",
+                            "the detectors cannot keep up with this camera: frames are dropped and incidents may be late or missed; lower detect.fps, enable detect.motion, or add detect.workers"
+                        ),
+                        Some(crate::health::Service::Recovered) => tracing::info!(camera = %c.handle.id, "the detectors keep up with this camera again"),
+                        None => {}
+                    }
+                    let f = Figures {
+                        received_fps: rates.received_fps,
+                        analysed_fps: rates.analysed_fps,
+                        target_fps: c.target_fps,
+                        dropped: rates.dropped,
+                        latency,
+                    };
+                    figures.lock().unwrap_or_else(|p| p.into_inner())[i] = streaming.then_some(f);
+                    if let (true, Some(p)) = (publish, &publisher_handle) {
+                        publish_status(p, &c.handle.id, &state, streaming.then_some(f));
+                    }
                 }
+                let st = agent.detect_stats();
+                let frames = st.frames.load(Ordering::Relaxed);
                 tracing::info!(
-                    detected_fps = format!("{:.1}", (frames - prev_frames) as f64 / secs),
-                    queue_dropped_total = agent.queue.dropped(),
+                    inferences_per_s = format!("{:.1}", (frames - prev_frames) as f64 / secs),
                     mean_inference_ms = format!("{:.1}", st.busy_us.load(Ordering::Relaxed) as f64 / frames.max(1) as f64 / 1000.0),
                     "detector health"
                 );
@@ -346,6 +443,55 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     // The publisher sends what it can, then its offline status.
     let _ = shutdown_tx.send(true);
     Ok(())
+}
+
+/// The figures a camera status carries.
+#[derive(Clone, Copy, Debug)]
+struct Figures {
+    received_fps: f64,
+    analysed_fps: f64,
+    target_fps: f64,
+    dropped: u64,
+    latency: Option<Duration>,
+}
+
+fn counters(c: &AgentCamera) -> crate::health::Counters {
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    crate::health::Counters {
+        received: l(&c.handle.counters.received),
+        offered: l(&c.detect.offered),
+        detected: l(&c.detect.detected),
+        held: l(&c.detect.held),
+        dropped: l(&c.detect.dropped),
+    }
+}
+
+fn publish_status(
+    publisher: &ioc_outbox::PublisherHandle,
+    id: &str,
+    s: &crate::source::CameraStatus,
+    f: Option<Figures>,
+) {
+    let state = match s.state {
+        CameraState::Connecting => ioc_protocol::CameraState::Connecting,
+        CameraState::Streaming => ioc_protocol::CameraState::Streaming,
+        CameraState::Reconnecting => ioc_protocol::CameraState::Reconnecting,
+        CameraState::Failed => ioc_protocol::CameraState::Failed,
+        CameraState::Stopped => ioc_protocol::CameraState::Stopped,
+    };
+    let mut wire =
+        ioc_protocol::CameraStatus::new(state, ioc_protocol::Timestamp::from_system_time(s.since));
+    wire.error = s.error.clone();
+    if let (Some(f), CameraState::Streaming) = (f, s.state) {
+        wire.fps = Some(f.received_fps as f32);
+        wire.detect_fps = Some(f.analysed_fps as f32);
+        wire.target_fps = Some(f.target_fps as f32);
+        wire.dropped = Some(f.dropped);
+        wire.detect_latency_ms = f.latency.map(|l| l.as_secs_f32() * 1000.0);
+    }
+    if let Err(e) = publisher.publish_camera_status(id, &wire) {
+        tracing::warn!(camera = %id, error = %e, "camera status not published");
+    }
 }
 
 fn log_output(cameras: &[String], o: &Output) {
@@ -384,9 +530,9 @@ fn log_output(cameras: &[String], o: &Output) {
 }
 
 /// `"person×3 car×1"`, for logs.
-pub fn summarise(r: &FrameDetections, labels: &[String]) -> String {
+pub fn summarise(detections: &[ioc_detect::Detection], labels: &[String]) -> String {
     let mut counts: Vec<(u16, usize)> = Vec::new();
-    for d in &r.detections {
+    for d in detections {
         match counts.iter_mut().find(|(c, _)| *c == d.class_id) {
             Some((_, n)) => *n += 1,
             None => counts.push((d.class_id, 1)),

@@ -1,45 +1,56 @@
-//! Tracking and rules in the agent: detections → tracks → rule events and
-//! line counts, per camera, on one dedicated thread (`rules`).
+//! Tracking and rules in the agent: detector results → tracks → rule events and line counts,
+//! per camera, on one dedicated thread (`rules`).
 //!
-//! The detector thread hands each frame's detections over a bounded channel;
-//! camera state changes (for the offline rule) come the same way. The thread
-//! ticks about once a second even when no frame arrives, so an offline camera
-//! still turns into an incident and count intervals still close.
+//! The detector workers hand each taken frame's [`FrameResult`] over a bounded channel; camera
+//! state changes (for the offline rule) come the same way. Results of parallel workers may
+//! arrive out of order: each camera puts them back in frame order (every taken frame brings
+//! exactly one result, so nothing is waited for in vain).
 //!
-//! Time: live sources use the frame's arrival time (one monotonic clock for
-//! the agent); files run flat out use their own timestamps, kept increasing
-//! across restarts. Schedules get the site's local time from
-//! `agent.utc_offset_minutes`.
+//! Time: tracking and rules run on each frame's capture time ([`crate::clock`]), never on the
+//! time it is handled, so a result is the same however long frames waited. The thread also
+//! ticks about once a second so an offline camera still turns into an incident and count
+//! intervals still close; a tick never moves a camera's clock past frames still on their way:
+//! while a camera delivers, its tick follows its latest frame, and only a camera that has
+//! stopped delivering (down, or nothing for [`STALL`]) has its tick clock run on with the wall
+//! clock. Files played flat out have no wall clock: only their frames move time. Schedules get
+//! the site's local time from `agent.utc_offset_minutes`.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use ioc_detect::yuv::Resampler;
 use ioc_tracking::{
     Analytics, AnalyticsConfig, EngineOutput, FrameInfo, LocalTime, LumaFrame, RuleEvent, Weekday,
 };
 
+use crate::clock::{Epoch, FrameTime};
 use crate::decode::DecodedFrame;
-use crate::detect::FrameDetections;
+use crate::detect::{FrameResult, Outcome, TrackerFlags};
 
 /// How often tamper checks look at a frame (they need no detector and cost ~1 ms).
-const LUMA_EVERY: Duration = Duration::from_secs(1);
+const LUMA_EVERY_SEC: f64 = 1.0;
+/// Width of the luma image tamper checks measure (height follows the aspect).
+const LUMA_WIDTH: usize = 320;
+/// A live camera with no frame handled for this long has stopped delivering: its tick clock
+/// runs on with the wall clock.
+pub const STALL: Duration = Duration::from_secs(2);
 
 /// What the rules thread produces.
 #[derive(Debug)]
 pub enum Output {
-    /// A rule event of camera `camera`; `frame` is the frame it was decided on
-    /// (model-size image, for the snapshot), when there was one.
+    /// A rule event of camera `camera`.
     Event {
         /// Camera index.
         camera: usize,
         /// The event.
         event: Box<RuleEvent>,
-        /// The frame, for the snapshot.
+        /// The frame it was decided on, for the snapshot (none for clock-driven events).
         frame: Option<DecodedFrame>,
-        /// Wall-clock time it was decided.
-        at: SystemTime,
+        /// The time it was decided at: that frame's time, or the tick's.
+        time: FrameTime,
     },
     /// A finished line-count interval of camera `camera`.
     Counts {
@@ -47,13 +58,13 @@ pub enum Output {
         camera: usize,
         /// The report.
         report: ioc_tracking::rules::event::CountsReport,
-        /// Wall-clock time the interval closed.
-        at: SystemTime,
+        /// The time it was closed at (maps the report's rule-clock times to wall time).
+        time: FrameTime,
     },
 }
 
 enum Input {
-    Frame(Box<FrameDetections>),
+    Frame(Box<FrameResult>),
     Stream {
         camera: usize,
         up: bool,
@@ -62,38 +73,24 @@ enum Input {
     Stop,
 }
 
-/// Which clock a camera's rules run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
-    /// Arrival time on the agent's monotonic clock (live cameras, real-time files).
-    Arrival,
-    /// The stream's own timestamps (files decoded as fast as possible).
-    Stream,
-}
-
-/// Tracker + rule engine of one camera, with the state that maps agent time onto it.
+/// Tracker + rule engine of one camera, with its clocks.
 pub struct CameraAnalytics {
     analytics: Analytics,
-    clock: Clock,
-    start: Instant,
     frame_no: u64,
-    /// Stream clock: offset added to pts so time never goes back after a reconnect.
-    pts_offset: f64,
-    last_t: f64,
+    // Rule time of the latest frame, and of the latest tick: two clocks (module docs).
+    frame_t: f64,
+    tick_t: f64,
+    clock_fixes: u64,
     last_luma: Option<f64>,
     luma: Vec<u8>,
+    resampler: Resampler,
     dets: Vec<ioc_tracking::Detection>,
     has_tamper: bool,
 }
 
 impl CameraAnalytics {
     /// Builds the camera's analytics; errors name keys under `cameras[i].analytics`.
-    pub fn new(
-        cfg: &AnalyticsConfig,
-        labels: &[String],
-        clock: Clock,
-        start: Instant,
-    ) -> Result<Self, Vec<String>> {
+    pub fn new(cfg: &AnalyticsConfig, labels: &[String]) -> Result<Self, Vec<String>> {
         let analytics = Analytics::build(cfg, labels).map_err(|e| {
             e.0.into_iter()
                 .map(|e| format!("{}: {}", e.key, e.message))
@@ -105,144 +102,113 @@ impl CameraAnalytics {
             .any(|r| r.kind == ioc_tracking::RuleKind::CameraTamper);
         Ok(Self {
             analytics,
-            clock,
-            start,
             frame_no: 0,
-            pts_offset: 0.0,
-            last_t: 0.0,
+            frame_t: f64::NEG_INFINITY,
+            tick_t: f64::NEG_INFINITY,
+            clock_fixes: 0,
             last_luma: None,
             luma: Vec::new(),
+            resampler: Resampler::new(),
             dets: Vec::with_capacity(64),
             has_tamper,
         })
     }
 
-    fn t_of(&mut self, r: &FrameDetections) -> f64 {
-        let t = match self.clock {
-            Clock::Arrival => r
-                .captured_at
-                .saturating_duration_since(self.start)
-                .as_secs_f64(),
-            Clock::Stream => {
-                let mut t = r.pts.as_secs_f64() + self.pts_offset;
-                if t <= self.last_t && self.frame_no > 0 {
-                    // A new session restarted the timestamps: continue from where we were.
-                    self.pts_offset += self.last_t - t + 0.1;
-                    t = r.pts.as_secs_f64() + self.pts_offset;
-                }
-                t
-            }
-        };
-        let t = t.max(self.last_t);
-        self.last_t = t;
-        t
+    /// Rule time of the latest frame handled (−∞ before the first).
+    pub fn frame_t(&self) -> f64 {
+        self.frame_t
     }
 
-    /// Tracks one frame and judges the rules; appends to `out`.
-    pub fn frame(&mut self, r: &FrameDetections, local: LocalTime, out: &mut EngineOutput) {
-        let t_sec = self.t_of(r);
+    /// Frames whose capture time was not after the previous frame's (a new session that
+    /// started early, a camera that repeats timestamps): moved a millisecond past it.
+    pub fn clock_fixes(&self) -> u64 {
+        self.clock_fixes
+    }
+
+    /// Tracks one detected or held frame and judges the rules; appends to `out`.
+    pub fn frame(&mut self, r: &FrameResult, local: LocalTime, out: &mut EngineOutput) {
+        let mut t_sec = r.frame.time.t_sec;
+        if t_sec <= self.frame_t {
+            t_sec = self.frame_t + 1e-3;
+            self.clock_fixes += 1;
+        }
+        self.frame_t = t_sec;
         self.frame_no += 1;
         let info = FrameInfo {
             t_sec,
             frame: self.frame_no,
             local,
         };
-        let (w, h) = (r.source_size.0.max(1) as f32, r.source_size.1.max(1) as f32);
-        self.dets.clear();
-        self.dets
-            .extend(r.detections.iter().map(|d| ioc_tracking::Detection {
-                class_id: d.class_id,
-                score: d.score,
-                bbox: ioc_tracking::BBox::new(
-                    d.bbox.x1 / w,
-                    d.bbox.y1 / h,
-                    d.bbox.x2 / w,
-                    d.bbox.y2 / h,
-                ),
-            }));
-        self.analytics.process_frame(&info, &self.dets, out);
-        if self.has_tamper
-            && self
-                .last_luma
-                .is_none_or(|l| t_sec - l >= LUMA_EVERY.as_secs_f64())
-        {
+        match &r.outcome {
+            Outcome::Detected(d) => {
+                let (w, h) = (r.frame.width.max(1) as f32, r.frame.height.max(1) as f32);
+                self.dets.clear();
+                self.dets.extend(d.iter().map(|d| ioc_tracking::Detection {
+                    class_id: d.class_id,
+                    score: d.score,
+                    bbox: ioc_tracking::BBox::new(
+                        d.bbox.x1 / w,
+                        d.bbox.y1 / h,
+                        d.bbox.x2 / w,
+                        d.bbox.y2 / h,
+                    ),
+                }));
+                self.analytics.process_frame(&info, &self.dets, out);
+            }
+            Outcome::Held => self.analytics.process_held(&info, out),
+            Outcome::Failed => return,
+        }
+        if self.has_tamper && self.last_luma.is_none_or(|l| t_sec - l >= LUMA_EVERY_SEC) {
             self.last_luma = Some(t_sec);
-            if let Ok(map) = r.frame.buffer.map_readable() {
-                let f = &r.frame;
-                to_luma(
-                    map.as_slice(),
-                    f.width as usize,
-                    f.height as usize,
-                    f.stride,
-                    f.format,
-                    &mut self.luma,
-                );
-                let luma = LumaFrame {
-                    data: &self.luma,
-                    width: f.width as usize,
-                    height: f.height as usize,
-                    stride: f.width as usize,
-                };
-                if let Err(e) = self.analytics.process_luma(&info, &luma, out) {
-                    tracing::warn!(error = %e, "tamper check skipped");
+            let (resampler, luma) = (&mut self.resampler, &mut self.luma);
+            let measured = r.frame.with_image(|img| {
+                let w = LUMA_WIDTH.min(img.width);
+                let h = (img.height * w / img.width.max(1)).max(1);
+                resampler.to_grey(img, luma, w, h).map(|()| (w, h))
+            });
+            match measured {
+                Ok(Ok((w, h))) => {
+                    let frame = LumaFrame {
+                        data: &self.luma,
+                        width: w,
+                        height: h,
+                        stride: w,
+                    };
+                    if let Err(e) = self.analytics.process_luma(&info, &frame, out) {
+                        tracing::warn!(error = %e, "tamper check skipped");
+                    }
                 }
+                Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "tamper check skipped"),
             }
         }
     }
 
-    /// The stream went up or down.
-    pub fn stream(&mut self, at: Instant, up: bool, local: LocalTime, out: &mut EngineOutput) {
-        let t = self.now(at);
+    /// Whether every track is stationary (motion gating may then hold still frames).
+    pub fn all_stationary(&self) -> bool {
+        self.analytics.tracker().all_stationary(self.frame_t)
+    }
+
+    /// The stream went up or down at rule time `t` (kept monotonic with the ticks).
+    pub fn stream(&mut self, t: f64, up: bool, local: LocalTime, out: &mut EngineOutput) {
+        let t = self.advance_tick(t);
         self.analytics.stream_state(t, local, up, out);
     }
 
-    /// Time passes.
-    pub fn tick(&mut self, at: Instant, local: LocalTime, out: &mut EngineOutput) {
-        let t = self.now(at);
+    /// Time passes to rule time `t` without a frame; returns the tick time used.
+    pub fn tick(&mut self, t: f64, local: LocalTime, out: &mut EngineOutput) -> f64 {
+        let t = self.advance_tick(t);
         self.analytics.tick(t, local, out);
+        t
     }
 
-    fn now(&mut self, at: Instant) -> f64 {
-        match self.clock {
-            Clock::Arrival => {
-                let t = at
-                    .saturating_duration_since(self.start)
-                    .as_secs_f64()
-                    .max(self.last_t);
-                self.last_t = t;
-                t
-            }
-            // A file's clock only moves with its frames.
-            Clock::Stream => self.last_t,
-        }
+    fn advance_tick(&mut self, t: f64) -> f64 {
+        self.tick_t = self.tick_t.max(t).max(self.frame_t);
+        self.tick_t
     }
 
     /// The tracker, for tests and diagnostics.
     pub fn analytics(&self) -> &Analytics {
         &self.analytics
-    }
-}
-
-/// BT.601 luma from packed BGR/RGB, into `out` (resized to width × height).
-fn to_luma(
-    src: &[u8],
-    width: usize,
-    height: usize,
-    stride: usize,
-    format: ioc_detect::manifest::ColourOrder,
-    out: &mut Vec<u8>,
-) {
-    out.resize(width * height, 0);
-    let (ri, bi) = match format {
-        ioc_detect::manifest::ColourOrder::Bgr => (2, 0),
-        ioc_detect::manifest::ColourOrder::Rgb => (0, 2),
-    };
-    for y in 0..height {
-        let row = &src[y * stride..y * stride + width * 3];
-        for (x, px) in row.chunks_exact(3).enumerate() {
-            out[y * width + x] =
-                ((77 * px[ri] as u32 + 150 * px[1] as u32 + 29 * px[bi] as u32) >> 8) as u8;
-        }
     }
 }
 
@@ -271,32 +237,59 @@ pub fn local_time(at: SystemTime, utc_offset_minutes: i32) -> LocalTime {
     }
 }
 
+/// One camera as the rules thread sees it.
+pub struct RulesCamera {
+    /// Its analytics; `None` = no rules (its results are only counted).
+    pub analytics: Option<CameraAnalytics>,
+    /// Live (cameras, paced files) or flat out (files): see the module docs.
+    pub live: bool,
+    /// Where the gate learns whether the camera's tracks are all stationary.
+    pub tracker: Arc<TrackerFlags>,
+}
+
+struct CameraRt {
+    cam: RulesCamera,
+    next_order: u64,
+    waiting: BTreeMap<u64, Box<FrameResult>>,
+    last_frame: Option<(Instant, FrameTime)>,
+    up: bool,
+}
+
 /// Handle of the rules thread.
 pub struct RulesWorker {
     tx: SyncSender<Input>,
     handle: Option<JoinHandle<()>>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RulesWorker {
-    /// Starts the `rules` thread over `cameras` (index = camera index; `None` =
-    /// no analytics for that camera). `on_output` runs on that thread.
+    /// Starts the `rules` thread over `cameras` (index = camera index). `on_output` runs
+    /// on that thread.
     pub fn spawn(
-        mut cameras: Vec<Option<CameraAnalytics>>,
+        cameras: Vec<RulesCamera>,
+        epoch: Epoch,
         utc_offset_minutes: i32,
         mut on_output: impl FnMut(Output) + Send + 'static,
     ) -> std::io::Result<Self> {
-        // Rules cost ~0.1 ms a frame; 256 frames of slack is many seconds of detector output.
+        // Rules cost ~0.1 ms a frame; 256 results of slack is many seconds of detector output.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Input>(256);
         let handle = std::thread::Builder::new()
             .name("rules".into())
             .spawn(move || {
-                run(&mut cameras, utc_offset_minutes, rx, &mut on_output);
+                let mut cams: Vec<CameraRt> = cameras
+                    .into_iter()
+                    .map(|cam| CameraRt {
+                        cam,
+                        next_order: 1,
+                        waiting: BTreeMap::new(),
+                        last_frame: None,
+                        up: true,
+                    })
+                    .collect();
+                run(&mut cams, epoch, utc_offset_minutes, rx, &mut on_output);
             })?;
         Ok(Self {
             tx,
             handle: Some(handle),
-            dropped: Default::default(),
         })
     }
 
@@ -312,18 +305,11 @@ impl RulesWorker {
         }
     }
 
-    /// A sender for frames, to move into the detector's callback. It never
-    /// blocks the detector: a full channel drops the frame and counts it.
+    /// A sender for results, to move into the detector's callback.
     pub fn frame_sender(&self) -> FrameSender {
         FrameSender {
             tx: self.tx.clone(),
-            dropped: self.dropped.clone(),
         }
-    }
-
-    /// Frames dropped because the rules thread was behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the thread after it has handled everything sent so far.
@@ -335,25 +321,23 @@ impl RulesWorker {
     }
 }
 
-/// Cloneable frame input of the rules thread.
+/// Cloneable result input of the rules thread.
 #[derive(Clone)]
 pub struct FrameSender {
     tx: SyncSender<Input>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FrameSender {
-    /// Hands over one frame's detections.
-    pub fn send(&self, r: FrameDetections) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Input::Frame(Box::new(r))) {
-            self.dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+    /// Hands over one taken frame's result. Waits when the rules thread is behind (it is
+    /// fast; every taken frame must reach it, or its camera's frame order would stall).
+    pub fn send(&self, r: FrameResult) {
+        let _ = self.tx.send(Input::Frame(Box::new(r)));
     }
 }
 
 fn run(
-    cameras: &mut [Option<CameraAnalytics>],
+    cams: &mut [CameraRt],
+    epoch: Epoch,
     utc_offset: i32,
     rx: Receiver<Input>,
     on_output: &mut impl FnMut(Output),
@@ -366,34 +350,100 @@ fn run(
             Ok(i) => Some(i),
             Err(RecvTimeoutError::Timeout) => None,
         };
-        let now = SystemTime::now();
-        let local = local_time(now, utc_offset);
+        let local = local_time(SystemTime::now(), utc_offset);
         match input {
             Some(Input::Frame(r)) => {
                 let camera = r.camera;
-                let Some(Some(a)) = cameras.get_mut(camera) else {
+                let Some(c) = cams.get_mut(camera) else {
                     continue;
                 };
-                a.frame(&r, local, &mut out);
-                emit(camera, &mut out, Some(&r.frame), now, on_output);
+                c.waiting.insert(r.order, r);
+                while let Some(r) = c.waiting.remove(&c.next_order) {
+                    c.next_order += 1;
+                    handle_frame(camera, c, &r, local, &mut out, on_output);
+                }
             }
             Some(Input::Stream { camera, up, at }) => {
-                if let Some(Some(a)) = cameras.get_mut(camera) {
-                    a.stream(at, up, local, &mut out);
-                    emit(camera, &mut out, None, now, on_output);
+                if let Some(c) = cams.get_mut(camera) {
+                    c.up = up;
+                    let time = clock_time(c, &epoch, at);
+                    if let Some(a) = c.cam.analytics.as_mut() {
+                        a.stream(time.t_sec, up, local, &mut out);
+                        emit(camera, &mut out, None, time, on_output);
+                    }
                 }
             }
             Some(Input::Stop) | None => {}
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + Duration::from_secs(1);
-            for (camera, a) in cameras.iter_mut().enumerate() {
-                if let Some(a) = a {
-                    a.tick(Instant::now(), local, &mut out);
-                    emit(camera, &mut out, None, now, on_output);
+            for (camera, c) in cams.iter_mut().enumerate() {
+                let time = clock_time(c, &epoch, Instant::now());
+                if let Some(a) = c.cam.analytics.as_mut() {
+                    let t = a.tick(time.t_sec, local, &mut out);
+                    emit(
+                        camera,
+                        &mut out,
+                        None,
+                        FrameTime { t_sec: t, ..time },
+                        on_output,
+                    );
                 }
             }
         }
+    }
+}
+
+fn handle_frame(
+    camera: usize,
+    c: &mut CameraRt,
+    r: &FrameResult,
+    local: LocalTime,
+    out: &mut EngineOutput,
+    on_output: &mut impl FnMut(Output),
+) {
+    if r.outcome == Outcome::Failed {
+        return;
+    }
+    c.last_frame = Some((Instant::now(), r.frame.time));
+    let Some(a) = c.cam.analytics.as_mut() else {
+        return;
+    };
+    a.frame(r, local, out);
+    c.cam.tracker.set(!a.all_stationary());
+    let time = FrameTime {
+        t_sec: a.frame_t(),
+        ..r.frame.time
+    };
+    emit(camera, out, Some(&r.frame), time, on_output);
+}
+
+/// The rule time "now" for a camera's tick (see the module docs).
+fn clock_time(c: &CameraRt, epoch: &Epoch, now: Instant) -> FrameTime {
+    match c.last_frame {
+        // A flat-out file: only its frames move time.
+        Some((_, last)) if !c.cam.live => last,
+        None if !c.cam.live => FrameTime {
+            pts: Duration::ZERO,
+            t_sec: 0.0,
+            wall: epoch.wall,
+        },
+        // Delivering: stay on the latest frame; frames still on their way come after it.
+        Some((at, last)) if c.up && now.saturating_duration_since(at) < STALL => last,
+        // Stopped delivering: the wall clock carries on from the latest frame.
+        Some((at, last)) => {
+            let d = now.saturating_duration_since(at);
+            FrameTime {
+                pts: last.pts,
+                t_sec: last.t_sec + d.as_secs_f64(),
+                wall: last.wall + d,
+            }
+        }
+        None => FrameTime {
+            pts: Duration::ZERO,
+            t_sec: epoch.secs(now),
+            wall: SystemTime::now(),
+        },
     }
 }
 
@@ -401,7 +451,7 @@ fn emit(
     camera: usize,
     out: &mut EngineOutput,
     frame: Option<&DecodedFrame>,
-    at: SystemTime,
+    time: FrameTime,
     on_output: &mut impl FnMut(Output),
 ) {
     for event in out.events.drain(..) {
@@ -409,11 +459,15 @@ fn emit(
             camera,
             event: Box::new(event),
             frame: frame.cloned(),
-            at,
+            time,
         });
     }
     for report in out.counts.drain(..) {
-        on_output(Output::Counts { camera, report, at });
+        on_output(Output::Counts {
+            camera,
+            report,
+            time,
+        });
     }
 }
 
@@ -435,28 +489,5 @@ mod tests {
             (hn.weekday, hn.secs_of_day),
             (Weekday::Sun, 3 * 3600 + 30 * 60)
         );
-    }
-
-    #[test]
-    fn luma_weights_green_most_and_reads_the_channel_order() {
-        let mut out = Vec::new();
-        to_luma(
-            &[0, 0, 255, 0, 255, 0],
-            2,
-            1,
-            6,
-            ioc_detect::manifest::ColourOrder::Bgr,
-            &mut out,
-        );
-        assert_eq!(out, vec![76, 149]); // red, green
-        to_luma(
-            &[0, 0, 255],
-            1,
-            1,
-            3,
-            ioc_detect::manifest::ColourOrder::Rgb,
-            &mut out,
-        );
-        assert_eq!(out, vec![28]); // blue
     }
 }

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 use retina::client::SessionGroup;
 use tokio::sync::watch;
 
+use crate::clock::{ClockMode, Epoch, SessionClock};
 use crate::decode::{DecodeSettings, DecodeStats, DecodedFrame, Pipeline, PushOutcome};
-use crate::detect::{DetectJob, DetectQueue};
+use crate::detect::{DetectJob, Scheduler};
+use crate::motion::{MotionConfig, MotionDetector};
 use crate::source::backoff::Backoff;
 use crate::source::rtsp::{self, RtspTarget, SourceError};
 use crate::source::{CameraState, CameraStatus};
@@ -42,8 +44,12 @@ pub struct CameraSpec {
     pub h264_decoder: String,
     /// H.265 decoder element or bin description.
     pub h265_decoder: String,
-    /// Decode output (model size, rate, pixel format).
+    /// Decode output (rate, pacing of files).
     pub decode: DecodeSettings,
+    /// Motion gating settings (the motion check runs on every frame handed on).
+    pub motion: MotionConfig,
+    /// The agent's start: zero of the rule clock.
+    pub epoch: Epoch,
     /// First backoff delay.
     pub initial_backoff: Duration,
     /// Longest backoff delay.
@@ -64,6 +70,18 @@ pub struct CameraCounters {
     pub decode: Arc<DecodeStats>,
     /// Sessions that ended in an error.
     pub failures: AtomicU64,
+    /// Rule-clock time of the latest frame handed on (f64 bits): where the next session's
+    /// clock starts at the earliest.
+    last_t_bits: AtomicU64,
+}
+
+impl CameraCounters {
+    fn last_t(&self) -> Option<f64> {
+        match self.last_t_bits.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(f64::from_bits(b)),
+        }
+    }
 }
 
 /// A running camera task.
@@ -81,7 +99,7 @@ pub struct CameraHandle {
 /// Starts the camera's task on the current tokio runtime.
 pub fn spawn(
     spec: CameraSpec,
-    queue: Arc<DetectQueue>,
+    queue: Arc<Scheduler>,
     shutdown: watch::Receiver<bool>,
 ) -> CameraHandle {
     let (status_tx, status) = watch::channel(CameraStatus::connecting());
@@ -99,7 +117,7 @@ pub fn spawn(
 
 async fn run(
     spec: CameraSpec,
-    queue: Arc<DetectQueue>,
+    queue: Arc<Scheduler>,
     status: watch::Sender<CameraStatus>,
     counters: Arc<CameraCounters>,
     mut shutdown: watch::Receiver<bool>,
@@ -177,21 +195,52 @@ fn set(
     });
 }
 
-/// The callback that hands decoded frames to the shared detector queue.
-fn to_queue(index: usize, queue: Arc<DetectQueue>) -> Box<dyn Fn(DecodedFrame) + Send + Sync> {
+/// The callback that checks each decoded frame for motion and offers it to the scheduler.
+fn to_scheduler(
+    spec: &CameraSpec,
+    queue: Arc<Scheduler>,
+    counters: Arc<CameraCounters>,
+) -> Box<dyn Fn(DecodedFrame) + Send + Sync> {
+    let index = spec.index;
+    let motion = std::sync::Mutex::new(MotionDetector::new(spec.motion.clone()));
     Box::new(move |frame| {
+        let t = frame.time.t_sec;
+        let m = frame
+            .with_image(|img| {
+                motion
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .measure(img, t)
+            })
+            .unwrap_or_default();
+        counters.last_t_bits.store(t.to_bits(), Ordering::Relaxed);
         queue.push(DetectJob {
             camera: index,
             frame,
+            motion: m,
             queued_at: Instant::now(),
         });
     })
 }
 
+/// The clock of a new session of this camera.
+fn session_clock(spec: &CameraSpec, counters: &CameraCounters) -> Arc<SessionClock> {
+    let last = counters.last_t();
+    let mode = match spec.source {
+        SourceSpec::File(_) if !spec.decode.realtime => ClockMode::Flat {
+            // A replayed file continues after the previous session's last frame.
+            offset_sec: last.map_or(0.0, |t| t + 0.1),
+        },
+        SourceSpec::File(_) => ClockMode::Paced,
+        SourceSpec::Rtsp(_) => ClockMode::Live,
+    };
+    Arc::new(SessionClock::new(spec.epoch, mode, last.unwrap_or(0.0)))
+}
+
 /// One connection: returns `Ok` only when a file ends; a live stream always ends in an error.
 async fn session(
     spec: &CameraSpec,
-    queue: &Arc<DetectQueue>,
+    queue: &Arc<Scheduler>,
     status: &watch::Sender<CameraStatus>,
     counters: &Arc<CameraCounters>,
     streamed: &std::sync::atomic::AtomicBool,
@@ -203,7 +252,8 @@ async fn session(
                 path,
                 &spec.decode,
                 counters.decode.clone(),
-                to_queue(spec.index, queue.clone()),
+                session_clock(spec, counters),
+                to_scheduler(spec, queue.clone(), counters.clone()),
             )
             .map_err(|e| SourceError::Decode(e.to_string()))?;
             streamed.store(true, Ordering::Relaxed);
@@ -236,14 +286,25 @@ async fn session(
                 decoder: decoder.clone(),
                 ..spec.decode.clone()
             };
+            let clock = session_clock(spec, counters);
             let pipeline = Pipeline::for_stream(
                 stream.codec,
                 &settings,
                 counters.decode.clone(),
-                to_queue(spec.index, queue.clone()),
+                clock.clone(),
+                to_scheduler(spec, queue.clone(), counters.clone()),
             )
             .map_err(|e| SourceError::Decode(e.to_string()))?;
-            pump(spec, &mut stream, &pipeline, status, counters, streamed).await
+            pump(
+                spec,
+                &mut stream,
+                &pipeline,
+                &clock,
+                status,
+                counters,
+                streamed,
+            )
+            .await
         }
     }
 }
@@ -252,6 +313,7 @@ async fn pump(
     spec: &CameraSpec,
     stream: &mut rtsp::RtspStream,
     pipeline: &Pipeline,
+    clock: &SessionClock,
     status: &watch::Sender<CameraStatus>,
     counters: &CameraCounters,
     streamed: &std::sync::atomic::AtomicBool,
@@ -277,6 +339,29 @@ async fn pump(
         let ts = frame.timestamp();
         let pts =
             Duration::from_secs_f64(ts.elapsed().max(0) as f64 / ts.clock_rate().get() as f64);
+        // The session's clock is anchored on its first frame's arrival (crate::clock).
+        clock.anchor(pts, frame.start_ctx().received());
+        if let Some(sr) = stream.sender_report() {
+            // The camera says when it captured the frame at RTP time `sr.1`.
+            let dt = (ts.timestamp() - sr.1.timestamp()) as f64 / ts.clock_rate().get() as f64;
+            let captured = crate::clock::ntp_to_system_time(sr.0);
+            let captured = if dt >= 0.0 {
+                captured + Duration::from_secs_f64(dt)
+            } else {
+                captured - Duration::from_secs_f64(-dt)
+            };
+            let arrived = frame.start_ctx().received();
+            let arrived_wall: SystemTime = frame.start_ctx().received_wall().into();
+            match clock.refine(pts, captured, arrived_wall, arrived) {
+                Some(Ok(delay)) => {
+                    tracing::debug!(camera = %spec.id, delay_ms = delay.as_millis() as u64, "capture times from the camera's sender reports")
+                }
+                Some(Err(off)) => {
+                    tracing::info!(camera = %spec.id, camera_clock_ahead_s = format!("{:.1}", -off), "the camera's clock disagrees with ours; using arrival times")
+                }
+                None => {}
+            }
+        }
         let key = frame.is_random_access_point();
         if pipeline
             .push(frame.into_data(), pts, key)

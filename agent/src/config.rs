@@ -79,15 +79,26 @@ pub struct DetectConfig {
     /// Class names to keep; empty keeps every class of the model.
     #[serde(default)]
     pub classes: Vec<String>,
-    /// Frames waiting for the detector, all cameras together; when full the oldest is dropped.
-    #[serde(default = "default_queue")]
-    pub queue_capacity: usize,
-    /// ONNX Runtime intra-op threads.
-    #[serde(default = "one")]
+    /// No longer used (each camera now keeps only its newest frame); accepted with a warning
+    /// so older configs still load.
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Detector workers, each with its own model session; 0 sizes the pool to the machine.
+    #[serde(default)]
+    pub workers: usize,
+    /// ONNX Runtime intra-op threads per worker; 0 sizes it to the machine.
+    #[serde(default)]
     pub intra_threads: usize,
-    /// ONNX Runtime inter-op threads.
+    /// ONNX Runtime inter-op threads per worker.
     #[serde(default = "one")]
     pub inter_threads: usize,
+    /// Let ONNX Runtime's threads spin-wait between operators (faster alone, but the
+    /// spinning takes cores from decoding and the other workers).
+    #[serde(default)]
+    pub ort_spinning: bool,
+    /// Motion gating: run the model only where something moves (plus a refresh).
+    #[serde(default)]
+    pub motion: crate::motion::MotionConfig,
     /// Path of `libonnxruntime.so`; default: `$ORT_DYLIB_PATH`, then system paths.
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
@@ -96,6 +107,36 @@ pub struct DetectConfig {
 impl Default for DetectConfig {
     fn default() -> Self {
         toml::from_str("").expect("defaults")
+    }
+}
+
+/// How the detector pool is sized on a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Workers (model sessions).
+    pub workers: usize,
+    /// ONNX Runtime intra-op threads per worker.
+    pub threads: usize,
+}
+
+impl DetectConfig {
+    /// The pool size: as configured, or sized to `cores` (see benches/README.md for the
+    /// measurements behind the choice): one single-threaded session per core, so each
+    /// inference runs on one core without waiting on the others, and decoding takes the
+    /// gaps; at most 8.
+    pub fn pool_size(&self, cores: usize) -> PoolSize {
+        let cores = cores.max(1);
+        let workers = if self.workers > 0 {
+            self.workers
+        } else {
+            cores.min(8)
+        };
+        let threads = if self.intra_threads > 0 {
+            self.intra_threads
+        } else {
+            (cores / workers).max(1)
+        };
+        PoolSize { workers, threads }
     }
 }
 
@@ -266,9 +307,6 @@ fn default_iou() -> f32 {
 fn default_max_det() -> usize {
     100
 }
-fn default_queue() -> usize {
-    8
-}
 fn default_h264() -> String {
     "avdec_h264".into()
 }
@@ -381,14 +419,18 @@ impl AgentConfig {
         if !(0.0..=1.0).contains(&d.nms_iou) {
             e.push(format!("detect.nms_iou: {} is not in [0, 1]", d.nms_iou));
         }
-        if d.queue_capacity == 0 {
-            e.push("detect.queue_capacity: must be at least 1".into());
-        }
+        d.motion.validate(&mut e);
         if d.max_detections == 0 {
             e.push("detect.max_detections: must be at least 1".into());
         }
-        if d.intra_threads > 64 || d.inter_threads > 64 {
-            e.push("detect.intra_threads/inter_threads: at most 64".into());
+        for (k, v) in [
+            ("workers", d.workers),
+            ("intra_threads", d.intra_threads),
+            ("inter_threads", d.inter_threads),
+        ] {
+            if v > 64 {
+                e.push(format!("detect.{k}: {v} is more than 64"));
+            }
         }
         let r = &self.reconnect;
         if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {

@@ -1,15 +1,19 @@
-//! GStreamer decoding: compressed frames in, model-sized packed frames out.
+//! GStreamer decoding: compressed frames in, decoded frames out, in the decoder's own format.
 //!
-//! Stream pipeline (RTSP): `appsrc ! h264parse|h265parse ! <decoder> ! [rate]
-//! videoscale ! videoconvert ! video/x-raw,format=BGR,width=W,height=H !
-//! appsink`. File pipeline: `filesrc ! decodebin ! [rate] ...` with the same tail.
+//! Stream pipeline (RTSP): `appsrc ! h264parse|h265parse ! <decoder> ! [rate] videoconvert !
+//! video/x-raw,format={I420,NV12} ! appsink`. File pipeline: `filesrc ! decodebin ! [rate] ...`
+//! with the same tail.
 //!
-//! Every frame is decoded (H.26x needs it); `[rate]` is a buffer probe on
-//! `videoscale`'s sink that drops frames by timestamp so only the frames the
-//! detector asks for (`detect.fps`) are scaled and converted, once, straight
-//! to the model's input size. Frames reach the caller through a callback on
-//! GStreamer's streaming thread: it must not block for long (the agent hands
-//! them to the bounded detection queue).
+//! Every frame is decoded (H.26x needs it); `[rate]` is a buffer probe that drops frames by
+//! timestamp so only the frames the detector asks for (`detect.fps`) leave the pipeline.
+//! `videoconvert` passes I420 and NV12 (what software and most hardware decoders give)
+//! through untouched and converts anything else. Frames leave as planar YUV: no scaling and no
+//! colour conversion here, so a frame the detector then skips (no motion, overload) costs
+//! nothing more; the detector scales and converts the frames it runs on, snapshots the frames
+//! they show (crate `ioc-detect`, module `yuv`). Each frame carries its capture time from
+//! the session's [`SessionClock`]. Frames reach the caller through a callback on GStreamer's
+//! streaming thread: it must not block for long (the agent hands them to the detection
+//! scheduler, which keeps the newest frame per camera).
 //!
 //! Back-pressure: a live camera must never be blocked. When the decoder falls
 //! behind, [`Pipeline::push`] drops whole GOPs (everything until the next key
@@ -23,7 +27,10 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use ioc_detect::{manifest::ColourOrder, Resize};
+use gstreamer_video as gst_video;
+use ioc_detect::yuv::{Matrix, YuvImage, YuvLayout};
+
+use crate::clock::{FrameTime, SessionClock};
 
 /// Compressed video codecs the stream pipeline accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,35 +67,91 @@ pub struct DecodeSettings {
     pub decoder: String,
     /// Frames per second handed on; 0 hands on every frame.
     pub fps: f64,
-    /// Output width (the model's input width).
-    pub width: u32,
-    /// Output height.
-    pub height: u32,
-    /// Stretch or letterbox to the output size.
-    pub resize: Resize,
-    /// Pixel byte order of the output.
-    pub format: ColourOrder,
     /// File sources: hold frames to their timestamps (real time) or run flat out.
     pub realtime: bool,
 }
 
-/// A decoded, scaled frame. Holds the GStreamer buffer (no copy).
+/// A decoded frame in the decoder's 4:2:0 format. Holds the GStreamer buffer (no copy).
 #[derive(Clone, Debug)]
 pub struct DecodedFrame {
-    /// Packed 3-byte pixels, rows `stride` bytes apart.
+    /// The planes.
     pub buffer: gst::Buffer,
-    /// Bytes per row.
-    pub stride: usize,
-    /// Output width.
+    /// I420 or NV12.
+    pub layout: YuvLayout,
+    /// Width in pixels.
     pub width: u32,
-    /// Output height.
+    /// Height in pixels.
     pub height: u32,
-    /// Pixel byte order.
-    pub format: ColourOrder,
-    /// Size of the decoded frame before scaling.
-    pub source_size: (u32, u32),
-    /// Presentation time since the start of the stream.
-    pub pts: Duration,
+    /// Byte offset of each plane in the buffer (the third is unused for NV12).
+    pub offsets: [usize; 3],
+    /// Bytes per row of each plane.
+    pub strides: [usize; 3],
+    /// Colour matrix of the stream.
+    pub matrix: Matrix,
+    /// Full-range samples.
+    pub full_range: bool,
+    /// When it was captured.
+    pub time: FrameTime,
+}
+
+impl DecodedFrame {
+    /// A frame over packed I420 bytes (`width × height` luma, then U, then V), for tests and
+    /// tools that make their own frames.
+    pub fn from_i420(width: u32, height: u32, data: Vec<u8>, time: FrameTime) -> Self {
+        let (w, h) = (width as usize, height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        assert!(data.len() >= w * h + 2 * cw * ch, "I420 data too short");
+        Self {
+            buffer: gst::Buffer::from_mut_slice(data),
+            layout: YuvLayout::I420,
+            width,
+            height,
+            offsets: [0, w * h, w * h + cw * ch],
+            strides: [w, cw, cw],
+            matrix: Matrix::Bt601,
+            full_range: false,
+            time,
+        }
+    }
+
+    /// Presentation time since the start of the stream session.
+    pub fn pts(&self) -> Duration {
+        self.time.pts
+    }
+
+    /// Width and height.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Runs `f` on the frame's planes (mapped for reading, no copy).
+    pub fn with_image<T>(&self, f: impl FnOnce(&YuvImage<'_>) -> T) -> Result<T, String> {
+        let map = self
+            .buffer
+            .map_readable()
+            .map_err(|_| "frame buffer is not readable".to_string())?;
+        let data = map.as_slice();
+        let plane = |i: usize| data.get(self.offsets[i]..).unwrap_or(&[]);
+        let img = YuvImage {
+            layout: self.layout,
+            width: self.width as usize,
+            height: self.height as usize,
+            y: plane(0),
+            y_stride: self.strides[0],
+            u: plane(1),
+            u_stride: self.strides[1],
+            v: if self.layout == YuvLayout::I420 {
+                plane(2)
+            } else {
+                &[]
+            },
+            v_stride: self.strides[2],
+            matrix: self.matrix,
+            full_range: self.full_range,
+        };
+        img.check()?;
+        Ok(f(&img))
+    }
 }
 
 /// Counters of one pipeline, readable from any thread.
@@ -145,6 +208,7 @@ impl Pipeline {
         codec: Codec,
         settings: &DecodeSettings,
         stats: Arc<DecodeStats>,
+        clock: Arc<SessionClock>,
         on_frame: FrameCallback,
     ) -> Result<Self, DecodeError> {
         init()?;
@@ -177,7 +241,7 @@ impl Pipeline {
             .map_err(|e| DecodeError::Build(e.to_string()))?;
         gst::Element::link_many([appsrc.upcast_ref(), &parse, &decoder])
             .map_err(|e| DecodeError::Build(e.to_string()))?;
-        let tail = add_tail(&pipeline, settings, stats.clone(), on_frame, false)?;
+        let tail = add_tail(&pipeline, settings, stats.clone(), clock, on_frame, false)?;
         decoder
             .link(&tail)
             .map_err(|e| DecodeError::Build(format!("decoder {}: {e}", settings.decoder)))?;
@@ -197,6 +261,7 @@ impl Pipeline {
         path: &Path,
         settings: &DecodeSettings,
         stats: Arc<DecodeStats>,
+        clock: Arc<SessionClock>,
         on_frame: FrameCallback,
     ) -> Result<Self, DecodeError> {
         init()?;
@@ -221,6 +286,7 @@ impl Pipeline {
             &pipeline,
             settings,
             stats.clone(),
+            clock,
             on_frame,
             settings.realtime,
         )?;
@@ -414,44 +480,36 @@ fn count_decoded(decoder: &gst::Element, stats: Arc<DecodeStats>) {
     }
 }
 
-/// Adds `videoscale ! videoconvert ! capsfilter ! appsink` with the rate
-/// limiter; returns the first element (to link the decoder to).
+/// Adds `videoconvert ! capsfilter ! appsink` with the rate limiter in front; returns the
+/// first element (to link the decoder to).
 fn add_tail(
     pipeline: &gst::Pipeline,
     settings: &DecodeSettings,
     stats: Arc<DecodeStats>,
+    clock: Arc<SessionClock>,
     on_frame: FrameCallback,
     sync: bool,
 ) -> Result<gst::Element, DecodeError> {
-    let scale = make("videoscale")?;
     let convert = make("videoconvert")?;
-    let format = match settings.format {
-        ColourOrder::Bgr => "BGR",
-        ColourOrder::Rgb => "RGB",
-    };
-    let mut caps = gst::Caps::builder("video/x-raw")
-        .field("format", format)
-        .field("width", settings.width as i32)
-        .field("height", settings.height as i32);
-    if settings.resize == Resize::Letterbox {
-        // With a fixed square pixel aspect videoscale keeps the picture's shape and adds borders.
-        caps = caps.field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
-    }
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", gst::List::new(["I420", "NV12"]))
+        .build();
     let appsink = gst_app::AppSink::builder()
-        .caps(&caps.build())
+        .caps(&caps)
         .sync(sync)
         .max_buffers(2)
         .drop(false)
         .build();
     pipeline
-        .add_many([&scale, &convert, appsink.upcast_ref()])
+        .add_many([&convert, appsink.upcast_ref()])
         .map_err(|e| DecodeError::Build(e.to_string()))?;
-    gst::Element::link_many([&scale, &convert, appsink.upcast_ref()])
+    gst::Element::link_many([&convert, appsink.upcast_ref()])
         .map_err(|e| DecodeError::Build(e.to_string()))?;
 
-    let scale_sink = scale.static_pad("sink").expect("videoscale has a sink pad");
-    add_rate_limiter(&scale_sink, settings.fps);
-    let (width, height, pixel_format) = (settings.width, settings.height, settings.format);
+    let convert_sink = convert
+        .static_pad("sink")
+        .expect("videoconvert has a sink pad");
+    add_rate_limiter(&convert_sink, settings.fps);
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -459,37 +517,45 @@ fn add_tail(
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let stride = sample
+                let Some(info) = sample
                     .caps()
-                    .and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok())
-                    .map(|i| i.stride()[0] as usize)
-                    .unwrap_or((width as usize * 3).next_multiple_of(4));
-                let source_size = scale_sink
-                    .current_caps()
-                    .and_then(|c| {
-                        let s = c.structure(0)?;
-                        Some((
-                            s.get::<i32>("width").ok()? as u32,
-                            s.get::<i32>("height").ok()? as u32,
-                        ))
-                    })
-                    .unwrap_or((width, height));
+                    .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let layout = match info.format() {
+                    gst_video::VideoFormat::I420 => YuvLayout::I420,
+                    gst_video::VideoFormat::Nv12 => YuvLayout::Nv12,
+                    _ => return Ok(gst::FlowSuccess::Ok),
+                };
+                let colorimetry = info.colorimetry();
+                let matrix = match colorimetry.matrix() {
+                    gst_video::VideoColorMatrix::Bt709 => Matrix::Bt709,
+                    _ => Matrix::Bt601,
+                };
+                let full_range = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
+                let off = info.offset();
+                let st = info.stride();
+                let plane = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(0);
+                let strides: Vec<usize> = st.iter().map(|&s| s.max(0) as usize).collect();
                 let pts = Duration::from_nanos(buffer.pts().map(|t| t.nseconds()).unwrap_or(0));
                 stats.handed_on.fetch_add(1, Ordering::Relaxed);
                 on_frame(DecodedFrame {
                     buffer,
-                    stride,
-                    width,
-                    height,
-                    format: pixel_format,
-                    source_size,
-                    pts,
+                    layout,
+                    width: info.width(),
+                    height: info.height(),
+                    offsets: [plane(off, 0), plane(off, 1), plane(off, 2)],
+                    strides: [plane(&strides, 0), plane(&strides, 1), plane(&strides, 2)],
+                    matrix,
+                    full_range,
+                    time: clock.time(pts),
                 });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
-    Ok(scale)
+    Ok(convert)
 }
 
 /// Drops buffers on `pad` so that at most `fps` per second of stream time pass.

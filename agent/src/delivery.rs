@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ioc_detect::{BBox, Resize};
+use ioc_detect::BBox;
 use ioc_outbox::{Outbox, PublisherHandle};
 use ioc_protocol::{ClassCount, CountDirection, Counts, SnapshotRef, Timestamp};
 use ioc_tracking::AnalyticsConfig;
@@ -27,13 +26,11 @@ pub struct CameraMeta {
     pub zones: HashMap<String, Vec<[f64; 2]>>,
     /// Lines by name.
     pub lines: HashMap<String, Vec<[f64; 2]>>,
-    /// How frames were fitted to the model (to render snapshots).
-    pub resize: Resize,
 }
 
 impl CameraMeta {
     /// From a camera's analytics config.
-    pub fn new(id: &str, analytics: Option<&AnalyticsConfig>, resize: Resize) -> Self {
+    pub fn new(id: &str, analytics: Option<&AnalyticsConfig>) -> Self {
         let (zones, lines) = analytics
             .map(|a| {
                 (
@@ -52,7 +49,6 @@ impl CameraMeta {
             id: id.to_owned(),
             zones,
             lines,
-            resize,
         }
     }
 }
@@ -101,7 +97,7 @@ impl Delivery {
                 camera,
                 event,
                 frame,
-                at,
+                time,
             } => {
                 let Some(meta) = self.cameras.get(camera) else {
                     return Ok(());
@@ -135,7 +131,7 @@ impl Delivery {
                                 .and_then(|l| meta.lines.get(l))
                                 .map(Vec::as_slice),
                         };
-                        match snapshot::render(f, meta.resize, &overlay, &self.snapshot) {
+                        match snapshot::render(f, &overlay, &self.snapshot) {
                             Ok(s) => Some(s),
                             Err(e) => {
                                 tracing::warn!(camera = %meta.id, error = %e, "snapshot skipped");
@@ -154,7 +150,8 @@ impl Delivery {
                 let (builder, id) = (&mut self.builder, &meta.id);
                 let mut event_id = String::new();
                 self.outbox.append_event(|seq| {
-                    let e = builder.build(seq, camera, id, &event, at, reference);
+                    let e =
+                        builder.build(seq, (camera, id), &event, &time, frame.is_some(), reference);
                     event_id = e.id.clone();
                     e
                 })?;
@@ -162,16 +159,15 @@ impl Delivery {
                     self.outbox.append_snapshot(&event_id, &s.jpeg)?;
                 }
             }
-            Output::Counts { camera, report, at } => {
+            Output::Counts {
+                camera,
+                report,
+                time,
+            } => {
                 let Some(meta) = self.cameras.get(camera) else {
                     return Ok(());
                 };
-                let wall = |t: f64| {
-                    let back = (report.end_sec - t).max(0.0);
-                    Timestamp::from_system_time(
-                        at.checked_sub(Duration::from_secs_f64(back)).unwrap_or(at),
-                    )
-                };
+                let wall = |t: f64| Timestamp::from_system_time(time.wall_of(t));
                 let mut by_line: Vec<(&str, Vec<ClassCount>)> = Vec::new();
                 for row in &report.counts {
                     let i = match by_line.iter().position(|(l, _)| *l == row.line) {

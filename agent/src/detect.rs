@@ -1,29 +1,43 @@
-//! The detection stage: one model session shared by every camera.
+//! The detection stage: a pool of detector workers shared by every camera, fed by a scheduler
+//! that keeps the newest frame of each camera and decides, per frame, whether the model needs
+//! to see it.
 //!
-//! Cameras push decoded frames into a [`DetectQueue`]; one named thread per
-//! model ([`DetectorWorker`]) pops them, runs the model and hands
-//! [`FrameDetections`] to a callback. The queue is bounded: with
-//! [`QueuePolicy::DropOldest`] (live cameras) a slow detector makes the oldest
-//! waiting frame go, counted in [`DetectQueue::dropped`], so memory never grows
-//! and what is detected stays recent; with [`QueuePolicy::Block`] (files, where
-//! nothing is lost by waiting) the producer waits.
+//! - **Newest frame wins.** Each camera has one slot; a frame that arrives while the previous
+//!   one still waits replaces it (counted as dropped for that camera). A busy box therefore
+//!   lowers each camera's achieved detection rate instead of building a backlog, and what is
+//!   detected stays recent. Files use [`QueuePolicy::Block`]: nothing is lost by waiting.
+//! - **Fair.** A free worker takes the waiting frame of the camera that is furthest behind on
+//!   a virtual clock that advances by `1 / target fps` each time the camera is served (start
+//!   time fair queuing): under overload every camera keeps a share in proportion to its
+//!   target, none is starved, and a camera that was idle does not bank credit.
+//! - **Gated.** A frame with no motion, on a camera whose tracks are all stationary (or that
+//!   has none), is not run through the model when the camera's last detection is recent
+//!   (`detect.motion.refresh_sec`): it is *held*, and the rules judge it with the tracks
+//!   where they were. Held frames skip the queue (they cost nothing).
+//! - **Ordered.** Every frame a worker takes gets the camera's next `order` number and
+//!   produces exactly one [`FrameResult`] (detected, held or failed), so the rules thread can
+//!   put the results of parallel workers back in frame order without ever waiting for a frame
+//!   that was dropped.
+//!
+//! [`SchedulerCore`] is the policy as pure logic with time passed in, shared by the threaded
+//! [`Scheduler`] and the scenario evaluator's simulated clock.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ioc_detect::{Detection, Detector, Frame};
+use ioc_detect::{Detection, Detector};
 
 use crate::decode::DecodedFrame;
+use crate::motion::{Motion, MotionConfig};
 
-/// What a full queue does with a new frame.
+/// What a full camera slot does with a new frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueuePolicy {
-    /// Drop the oldest waiting frame (live sources).
-    DropOldest,
-    /// Wait for room (files and benchmarks).
+    /// Replace the waiting frame (live sources): newest wins.
+    Latest,
+    /// Wait for the slot to empty (files and benchmarks): nothing is dropped.
     Block,
 }
 
@@ -32,95 +46,363 @@ pub enum QueuePolicy {
 pub struct DetectJob {
     /// Index of the camera in the agent's camera list.
     pub camera: usize,
-    /// The decoded frame at model input size.
+    /// The decoded frame.
     pub frame: DecodedFrame,
+    /// What the motion check saw.
+    pub motion: Motion,
     /// When it was queued, for latency figures.
     pub queued_at: Instant,
 }
 
-/// Detections of one frame.
-#[derive(Clone, Debug)]
-pub struct FrameDetections {
-    /// Index of the camera.
-    pub camera: usize,
-    /// Presentation time of the frame since the start of its stream.
-    pub pts: Duration,
-    /// Size of the source frame; boxes are in its pixels.
-    pub source_size: (u32, u32),
-    /// The detections kept after class filtering, best first.
-    pub detections: Vec<Detection>,
-    /// The frame itself (model input size), for snapshots and tamper checks.
-    pub frame: DecodedFrame,
-    /// Time from queueing to the end of inference.
-    pub latency: Duration,
-    /// When the decoded frame was queued (about when it arrived).
-    pub captured_at: Instant,
+/// What the scheduler decided for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Run the model on it.
+    Detect,
+    /// Nothing moved: judge it without running the model.
+    Hold,
 }
 
-struct State {
-    jobs: VecDeque<DetectJob>,
+/// A frame taken from the scheduler.
+#[derive(Debug)]
+pub struct Taken {
+    /// The frame.
+    pub job: DetectJob,
+    /// Its camera's order number (consecutive over taken frames).
+    pub order: u64,
+    /// Detect or hold.
+    pub action: Action,
+}
+
+/// What became of a taken frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The model ran; the detections kept after class filtering, best first.
+    Detected(Vec<Detection>),
+    /// Not run: nothing moved.
+    Held,
+    /// The model failed on it (logged); the rules skip it.
+    Failed,
+}
+
+/// One taken frame's result, for the rules.
+#[derive(Clone, Debug)]
+pub struct FrameResult {
+    /// Index of the camera.
+    pub camera: usize,
+    /// The camera's order number of the frame (see the module docs).
+    pub order: u64,
+    /// The frame, for snapshots and tamper checks.
+    pub frame: DecodedFrame,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Time from queueing to the end of inference.
+    pub latency: Duration,
+}
+
+impl FrameResult {
+    /// The detections (none unless the model ran).
+    pub fn detections(&self) -> &[Detection] {
+        match &self.outcome {
+            Outcome::Detected(d) => d,
+            _ => &[],
+        }
+    }
+}
+
+/// Tracker facts the rules thread publishes for the gate.
+#[derive(Debug, Default)]
+pub struct TrackerFlags(AtomicU8);
+
+impl TrackerFlags {
+    const NEEDS_DETECTION: u8 = 1;
+
+    /// Records whether some track is moving, tentative or lost (needs the detector on every
+    /// frame to be followed).
+    pub fn set(&self, needs_detection: bool) {
+        self.0.store(
+            if needs_detection {
+                Self::NEEDS_DETECTION
+            } else {
+                0
+            },
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the tracker needs every frame detected.
+    pub fn needs_detection(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & Self::NEEDS_DETECTION != 0
+    }
+}
+
+/// Counters of one camera's detection, readable from any thread.
+#[derive(Debug, Default)]
+pub struct CameraDetectStats {
+    /// Frames offered by the decoder.
+    pub offered: AtomicU64,
+    /// Frames replaced in the slot by a newer one before a worker took them.
+    pub dropped: AtomicU64,
+    /// Frames run through the model.
+    pub detected: AtomicU64,
+    /// Frames judged without the model (motion gating).
+    pub held: AtomicU64,
+    /// Frames the model failed on.
+    pub failed: AtomicU64,
+    latencies: Mutex<LatencyWindow>,
+}
+
+impl CameraDetectStats {
+    /// Frames the rules judged (detected or held).
+    pub fn analysed(&self) -> u64 {
+        self.detected.load(Ordering::Relaxed) + self.held.load(Ordering::Relaxed)
+    }
+
+    /// Records the queue-to-result latency of a detected frame.
+    pub fn record_latency(&self, d: Duration) {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
+    }
+
+    /// Median and maximum latency of the recent detected frames.
+    pub fn latency(&self) -> Option<(Duration, Duration)> {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary()
+    }
+}
+
+/// The last few latencies, for a median that is cheap to keep.
+#[derive(Debug, Default)]
+struct LatencyWindow {
+    ring: Vec<Duration>,
+    next: usize,
+}
+
+impl LatencyWindow {
+    const LEN: usize = 64;
+
+    fn push(&mut self, d: Duration) {
+        if self.ring.len() < Self::LEN {
+            self.ring.push(d);
+        } else {
+            self.ring[self.next] = d;
+        }
+        self.next = (self.next + 1) % Self::LEN;
+    }
+
+    fn summary(&self) -> Option<(Duration, Duration)> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let mut v = self.ring.clone();
+        v.sort();
+        Some((v[v.len() / 2], v[v.len() - 1]))
+    }
+}
+
+/// How one camera is scheduled.
+#[derive(Clone, Debug)]
+pub struct CameraPlan {
+    /// Target detection rate.
+    pub target_fps: f64,
+    /// Motion gating.
+    pub motion: MotionConfig,
+}
+
+struct CameraSlot {
+    plan: CameraPlan,
+    job: Option<DetectJob>,
+    next_due: f64,
+    order: u64,
+    last_detect_t: Option<f64>,
+    stats: Arc<CameraDetectStats>,
+    tracker: Arc<TrackerFlags>,
+}
+
+/// The scheduling policy (see the module docs) as pure logic.
+pub struct SchedulerCore {
+    cams: Vec<CameraSlot>,
+    // Virtual time: the start tag of the frame served last.
+    vtime: f64,
+}
+
+impl SchedulerCore {
+    /// One slot per camera.
+    pub fn new(plans: Vec<CameraPlan>) -> Self {
+        Self {
+            cams: plans
+                .into_iter()
+                .map(|plan| CameraSlot {
+                    plan,
+                    job: None,
+                    next_due: f64::NEG_INFINITY,
+                    order: 0,
+                    last_detect_t: None,
+                    stats: Arc::default(),
+                    tracker: Arc::default(),
+                })
+                .collect(),
+            vtime: 0.0,
+        }
+    }
+
+    /// Counters of camera `i`.
+    pub fn stats(&self, i: usize) -> Arc<CameraDetectStats> {
+        self.cams[i].stats.clone()
+    }
+
+    /// Tracker flags of camera `i`, for the rules thread to set.
+    pub fn tracker(&self, i: usize) -> Arc<TrackerFlags> {
+        self.cams[i].tracker.clone()
+    }
+
+    /// Number of cameras.
+    pub fn len(&self) -> usize {
+        self.cams.len()
+    }
+
+    /// True without cameras.
+    pub fn is_empty(&self) -> bool {
+        self.cams.is_empty()
+    }
+
+    /// Whether camera `camera`'s slot is taken.
+    pub fn is_full(&self, camera: usize) -> bool {
+        self.cams.get(camera).is_some_and(|c| c.job.is_some())
+    }
+
+    /// Puts a frame in its camera's slot; returns the frame it replaced (dropped).
+    pub fn offer(&mut self, job: DetectJob) -> Option<DetectJob> {
+        let vtime = self.vtime;
+        let c = self.cams.get_mut(job.camera)?;
+        c.stats.offered.fetch_add(1, Ordering::Relaxed);
+        if c.job.is_none() {
+            // Back from idle: join at the present, without credit for the idle time.
+            c.next_due = c.next_due.max(vtime);
+        }
+        let old = c.job.replace(job);
+        if old.is_some() {
+            c.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        old
+    }
+
+    fn gate(c: &CameraSlot, job: &DetectJob) -> Action {
+        let m = &c.plan.motion;
+        let recent = c
+            .last_detect_t
+            .is_some_and(|l| job.frame.time.t_sec - l < m.refresh_sec);
+        if m.enabled && !job.motion.moving && !c.tracker.needs_detection() && recent {
+            Action::Hold
+        } else {
+            Action::Detect
+        }
+    }
+
+    /// The next frame to handle: a frame that can be held first (it costs nothing), else the
+    /// waiting frame of the camera furthest behind.
+    pub fn take(&mut self) -> Option<Taken> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, c) in self.cams.iter().enumerate() {
+            let Some(job) = &c.job else { continue };
+            if Self::gate(c, job) == Action::Hold {
+                return Some(self.take_from(i, Action::Hold));
+            }
+            if best.is_none_or(|(_, due)| c.next_due < due) {
+                best = Some((i, c.next_due));
+            }
+        }
+        best.map(|(i, _)| self.take_from(i, Action::Detect))
+    }
+
+    fn take_from(&mut self, i: usize, action: Action) -> Taken {
+        let c = &mut self.cams[i];
+        let job = c.job.take().expect("slot has a job");
+        c.order += 1;
+        if action == Action::Detect {
+            c.last_detect_t = Some(job.frame.time.t_sec);
+            self.vtime = self.vtime.max(c.next_due);
+            c.next_due += 1.0 / c.plan.target_fps.max(1e-3);
+        }
+        Taken {
+            job,
+            order: c.order,
+            action,
+        }
+    }
+}
+
+struct SchedState {
+    core: SchedulerCore,
     closed: bool,
 }
 
-/// Bounded multi-producer queue in front of the detector.
-pub struct DetectQueue {
-    state: Mutex<State>,
+/// The threaded scheduler: cameras push from GStreamer's threads, workers pop.
+pub struct Scheduler {
+    state: Mutex<SchedState>,
     ready: Condvar,
     room: Condvar,
-    capacity: usize,
     policy: QueuePolicy,
-    dropped: AtomicU64,
 }
 
-impl DetectQueue {
-    /// A queue holding at most `capacity` frames.
-    pub fn new(capacity: usize, policy: QueuePolicy) -> Arc<Self> {
+impl Scheduler {
+    /// A scheduler over `plans` (index = camera index).
+    pub fn new(plans: Vec<CameraPlan>, policy: QueuePolicy) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State {
-                jobs: VecDeque::with_capacity(capacity),
+            state: Mutex::new(SchedState {
+                core: SchedulerCore::new(plans),
                 closed: false,
             }),
             ready: Condvar::new(),
             room: Condvar::new(),
-            capacity: capacity.max(1),
             policy,
-            dropped: AtomicU64::new(0),
         })
     }
 
-    /// Adds a frame; returns false when the queue is closed.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters of camera `i`.
+    pub fn stats(&self, i: usize) -> Arc<CameraDetectStats> {
+        self.lock().core.stats(i)
+    }
+
+    /// Tracker flags of camera `i`.
+    pub fn tracker(&self, i: usize) -> Arc<TrackerFlags> {
+        self.lock().core.tracker(i)
+    }
+
+    /// Offers a frame; returns false when closed.
     pub fn push(&self, job: DetectJob) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if s.closed {
-                return false;
-            }
-            if s.jobs.len() < self.capacity {
-                break;
-            }
-            match self.policy {
-                QueuePolicy::DropOldest => {
-                    s.jobs.pop_front();
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                QueuePolicy::Block => s = self.room.wait(s).unwrap_or_else(|p| p.into_inner()),
+        let mut s = self.lock();
+        if self.policy == QueuePolicy::Block {
+            while !s.closed && s.core.is_full(job.camera) {
+                s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
             }
         }
-        s.jobs.push_back(job);
+        if s.closed {
+            return false;
+        }
+        // A replaced frame is dropped here, outside any worker.
+        let _dropped = s.core.offer(job);
         drop(s);
         self.ready.notify_one();
         true
     }
 
-    /// Takes the oldest frame, waiting for one; `None` once closed and empty.
-    pub fn pop(&self) -> Option<DetectJob> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    /// Takes the next frame, waiting for one; `None` once closed and empty.
+    pub fn pop(&self) -> Option<Taken> {
+        let mut s = self.lock();
         loop {
-            if let Some(j) = s.jobs.pop_front() {
+            if let Some(t) = s.core.take() {
                 drop(s);
-                self.room.notify_one();
-                return Some(j);
+                self.room.notify_all();
+                return Some(t);
             }
             if s.closed {
                 return None;
@@ -129,34 +411,15 @@ impl DetectQueue {
         }
     }
 
-    /// Stops accepting frames; the worker drains what is queued, then ends.
+    /// Stops accepting frames; workers drain what waits, then end.
     pub fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.lock().closed = true;
         self.ready.notify_all();
         self.room.notify_all();
     }
-
-    /// Frames dropped because the detector was behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Frames waiting now.
-    pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .jobs
-            .len()
-    }
-
-    /// True when no frame waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
-/// Counters of the detector thread.
+/// Counters of the whole pool.
 #[derive(Debug, Default)]
 pub struct DetectStats {
     /// Frames run through the model.
@@ -167,94 +430,132 @@ pub struct DetectStats {
     pub busy_us: AtomicU64,
 }
 
-/// The detector thread.
-pub struct DetectorWorker {
-    handle: Option<JoinHandle<()>>,
-    queue: Arc<DetectQueue>,
+/// Runs one taken frame: the model for [`Action::Detect`], nothing for [`Action::Hold`].
+/// Shared by the pool's threads and the scenario evaluator.
+pub fn run_one(
+    detector: &mut Detector,
+    keep: Option<&[bool]>,
+    taken: Taken,
+    scratch: &mut Vec<Detection>,
+) -> FrameResult {
+    let Taken { job, order, action } = taken;
+    let outcome = match action {
+        Action::Hold => Outcome::Held,
+        Action::Detect => {
+            let r = job
+                .frame
+                .with_image(|img| detector.detect_yuv(img, scratch))
+                .map_err(ioc_detect::Error::Inference)
+                .and_then(|r| r);
+            match r {
+                Ok(()) => {
+                    if let Some(keep) = keep {
+                        scratch.retain(|d| keep.get(d.class_id as usize).copied().unwrap_or(false));
+                    }
+                    Outcome::Detected(scratch.clone())
+                }
+                Err(e) => {
+                    tracing::warn!(camera = job.camera, error = %e, "detection failed");
+                    Outcome::Failed
+                }
+            }
+        }
+    };
+    FrameResult {
+        camera: job.camera,
+        order,
+        latency: job.queued_at.elapsed(),
+        frame: job.frame,
+        outcome,
+    }
+}
+
+/// The detector threads (`detect-0`, `detect-1`, …), one model session each.
+pub struct DetectorPool {
+    handles: Vec<JoinHandle<()>>,
+    sched: Arc<Scheduler>,
     stats: Arc<DetectStats>,
 }
 
-impl DetectorWorker {
-    /// Starts a thread named `detect` that owns `detector`, keeps only classes
-    /// in `keep` (all when `None`) and calls `on_result` for every frame.
+impl DetectorPool {
+    /// Starts one thread per detector. Each keeps only classes in `keep` (all when `None`)
+    /// and calls `on_result` for every frame it takes.
     pub fn spawn(
-        mut detector: Detector,
-        queue: Arc<DetectQueue>,
+        detectors: Vec<Detector>,
+        sched: Arc<Scheduler>,
         keep: Option<Vec<bool>>,
-        on_result: impl Fn(FrameDetections) + Send + 'static,
+        on_result: Arc<dyn Fn(FrameResult) + Send + Sync>,
     ) -> std::io::Result<Self> {
         let stats = Arc::new(DetectStats::default());
-        let (q, st) = (queue.clone(), stats.clone());
-        let handle = std::thread::Builder::new()
-            .name("detect".into())
-            .spawn(move || {
-                let mut out = Vec::with_capacity(64);
-                while let Some(job) = q.pop() {
-                    let started = Instant::now();
-                    let f = &job.frame;
-                    let result = match f.buffer.map_readable() {
-                        Ok(map) => detector.detect(
-                            &Frame {
-                                data: map.as_slice(),
-                                stride: f.stride,
-                                format: f.format,
-                                source_size: f.source_size,
-                            },
-                            &mut out,
-                        ),
-                        Err(_) => Err(ioc_detect::Error::Inference(
-                            "frame buffer is not readable".into(),
-                        )),
-                    };
-                    st.busy_us
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    if let Err(e) = result {
-                        st.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(camera = job.camera, error = %e, "detection failed");
-                        continue;
+        let keep: Option<Arc<[bool]>> = keep.map(Into::into);
+        let mut handles = Vec::new();
+        for (i, mut detector) in detectors.into_iter().enumerate() {
+            let (sched2, st, keep, on_result) = (
+                sched.clone(),
+                stats.clone(),
+                keep.clone(),
+                on_result.clone(),
+            );
+            let h = std::thread::Builder::new()
+                .name(format!("detect-{i}"))
+                .spawn(move || {
+                    let mut scratch = Vec::with_capacity(64);
+                    while let Some(taken) = sched2.pop() {
+                        let cam_stats = sched2.stats(taken.job.camera);
+                        let action = taken.action;
+                        let started = Instant::now();
+                        let r = run_one(&mut detector, keep.as_deref(), taken, &mut scratch);
+                        match (&r.outcome, action) {
+                            (Outcome::Held, _) => {
+                                cam_stats.held.fetch_add(1, Ordering::Relaxed);
+                            }
+                            (Outcome::Detected(_), _) => {
+                                st.frames.fetch_add(1, Ordering::Relaxed);
+                                st.busy_us.fetch_add(
+                                    started.elapsed().as_micros() as u64,
+                                    Ordering::Relaxed,
+                                );
+                                cam_stats.detected.fetch_add(1, Ordering::Relaxed);
+                                cam_stats.record_latency(r.latency);
+                            }
+                            (Outcome::Failed, _) => {
+                                st.errors.fetch_add(1, Ordering::Relaxed);
+                                cam_stats.failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        on_result(r);
                     }
-                    st.frames.fetch_add(1, Ordering::Relaxed);
-                    if let Some(keep) = &keep {
-                        out.retain(|d| keep.get(d.class_id as usize).copied().unwrap_or(false));
-                    }
-                    on_result(FrameDetections {
-                        camera: job.camera,
-                        pts: f.pts,
-                        source_size: f.source_size,
-                        detections: out.clone(),
-                        latency: job.queued_at.elapsed(),
-                        captured_at: job.queued_at,
-                        frame: job.frame,
-                    });
-                }
-            })?;
+                })?;
+            handles.push(h);
+        }
         Ok(Self {
-            handle: Some(handle),
-            queue,
+            handles,
+            sched,
             stats,
         })
     }
 
-    /// Counters of this worker.
+    /// Counters of the pool.
     pub fn stats(&self) -> &Arc<DetectStats> {
         &self.stats
     }
 
-    /// Closes the queue, lets the worker drain it and joins the thread.
+    /// Closes the scheduler, lets the workers drain it and joins them.
     pub fn shutdown(mut self) {
-        self.queue.close();
-        if let Some(h) = self.handle.take() {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.sched.close();
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
 }
 
-impl Drop for DetectorWorker {
+impl Drop for DetectorPool {
     fn drop(&mut self) {
-        self.queue.close();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.stop();
     }
 }
 
@@ -269,51 +570,112 @@ pub fn class_filter(labels: &[String], keep: &[String]) -> Option<Vec<bool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gstreamer as gst;
+    use crate::clock::FrameTime;
+    use std::time::SystemTime;
 
-    fn job(camera: usize) -> DetectJob {
-        gst::init().unwrap();
+    fn job(camera: usize, t_sec: f64, moving: bool) -> DetectJob {
+        gstreamer::init().unwrap();
+        let time = FrameTime {
+            pts: Duration::from_secs_f64(t_sec),
+            t_sec,
+            wall: SystemTime::now(),
+        };
         DetectJob {
             camera,
-            frame: DecodedFrame {
-                buffer: gst::Buffer::new(),
-                stride: 0,
-                width: 0,
-                height: 0,
-                format: ioc_detect::manifest::ColourOrder::Bgr,
-                source_size: (0, 0),
-                pts: Duration::ZERO,
+            frame: DecodedFrame::from_i420(4, 4, vec![0; 24], time),
+            motion: Motion {
+                changed: if moving { 0.1 } else { 0.0 },
+                moving,
             },
             queued_at: Instant::now(),
         }
     }
 
-    #[test]
-    fn a_full_drop_oldest_queue_keeps_the_newest_and_counts_drops() {
-        let q = DetectQueue::new(2, QueuePolicy::DropOldest);
-        for c in 0..5 {
-            assert!(q.push(job(c)));
+    fn plan(fps: f64) -> CameraPlan {
+        CameraPlan {
+            target_fps: fps,
+            motion: MotionConfig::default(),
         }
-        assert_eq!(q.len(), 2);
-        assert_eq!(q.dropped(), 3);
-        assert_eq!(q.pop().unwrap().camera, 3);
-        assert_eq!(q.pop().unwrap().camera, 4);
-        q.close();
-        assert!(q.pop().is_none());
-        assert!(!q.push(job(9)));
     }
 
     #[test]
-    fn a_blocking_queue_waits_for_room_instead_of_dropping() {
-        let q = DetectQueue::new(1, QueuePolicy::Block);
-        q.push(job(0));
-        let q2 = q.clone();
-        let t = std::thread::spawn(move || q2.push(job(1)));
+    fn newest_frame_wins_and_drops_are_counted_per_camera() {
+        let mut s = SchedulerCore::new(vec![plan(5.0), plan(5.0)]);
+        for k in 0..4 {
+            s.offer(job(0, k as f64 * 0.2, true));
+        }
+        s.offer(job(1, 0.0, true));
+        assert_eq!(s.stats(0).dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(s.stats(1).dropped.load(Ordering::Relaxed), 0);
+        let a = s.take().unwrap();
+        let b = s.take().unwrap();
+        let mut got = [
+            (a.job.camera, a.job.frame.time.t_sec),
+            (b.job.camera, b.job.frame.time.t_sec),
+        ];
+        got.sort_by_key(|x| x.0);
+        assert_eq!(got, [(0, 0.6000000000000001), (1, 0.0)]);
+        assert!(s.take().is_none());
+        assert_eq!((a.order, b.order), (1, 1));
+    }
+
+    #[test]
+    fn overload_is_shared_in_proportion_to_target_rates() {
+        // Three cameras always have a frame waiting; the workers manage 6 frames a second.
+        let mut s = SchedulerCore::new(vec![plan(5.0), plan(5.0), plan(10.0)]);
+        let mut served = [0u32; 3];
+        let mut now = 0.0;
+        while now < 100.0 {
+            for c in 0..3 {
+                if !s.is_full(c) {
+                    s.offer(job(c, now, true));
+                }
+            }
+            let t = s.take().unwrap();
+            served[t.job.camera] += 1;
+            now += 1.0 / 6.0;
+        }
+        let total: u32 = served.iter().sum();
+        let share = |c: usize| served[c] as f64 / total as f64;
+        assert!((share(0) - 0.25).abs() < 0.03, "{served:?}");
+        assert!((share(1) - 0.25).abs() < 0.03, "{served:?}");
+        assert!((share(2) - 0.5).abs() < 0.03, "{served:?}");
+    }
+
+    #[test]
+    fn still_frames_are_held_until_the_refresh_or_a_moving_track() {
+        let mut s = SchedulerCore::new(vec![plan(5.0)]);
+        s.offer(job(0, 0.0, false));
+        assert_eq!(s.take().unwrap().action, Action::Detect, "first frame");
+        s.offer(job(0, 0.2, false));
+        assert_eq!(s.take().unwrap().action, Action::Hold);
+        s.offer(job(0, 0.4, true));
+        assert_eq!(s.take().unwrap().action, Action::Detect, "motion");
+        s.tracker(0).set(true);
+        s.offer(job(0, 0.6, false));
+        assert_eq!(s.take().unwrap().action, Action::Detect, "a track moves");
+        s.tracker(0).set(false);
+        s.offer(job(0, 0.8, false));
+        assert_eq!(s.take().unwrap().action, Action::Hold);
+        // The refresh: two seconds after the last detection (0.6 s).
+        s.offer(job(0, 2.6, false));
+        assert_eq!(s.take().unwrap().action, Action::Detect, "refresh");
+    }
+
+    #[test]
+    fn a_blocking_scheduler_waits_for_room_instead_of_dropping() {
+        let s = Scheduler::new(vec![plan(5.0)], QueuePolicy::Block);
+        assert!(s.push(job(0, 0.0, true)));
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.push(job(0, 0.2, true)));
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(q.len(), 1, "producer must be waiting");
-        assert_eq!(q.pop().unwrap().camera, 0);
+        assert!(!t.is_finished(), "producer must be waiting");
+        assert_eq!(s.pop().unwrap().order, 1);
         assert!(t.join().unwrap());
-        assert_eq!(q.pop().unwrap().camera, 1);
-        assert_eq!(q.dropped(), 0);
+        assert_eq!(s.pop().unwrap().order, 2);
+        assert_eq!(s.stats(0).dropped.load(Ordering::Relaxed), 0);
+        s.close();
+        assert!(s.pop().is_none());
+        assert!(!s.push(job(0, 0.4, true)));
     }
 }

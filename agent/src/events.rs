@@ -5,8 +5,8 @@
 //! its first message and carries wall-clock RFC 3339 times. [`EventBuilder`]
 //! keeps that mapping for the incidents still open.
 
+use crate::clock::FrameTime;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 
 use ioc_protocol::{
     incident_id, Event, EventDetails, EventKind, EventObject, Phase, Severity, SnapshotRef, Speed,
@@ -30,16 +30,17 @@ impl EventBuilder {
         }
     }
 
-    /// The wire event for rule event `ev` of camera (`index`, `camera`), sent
-    /// with per-agent sequence number `seq`; `decided_at` is the wall-clock time
-    /// the engine decided it (it maps the engine's stream seconds to wall time).
+    /// The wire event for rule event `ev` of camera `(index, id)`, sent
+    /// with per-agent sequence number `seq`. `time` is the time it was decided at (the
+    /// triggering frame's capture time when `from_frame`, else the rules' tick): it maps the
+    /// engine's rule-clock seconds to wall-clock time.
     pub fn build(
         &mut self,
         seq: u64,
-        index: usize,
-        camera: &str,
+        (index, camera): (usize, &str),
         ev: &RuleEvent,
-        decided_at: SystemTime,
+        time: &FrameTime,
+        from_frame: bool,
         snapshot: Option<SnapshotRef>,
     ) -> Event {
         let key = (index, ev.incident);
@@ -67,15 +68,8 @@ impl EventBuilder {
                 .unwrap_or_else(|| incident_id(&self.agent, seq)),
             Phase::Instant => incident_id(&self.agent, seq),
         };
-        // wall(t) = decided_at - (observed - t): the engine's clock is monotonic per camera.
-        let wall = |t: f64| {
-            let back = (ev.observed_at_sec - t).max(0.0);
-            Timestamp::from_system_time(
-                decided_at
-                    .checked_sub(Duration::from_secs_f64(back))
-                    .unwrap_or(decided_at),
-            )
-        };
+        // The engine's times are on the camera's rule clock, which `time` ties to the wall.
+        let wall = |t: f64| Timestamp::from_system_time(time.wall_of(t));
         Event {
             schema: ioc_protocol::EVENT_SCHEMA.to_owned(),
             id,
@@ -94,6 +88,7 @@ impl EventBuilder {
             line: ev.line.clone(),
             started_at: (phase != Phase::Instant).then(|| wall(ev.started_at_sec)),
             observed_at: wall(ev.observed_at_sec),
+            pts_sec: from_frame.then_some(time.pts.as_secs_f64()),
             ended_at: (phase == Phase::End)
                 .then(|| wall(ev.ended_at_sec.unwrap_or(ev.observed_at_sec))),
             objects: ev
@@ -193,32 +188,42 @@ mod tests {
 
     #[test]
     fn an_incident_keeps_the_id_of_its_start_and_times_map_to_wall_clock() {
+        use std::time::{Duration, SystemTime};
         let mut b = EventBuilder::new("site-a");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // Decided on the frame captured at rule time 105 s (t0), pts 42 s in its session.
+        let at = |t_sec: f64, wall: SystemTime| FrameTime {
+            pts: Duration::from_secs_f64((t_sec - 63.0).max(0.0)),
+            t_sec,
+            wall,
+        };
         let start = b.build(
             10,
-            0,
-            "cam",
+            (0, "cam"),
             &rule_event(1, ioc_tracking::Phase::Start, 100.0, 105.0),
-            t0,
+            &at(105.0, t0),
+            true,
             None,
         );
         let end = b.build(
             14,
-            0,
-            "cam",
+            (0, "cam"),
             &rule_event(1, ioc_tracking::Phase::End, 100.0, 109.0),
-            t0 + Duration::from_secs(4),
+            &at(109.0, t0 + Duration::from_secs(4)),
+            false,
             None,
         );
         assert_eq!(start.id, "site-a-10");
         assert_eq!(end.id, "site-a-10", "end carries the start's incident id");
         assert_eq!((start.seq, end.seq), (10, 14));
-        // started 5 s before it was decided.
+        // Started 5 s before the frame that decided it was captured.
         assert_eq!(
             start.started_at,
             Some(Timestamp::from_system_time(t0 - Duration::from_secs(5)))
         );
+        assert_eq!(start.observed_at, Timestamp::from_system_time(t0));
+        assert_eq!(start.pts_sec, Some(42.0));
+        assert_eq!(end.pts_sec, None, "no frame behind a clock-driven message");
         assert_eq!(end.started_at, start.started_at);
         assert!(end.ended_at.is_some() && start.ended_at.is_none());
         assert_eq!(start.details.dwell_s, Some(5.5));
@@ -231,10 +236,10 @@ mod tests {
         // The same incident number on another camera is another incident.
         let other = b.build(
             15,
-            1,
-            "cam2",
+            (1, "cam2"),
             &rule_event(1, ioc_tracking::Phase::Start, 0.0, 0.0),
-            t0,
+            &at(0.0, t0),
+            true,
             None,
         );
         assert_eq!(other.id, "site-a-15");

@@ -1,22 +1,26 @@
 //! `ioc-agent`: the site box's side of ioc-edge.
 //!
 //! Modules follow one frame's way through the agent:
-//! [`source`] (RTSP with retina; files) → [`decode`] (GStreamer, scaled once
-//! to the model's input) → [`detect`] (shared ONNX Runtime session behind a
-//! bounded queue) → [`analytics`] (tracking and rules of crate `ioc-tracking`)
-//! → events.
-//! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`]
-//! wires every camera to the detector; [`config`] is the `agent.toml` file.
+//! [`source`] (RTSP with retina; files) → [`decode`] (GStreamer, frames kept in the
+//! decoder's YUV format, each with its capture time from [`clock`]) → [`motion`] (is
+//! anything moving?) → [`detect`] (a pool of ONNX Runtime sessions behind a fair scheduler
+//! that keeps each camera's newest frame) → [`analytics`] (tracking and rules of crate
+//! `ioc-tracking`, in frame order and frame time) → [`events`] / [`delivery`] (outbox).
+//! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`] wires every camera
+//! to the detectors and reports [`health`]; [`config`] is the `agent.toml` file.
 
 pub mod agent;
 pub mod analytics;
 pub mod annotate;
 pub mod camera;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod delivery;
 pub mod detect;
 pub mod events;
+pub mod health;
+pub mod motion;
 pub mod offline;
 pub mod probe;
 pub mod snapshot;

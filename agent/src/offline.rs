@@ -2,14 +2,16 @@
 //! pipeline: `ioc-agent detect`. Same model code, same geometry.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use anyhow::Context;
 use image::RgbImage;
 use ioc_detect::{manifest::ColourOrder, Detection, Detector, Frame};
 use serde::Serialize;
 
+use crate::clock::{ClockMode, Epoch, SessionClock};
 use crate::decode::{DecodeSettings, DecodedFrame, Pipeline};
+use ioc_detect::yuv::{Order, Placement, Resampler};
 
 /// One detection as printed by `ioc-agent detect --json`.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
@@ -116,24 +118,24 @@ pub fn detect_video(
     out: Option<&Path>,
     mut each: impl FnMut(&FrameOut),
 ) -> anyhow::Result<u64> {
-    let (w, h) = detector.input_size();
-    let input = detector.manifest().input.clone();
     let settings = DecodeSettings {
         decoder: String::new(),
         fps,
-        width: w,
-        height: h,
-        resize: input.resize,
-        format: input.colour,
         realtime: false,
     };
     // A small bounded channel: GStreamer waits while the detector works, so no frame is lost.
     let (tx, rx) = mpsc::sync_channel::<DecodedFrame>(4);
     let tx = std::sync::Mutex::new(tx);
+    let clock = Arc::new(SessionClock::new(
+        Epoch::now(),
+        ClockMode::Flat { offset_sec: 0.0 },
+        0.0,
+    ));
     let pipeline = Pipeline::for_file(
         path,
         &settings,
         Default::default(),
+        clock,
         Box::new(move |f| {
             let _ = tx.lock().map(|t| t.send(f));
         }),
@@ -149,24 +151,12 @@ pub fn detect_video(
     let mut dets = Vec::new();
     let mut best: Option<(usize, DecodedFrame, Vec<Detection>)> = None;
     for f in rx {
-        let map = f
-            .buffer
-            .map_readable()
-            .map_err(|_| anyhow::anyhow!("unreadable frame"))?;
-        detector.detect(
-            &Frame {
-                data: map.as_slice(),
-                stride: f.stride,
-                format: f.format,
-                source_size: f.source_size,
-            },
-            &mut dets,
-        )?;
-        drop(map);
+        f.with_image(|img| detector.detect_yuv(img, &mut dets))
+            .map_err(|e| anyhow::anyhow!("frame {n}: {e}"))??;
         each(&FrameOut {
             frame: n,
-            pts_s: f.pts.as_secs_f64(),
-            size: f.source_size,
+            pts_s: f.pts().as_secs_f64(),
+            size: f.size(),
             detections: to_out(&dets, detector.labels()),
         });
         if out.is_some() && best.as_ref().is_none_or(|b| dets.len() > b.0) {
@@ -178,28 +168,20 @@ pub fn detect_video(
         .join()
         .map_err(|_| anyhow::anyhow!("decoder thread panicked"))??;
     if let (Some(out), Some((_, f, d))) = (out, best) {
-        let map = f
-            .buffer
-            .map_readable()
-            .map_err(|_| anyhow::anyhow!("unreadable frame"))?;
-        let mut img = RgbImage::new(f.width, f.height);
-        for y in 0..f.height as usize {
-            let row = &map.as_slice()[y * f.stride..y * f.stride + f.width as usize * 3];
-            for (x, px) in row.chunks_exact(3).enumerate() {
-                let rgb = if f.format == ColourOrder::Bgr {
-                    [px[2], px[1], px[0]]
-                } else {
-                    [px[0], px[1], px[2]]
-                };
-                img.put_pixel(x as u32, y as u32, image::Rgb(rgb));
-            }
-        }
-        let img = image::imageops::resize(
-            &img,
-            f.source_size.0,
-            f.source_size.1,
-            image::imageops::FilterType::Triangle,
-        );
+        let (w, h) = f.size();
+        let mut buf = vec![0u8; w as usize * h as usize * 3];
+        let place = Placement {
+            x: 0,
+            y: 0,
+            width: w as usize,
+            height: h as usize,
+        };
+        f.with_image(|img| {
+            Resampler::new().to_rgb(img, &mut buf, w as usize * 3, place, Order::Rgb)
+        })
+        .and_then(|r| r)
+        .map_err(|e| anyhow::anyhow!("frame: {e}"))?;
+        let img = RgbImage::from_raw(w, h, buf).context("frame buffer")?;
         write_annotated(img, &d, out)?;
     }
     Ok(n)

@@ -52,16 +52,18 @@ pub async fn probe(
     let settings = DecodeSettings {
         decoder: decoder.to_owned(),
         fps: 1.0,
-        width: 64,
-        height: 64,
-        resize: ioc_detect::Resize::Stretch,
-        format: ioc_detect::manifest::ColourOrder::Bgr,
         realtime: false,
     };
+    let clock = std::sync::Arc::new(crate::clock::SessionClock::new(
+        crate::clock::Epoch::now(),
+        crate::clock::ClockMode::Live,
+        0.0,
+    ));
     let pipeline = Pipeline::for_stream(
         stream.codec,
         &settings,
         Default::default(),
+        clock,
         Box::new(|_| {}),
     )
     .map_err(|e| SourceError::Decode(e.to_string()))?;

@@ -1,13 +1,13 @@
 //! Event snapshots: the frame an incident was decided on, as a JPEG with the
 //! objects' boxes and the rule's zone or line drawn on it.
 //!
-//! The agent keeps only the frame it gave the detector (model input size);
-//! the snapshot is that frame brought back to the source's aspect ratio, so its
-//! detail is capped by the model's input (416 px for NanoDet-g). Size and JPEG
-//! quality are capped by config.
+//! The frame is the decoded one at the camera's own resolution, scaled once (area filter)
+//! to `snapshot.max_width` at the source's aspect ratio: its detail is the camera's, not the
+//! model input's. Size and JPEG quality are capped by config.
 
-use image::{codecs::jpeg::JpegEncoder, imageops, Rgb, RgbImage};
-use ioc_detect::{geometry::letterbox_content, manifest::ColourOrder, BBox, Resize};
+use image::{codecs::jpeg::JpegEncoder, Rgb, RgbImage};
+use ioc_detect::yuv::{Order, Placement, Resampler};
+use ioc_detect::BBox;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -66,42 +66,27 @@ pub struct Overlay<'a> {
     pub line: Option<&'a [[f64; 2]]>,
 }
 
-/// Renders `frame` (fitted by `resize` from its source) with `overlay`.
+/// Renders `frame` with `overlay`.
 pub fn render(
     frame: &DecodedFrame,
-    resize: Resize,
     overlay: &Overlay<'_>,
     cfg: &SnapshotConfig,
 ) -> Result<Snapshot, String> {
-    let map = frame
-        .buffer
-        .map_readable()
-        .map_err(|_| "frame is not readable".to_string())?;
-    let (fw, fh) = (frame.width, frame.height);
-    // The part of the model frame that holds the picture (all of it unless letterboxed).
-    let (cw, ch) = match resize {
-        Resize::Stretch => (fw, fh),
-        Resize::Letterbox => letterbox_content(frame.source_size.0, frame.source_size.1, fw, fh),
-    };
-    let (ox, oy) = ((fw - cw) / 2, (fh - ch) / 2);
-    let mut img = RgbImage::new(cw, ch);
-    let data = map.as_slice();
-    for y in 0..ch {
-        let row = (oy + y) as usize * frame.stride + ox as usize * 3;
-        for x in 0..cw {
-            let p = &data[row + x as usize * 3..row + x as usize * 3 + 3];
-            let rgb = match frame.format {
-                ColourOrder::Bgr => [p[2], p[1], p[0]],
-                ColourOrder::Rgb => [p[0], p[1], p[2]],
-            };
-            img.put_pixel(x, y, Rgb(rgb));
-        }
-    }
-    drop(map);
-    let (sw, sh) = frame.source_size;
+    let (sw, sh) = frame.size();
     let width = cfg.max_width.min(sw).max(16);
     let height = ((width as u64 * sh as u64) / sw.max(1) as u64).max(16) as u32;
-    let mut img = imageops::resize(&img, width, height, imageops::FilterType::Triangle);
+    let mut buf = vec![0u8; width as usize * height as usize * 3];
+    let place = Placement {
+        x: 0,
+        y: 0,
+        width: width as usize,
+        height: height as usize,
+    };
+    frame.with_image(|img| {
+        Resampler::new().to_rgb(img, &mut buf, width as usize * 3, place, Order::Rgb)
+    })??;
+    let mut img =
+        RgbImage::from_raw(width, height, buf).ok_or_else(|| "snapshot buffer".to_string())?;
     let (w, h) = (width as f32, height as f32);
     let px = |p: &[f64; 2]| (p[0] as f32 * w, p[1] as f32 * h);
     let t = (width / 320).max(2);
@@ -141,22 +126,19 @@ mod tests {
     use gstreamer as gst;
     use std::time::Duration;
 
-    fn frame(format: ColourOrder) -> DecodedFrame {
+    fn frame() -> DecodedFrame {
         gst::init().unwrap();
-        // 8x8 model frame, pure blue in BGR.
-        let mut data = vec![0u8; 8 * 8 * 3];
-        for px in data.chunks_exact_mut(3) {
-            px.copy_from_slice(&[255, 0, 0]);
-        }
-        DecodedFrame {
-            buffer: gst::Buffer::from_mut_slice(data),
-            stride: 24,
-            width: 8,
-            height: 8,
-            format,
-            source_size: (64, 32),
+        // 64x32 I420 frame, pure blue (BT.601 video range: Y 41, U 240, V 110).
+        let (w, h) = (64usize, 32usize);
+        let mut data = vec![41u8; w * h];
+        data.extend(std::iter::repeat_n(240u8, w * h / 4));
+        data.extend(std::iter::repeat_n(110u8, w * h / 4));
+        let time = crate::clock::FrameTime {
             pts: Duration::ZERO,
-        }
+            t_sec: 0.0,
+            wall: std::time::SystemTime::now(),
+        };
+        DecodedFrame::from_i420(w as u32, h as u32, data, time)
     }
 
     #[test]
@@ -168,8 +150,7 @@ mod tests {
             line: None,
         };
         let s = render(
-            &frame(ColourOrder::Bgr),
-            Resize::Stretch,
+            &frame(),
             &overlay,
             &SnapshotConfig {
                 max_width: 48,
@@ -183,7 +164,7 @@ mod tests {
         let centre = img.get_pixel(24, 12);
         assert!(
             centre[2] > 200 && centre[0] < 60,
-            "BGR blue stays blue: {centre:?}"
+            "blue stays blue: {centre:?}"
         );
         let edge = img.get_pixel(24, 2); // the zone's top edge (y = 0.1 * 24)
         assert!(

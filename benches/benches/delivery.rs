@@ -40,6 +40,7 @@ fn event(agent: &str, seq: u64) -> Event {
         line: Some("line-1".into()),
         started_at: None,
         observed_at: Timestamp::now(),
+        pts_sec: None,
         ended_at: None,
         objects: vec![],
         details: EventDetails::default(),

@@ -72,6 +72,11 @@ pub struct Event {
     pub started_at: Option<Timestamp>,
     /// When the frame behind this message was captured.
     pub observed_at: Timestamp,
+    /// That frame's presentation time in its stream session, in seconds: the stream's own
+    /// timestamps (RTP for a camera, the container's for a file), to find the frame again in
+    /// a recording. Absent for messages no frame triggered (camera offline, a closing tick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pts_sec: Option<f64>,
     /// When the incident ended (required for `end`, absent for `start` and `update`).
     #[serde(default)]
     pub ended_at: Option<Timestamp>,
@@ -265,6 +270,9 @@ impl Event {
             ),
             _ => {}
         }
+        if let Some(p) = self.pts_sec {
+            c.range("pts_sec", p, 0.0, f64::MAX);
+        }
         let started = ("started_at", self.started_at.as_ref());
         c.order(started, ("observed_at", Some(&self.observed_at)));
         c.order(started, ("ended_at", self.ended_at.as_ref()));
@@ -351,6 +359,7 @@ pub(crate) mod tests {
             line: None,
             started_at: Some(Timestamp::parse("2024-05-01T12:00:00.000Z").unwrap()),
             observed_at: Timestamp::parse("2024-05-01T12:00:30.200Z").unwrap(),
+            pts_sec: Some(1830.2),
             ended_at: None,
             objects: vec![EventObject {
                 track_id: 7,

@@ -104,9 +104,23 @@ pub struct CameraStatus {
     pub schema: String,
     /// The stream's state.
     pub state: CameraState,
-    /// Decoded frames per second over the last interval, if streaming.
+    /// Frames per second received from the camera over the last interval, if streaming.
     #[serde(default)]
     pub fps: Option<f32>,
+    /// Frames per second the agent analysed (run through the detector, or judged still by
+    /// motion gating) over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_fps: Option<f32>,
+    /// The analysis rate the camera is configured for (`detect.fps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fps: Option<f32>,
+    /// Frames dropped over the last interval because the detectors were busy (a newer frame
+    /// of the camera replaced them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    /// Median time from decoded frame to detections over the recent frames, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_latency_ms: Option<f32>,
     /// The last error, for people (not parsed).
     #[serde(default)]
     pub error: Option<String>,
@@ -121,6 +135,10 @@ impl CameraStatus {
             schema: CAMERA_STATUS_SCHEMA.to_owned(),
             state,
             fps: None,
+            detect_fps: None,
+            target_fps: None,
+            dropped: None,
+            detect_latency_ms: None,
             error: None,
             at,
         }
@@ -130,8 +148,17 @@ impl CameraStatus {
     pub fn validate(&self) -> Result<(), Invalid> {
         let mut c = Checker::new(CAMERA_STATUS_SCHEMA);
         c.schema(&self.schema);
-        if let Some(fps) = self.fps {
-            c.range("fps", fps.into(), 0.0, 1000.0);
+        for (k, v) in [
+            ("fps", self.fps),
+            ("detect_fps", self.detect_fps),
+            ("target_fps", self.target_fps),
+        ] {
+            if let Some(v) = v {
+                c.range(k, v.into(), 0.0, 1000.0);
+            }
+        }
+        if let Some(v) = self.detect_latency_ms {
+            c.range("detect_latency_ms", v.into(), 0.0, 3.6e6);
         }
         c.finish()
     }
@@ -181,7 +208,11 @@ mod tests {
             CameraState::Stopped,
         ] {
             let mut s = CameraStatus::new(state, at());
-            s.fps = Some(4.9);
+            s.fps = Some(25.0);
+            s.detect_fps = Some(4.9);
+            s.target_fps = Some(5.0);
+            s.dropped = Some(3);
+            s.detect_latency_ms = Some(85.0);
             s.error = Some("rtsp: 401 unauthorized".into());
             s.validate().unwrap();
             let json = serde_json::to_string(&s).unwrap();

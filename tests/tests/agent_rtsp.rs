@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ioc_agent::agent::{load_detector, Agent};
+use ioc_agent::agent::{load_detectors, Agent};
 use ioc_agent::config::AgentConfig;
-use ioc_agent::detect::FrameDetections;
+use ioc_agent::detect::{FrameResult, Outcome};
 use ioc_agent::source::rtsp::{self, RtspTarget, SourceError};
 use ioc_agent::source::CameraState;
 use ioc_testkit::{footage, free_port, model_manifest, RtspServer};
@@ -43,16 +43,21 @@ fn camera(id: &str, url: &str, more: &str) -> String {
     format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n{more}\n")
 }
 
-type Results = Arc<Mutex<Vec<FrameDetections>>>;
+type Results = Arc<Mutex<Vec<FrameResult>>>;
 
 fn start(cfg: &AgentConfig) -> (Agent, Results) {
     let results: Results = Arc::default();
     let r = results.clone();
-    let detector = load_detector(cfg).expect("model loads");
+    let detectors = load_detectors(cfg).expect("model loads");
     let agent = Agent::start(
         cfg,
-        detector,
-        move |f| r.lock().unwrap().push(f.clone()),
+        detectors,
+        // Frames the model ran on (motion gating may hold still ones).
+        move |f| {
+            if matches!(f.outcome, Outcome::Detected(_)) {
+                r.lock().unwrap().push(f.clone())
+            }
+        },
         |_| {},
     )
     .expect("agent starts");
@@ -61,9 +66,9 @@ fn start(cfg: &AgentConfig) -> (Agent, Results) {
 
 async fn wait_state(agent: &Agent, cam: usize, want: CameraState, within: Duration) -> Duration {
     let t0 = Instant::now();
-    let mut rx = agent.cameras[cam].status.clone();
+    let mut rx = agent.cameras[cam].handle.status.clone();
     let r = tokio::time::timeout(within, rx.wait_for(|s| s.state == want)).await;
-    let last = agent.cameras[cam].status.borrow().clone();
+    let last = agent.cameras[cam].handle.status.borrow().clone();
     assert!(
         r.is_ok(),
         "camera {cam} did not reach {want:?} within {within:?}; last status {last:?}"
@@ -74,11 +79,7 @@ async fn wait_state(agent: &Agent, cam: usize, want: CameraState, within: Durati
 /// Waits until `done` holds for the results so far, or `within` passes. Throughput
 /// depends on the machine (a slow detector drops the oldest frames, by design), so
 /// tests wait for enough frames rather than a fixed time.
-async fn wait_results(
-    results: &Results,
-    within: Duration,
-    done: impl Fn(&[FrameDetections]) -> bool,
-) {
+async fn wait_results(results: &Results, within: Duration, done: impl Fn(&[FrameResult]) -> bool) {
     let t0 = Instant::now();
     while !done(&results.lock().unwrap()) && t0.elapsed() < within {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -102,18 +103,23 @@ async fn vtest_over_rtsp_finds_people_in_nearly_every_frame() {
     wait_state(&agent, 0, CameraState::Streaming, Duration::from_secs(20)).await;
     // About 12 s at 5 detections per second on an idle machine.
     wait_results(&results, Duration::from_secs(50), |f| f.len() >= 60).await;
-    let counters = agent.cameras[0].counters.clone();
+    let counters = agent.cameras[0].handle.counters.clone();
     agent.shutdown().await;
 
     let frames = results.lock().unwrap().clone();
     let person = 0u16; // COCO class 0
     let with_person = frames
         .iter()
-        .filter(|f| f.detections.iter().any(|d| d.class_id == person))
+        .filter(|f| f.detections().iter().any(|d| d.class_id == person))
         .count();
     let persons: usize = frames
         .iter()
-        .map(|f| f.detections.iter().filter(|d| d.class_id == person).count())
+        .map(|f| {
+            f.detections()
+                .iter()
+                .filter(|d| d.class_id == person)
+                .count()
+        })
         .sum();
     let n = frames.len();
     eprintln!("{n} frames detected, {with_person} with a person, {persons} persons in all");
@@ -127,11 +133,11 @@ async fn vtest_over_rtsp_finds_people_in_nearly_every_frame() {
         "only {persons} persons in {n} frames (the clip shows about 5 a frame)"
     );
     assert!(
-        frames.iter().all(|f| f.source_size == (768, 576)),
+        frames.iter().all(|f| f.frame.size() == (768, 576)),
         "boxes must be in source pixels"
     );
     for f in &frames {
-        for d in &f.detections {
+        for d in f.detections() {
             assert!(
                 d.bbox.x2 <= 768.0
                     && d.bbox.y2 <= 576.0
@@ -175,12 +181,12 @@ async fn h265_1080p_over_tcp_and_h264_over_udp_stream_together() {
     let (agent, results) = start(&cfg);
     wait_state(&agent, 0, CameraState::Streaming, Duration::from_secs(20)).await;
     wait_state(&agent, 1, CameraState::Streaming, Duration::from_secs(20)).await;
-    let enough = |f: &[FrameDetections]| {
+    let enough = |f: &[FrameResult]| {
         f.iter().filter(|f| f.camera == 0).count() >= 15
             && f.iter().filter(|f| f.camera == 1).count() >= 15
     };
     wait_results(&results, Duration::from_secs(40), enough).await;
-    let hevc = agent.cameras[0].counters.clone();
+    let hevc = agent.cameras[0].handle.counters.clone();
     agent.shutdown().await;
     let frames = results.lock().unwrap().clone();
     let from_hevc: Vec<_> = frames.iter().filter(|f| f.camera == 0).collect();
@@ -190,7 +196,7 @@ async fn h265_1080p_over_tcp_and_h264_over_udp_stream_together() {
         "hevc {} frames, avc {from_avc}",
         from_hevc.len()
     );
-    assert!(from_hevc.iter().all(|f| f.source_size == (1920, 1080)));
+    assert!(from_hevc.iter().all(|f| f.frame.size() == (1920, 1080)));
     let received = hevc.received.load(std::sync::atomic::Ordering::Relaxed);
     let decoded = hevc
         .decode
@@ -221,6 +227,7 @@ async fn a_killed_server_is_reported_and_the_camera_comes_back_without_a_restart
     // Idle timeout is 2 s; the TCP close is usually seen at once.
     let lost_after = wait_state(&agent, 0, CameraState::Reconnecting, Duration::from_secs(6)).await;
     let err = agent.cameras[0]
+        .handle
         .status
         .borrow()
         .error
@@ -231,7 +238,7 @@ async fn a_killed_server_is_reported_and_the_camera_comes_back_without_a_restart
     // Down for a while: several attempts fail (refused) and back off.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_ne!(
-        agent.cameras[0].status.borrow().state,
+        agent.cameras[0].handle.status.borrow().state,
         CameraState::Streaming
     );
 
@@ -240,6 +247,7 @@ async fn a_killed_server_is_reported_and_the_camera_comes_back_without_a_restart
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = results.lock().unwrap().len();
     let failures = agent.cameras[0]
+        .handle
         .counters
         .failures
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -356,7 +364,7 @@ async fn a_camera_with_wrong_credentials_is_failed_not_streaming_and_keeps_retry
     let cfg = config(&cam, "");
     let (agent, _) = start(&cfg);
     wait_state(&agent, 0, CameraState::Failed, Duration::from_secs(10)).await;
-    let st = agent.cameras[0].status.borrow().clone();
+    let st = agent.cameras[0].handle.status.borrow().clone();
     assert!(
         st.error
             .as_deref()

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ioc_agent::agent::{load_detector, Agent};
+use ioc_agent::agent::{load_detectors, Agent};
 use ioc_agent::analytics::Output;
 use ioc_agent::config::AgentConfig;
 use ioc_agent::source::CameraState;
@@ -121,7 +121,7 @@ min_duration_sec = {loiter}
     let ev = events.clone();
     let agent = Agent::start(
         &cfg,
-        load_detector(&cfg).unwrap(),
+        load_detectors(&cfg).unwrap(),
         |_| {},
         move |o| {
             if let Output::Event { event, .. } = o {
@@ -130,7 +130,7 @@ min_duration_sec = {loiter}
         },
     )
     .unwrap();
-    let mut status = agent.cameras[0].status.clone();
+    let mut status = agent.cameras[0].handle.status.clone();
     tokio::time::timeout(
         std::time::Duration::from_secs(600),
         status.wait_for(|s| s.state == CameraState::Stopped),

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{TensorRef, ValueType};
 
+use crate::geometry::{letterbox_content, Resize};
 use crate::manifest::{BoxOrder, ColourOrder, ModelManifest, OutputFormat};
 use crate::postprocess::{self, DecodeParams, NanodetLevel, SsdLayout};
+use crate::yuv::{Order, Placement, Resampler, YuvImage};
 use crate::{preprocess, runtime, Detection, Error, ResizeMap, Result};
 
 /// Pixel byte order of a frame handed to the detector.
@@ -26,6 +28,9 @@ pub struct DetectorConfig {
     pub intra_threads: usize,
     /// ONNX Runtime inter-op threads (0 = ONNX Runtime's default).
     pub inter_threads: usize,
+    /// Let ONNX Runtime's worker threads spin-wait between operators. Faster alone, but the
+    /// spinning burns cores that decoding and other sessions need (benches/README.md).
+    pub spinning: bool,
     /// Explicit path of the ONNX Runtime library.
     pub ort_library: Option<PathBuf>,
 }
@@ -36,6 +41,7 @@ impl Default for DetectorConfig {
             decode: DecodeParams::default(),
             intra_threads: 1,
             inter_threads: 1,
+            spinning: false,
             ort_library: None,
         }
     }
@@ -82,6 +88,9 @@ pub struct Detector {
     num_classes: usize,
     input: Vec<f32>,
     candidates: Vec<Detection>,
+    // Decoded frames are scaled and converted here, only when detected.
+    resampler: Resampler,
+    packed: Vec<u8>,
 }
 
 impl Detector {
@@ -107,6 +116,11 @@ impl Detector {
                 .with_intra_threads(config.intra_threads)
                 .map_err(|e| ort_err(e.into()))?;
         }
+        builder = builder
+            .with_intra_op_spinning(config.spinning)
+            .map_err(|e| ort_err(e.into()))?
+            .with_inter_op_spinning(config.spinning)
+            .map_err(|e| ort_err(e.into()))?;
         if config.inter_threads > 0 {
             builder = builder
                 .with_inter_threads(config.inter_threads)
@@ -135,6 +149,8 @@ impl Detector {
             config,
             input: vec![0.0; 3 * w * h],
             candidates: Vec::with_capacity(1024),
+            resampler: Resampler::new(),
+            packed: vec![0; 3 * w * h],
         };
         d.plan = d.make_plan()?;
         Ok(d)
@@ -179,10 +195,62 @@ impl Detector {
             spec.std,
             &mut self.input,
         );
+        self.finish(frame.source_size, out)
+    }
+
+    /// Detects objects in a decoded YUV frame of any size: it is scaled (area filter) and
+    /// converted to the model's input in one pass. Boxes come out in the frame's pixels.
+    pub fn detect_yuv(&mut self, frame: &YuvImage<'_>, out: &mut Vec<Detection>) -> Result<()> {
+        let spec = &self.manifest.input;
+        let (w, h) = (spec.width as usize, spec.height as usize);
+        let (sw, sh) = (frame.width as u32, frame.height as u32);
+        let place = match spec.resize {
+            Resize::Stretch => Placement {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            },
+            Resize::Letterbox => {
+                let (cw, ch) = letterbox_content(sw, sh, spec.width, spec.height);
+                // Black bars, as GStreamer's videoscale add-borders paints them.
+                self.packed.fill(0);
+                Placement {
+                    x: (w - cw as usize) / 2,
+                    y: (h - ch as usize) / 2,
+                    width: cw as usize,
+                    height: ch as usize,
+                }
+            }
+        };
+        let order = match spec.colour {
+            ColourOrder::Rgb => Order::Rgb,
+            ColourOrder::Bgr => Order::Bgr,
+        };
+        self.resampler
+            .to_rgb(frame, &mut self.packed, w * 3, place, order)
+            .map_err(|e| Error::Inference(format!("frame: {e}")))?;
+        preprocess::fill_nchw(
+            &self.packed,
+            w,
+            h,
+            w * 3,
+            spec.colour,
+            spec.colour,
+            spec.mean,
+            spec.std,
+            &mut self.input,
+        );
+        self.finish((sw, sh), out)
+    }
+
+    /// Runs the model on the prepared input and maps the boxes to a `source_size` frame.
+    fn finish(&mut self, source_size: (u32, u32), out: &mut Vec<Detection>) -> Result<()> {
+        let spec = &self.manifest.input;
         let map = ResizeMap::new(
             spec.resize,
-            frame.source_size.0,
-            frame.source_size.1,
+            source_size.0,
+            source_size.1,
             spec.width,
             spec.height,
         );

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;
+pub mod yuv;
 
 pub use detector::{Detector, DetectorConfig, Frame, PixelFormat};
 pub use geometry::{BBox, Resize, ResizeMap};

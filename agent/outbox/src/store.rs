@@ -904,6 +904,7 @@ pub(crate) mod tests {
             line: Some("door".into()),
             started_at: None,
             observed_at: Timestamp::now(),
+            pts_sec: None,
             ended_at: None,
             objects: vec![],
             details: EventDetails::default(),

@@ -180,6 +180,8 @@ pub struct RtspStream {
     pub declared_fps: Option<f64>,
     redacted: String,
     idle: Duration,
+    // The latest RTCP sender report of the video stream: (camera's NTP time, RTP time).
+    sender_report: Option<(retina::NtpTimestamp, retina::Timestamp)>,
 }
 
 /// Connects, sets up the first H.264/H.265 video stream and starts playing.
@@ -241,6 +243,7 @@ pub async fn connect(
         declared_fps,
         redacted: url,
         idle,
+        sender_report: None,
     };
     s.refresh_parameters();
     Ok(s)
@@ -270,6 +273,15 @@ impl RtspStream {
                     }
                     return Ok(f);
                 }
+                Some(Ok(CodecItem::Rtcp(p))) if p.stream_id() == self.stream_index => {
+                    let sr = p
+                        .pkts()
+                        .next()
+                        .and_then(|k| k.as_sender_report().ok().flatten());
+                    if let (Some(ts), Some(sr)) = (p.rtp_timestamp(), sr) {
+                        self.sender_report = Some((sr.ntp_timestamp(), ts));
+                    }
+                }
                 Some(Ok(_)) => {}
             }
         }
@@ -292,6 +304,12 @@ impl RtspStream {
     /// The URL without credentials.
     pub fn redacted(&self) -> &str {
         &self.redacted
+    }
+
+    /// The latest RTCP sender report of the video stream, if the camera sends them: the
+    /// camera's wall-clock (NTP) time of an RTP timestamp on the frames' timeline.
+    pub fn sender_report(&self) -> Option<(retina::NtpTimestamp, retina::Timestamp)> {
+        self.sender_report
     }
 }
 

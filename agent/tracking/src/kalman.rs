@@ -168,6 +168,16 @@ impl BoxKalman {
             a.v *= factor;
         }
     }
+
+    /// Replaces the velocity: the centre moves at (`vx`, `vy`) per second and the size stays.
+    /// Used when a track is lost: the filter's own rates follow the last, possibly partly
+    /// hidden boxes (a box shrinking behind an occluder looks like motion).
+    pub fn set_velocity(&mut self, vx: f64, vy: f64) {
+        self.axes[0].v = vx;
+        self.axes[1].v = vy;
+        self.axes[2].v = 0.0;
+        self.axes[3].v = 0.0;
+    }
 }
 
 #[cfg(test)]

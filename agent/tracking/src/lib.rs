@@ -51,6 +51,14 @@ impl Analytics {
             .process_tracks(frame, self.tracker.tracks(), self.tracker.removed(), out);
     }
 
+    /// Judges the rules on a frame the detector was not run on because nothing moved (motion
+    /// gating): the tracks stay as they are and the dwell timers advance to `frame.t_sec`.
+    /// Only for scenes where every track is stationary: a moving track needs detections.
+    pub fn process_held(&mut self, frame: &FrameInfo, out: &mut EngineOutput) {
+        self.engine
+            .process_tracks(frame, self.tracker.tracks(), &[], out);
+    }
+
     /// Judges the tamper rules on a luma frame; appends to `out`.
     pub fn process_luma(
         &mut self,

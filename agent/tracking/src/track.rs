@@ -49,6 +49,9 @@ pub struct TrackerConfig {
     pub min_hits: u32,
     /// How long an unmatched confirmed track is kept (predicted) so it can be re-found.
     pub lost_buffer_sec: f64,
+    /// The same for a track that was still when it was lost (a parked car behind a passing
+    /// bus, a person standing behind passers-by): it is kept where it was, this long.
+    pub lost_buffer_still_sec: f64,
     /// Ground points kept per track.
     pub history_len: usize,
     /// Time span over which velocity is measured from the history.
@@ -68,6 +71,7 @@ impl Default for TrackerConfig {
             tentative_match_iou: 0.3,
             min_hits: 3,
             lost_buffer_sec: 3.0,
+            lost_buffer_still_sec: 10.0,
             history_len: 64,
             speed_window_sec: 1.0,
             still_speed: Speed::norm(0.01),
@@ -106,11 +110,13 @@ impl TrackerConfig {
         if self.min_hits == 0 {
             bad("min_hits", "must be at least 1".into());
         }
-        if !(self.lost_buffer_sec >= 0.0 && self.lost_buffer_sec.is_finite()) {
-            bad(
-                "lost_buffer_sec",
-                format!("{} is not >= 0", self.lost_buffer_sec),
-            );
+        for (k, v) in [
+            ("lost_buffer_sec", self.lost_buffer_sec),
+            ("lost_buffer_still_sec", self.lost_buffer_still_sec),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bad(k, format!("{v} is not >= 0"));
+            }
         }
         if !(2..=10_000).contains(&self.history_len) {
             bad(
@@ -170,7 +176,19 @@ pub struct Track {
     velocity: Option<Point>,
     speed_mps: Option<f64>,
     still_since: Option<f64>,
+    // Last time the track was still; a track lost soon after is treated as stationary.
+    last_still_sec: Option<f64>,
+    // Lost while stationary: kept in place for `lost_buffer_still_sec`.
+    lost_still: bool,
 }
+
+/// A track still this recently when it is lost counts as stationary: the last moments before
+/// an occlusion are exactly when its box (and so its apparent speed) is least reliable.
+const STILL_MEMORY_SEC: f64 = 2.0;
+
+/// Extra assignment cost of a lost track: a detection that fits a live track about as well
+/// goes to the live one.
+const LOST_COST: f64 = 0.3;
 
 impl Track {
     /// Stable id, unique per tracker, never reused.
@@ -240,6 +258,10 @@ impl Track {
     pub fn still_sec(&self, now: f64) -> f64 {
         self.still_since.map_or(0.0, |s| (now - s).max(0.0))
     }
+    /// Whether the track is lost and was stationary when it was (kept in place, longer).
+    pub fn lost_while_still(&self) -> bool {
+        self.state == TrackState::Lost && self.lost_still
+    }
 }
 
 /// The tracker of one camera.
@@ -298,6 +320,17 @@ impl Tracker {
         &self.tracks
     }
 
+    /// Whether every live track is stationary: none tentative, moving, or lost while moving.
+    /// Then a frame in which nothing moved needs no detection to keep the tracks right
+    /// (motion gating).
+    pub fn all_stationary(&self, now: f64) -> bool {
+        self.tracks.iter().all(|t| match t.state {
+            TrackState::Tentative => false,
+            TrackState::Tracked => t.still_sec(now) > 0.0,
+            TrackState::Lost => t.lost_still,
+        })
+    }
+
     /// Ids of tracks removed by the latest `update` (lost too long, or tentative and missed).
     pub fn removed(&self) -> &[u64] {
         &self.removed
@@ -343,11 +376,23 @@ impl Tracker {
         for (i, tr) in self.tracks.iter_mut().enumerate() {
             if !self.trk_matched[i] && tr.state == TrackState::Tracked {
                 tr.state = TrackState::Lost;
-                // Half the velocity: an occluded object is as likely to stop as to go on.
-                tr.kf.damp_velocity(0.5);
+                tr.lost_still = tr
+                    .last_still_sec
+                    .is_some_and(|s| tr.last_seen_sec - s <= STILL_MEMORY_SEC);
+                if tr.lost_still {
+                    // A stationary object hidden by another stays where it was.
+                    tr.kf.set_velocity(0.0, 0.0);
+                } else {
+                    // Coast on the ground track's velocity over the speed window, not on the
+                    // filter's rates, which follow the last (perhaps partly hidden) boxes; and
+                    // at half of it: an occluded object is as likely to stop as to go on.
+                    let v = tr.velocity.unwrap_or_default();
+                    tr.kf.set_velocity(0.5 * v.x, 0.5 * v.y);
+                }
             }
         }
-        let lost_buffer = self.cfg.lost_buffer_sec;
+        let (lost_buffer, lost_buffer_still) =
+            (self.cfg.lost_buffer_sec, self.cfg.lost_buffer_still_sec);
         let mut keep = 0;
         for i in 0..self.tracks.len() {
             let tr = &self.tracks[i];
@@ -356,7 +401,14 @@ impl Tracker {
             } else {
                 match tr.state {
                     TrackState::Tentative => true,
-                    TrackState::Lost => t_sec - tr.last_seen_sec > lost_buffer,
+                    TrackState::Lost => {
+                        let buffer = if tr.lost_still {
+                            lost_buffer_still
+                        } else {
+                            lost_buffer
+                        };
+                        t_sec - tr.last_seen_sec > buffer
+                    }
                     TrackState::Tracked => false,
                 }
             };
@@ -399,6 +451,8 @@ impl Tracker {
                 velocity: None,
                 speed_mps: None,
                 still_since: None,
+                last_still_sec: None,
+                lost_still: false,
             };
             self.next_id += 1;
             record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
@@ -442,7 +496,14 @@ impl Tracker {
                 }
                 let iou = pb.iou(&d.bbox);
                 if iou >= min_iou {
-                    m[r * cols + c] = 1.0 - iou;
+                    // A lost track sits where it was last seen; a newcomer stopping on that
+                    // spot belongs to its own, live track.
+                    let penalty = if tr.state == TrackState::Lost {
+                        LOST_COST
+                    } else {
+                        0.0
+                    };
+                    m[r * cols + c] = 1.0 - iou + penalty;
                 }
             }
         }
@@ -519,9 +580,11 @@ fn record_hit(
     match still {
         Some(true) => {
             tr.still_since.get_or_insert(t);
+            tr.last_still_sec = Some(t);
         }
         _ => tr.still_since = None,
     }
+    tr.lost_still = false;
 }
 
 #[cfg(test)]
@@ -599,7 +662,9 @@ mod tests {
         };
         let mut tr = Tracker::new(cfg, None);
         for f in 0..5u64 {
-            tr.update(f as f64 * 0.2, f, &[det(0, 0.9, 0.5, 0.5, 0.1, 0.2)]);
+            // Walking: a moving track gets the short buffer.
+            let x = 0.3 + 0.02 * f as f64;
+            tr.update(f as f64 * 0.2, f, &[det(0, 0.9, x, 0.5, 0.1, 0.2)]);
         }
         let mut removed_at = None;
         for f in 5..20u64 {
@@ -612,6 +677,41 @@ mod tests {
         // Last seen at 0.8 s; removed on the first frame more than 1 s later.
         assert!((removed_at.unwrap() - 2.0).abs() < 1e-9, "{removed_at:?}");
         assert!(tr.tracks().is_empty());
+    }
+
+    #[test]
+    fn a_stationary_track_hidden_for_seconds_stays_in_place_and_keeps_its_id() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        let parked = det(2, 0.8, 0.5, 0.6, 0.12, 0.08);
+        let mut f = 0u64;
+        let mut t = 0.0;
+        while t < 4.0 {
+            // The last frames before the occlusion: the box shrinks from the left as a bus
+            // covers it, which looks like motion to the right.
+            let d = if t > 3.4 {
+                det(2, 0.6, 0.53, 0.6, 0.06, 0.08)
+            } else {
+                parked
+            };
+            tr.update(t, f, &[d]);
+            t += 0.2;
+            f += 1;
+        }
+        // Hidden for 5 s: longer than lost_buffer_sec, shorter than lost_buffer_still_sec.
+        while t < 9.0 {
+            tr.update(t, f, &[]);
+            assert!(tr.tracks()[0].lost_while_still());
+            t += 0.2;
+            f += 1;
+        }
+        let c = tr.tracks()[0].bbox().centre();
+        assert!((c.x - 0.5).abs() < 0.04, "did not stay put: {c:?}");
+        tr.update(t, f, &[parked]);
+        assert_eq!(tr.tracks().len(), 1);
+        assert_eq!(
+            (tr.tracks()[0].id(), tr.tracks()[0].state()),
+            (1, TrackState::Tracked)
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 /// The analytics config of one camera.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsConfig {
     /// Tracker knobs.
@@ -43,6 +43,10 @@ pub struct AnalyticsConfig {
     /// Length of a line-count interval.
     #[serde(default = "default_counts_interval")]
     pub counts_interval_sec: f64,
+    /// How long the zone timers and incidents of a stationary object that disappeared wait
+    /// for it to be found again under a new track id (occlusion, id switch); 0 turns it off.
+    #[serde(default = "default_reacquire_sec")]
+    pub reacquire_sec: f64,
     /// Polygonal zones.
     #[serde(default)]
     pub zones: Vec<ZoneConfig>,
@@ -54,24 +58,39 @@ pub struct AnalyticsConfig {
     pub rules: Vec<RuleConfig>,
 }
 
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            tracker: TrackerConfig::default(),
+            calibration: None,
+            counts_interval_sec: default_counts_interval(),
+            reacquire_sec: default_reacquire_sec(),
+            zones: Vec::new(),
+            lines: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
 fn default_counts_interval() -> f64 {
     60.0
 }
-fn default_enter_frames() -> u32 {
-    2
+fn default_reacquire_sec() -> f64 {
+    5.0
 }
-fn default_exit_frames() -> u32 {
-    3
-}
-fn default_confirm_frames() -> u32 {
-    2
-}
+/// Default zone entry inertia: what 2 frames were at the default 5 detection fps.
+pub const DEFAULT_ENTER_SEC: f64 = 0.2;
+/// Default zone exit inertia: what 3 frames were at 5 fps.
+pub const DEFAULT_EXIT_SEC: f64 = 0.4;
+/// Default line-crossing confirmation: what 2 frames were at 5 fps.
+pub const DEFAULT_CONFIRM_SEC: f64 = 0.2;
 fn default_true() -> bool {
     true
 }
 
 /// A zone: a simple polygon in normalised coordinates. Membership is judged on each track's
-/// ground point (box bottom-centre) with a few frames of inertia against jitter.
+/// ground point (box bottom-centre) with a little inertia against jitter, in seconds so that a
+/// config means the same at any detection rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
@@ -79,16 +98,80 @@ pub struct ZoneConfig {
     pub name: String,
     /// At least three `[x, y]` vertices, in order.
     pub points: Vec<[f64; 2]>,
-    /// Consecutive frames inside before a track counts as in the zone.
-    #[serde(default = "default_enter_frames")]
-    pub enter_frames: u32,
-    /// Consecutive frames outside before it counts as out again.
-    #[serde(default = "default_exit_frames")]
-    pub exit_frames: u32,
+    /// How long a track must be seen inside, continuously, before it counts as in the zone
+    /// (default 0.2 s; at least two sightings when above 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enter_sec: Option<f64>,
+    /// How long it must be seen outside before it counts as out again (default 0.4 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_sec: Option<f64>,
+    /// Instead of `enter_sec`: consecutive detector frames inside. Its meaning changes with
+    /// the detection rate (2 frames are 0.4 s at 5 fps, 0.2 s at 10 fps); prefer seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enter_frames: Option<u32>,
+    /// Instead of `exit_sec`: consecutive detector frames outside (prefer seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_frames: Option<u32>,
+}
+
+impl ZoneConfig {
+    /// A zone with the default inertia.
+    pub fn new(name: &str, points: Vec<[f64; 2]>) -> Self {
+        ZoneConfig {
+            name: name.to_owned(),
+            points,
+            enter_sec: None,
+            exit_sec: None,
+            enter_frames: None,
+            exit_frames: None,
+        }
+    }
+
+    /// Entry inertia.
+    pub fn enter(&self) -> Persist {
+        Persist::from_keys(self.enter_sec, self.enter_frames, DEFAULT_ENTER_SEC)
+    }
+
+    /// Exit inertia.
+    pub fn exit(&self) -> Persist {
+        Persist::from_keys(self.exit_sec, self.exit_frames, DEFAULT_EXIT_SEC)
+    }
+}
+
+/// How long a new state must last before it counts: seconds (the default kind) or, for
+/// configs written in frames, a number of consecutive sightings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Persist {
+    /// The new state is seen for at least this long (first to latest sighting), and at least
+    /// twice when above 0, so one stray point never counts.
+    Secs(f64),
+    /// The new state is seen this many times in a row.
+    Frames(u32),
+}
+
+impl Persist {
+    fn from_keys(secs: Option<f64>, frames: Option<u32>, default_sec: f64) -> Self {
+        match (secs, frames) {
+            (Some(s), _) => Persist::Secs(s),
+            (None, Some(f)) => Persist::Frames(f),
+            (None, None) => Persist::Secs(default_sec),
+        }
+    }
+
+    /// Whether a streak of `sightings` spanning `span_sec` (first to latest) is long enough.
+    pub fn met(self, sightings: u32, span_sec: f64) -> bool {
+        match self {
+            Persist::Frames(n) => sightings >= n,
+            Persist::Secs(s) if s <= 0.0 => sightings >= 1,
+            // A hair of slack: frame times are sums of floating-point intervals.
+            Persist::Secs(s) => sightings >= 2 && span_sec >= s - 1e-6,
+        }
+    }
 }
 
 /// A line: two points and the side that is "in" (as seen walking from the first point to the
-/// second on the image). A crossing is confirmed after `confirm_frames` on the new side.
+/// second on the image). A crossing is confirmed once the track has been on the new side for
+/// `confirm_sec`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
@@ -98,9 +181,14 @@ pub struct LineConfig {
     pub points: Vec<[f64; 2]>,
     /// Which side is "in": `left` or `right` of the first→second direction.
     pub in_side: Side,
-    /// Frames on the new side that confirm a crossing (jitter on the line is not a crossing).
-    #[serde(default = "default_confirm_frames")]
-    pub confirm_frames: u32,
+    /// How long a track must stay on the new side before the crossing counts (default 0.2 s,
+    /// at least two sightings when above 0): jitter on the line is not a crossing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_sec: Option<f64>,
+    /// Instead of `confirm_sec`: sightings on the new side. Its meaning changes with the
+    /// detection rate; prefer seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_frames: Option<u32>,
     /// Whether crossings of this line go into the periodic counts.
     #[serde(default = "default_true")]
     pub count: bool,
@@ -112,6 +200,52 @@ pub struct LineConfig {
 
 fn default_line_margin() -> f64 {
     0.005
+}
+
+impl LineConfig {
+    /// A line with the default confirmation, margin and counting.
+    pub fn new(name: &str, points: Vec<[f64; 2]>, in_side: Side) -> Self {
+        LineConfig {
+            name: name.to_owned(),
+            points,
+            in_side,
+            confirm_sec: None,
+            confirm_frames: None,
+            count: true,
+            margin: default_line_margin(),
+        }
+    }
+
+    /// Crossing confirmation.
+    pub fn confirm(&self) -> Persist {
+        Persist::from_keys(self.confirm_sec, self.confirm_frames, DEFAULT_CONFIRM_SEC)
+    }
+}
+
+/// Checks a pair of inertia keys: not both, seconds finite and within 0..60, frames >= 1.
+fn check_persist(
+    err: &mut impl FnMut(String, String),
+    key: &str,
+    (sec_key, secs): (&str, Option<f64>),
+    (frames_key, frames): (&str, Option<u32>),
+) {
+    if secs.is_some() && frames.is_some() {
+        err(
+            format!("{key}.{frames_key}"),
+            format!("give {sec_key} or {frames_key}, not both (seconds mean the same at any detection rate)"),
+        );
+    }
+    if let Some(s) = secs {
+        if !(s.is_finite() && (0.0..=60.0).contains(&s)) {
+            err(
+                format!("{key}.{sec_key}"),
+                format!("{s} is not within 0..60 seconds"),
+            );
+        }
+    }
+    if frames == Some(0) {
+        err(format!("{key}.{frames_key}"), "must be at least 1".into());
+    }
 }
 
 /// How serious an incident is.
@@ -365,6 +499,12 @@ impl AnalyticsConfig {
                 "a metric speed needs a valid [calibration]".into(),
             );
         }
+        if !(self.reacquire_sec.is_finite() && (0.0..=600.0).contains(&self.reacquire_sec)) {
+            err(
+                "reacquire_sec".into(),
+                format!("{} is not within 0..600", self.reacquire_sec),
+            );
+        }
         if !(self.counts_interval_sec > 0.0 && self.counts_interval_sec.is_finite()) {
             err(
                 "counts_interval_sec".into(),
@@ -410,12 +550,18 @@ impl AnalyticsConfig {
                     Some(_) => {}
                 }
             }
-            if z.enter_frames == 0 || z.exit_frames == 0 {
-                err(
-                    format!("{key}.enter_frames"),
-                    "enter_frames and exit_frames must be at least 1".into(),
-                );
-            }
+            check_persist(
+                &mut err,
+                &key,
+                ("enter_sec", z.enter_sec),
+                ("enter_frames", z.enter_frames),
+            );
+            check_persist(
+                &mut err,
+                &key,
+                ("exit_sec", z.exit_sec),
+                ("exit_frames", z.exit_frames),
+            );
         }
         for (i, l) in self.lines.iter().enumerate() {
             let key = format!("lines[{i}]");
@@ -455,9 +601,12 @@ impl AnalyticsConfig {
                     format!("{} is not within 0..0.2", l.margin),
                 );
             }
-            if l.confirm_frames == 0 {
-                err(format!("{key}.confirm_frames"), "must be at least 1".into());
-            }
+            check_persist(
+                &mut err,
+                &key,
+                ("confirm_sec", l.confirm_sec),
+                ("confirm_frames", l.confirm_frames),
+            );
         }
 
         for (i, r) in self.rules.iter().enumerate() {
@@ -649,7 +798,8 @@ mod tests {
         assert_eq!(c.tracker.lost_buffer_sec, 2.5);
         assert_eq!(c.tracker.min_hits, 3); // default kept
         assert_eq!(c.rules[3].tamper.as_ref().unwrap().dark_mean, 15.0);
-        assert_eq!(c.lines[0].confirm_frames, 2);
+        assert_eq!(c.lines[0].confirm(), Persist::Secs(DEFAULT_CONFIRM_SEC));
+        assert_eq!(c.zones[0].enter(), Persist::Secs(DEFAULT_ENTER_SEC));
     }
 
     #[test]
@@ -674,18 +824,15 @@ mod tests {
     #[test]
     fn validate_reports_every_error_with_its_path() {
         let mut c: AnalyticsConfig = toml::from_str(GOOD).unwrap();
-        c.zones.push(ZoneConfig {
-            name: "yard".into(),
-            points: vec![[0.0, 0.0], [1.0, 1.0]],
-            enter_frames: 2,
-            exit_frames: 2,
-        });
-        c.zones.push(ZoneConfig {
-            name: "bow".into(),
-            points: vec![[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
-            enter_frames: 2,
-            exit_frames: 2,
-        });
+        c.zones
+            .push(ZoneConfig::new("yard", vec![[0.0, 0.0], [1.0, 1.0]]));
+        c.zones.push(ZoneConfig::new(
+            "bow",
+            vec![[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
+        ));
+        c.zones[0].enter_sec = Some(0.5);
+        c.zones[0].enter_frames = Some(3);
+        c.lines[0].confirm_sec = Some(-1.0);
         c.rules[2].min_count = None; // crowd needs it
         c.rules[1].zone = Some("nowhere".into()); // line_crossing takes no zone
         c.rules[0]
@@ -711,11 +858,29 @@ mod tests {
             "rules[3].classes",
             "rules[4].name",
             "rules[4].max_speed",
+            "zones[0].enter_frames",
+            "lines[0].confirm_sec",
         ] {
             assert!(keys.contains(&want), "missing {want} in {keys:?}");
         }
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.contains("no zone named \"nowhere\""), "{msg}");
         assert!(msg.contains("not used by kind line_crossing"), "{msg}");
+    }
+
+    #[test]
+    fn inertia_in_seconds_means_the_same_at_any_rate() {
+        let p = Persist::Secs(0.2);
+        // 5 fps: the second sighting, 0.2 s after the first.
+        assert!(!p.met(1, 0.0));
+        assert!(p.met(2, 0.2));
+        // 10 fps: the third sighting.
+        assert!(!p.met(2, 0.1));
+        assert!(p.met(3, 0.2));
+        // 1 fps (overloaded box): two sightings are enough.
+        assert!(p.met(2, 1.0));
+        assert!(Persist::Secs(0.0).met(1, 0.0));
+        assert!(Persist::Frames(2).met(2, 0.0));
+        assert!(!Persist::Frames(2).met(1, 5.0));
     }
 }

@@ -21,7 +21,7 @@ use crate::geometry::{
     angle_diff_deg, segment_contact, BBox, Point, Polygon, SegmentContact, Side,
 };
 use crate::rules::config::{
-    AnalyticsConfig, ConfigError, ConfigErrors, CrossDirection, RuleKind, Severity,
+    AnalyticsConfig, ConfigError, ConfigErrors, CrossDirection, Persist, RuleKind, Severity,
     DEFAULT_CLEAR_SEC, DEFAULT_MIN_DISTANCE, DEFAULT_OFFLINE_CLEAR_SEC, DEFAULT_OFFLINE_MIN_SEC,
     DEFAULT_TAMPER_MIN_SEC, DEFAULT_TOLERANCE_DEG,
 };
@@ -51,8 +51,8 @@ pub struct FrameInfo {
 struct Zone {
     name: String,
     poly: Polygon,
-    enter_frames: u32,
-    exit_frames: u32,
+    enter: Persist,
+    exit: Persist,
 }
 
 #[derive(Debug)]
@@ -61,7 +61,7 @@ struct Line {
     a: Point,
     b: Point,
     in_side: Side,
-    confirm_frames: u32,
+    confirm: Persist,
     count: bool,
     margin: f64,
 }
@@ -236,7 +236,32 @@ struct TrackCtx {
     class_id: u16,
     score: f32,
     bbox: BBox,
+    // Stationary at its latest sighting (or lost while stationary).
+    still: bool,
+    // Its state was handed to a new track at the same place: judge nothing more for it.
+    retired: bool,
 }
+
+impl TrackCtx {
+    /// Whether a per-track rule is timing or reporting something for it.
+    fn has_rule_state(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.incident.is_some() || r.hold.since.is_some())
+    }
+}
+
+/// A gone track whose zone timers wait `reacquire_sec` for the same object under a new id.
+#[derive(Debug)]
+struct Ghost {
+    id: u64,
+    ctx: TrackCtx,
+    expires_at: f64,
+}
+
+/// A new track born within this many box heights of where a stationary track was lost or
+/// dropped takes over that track's zone timers and incidents.
+const REACQUIRE_RADIUS_H: f64 = 0.5;
 
 /// The rule engine of one camera.
 #[derive(Debug)]
@@ -255,6 +280,8 @@ pub struct Engine {
     stream_up: bool,
     generation: u64,
     gone: Vec<u64>,
+    ghosts: Vec<Ghost>,
+    reacquire_sec: f64,
 }
 
 /// Everything the per-point and per-rule helpers need besides the track context.
@@ -371,8 +398,8 @@ impl Engine {
                 Some(Zone {
                     name: z.name.clone(),
                     poly: Polygon::new(z.points.iter().map(|&[x, y]| Point::new(x, y)).collect())?,
-                    enter_frames: z.enter_frames,
-                    exit_frames: z.exit_frames,
+                    enter: z.enter(),
+                    exit: z.exit(),
                 })
             })
             .collect::<Vec<_>>();
@@ -384,7 +411,7 @@ impl Engine {
                 a: Point::new(l.points[0][0], l.points[0][1]),
                 b: Point::new(l.points[1][0], l.points[1][1]),
                 in_side: l.in_side,
-                confirm_frames: l.confirm_frames,
+                confirm: l.confirm(),
                 count: l.count,
                 margin: l.margin,
             })
@@ -462,6 +489,8 @@ impl Engine {
             stream_up: true,
             generation: 0,
             gone: Vec::new(),
+            ghosts: Vec::new(),
+            reacquire_sec: cfg.reacquire_sec,
         })
     }
 
@@ -510,22 +539,38 @@ impl Engine {
         };
 
         for tr in tracks.iter().filter(|t| t.is_confirmed()) {
-            let ctx = ctxs.entry(tr.id()).or_insert_with(|| {
-                let mut c = ctx_pool.pop().unwrap_or_default();
-                c.last_t = f64::NEG_INFINITY;
-                c.prev = None;
-                c.zones.clear();
-                c.zones.resize(cx.zones.len(), ZoneMember::default());
-                c.lines.clear();
-                c.lines.resize(cx.lines.len(), LineMember::default());
-                c.rules.clear();
-                c.rules.resize(rules.len(), TrackRule::default());
-                c
-            });
+            if !ctxs.contains_key(&tr.id()) {
+                let inherited = if tr.state() == TrackState::Tracked {
+                    reacquire(tr, tracks, ctxs, &mut self.ghosts)
+                } else {
+                    None
+                };
+                let c = inherited.unwrap_or_else(|| {
+                    let mut c = ctx_pool.pop().unwrap_or_default();
+                    c.last_t = f64::NEG_INFINITY;
+                    c.prev = None;
+                    c.zones.clear();
+                    c.zones.resize(cx.zones.len(), ZoneMember::default());
+                    c.lines.clear();
+                    c.lines.resize(cx.lines.len(), LineMember::default());
+                    c.rules.clear();
+                    c.rules.resize(rules.len(), TrackRule::default());
+                    c.retired = false;
+                    c
+                });
+                ctxs.insert(tr.id(), c);
+            }
+            let Some(ctx) = ctxs.get_mut(&tr.id()) else {
+                continue;
+            };
             ctx.generation = generation;
+            if ctx.retired {
+                continue;
+            }
             ctx.class_id = tr.class_id();
             ctx.score = tr.score();
             ctx.bbox = tr.det_bbox();
+            ctx.still = tr.lost_while_still() || tr.still_sec(t) > 0.0;
             if tr.state() != TrackState::Tracked {
                 continue; // lost: frozen
             }
@@ -550,9 +595,31 @@ impl Engine {
             }
         }
         for id in &self.gone {
-            if let Some(mut ctx) = ctxs.remove(id) {
+            let Some(mut ctx) = ctxs.remove(id) else {
+                continue;
+            };
+            if !ctx.retired && ctx.still && ctx.has_rule_state() && self.reacquire_sec > 0.0 {
+                // Perhaps only hidden, or re-found under a new id: wait before ending.
+                self.ghosts.push(Ghost {
+                    id: *id,
+                    ctx,
+                    expires_at: t + self.reacquire_sec,
+                });
+                continue;
+            }
+            if !ctx.retired {
                 end_track(&mut cx, rules, &mut ctx, *id);
-                ctx_pool.push(ctx);
+            }
+            ctx_pool.push(ctx);
+        }
+        let mut i = 0;
+        while i < self.ghosts.len() {
+            if self.ghosts[i].expires_at <= t {
+                let mut g = self.ghosts.swap_remove(i);
+                end_track(&mut cx, rules, &mut g.ctx, g.id);
+                ctx_pool.push(g.ctx);
+            } else {
+                i += 1;
             }
         }
 
@@ -772,12 +839,8 @@ fn step_point(
                 zm.streak_t = t;
             }
             zm.streak += 1;
-            let need = if zm.inside {
-                zone.exit_frames
-            } else {
-                zone.enter_frames
-            };
-            if zm.streak >= need {
+            let need = if zm.inside { zone.exit } else { zone.enter };
+            if need.met(zm.streak, t - zm.streak_t) {
                 zm.inside = raw;
                 zm.streak = 0;
                 if raw {
@@ -826,7 +889,7 @@ fn step_point(
                 }
             }
             if let Some(pd) = lm.pending {
-                if pd.frames >= line.confirm_frames {
+                if line.confirm.met(pd.frames, t - pd.t) {
                     lm.side = Some(pd.to);
                     lm.pending = None;
                     crossed = Some(pd);
@@ -1043,6 +1106,62 @@ fn wrong_way(rule: &Rule, tr: &Track, entered_at: f64, t: f64) -> Option<f64> {
     }
     let heading = d_img.heading_deg()?;
     (angle_diff_deg(heading, rule.lane_deg + 180.0) <= rule.tol_deg).then_some(heading)
+}
+
+/// The zone state a new track takes over: that of a stationary track of the same class that
+/// was lost or dropped where the new one was born (an id switch behind passers-by, a parked
+/// car re-found after a bus). A lost donor is retired, so its state lives on in one place only.
+fn reacquire(
+    tr: &Track,
+    tracks: &[Track],
+    ctxs: &mut HashMap<u64, TrackCtx>,
+    ghosts: &mut Vec<Ghost>,
+) -> Option<TrackCtx> {
+    let born = tr.history().front()?.ground;
+    let near = |c: &TrackCtx| {
+        c.class_id == tr.class_id()
+            && c.still
+            && !c.retired
+            && c.has_rule_state()
+            && c.prev
+                .is_some_and(|p| p.dist(born) <= REACQUIRE_RADIUS_H * c.bbox.height())
+    };
+    let dist = |c: &TrackCtx| c.prev.map_or(f64::INFINITY, |p| p.dist(born));
+    let lost = tracks
+        .iter()
+        .filter(|o| o.id() != tr.id() && o.state() == TrackState::Lost)
+        .filter_map(|o| ctxs.get(&o.id()).map(|c| (o.id(), dist(c), near(c))))
+        .filter(|(_, _, ok)| *ok)
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let ghost = ghosts
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| near(&g.ctx))
+        .map(|(i, g)| (i, dist(&g.ctx)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match (lost, ghost) {
+        (Some((id, d, _)), g) if g.is_none_or(|(_, gd)| d <= gd) => {
+            let donor = ctxs.get_mut(&id)?;
+            let mut c = TrackCtx {
+                zones: donor.zones.clone(),
+                lines: donor.lines.clone(),
+                rules: donor.rules.clone(),
+                ..TrackCtx::default()
+            };
+            // The donor keeps its place in the map (the tracker still reports it) but
+            // hands over everything it was timing.
+            for r in &mut donor.rules {
+                *r = TrackRule::default();
+            }
+            donor.retired = true;
+            c.last_t = donor.last_t;
+            c.last_frame = donor.last_frame;
+            c.prev = donor.prev;
+            Some(c)
+        }
+        (_, Some((i, _))) => Some(ghosts.swap_remove(i).ctx),
+        _ => None,
+    }
 }
 
 /// Ends the lasting incidents of a track the tracker dropped, at its last observation.
