@@ -10,7 +10,8 @@
 #   - ONNX Runtime 1.31.1: the C library out of the PyPI wheel (sha256-pinned),
 #     into .deps/onnxruntime/. Nothing is downloaded at build or run time.
 #   - Test footage and images from Debian packages (opencv-doc: vtest.avi;
-#     darknet: dog.jpg, person.jpg), re-encoded once into .deps/footage/.
+#     darknet: dog.jpg, person.jpg; tuxpaint-stamps-default: vehicle photographs for
+#     the scenario clips), re-encoded once into .deps/footage/.
 #
 # Only package registries are used (Debian, PyPI). Run as root or with sudo.
 set -euo pipefail
@@ -95,7 +96,8 @@ fetch_deb() { # package, path inside, destination
   cp "$x/$inside" "$dest"
   rm -rf "$x"
 }
-if ! ls "$DEPS"/debs/opencv-doc_*.deb >/dev/null 2>&1 || ! ls "$DEPS"/debs/darknet_*.deb >/dev/null 2>&1; then
+if ! ls "$DEPS"/debs/opencv-doc_*.deb >/dev/null 2>&1 || ! ls "$DEPS"/debs/darknet_*.deb >/dev/null 2>&1 \
+   || ! ls "$DEPS"/debs/tuxpaint-stamps-default_*.deb >/dev/null 2>&1; then
   $SUDO apt-get update -qq || true
 fi
 fetch_deb opencv-doc usr/share/doc/opencv-doc/examples/data/vtest.avi "$FOOT/vtest.avi"
@@ -103,6 +105,23 @@ echo "$VTEST_SHA256  $FOOT/vtest.avi" | sha256sum -c --quiet
 for img in dog.jpg person.jpg horses.jpg; do
   fetch_deb darknet "usr/share/darknet/data/$img" "$FOOT/$img"
 done
+# Vehicle photographs cut out on transparent backgrounds, for the scenario clips (ioc-eval):
+# Debian's tuxpaint-stamps-default (GPL-2). One extraction for all of them.
+STAMPS=usr/share/tuxpaint/stamps/vehicles
+SPRITES=(auto/sedan.png auto/beetle.png auto/sportscar2.png auto/truck.png garbagetruck.png
+         emergency/firetruck.png masstransit/green_korean_bus.png)
+mkdir -p "$FOOT/sprites"
+missing_sprites=0
+for s in "${SPRITES[@]}"; do [ -s "$FOOT/sprites/$(basename "$s")" ] || missing_sprites=1; done
+if [ "$missing_sprites" = 1 ]; then
+  say "extracting vehicle sprites from Debian package tuxpaint-stamps-default"
+  ( cd "$DEPS/debs" && ls tuxpaint-stamps-default_*.deb >/dev/null 2>&1 || apt-get download tuxpaint-stamps-default >/dev/null )
+  x=$(mktemp -d)
+  dpkg-deb -x "$(ls "$DEPS"/debs/tuxpaint-stamps-default_*.deb | head -n1)" "$x"
+  for s in "${SPRITES[@]}"; do cp "$x/$STAMPS/$s" "$FOOT/sprites/"; done
+  cp "$x/usr/share/doc/tuxpaint-stamps-default/copyright" "$FOOT/sprites/COPYRIGHT"
+  rm -rf "$x"
+fi
 
 encode() { # output, gst-launch pipeline (without the sink)
   local out=$1; shift

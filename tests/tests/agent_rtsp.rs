@@ -25,7 +25,6 @@ log_detections = false
 [detect]
 model = "{model}"
 fps = 5
-queue_capacity = 4
 [reconnect]
 initial_backoff_ms = 200
 max_backoff_ms = 1000

@@ -63,9 +63,9 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
-            high_score: 0.5,
+            high_score: 0.45,
             low_score: 0.1,
-            new_track_score: 0.6,
+            new_track_score: 0.45,
             match_iou: 0.2,
             low_match_iou: 0.5,
             tentative_match_iou: 0.3,
@@ -176,10 +176,17 @@ pub struct Track {
     velocity: Option<Point>,
     speed_mps: Option<f64>,
     still_since: Option<f64>,
-    // Last time the track was still; a track lost soon after is treated as stationary.
+    // Last time the track was still, and hits since; a track lost soon after is treated as
+    // stationary.
     last_still_sec: Option<f64>,
+    hits_since_still: u32,
+    // The whole box of the object when it was last still: a smaller box inside it later is
+    // the object partly hidden, not the object moving.
+    still_box: Option<BBox>,
     // Lost while stationary: kept in place for `lost_buffer_still_sec`.
     lost_still: bool,
+    // Lost behind an object in front of it: kept as long.
+    lost_behind: bool,
 }
 
 /// A track still this recently when it is lost counts as stationary: the last moments before
@@ -261,6 +268,26 @@ impl Track {
     /// Whether the track is lost and was stationary when it was (kept in place, longer).
     pub fn lost_while_still(&self) -> bool {
         self.state == TrackState::Lost && self.lost_still
+    }
+
+    /// Whether the object is stationary: still at one of its last two sightings or within the
+    /// last 2 s before its latest (the sightings just before an occlusion
+    /// are the ones whose boxes, and so apparent speeds, are least to be trusted), or lost
+    /// while so.
+    pub fn stationary(&self) -> bool {
+        match self.state {
+            TrackState::Tentative => false,
+            TrackState::Lost => self.lost_still,
+            TrackState::Tracked => self.recently_still(),
+        }
+    }
+
+    fn recently_still(&self) -> bool {
+        self.last_still_sec.is_some()
+            && (self.hits_since_still <= 2
+                || self
+                    .last_still_sec
+                    .is_some_and(|s| self.last_seen_sec - s <= STILL_MEMORY_SEC))
     }
 }
 
@@ -373,12 +400,26 @@ impl Tracker {
         self.associate(dets, Stage::Tentative, t_sec, frame);
 
         // 6. Misses: tracked → lost, tentative → removed; lost too long → removed.
-        for (i, tr) in self.tracks.iter_mut().enumerate() {
-            if !self.trk_matched[i] && tr.state == TrackState::Tracked {
+        for i in 0..self.tracks.len() {
+            if self.trk_matched[i] || self.tracks[i].state != TrackState::Tracked {
+                continue;
+            }
+            // Hidden behind an object in front of it (a box reaching lower on the image,
+            // followed right now) rather than gone: kept as long as a stationary one.
+            let b = self.tracks[i].kf.bbox();
+            let behind = self.tracks.iter().enumerate().any(|(j, o)| {
+                let ob = o.kf.bbox();
+                j != i
+                    && self.trk_matched[j]
+                    && o.state != TrackState::Tentative
+                    && ob.y2 > b.y2
+                    && overlap(&b, &ob) >= 0.3 * b.area()
+            });
+            let tr = &mut self.tracks[i];
+            {
                 tr.state = TrackState::Lost;
-                tr.lost_still = tr
-                    .last_still_sec
-                    .is_some_and(|s| tr.last_seen_sec - s <= STILL_MEMORY_SEC);
+                tr.lost_behind = behind;
+                tr.lost_still = tr.recently_still();
                 if tr.lost_still {
                     // A stationary object hidden by another stays where it was.
                     tr.kf.set_velocity(0.0, 0.0);
@@ -402,7 +443,7 @@ impl Tracker {
                 match tr.state {
                     TrackState::Tentative => true,
                     TrackState::Lost => {
-                        let buffer = if tr.lost_still {
+                        let buffer = if tr.lost_still || tr.lost_behind {
                             lost_buffer_still
                         } else {
                             lost_buffer
@@ -452,7 +493,10 @@ impl Tracker {
                 speed_mps: None,
                 still_since: None,
                 last_still_sec: None,
+                hits_since_still: 0,
+                still_box: None,
                 lost_still: false,
+                lost_behind: false,
             };
             self.next_id += 1;
             record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
@@ -515,14 +559,40 @@ impl Tracker {
             self.det_used[di] = true;
             let tr = &mut self.tracks[ti];
             let d = &dets[di];
-            tr.kf.update(&d.bbox, &self.kp);
+            let whole = tr.still_box.filter(|_| tr.stationary());
+            if let Some(whole) = whole.filter(|w| partial_view(w, &d.bbox)) {
+                // Part of a stationary object, the rest hidden by something passing in front:
+                // it has not moved, so its box stays whole and where it was.
+                tr.det_bbox = whole;
+            } else {
+                tr.kf.update(&d.bbox, &self.kp);
+                tr.det_bbox = d.bbox;
+            }
             tr.score = d.score;
-            tr.det_bbox = d.bbox;
             tr.last_seen_sec = t_sec;
             tr.last_frame = frame;
             record_hit(tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
         }
     }
+}
+
+/// Area of the intersection of two boxes.
+fn overlap(a: &BBox, b: &BBox) -> f64 {
+    let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    f64::from(iw * ih)
+}
+
+/// Whether `det` shows only part of the object boxed by `track`: clearly smaller, and almost
+/// all of it inside the track's box.
+fn partial_view(track: &BBox, det: &BBox) -> bool {
+    let (ta, da) = (track.area(), det.area());
+    if ta <= 0.0 || da <= 0.0 || da > 0.85 * ta {
+        return false;
+    }
+    let iw = (track.x2.min(det.x2) - track.x1.max(det.x1)).max(0.0);
+    let ih = (track.y2.min(det.y2) - track.y1.max(det.y1)).max(0.0);
+    f64::from(iw * ih) >= 0.8 * da
 }
 
 #[derive(Clone, Copy)]
@@ -581,10 +651,16 @@ fn record_hit(
         Some(true) => {
             tr.still_since.get_or_insert(t);
             tr.last_still_sec = Some(t);
+            tr.hits_since_still = 0;
+            tr.still_box = Some(tr.kf.bbox());
         }
-        _ => tr.still_since = None,
+        _ => {
+            tr.still_since = None;
+            tr.hits_since_still = tr.hits_since_still.saturating_add(1);
+        }
     }
     tr.lost_still = false;
+    tr.lost_behind = false;
 }
 
 #[cfg(test)]

@@ -236,10 +236,15 @@ struct TrackCtx {
     class_id: u16,
     score: f32,
     bbox: BBox,
-    // Stationary at its latest sighting (or lost while stationary).
+    // Stationary at its latest sighting (or lost while stationary), and where it stood last
+    // time it was still (the sightings just before it was hidden may have drifted).
     still: bool,
+    still_at: Option<Point>,
+    still_box: Option<BBox>,
     // Its state was handed to a new track at the same place: judge nothing more for it.
     retired: bool,
+    // Not judged (lost, or waiting as a ghost) since it was last.
+    frozen: bool,
 }
 
 impl TrackCtx {
@@ -259,8 +264,8 @@ struct Ghost {
     expires_at: f64,
 }
 
-/// A new track born within this many box heights of where a stationary track was lost or
-/// dropped takes over that track's zone timers and incidents.
+/// A new track born on the ground line (within this many box heights) and within the box of
+/// a stationary track that was lost or dropped there takes over its zone timers and incidents.
 const REACQUIRE_RADIUS_H: f64 = 0.5;
 
 /// The rule engine of one camera.
@@ -556,6 +561,9 @@ impl Engine {
                     c.rules.clear();
                     c.rules.resize(rules.len(), TrackRule::default());
                     c.retired = false;
+                    c.still_at = None;
+                    c.still_box = None;
+                    c.frozen = false;
                     c
                 });
                 ctxs.insert(tr.id(), c);
@@ -570,9 +578,22 @@ impl Engine {
             ctx.class_id = tr.class_id();
             ctx.score = tr.score();
             ctx.bbox = tr.det_bbox();
-            ctx.still = tr.lost_while_still() || tr.still_sec(t) > 0.0;
+            ctx.still = tr.stationary();
+            if tr.state() == TrackState::Tracked && tr.still_sec(t) > 0.0 {
+                ctx.still_at = tr.ground_point();
+                ctx.still_box = Some(tr.det_bbox());
+            }
             if tr.state() != TrackState::Tracked {
+                ctx.frozen = true;
                 continue; // lost: frozen
+            }
+            if std::mem::take(&mut ctx.frozen) {
+                // Back from hiding (or found again under a new id): what it was doing is
+                // assumed to have gone on meanwhile, so a dip that began just before it was
+                // hidden does not count the hidden time towards clearing its timers.
+                for r in &mut ctx.rules {
+                    r.hold.false_since = None;
+                }
             }
             // New ground points, oldest first.
             let hist = tr.history();
@@ -1118,15 +1139,24 @@ fn reacquire(
     ghosts: &mut Vec<Ghost>,
 ) -> Option<TrackCtx> {
     let born = tr.history().front()?.ground;
+    let place = |c: &TrackCtx| c.still_at.or(c.prev);
+    // Born where the object stood: within its whole box across (it may reappear part by part
+    // from behind what hid it), and on its ground line.
     let near = |c: &TrackCtx| {
+        let b = c.still_box.unwrap_or(c.bbox);
+        let (w, h) = (b.width(), b.height());
+        let (x1, x2) = (f64::from(b.x1), f64::from(b.x2));
         c.class_id == tr.class_id()
             && c.still
             && !c.retired
             && c.has_rule_state()
-            && c.prev
-                .is_some_and(|p| p.dist(born) <= REACQUIRE_RADIUS_H * c.bbox.height())
+            && place(c).is_some_and(|p| {
+                (born.y - p.y).abs() <= REACQUIRE_RADIUS_H * h
+                    && born.x >= x1 - 0.1 * w
+                    && born.x <= x2 + 0.1 * w
+            })
     };
-    let dist = |c: &TrackCtx| c.prev.map_or(f64::INFINITY, |p| p.dist(born));
+    let dist = |c: &TrackCtx| place(c).map_or(f64::INFINITY, |p| p.dist(born));
     let lost = tracks
         .iter()
         .filter(|o| o.id() != tr.id() && o.state() == TrackState::Lost)
@@ -1157,9 +1187,16 @@ fn reacquire(
             c.last_t = donor.last_t;
             c.last_frame = donor.last_frame;
             c.prev = donor.prev;
+            c.still_at = donor.still_at;
+            c.still_box = donor.still_box;
+            c.frozen = true;
             Some(c)
         }
-        (_, Some((i, _))) => Some(ghosts.swap_remove(i).ctx),
+        (_, Some((i, _))) => {
+            let mut c = ghosts.swap_remove(i).ctx;
+            c.frozen = true;
+            Some(c)
+        }
         _ => None,
     }
 }

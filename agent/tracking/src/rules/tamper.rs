@@ -93,7 +93,8 @@ pub struct LumaStats {
     pub mean: f64,
     /// Standard deviation of luma.
     pub std: f64,
-    /// Variance of the 4-neighbour Laplacian at native resolution (sampled).
+    /// Variance of the 4-neighbour Laplacian at native resolution (sampled), over the luma
+    /// variance: sharpness for the contrast there is.
     pub sharpness: f64,
     /// Gradient-magnitude thumbnail, `THUMB_W × THUMB_H`, row-major.
     pub edges: Vec<f64>,
@@ -143,7 +144,11 @@ impl LumaStats {
         self.mean = s / n;
         self.std = (s2 / n - self.mean * self.mean).max(0.0).sqrt();
         let lm = ls / ln;
-        self.sharpness = (ls2 / ln - lm * lm).max(0.0);
+        // Relative to the contrast: dimming (dusk, an iris closing) scales the Laplacian and
+        // the spread alike and must not read as lost focus; blur flattens the Laplacian far
+        // more than it flattens the spread.
+        let lap_var = (ls2 / ln - lm * lm).max(0.0);
+        self.sharpness = lap_var / (self.std * self.std).max(1.0);
 
         // Gray thumbnail (one cell more each way, for gradients), cell means of sampled pixels.
         let (gw, gh) = (THUMB_W + 1, THUMB_H + 1);
