@@ -2,12 +2,14 @@
 #   make demo   installs what is missing, builds, serves the bundled footage over
 #               RTSP and runs the agent on it, logging detections live.
 #   make test   installs what is missing and runs every test (what CI runs).
+#   make eval   the agent's quality on every scenario clip (tests/scenarios/README.md).
+#   make bench  the benchmarks (benches/README.md).
 
 CARGO ?= cargo
 export ORT_DYLIB_PATH := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.31.1
 export IOC_FOOTAGE_DIR := $(CURDIR)/.deps/footage
 
-.PHONY: setup build test lint bench demo clean
+.PHONY: setup build test lint bench eval demo clean
 
 setup:
 	bash deploy/setup.sh
@@ -23,7 +25,15 @@ test: build lint
 	$(CARGO) test --workspace --locked
 
 bench: setup
+	bash deploy/bench-setup.sh
+	$(CARGO) build --release --locked -p ioc-agent -p ioc-testkit --bins
 	$(CARGO) bench -p ioc-benches --bench pipeline --locked
+	$(CARGO) bench -p ioc-benches --bench cameras --locked
+
+# The whole scenario library, at 5 and 10 detection fps, idle and with a CPU hog (2 threads).
+eval: setup
+	$(CARGO) build --release --locked -p ioc-eval
+	./target/release/ioc-eval run tests/scenarios --fps 5,10 --load 0,2 --json target/eval.json
 
 demo: build
 	bash deploy/demo.sh

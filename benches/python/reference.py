@@ -6,7 +6,11 @@ One process per camera, as a site would run a simple script: OpenCV reads the RT
 intra-op thread), and decoded with the same post-processing as the agent (score threshold
 0.35, per-class NMS at IoU 0.5). It prints one JSON line a second with its counters:
 
-    {"t": 12.0, "detected": 58, "latency_ms": 81.2}
+    {"t": 12.0, "detected": 58, "latency_ms": 81.2, "lag_s": 0.1}
+
+`lag_s` is how far reading is behind the stream (wall time since the first frame minus the
+stream time of the frames read): a script that cannot keep up falls further behind even
+while it still detects 5 frames a second, on older and older frames.
 
 Run by benches/benches/cameras.rs inside the venv deploy/bench-setup.sh makes.
 """
@@ -85,7 +89,10 @@ def main():
     if not cap.isOpened():
         print(json.dumps({"error": "cannot open stream"}), flush=True)
         return 1
+    stream_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     start = time.monotonic()
+    first = None
+    frames = 0
     next_due = start
     next_report = start + 1.0
     detected = 0
@@ -95,6 +102,9 @@ def main():
         if not ok:
             break
         now = time.monotonic()
+        if first is None:
+            first = now
+        frames += 1
         if now >= next_due:
             next_due = max(next_due + 1.0 / fps, now - 1.0 / fps)
             h, w = frame.shape[:2]
@@ -107,8 +117,10 @@ def main():
             detected += 1
         if now >= next_report:
             next_report += 1.0
+            lag = (now - first) - (frames - 1) / stream_fps
             print(json.dumps({"t": round(now - start, 2), "detected": detected,
-                              "latency_ms": round(float(np.median(lat)), 1) if lat else None}),
+                              "latency_ms": round(float(np.median(lat)), 1) if lat else None,
+                              "lag_s": round(lag, 3)}),
                   flush=True)
     return 0
 

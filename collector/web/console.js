@@ -7,7 +7,7 @@ const L = {
     incidents: 'Sự cố', health: 'Tình trạng', charts: 'Biểu đồ', reports: 'Báo cáo', logout: 'Đăng xuất',
     state: 'Trạng thái', kind: 'Loại', site: 'Địa điểm', where: 'Vị trí', severity: 'Mức độ', age: 'Thời gian',
     all: 'Tất cả', active: 'Đang xử lý', more: 'Xem thêm', agents: 'Trạm (agent)', cameras: 'Camera',
-    since: 'Từ lúc', version: 'Phiên bản', events: 'Sự kiện', open_incidents: 'Sự cố mở', days: 'Số ngày',
+    since: 'Từ lúc', version: 'Phiên bản', events: 'Sự kiện', open_incidents: 'Sự cố mở', days: 'Số ngày', detection: 'Phân tích (khung/s)', dropped: 'khung bỏ', latency: 'độ trễ',
     per_day: 'Sự cố theo loại mỗi ngày', per_hour: 'Sự cố theo giờ', counts: 'Lưu lượng theo vạch đếm',
     daily_report: 'Báo cáo ngày', date: 'Ngày', open_html: 'Mở báo cáo', download_csv: 'Tải CSV',
     st_open: 'Mới', st_acknowledged: 'Đã nhận', st_resolved: 'Đã xử lý', st_dismissed: 'Báo động giả',
@@ -26,7 +26,7 @@ const L = {
     incidents: 'Incidents', health: 'Health', charts: 'Charts', reports: 'Reports', logout: 'Log out',
     state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'Age',
     all: 'All', active: 'Active', more: 'More', agents: 'Agents', cameras: 'Cameras',
-    since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days',
+    since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days', detection: 'Analysed (fps)', dropped: 'dropped', latency: 'latency',
     per_day: 'Incidents per kind per day', per_hour: 'Incidents per hour', counts: 'Traffic counts per line',
     daily_report: 'Daily report', date: 'Date', open_html: 'Open report', download_csv: 'Download CSV',
     st_open: 'Open', st_acknowledged: 'Acknowledged', st_resolved: 'Resolved', st_dismissed: 'False alarm',
@@ -221,6 +221,16 @@ async function openDetail(id, focusResolve) {
 
 function closeDetail() { state.selected = null; $('#detail').classList.remove('open'); }
 
+// "4.8 / 5", marked when the agent cannot keep up; drops and latency in the tooltip.
+function detectionCell(c) {
+  if (c.detect_fps == null) return el('td', {}, '');
+  const target = c.target_fps == null ? '' : ' / ' + c.target_fps.toFixed(0);
+  const low = c.target_fps != null && c.detect_fps < 0.8 * c.target_fps;
+  const tip = [c.dropped == null ? null : c.dropped + ' ' + t('dropped'),
+    c.detect_latency_ms == null ? null : t('latency') + ' ' + Math.round(c.detect_latency_ms) + ' ms'].filter(Boolean).join(', ');
+  return el('td', { class: low ? 'state-reconnecting' : '', title: tip }, c.detect_fps.toFixed(1) + target);
+}
+
 async function loadHealth() {
   const h = await api('/api/health');
   const since = (s) => (s ? age(s) : '');
@@ -229,7 +239,7 @@ async function loadHealth() {
     el('td', {}, a.version), el('td', {}, String(a.events)))));
   $('#cameras tbody').replaceChildren(...h.cameras.map((c) => el('tr', {},
     el('td', {}, c.site), el('td', {}, c.camera), el('td', { class: 'state-' + c.state, title: c.error || '' }, c.state),
-    el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), el('td', {}, since(c.since)), el('td', {}, String(c.open_incidents)))));
+    el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), detectionCell(c), el('td', {}, since(c.since)), el('td', {}, String(c.open_incidents)))));
   const sites = new Set(h.agents.map((a) => a.site));
   fillSelect($('#f-site'), sites);
   await loadSilences();

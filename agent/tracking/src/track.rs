@@ -39,6 +39,10 @@ pub struct TrackerConfig {
     pub low_score: f32,
     /// A detection left unmatched must score at least this to start a new track.
     pub new_track_score: f32,
+    /// A track whose detections all scored under this counts for the rules only once it has
+    /// moved half its height from where it was first seen: a faint detection that never moves
+    /// is more often part of the scenery than an object.
+    pub confirm_score: f32,
     /// Minimum IoU for the first stage (confirmed and lost tracks vs. high-score detections).
     pub match_iou: f64,
     /// Minimum IoU for the second stage (tracked tracks vs. low-score detections).
@@ -66,6 +70,7 @@ impl Default for TrackerConfig {
             high_score: 0.45,
             low_score: 0.1,
             new_track_score: 0.45,
+            confirm_score: 0.6,
             match_iou: 0.2,
             low_match_iou: 0.5,
             tentative_match_iou: 0.3,
@@ -87,6 +92,7 @@ impl TrackerConfig {
             ("high_score", self.high_score),
             ("low_score", self.low_score),
             ("new_track_score", self.new_track_score),
+            ("confirm_score", self.confirm_score),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 bad(k, format!("{v} is not within 0..1"));
@@ -187,6 +193,9 @@ pub struct Track {
     lost_still: bool,
     // Lost behind an object in front of it: kept as long.
     lost_behind: bool,
+    // Where it was first seen, and whether it has scored `confirm_score` or moved from there.
+    born: Point,
+    credible: bool,
 }
 
 /// A track still this recently when it is lost counts as stationary: the last moments before
@@ -213,6 +222,11 @@ impl Track {
     /// Whether the track has been confirmed (it may be lost right now).
     pub fn is_confirmed(&self) -> bool {
         self.state != TrackState::Tentative
+    }
+    /// Whether the rules take the track into account: confirmed, and either detected with
+    /// `confirm_score` at least once or seen to move (see [`TrackerConfig::confirm_score`]).
+    pub fn is_credible(&self) -> bool {
+        self.is_confirmed() && self.credible
     }
     /// Score of the latest matched detection.
     pub fn score(&self) -> f32 {
@@ -497,6 +511,8 @@ impl Tracker {
                 still_box: None,
                 lost_still: false,
                 lost_behind: false,
+                born: d.bbox.ground_point(),
+                credible: false,
             };
             self.next_id += 1;
             record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
@@ -661,6 +677,9 @@ fn record_hit(
     }
     tr.lost_still = false;
     tr.lost_behind = false;
+    tr.credible = tr.credible
+        || tr.score >= cfg.confirm_score
+        || ground.dist(tr.born) > 0.5 * tr.det_bbox.height();
 }
 
 #[cfg(test)]

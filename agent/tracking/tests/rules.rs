@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use ioc_tracking::rules::{CrossDirection, EngineOutput};
-use ioc_tracking::{LocalTime, Phase, RuleKind, Weekday};
+use ioc_tracking::{Detection, LocalTime, Phase, RuleKind, Weekday};
 
 const LINE: &str = r#"
     counts_interval_sec = 60
@@ -246,6 +246,34 @@ fn intrusion_and_loitering_lifecycle() {
     let mut s = Sim::new(YARD);
     s.run(6.0, |_| vec![car(0.5, 0.6)]);
     assert!(s.out.events.is_empty());
+}
+
+#[test]
+fn a_faint_box_that_never_moves_is_scenery_a_faint_walker_is_not() {
+    let faint = |x: f64| Detection {
+        score: 0.5,
+        ..person(x, 0.6)
+    };
+    // Weak detections of something that never moves (a sign, a bollard): no incident.
+    let mut s = Sim::new(YARD);
+    s.run(20.0, |_| vec![faint(0.5)]);
+    assert!(s.out.events.is_empty(), "{:?}", s.out.events);
+    // The same scores on someone walking in: followed, and the rules fire.
+    let mut s = Sim::new(YARD);
+    s.run(4.0, |t| vec![faint(0.1 + 0.1 * t)]);
+    s.run(5.0, |_| vec![faint(0.5)]);
+    assert_eq!(
+        s.phases(RuleKind::Intrusion),
+        vec![Phase::Start],
+        "{:?}",
+        s.out.events
+    );
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start]);
+    // One strong detection is enough for a standing one.
+    let mut s = Sim::new(YARD);
+    s.run(1.0, |_| vec![person(0.5, 0.6)]);
+    s.run(5.0, |_| vec![faint(0.5)]);
+    assert_eq!(s.phases(RuleKind::Intrusion), vec![Phase::Start]);
 }
 
 #[test]

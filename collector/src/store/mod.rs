@@ -247,6 +247,14 @@ const MIGRATIONS: &[&str] = &[
         seq    INTEGER NOT NULL
     );
     "#,
+    // 3: each camera's detection figures from its status (achieved and target analysis
+    // rate, frames dropped, detection latency).
+    r#"
+    ALTER TABLE cameras ADD COLUMN detect_fps REAL;
+    ALTER TABLE cameras ADD COLUMN target_fps REAL;
+    ALTER TABLE cameras ADD COLUMN dropped INTEGER;
+    ALTER TABLE cameras ADD COLUMN detect_latency_ms REAL;
+    "#,
 ];
 
 /// Per migration, the statements that read JSON, which the engines spell differently (run
@@ -268,6 +276,7 @@ const BACKFILLS: &[(&str, &str)] = &[
         FROM counts c, jsonb_array_elements(CAST(c.payload AS JSONB) -> 'counts') j;
     "#,
     ),
+    ("", ""),
 ];
 
 /// Why a store operation failed.
@@ -935,9 +944,14 @@ impl Store {
                     let applied = tx
                         .execute(
                             "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
-                             received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+                             received_at_ms, since_ms, detect_fps, target_fps, dropped, \
+                             detect_latency_ms) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12) \
                              ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
                              fps = excluded.fps, error = excluded.error, at = excluded.at, \
+                             detect_fps = excluded.detect_fps, target_fps = excluded.target_fps, \
+                             dropped = excluded.dropped, \
+                             detect_latency_ms = excluded.detect_latency_ms, \
                              at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
                              since_ms = CASE WHEN cameras.state = excluded.state \
                                         THEN cameras.since_ms ELSE excluded.since_ms END \
@@ -951,6 +965,10 @@ impl Store {
                                 &status.at.as_str(),
                                 &status.at.unix_millis(),
                                 &at,
+                                &status.detect_fps.map(f64::from),
+                                &status.target_fps.map(f64::from),
+                                &status.dropped.map(|d| d.min(i64::MAX as u64) as i64),
+                                &status.detect_latency_ms.map(f64::from),
                             ],
                         )
                         .map_err(sql("cannot store camera status"))?;
@@ -1565,6 +1583,10 @@ pub(crate) mod tests {
             Timestamp::parse("2024-05-01T12:00:00Z").unwrap(),
         );
         cs.fps = Some(5.0);
+        cs.detect_fps = Some(4.5);
+        cs.target_fps = Some(5.0);
+        cs.dropped = Some(7);
+        cs.detect_latency_ms = Some(120.0);
         s.insert_batch(&[Ingested {
             received_at_ms: 1,
             message: Message::CameraStatus {
@@ -1577,6 +1599,18 @@ pub(crate) mod tests {
         assert_eq!(
             s.camera_state("a1", "gate").unwrap(),
             Some(("streaming".into(), Some(5.0)))
+        );
+        // The agent's detection figures reach the health page.
+        let h = s.health().unwrap();
+        let cam = h.cameras.iter().find(|c| c.camera == "gate").unwrap();
+        assert_eq!(
+            (
+                cam.detect_fps,
+                cam.target_fps,
+                cam.dropped,
+                cam.detect_latency_ms
+            ),
+            (Some(4.5), Some(5.0), Some(7), Some(120.0))
         );
         let dl = Ingested {
             received_at_ms: 7,

@@ -43,8 +43,16 @@ pub struct CameraHealth {
     pub camera: String,
     /// `streaming`, `reconnecting`, …
     pub state: String,
-    /// Frames per second, if streaming.
+    /// Frames per second received, if streaming.
     pub fps: Option<f64>,
+    /// Frames per second the agent analysed (detected, or judged still), if streaming.
+    pub detect_fps: Option<f64>,
+    /// The analysis rate the camera is configured for.
+    pub target_fps: Option<f64>,
+    /// Frames dropped in the agent's last interval because its detectors were busy.
+    pub dropped: Option<i64>,
+    /// Median time from decoded frame to detections, milliseconds.
+    pub detect_latency_ms: Option<f64>,
     /// Why it is not streaming.
     pub error: Option<String>,
     /// Since when in this state.
@@ -223,7 +231,8 @@ impl Store {
             .query(
                 "SELECT c.agent, c.camera, c.state, c.fps, c.error, c.since_ms, \
                  (SELECT COUNT(*) FROM incidents i WHERE i.agent = c.agent \
-                  AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')) \
+                  AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')), \
+                 c.detect_fps, c.target_fps, c.dropped, c.detect_latency_ms \
                  FROM cameras c ORDER BY c.agent, c.camera",
                 &[],
             )
@@ -235,6 +244,10 @@ impl Store {
                             camera: r.get(1)?,
                             state: r.get(2)?,
                             fps: r.get(3)?,
+                            detect_fps: r.get(7)?,
+                            target_fps: r.get(8)?,
+                            dropped: r.get(9)?,
+                            detect_latency_ms: r.get(10)?,
                             error: r.get(4)?,
                             since: r.get::<Option<i64>>(5)?.map(|m| ts(m).as_str().to_owned()),
                             open_incidents: r.get(6)?,

@@ -264,8 +264,8 @@ struct Ghost {
     expires_at: f64,
 }
 
-/// A new track born on the ground line (within this many box heights) and within the box of
-/// a stationary track that was lost or dropped there takes over its zone timers and incidents.
+/// A new track born on the ground line (within this many box heights) and within half a width
+/// of the box of a stationary track that was lost or dropped there takes over its zone timers and incidents.
 const REACQUIRE_RADIUS_H: f64 = 0.5;
 
 /// The rule engine of one camera.
@@ -543,7 +543,7 @@ impl Engine {
             frame,
         };
 
-        for tr in tracks.iter().filter(|t| t.is_confirmed()) {
+        for tr in tracks.iter().filter(|t| t.is_credible()) {
             if !ctxs.contains_key(&tr.id()) {
                 let inherited = if tr.state() == TrackState::Tracked {
                     reacquire(tr, tracks, ctxs, &mut self.ghosts)
@@ -1140,8 +1140,9 @@ fn reacquire(
 ) -> Option<TrackCtx> {
     let born = tr.history().front()?.ground;
     let place = |c: &TrackCtx| c.still_at.or(c.prev);
-    // Born where the object stood: within its whole box across (it may reappear part by part
-    // from behind what hid it), and on its ground line.
+    // Born where the object stood: within half a width of its whole box across (it may
+    // reappear part by part from behind what hid it, and a box shifted by more than about
+    // half its width is what the tracker fails to match), and on its ground line.
     let near = |c: &TrackCtx| {
         let b = c.still_box.unwrap_or(c.bbox);
         let (w, h) = (b.width(), b.height());
@@ -1152,8 +1153,8 @@ fn reacquire(
             && c.has_rule_state()
             && place(c).is_some_and(|p| {
                 (born.y - p.y).abs() <= REACQUIRE_RADIUS_H * h
-                    && born.x >= x1 - 0.1 * w
-                    && born.x <= x2 + 0.1 * w
+                    && born.x >= x1 - 0.5 * w
+                    && born.x <= x2 + 0.5 * w
             })
     };
     let dist = |c: &TrackCtx| place(c).map_or(f64::INFINITY, |p| p.dist(born));
@@ -1256,7 +1257,7 @@ fn judge_aggregates(
         let (classes, max_speed) = (rule.classes.take(), rule.max_speed);
         let members = || {
             tracks.iter().filter(|tr| {
-                tr.is_confirmed()
+                tr.is_credible()
                     && accepts(classes.as_deref(), tr.class_id())
                     && ctxs.get(&tr.id()).is_some_and(|c| c.zones[zi].inside)
                     && (!congestion || slow(max_speed, tr))
