@@ -38,7 +38,11 @@ mosquitto_passwd -b "$DEMO/passwd" collector "$(cat "$DEMO/collector.secret")"
 chmod 600 "$DEMO/passwd"
 cat > "$DEMO/acl" <<ACL
 user demo-site
-topic write ioc/v1/agents/demo-site/#
+topic write ioc/v1/agents/demo-site/status
+topic write ioc/v1/agents/demo-site/cameras/+/status
+topic write ioc/v1/agents/demo-site/events
+topic write ioc/v1/agents/demo-site/snapshots/+
+topic write ioc/v1/agents/demo-site/counts
 topic read ioc/v1/agents/demo-site/acks
 
 user collector
@@ -50,6 +54,7 @@ listener $MQTT_PORT 127.0.0.1
 allow_anonymous false
 password_file $DEMO/passwd
 acl_file $DEMO/acl
+use_username_as_clientid true
 persistence true
 persistence_location $DEMO/
 # QoS 1 messages beyond a subscriber's queue limit would be dropped (the outbox

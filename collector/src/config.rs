@@ -125,6 +125,10 @@ pub struct IncidentsConfig {
     /// How often deadlines and health are checked, in seconds (default 5).
     #[serde(default = "default_check_every")]
     pub check_every_sec: u64,
+    /// An agent or camera state not confirmed for this long is shown as unknown, not as
+    /// what it last said (default 90: agents repeat their status every 30 s).
+    #[serde(default = "default_stale_after")]
+    pub stale_after_sec: u64,
 }
 
 impl Default for IncidentsConfig {
@@ -137,6 +141,7 @@ impl Default for IncidentsConfig {
             agent_offline_after_sec: default_offline_after(),
             camera_offline_after_sec: default_offline_after(),
             check_every_sec: default_check_every(),
+            stale_after_sec: default_stale_after(),
         }
     }
 }
@@ -152,6 +157,8 @@ impl IncidentsConfig {
             deadline_info_ms: ms(self.deadline_info_sec),
             agent_offline_after_ms: ms(self.agent_offline_after_sec),
             camera_offline_after_ms: ms(self.camera_offline_after_sec),
+            stale_after_ms: ms(self.stale_after_sec),
+            ..crate::incident::Policy::default()
         }
     }
 }
@@ -166,6 +173,9 @@ pub struct RetentionConfig {
     /// Days snapshot JPEGs are kept (default 30; 0 keeps them forever).
     #[serde(default = "default_snapshot_days")]
     pub snapshots_days: u64,
+    /// Days rejected messages are kept (default 30; 0 keeps them until the count cap).
+    #[serde(default = "default_snapshot_days")]
+    pub dead_letters_days: u64,
 }
 
 impl Default for RetentionConfig {
@@ -173,6 +183,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             events_days: default_keep_days(),
             snapshots_days: default_snapshot_days(),
+            dead_letters_days: default_snapshot_days(),
         }
     }
 }
@@ -388,6 +399,12 @@ pub struct IngestConfig {
     /// How long a batch waits for more messages after its first, in ms (default 20).
     #[serde(default = "default_batch_wait")]
     pub batch_wait_ms: u64,
+    /// Bytes of a rejected message's payload kept for people to look at (default 4096).
+    #[serde(default = "default_dead_letter_bytes")]
+    pub dead_letter_bytes: usize,
+    /// Most rejected messages kept; the oldest go first (default 10000).
+    #[serde(default = "default_dead_letters_max")]
+    pub dead_letters_max: u64,
 }
 
 impl Default for IngestConfig {
@@ -395,6 +412,8 @@ impl Default for IngestConfig {
         IngestConfig {
             batch_max: default_batch_max(),
             batch_wait_ms: default_batch_wait(),
+            dead_letter_bytes: default_dead_letter_bytes(),
+            dead_letters_max: default_dead_letters_max(),
         }
     }
 }
@@ -437,6 +456,15 @@ fn default_offline_after() -> u64 {
 }
 fn default_check_every() -> u64 {
     5
+}
+fn default_stale_after() -> u64 {
+    90
+}
+fn default_dead_letter_bytes() -> usize {
+    4096
+}
+fn default_dead_letters_max() -> u64 {
+    10_000
 }
 fn default_keep_days() -> u64 {
     90
@@ -498,6 +526,16 @@ fn list(problems: &[ConfigProblem]) -> String {
 }
 
 impl Config {
+    /// What the store decides by: grouping, deadlines and hysteresis from `[incidents]`,
+    /// dead-letter limits from `[ingest]`.
+    pub fn policy(&self) -> crate::incident::Policy {
+        crate::incident::Policy {
+            dead_letter_bytes: self.ingest.dead_letter_bytes,
+            dead_letters_max: i64::try_from(self.ingest.dead_letters_max).unwrap_or(i64::MAX),
+            ..self.incidents.policy()
+        }
+    }
+
     /// Reads, parses and validates (pure checks only) `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -140,6 +140,12 @@ pub struct Policy {
     pub agent_offline_after_ms: i64,
     /// A camera not streaming for longer than this becomes a `camera_offline` incident.
     pub camera_offline_after_ms: i64,
+    /// A state not confirmed for longer than this is shown as unknown.
+    pub stale_after_ms: i64,
+    /// Bytes of a rejected message's payload that are kept.
+    pub dead_letter_bytes: usize,
+    /// Most rejected messages kept.
+    pub dead_letters_max: i64,
 }
 
 impl Default for Policy {
@@ -151,6 +157,9 @@ impl Default for Policy {
             deadline_info_ms: 60 * 60_000,
             agent_offline_after_ms: 60_000,
             camera_offline_after_ms: 60_000,
+            stale_after_ms: 90_000,
+            dead_letter_bytes: 4096,
+            dead_letters_max: 10_000,
         }
     }
 }
@@ -360,5 +369,129 @@ mod tests {
     #[test]
     fn timestamps_from_millis() {
         assert_eq!(ts(1_714_564_800_123).as_str(), "2024-05-01T12:00:00.123Z");
+    }
+}
+
+/// The earliest time an agent's clock may plausibly show (2020-01-01T00:00:00Z, before any
+/// ioc-edge agent existed): earlier means a box that booted without a battery-backed clock
+/// and has not synchronised yet (agents also check against their own build date).
+pub const CLOCK_FLOOR_MS: i64 = 1_577_836_800_000;
+
+/// How far ahead of the collector an event's time may be (transmission cannot make it
+/// early: this is the two clocks' plausible disagreement).
+pub const CLOCK_AHEAD_MAX_MS: i64 = 10 * 60_000;
+
+/// An agent whose clock differs from the collector's by more than this (measured on its live
+/// status) has its events timed by the collector.
+pub const CLOCK_SKEW_MAX_MS: i64 = 5 * 60_000;
+
+/// The largest step over an agent's highest seq that is believed; a larger one is rejected
+/// (it would turn the gap statistics into nonsense). Ten million is more than a year of
+/// events at a busy site.
+pub const SEQ_JUMP_MAX: u64 = 10_000_000;
+
+/// What the collector knows about an agent's clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentClock {
+    /// Agent time minus collector time on its last live status, ms.
+    pub skew_ms: Option<i64>,
+    /// The agent itself said its clock is not to be trusted.
+    pub unsynchronised: bool,
+}
+
+/// Where a stored time came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// The agent's clock (the normal case).
+    Agent,
+    /// The collector's receive time: the agent's time was implausible or its clock is off.
+    Received,
+}
+
+impl TimeSource {
+    /// The stored name (`NULL` for the agent's clock).
+    pub fn as_db(self) -> Option<&'static str> {
+        match self {
+            TimeSource::Agent => None,
+            TimeSource::Received => Some("received"),
+        }
+    }
+}
+
+/// The time to file a message by: the agent's `observed_ms`, unless it is implausible
+/// (before [`CLOCK_FLOOR_MS`], or more than [`CLOCK_AHEAD_MAX_MS`] after `received_ms`) or the
+/// agent's clock is known to be off; then `received_ms`. An event is never dropped or
+/// expired early because of its agent's clock.
+pub fn event_time(observed_ms: i64, received_ms: i64, clock: AgentClock) -> (i64, TimeSource) {
+    let implausible = observed_ms < CLOCK_FLOOR_MS
+        || observed_ms > received_ms.saturating_add(CLOCK_AHEAD_MAX_MS);
+    let clock_off =
+        clock.unsynchronised || clock.skew_ms.is_some_and(|s| s.abs() > CLOCK_SKEW_MAX_MS);
+    if implausible || clock_off {
+        (received_ms, TimeSource::Received)
+    } else {
+        (observed_ms, TimeSource::Agent)
+    }
+}
+
+/// Whether `seq` is believable after the agent's highest stored seq `max_before` (0: none
+/// stored, e.g. a new collector database: the first seq sets the baseline, whatever it is).
+pub fn seq_plausible(seq: u64, max_before: u64) -> bool {
+    max_before == 0 || seq <= max_before.saturating_add(SEQ_JUMP_MAX)
+}
+
+/// Whether a state last confirmed at `heard_ms` is still known at `now_ms`.
+pub fn is_fresh(heard_ms: Option<i64>, now_ms: i64, policy: &Policy) -> bool {
+    heard_ms.is_some_and(|h| now_ms.saturating_sub(h) <= policy.stale_after_ms)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000; // 2026-09
+
+    #[test]
+    fn implausible_or_off_clocks_give_the_receive_time() {
+        let ok = AgentClock::default();
+        assert_eq!(
+            event_time(NOW - 5_000, NOW, ok),
+            (NOW - 5_000, TimeSource::Agent)
+        );
+        // Queued for a day (an outage): still the agent's time.
+        let day = 86_400_000;
+        assert_eq!(event_time(NOW - day, NOW, ok).1, TimeSource::Agent);
+        // 1970, 2100, 9999.
+        for t in [0, 4_102_444_800_000, 253_402_300_799_000] {
+            assert_eq!(event_time(t, NOW, ok), (NOW, TimeSource::Received), "{t}");
+        }
+        let skewed = AgentClock {
+            skew_ms: Some(-3_600_000),
+            unsynchronised: false,
+        };
+        assert_eq!(
+            event_time(NOW - 3_600_000, NOW, skewed).1,
+            TimeSource::Received
+        );
+        let unsync = AgentClock {
+            skew_ms: Some(0),
+            unsynchronised: true,
+        };
+        assert_eq!(event_time(NOW, NOW, unsync).1, TimeSource::Received);
+    }
+
+    #[test]
+    fn seq_window_and_freshness() {
+        assert!(
+            seq_plausible(50_000_000, 0),
+            "a first seq sets the baseline"
+        );
+        assert!(!seq_plausible(i64::MAX as u64, 1));
+        assert!(seq_plausible(5_000_001, 5_000_000));
+        assert!(!seq_plausible(5_000_000 + SEQ_JUMP_MAX + 1, 5_000_000));
+        let p = Policy::default();
+        assert!(is_fresh(Some(NOW - 1_000), NOW, &p));
+        assert!(!is_fresh(Some(NOW - p.stale_after_ms - 1), NOW, &p));
+        assert!(!is_fresh(None, NOW, &p));
     }
 }

@@ -240,6 +240,7 @@ pub fn classify(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Option<M
             Message::AgentStatus {
                 agent,
                 status: parse_agent_status(payload).map_err(rejected)?,
+                retained: false,
             }
         }
         Topic::CameraStatus { agent, camera } => {
@@ -250,6 +251,7 @@ pub fn classify(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Option<M
                 agent,
                 camera,
                 status: parse_camera_status(payload).map_err(rejected)?,
+                retained: false,
             }
         }
         Topic::Acks { .. } => {
@@ -291,7 +293,8 @@ impl std::fmt::Debug for IngestHandle {
 
 /// Opens the store of `config` and starts ingest (call inside a Tokio runtime).
 pub fn start(config: &Config) -> Result<IngestHandle, IngestError> {
-    let store = Store::open_config(&config.store)?;
+    let mut store = Store::open_config(&config.store)?;
+    store.set_policy(config.policy());
     start_with_store(config, store)
 }
 
@@ -698,10 +701,13 @@ impl Batcher {
         for r in &batch {
             let p = &r.publish;
             match classify(&self.topics, &p.topic, &p.payload) {
-                Ok(Some(message)) => items.push(Ingested {
-                    received_at_ms: r.received_at_ms,
-                    message,
-                }),
+                Ok(Some(mut message)) => {
+                    message.set_retained(p.retain);
+                    items.push(Ingested {
+                        received_at_ms: r.received_at_ms,
+                        message,
+                    })
+                }
                 Ok(None) => {}
                 Err(rej) => {
                     warn!(
@@ -729,6 +735,17 @@ impl Batcher {
             return Ok(()); // shutting down with the store failing: nothing is acked.
         };
         add(&self.metrics.ingested, c.inserted);
+        add(
+            &self.metrics.dead_letters_truncated,
+            c.dead_letters_truncated,
+        );
+        add(&self.metrics.dead_letters_removed, c.dead_letters_removed);
+        add(&self.metrics.clock_corrected, c.clock_corrected);
+        for (agent, reason) in &c.rejected {
+            self.metrics.dead_letter(reason);
+            warn!(%agent, reason, error_code = "dead_letter",
+                  "message refused by the store's checks, kept as a dead letter, not acked");
+        }
         add(&self.metrics.duplicates, c.duplicates);
         add(&self.metrics.statuses, c.statuses);
         for (agent, first, last) in &c.new_gaps {

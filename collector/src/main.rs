@@ -174,6 +174,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ioc-collector")
+        // Reads and password checks run on blocking threads: a cap keeps a flood of requests
+        // from turning into thousands of threads (they queue instead).
+        .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {

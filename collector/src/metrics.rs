@@ -37,6 +37,16 @@ pub struct Metrics {
     pub connects: AtomicU64,
     /// Failed connection attempts and lost connections.
     pub connection_errors: AtomicU64,
+    /// Logins refused without trying: the client or user failed too often.
+    pub logins_throttled: AtomicU64,
+    /// Logins refused because every password-check slot stayed busy.
+    pub logins_busy: AtomicU64,
+    /// Dead letters stored with their payload cut to the stored maximum.
+    pub dead_letters_truncated: AtomicU64,
+    /// Dead letters removed by the cap or by age.
+    pub dead_letters_removed: AtomicU64,
+    /// Events and counts whose agent time was implausible: stored with the receive time.
+    pub clock_corrected: AtomicU64,
     dead_letter_reasons: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -67,6 +77,16 @@ pub struct MetricsSnapshot {
     pub connects: u64,
     /// See [`Metrics::connection_errors`].
     pub connection_errors: u64,
+    /// See [`Metrics::logins_throttled`].
+    pub logins_throttled: u64,
+    /// See [`Metrics::logins_busy`].
+    pub logins_busy: u64,
+    /// See [`Metrics::dead_letters_truncated`].
+    pub dead_letters_truncated: u64,
+    /// See [`Metrics::dead_letters_removed`].
+    pub dead_letters_removed: u64,
+    /// See [`Metrics::clock_corrected`].
+    pub clock_corrected: u64,
     /// Dead letters per reason.
     pub dead_letter_reasons: BTreeMap<&'static str, u64>,
 }
@@ -81,6 +101,14 @@ impl Metrics {
         add(&self.dead_lettered, 1);
         if let Ok(mut m) = self.dead_letter_reasons.lock() {
             *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Counts a login that was not tried.
+    pub(crate) fn login_refused(&self, r: crate::api::Refused) {
+        match r {
+            crate::api::Refused::Throttled(_) => add(&self.logins_throttled, 1),
+            crate::api::Refused::Busy => add(&self.logins_busy, 1),
         }
     }
 
@@ -100,6 +128,11 @@ impl Metrics {
             seq_gaps: g(&self.seq_gaps),
             connects: g(&self.connects),
             connection_errors: g(&self.connection_errors),
+            logins_throttled: g(&self.logins_throttled),
+            logins_busy: g(&self.logins_busy),
+            dead_letters_truncated: g(&self.dead_letters_truncated),
+            dead_letters_removed: g(&self.dead_letters_removed),
+            clock_corrected: g(&self.clock_corrected),
             dead_letter_reasons: self
                 .dead_letter_reasons
                 .lock()
@@ -172,6 +205,31 @@ impl Metrics {
             "ioc_collector_connection_errors_total",
             "Failed or lost broker connections.",
             s.connection_errors,
+        );
+        counter(
+            "ioc_collector_logins_throttled_total",
+            "Logins refused without trying: the client or user failed too often.",
+            s.logins_throttled,
+        );
+        counter(
+            "ioc_collector_logins_busy_total",
+            "Logins refused because every password-check slot stayed busy.",
+            s.logins_busy,
+        );
+        counter(
+            "ioc_collector_dead_letters_truncated_total",
+            "Dead letters stored with their payload cut to the stored maximum.",
+            s.dead_letters_truncated,
+        );
+        counter(
+            "ioc_collector_dead_letters_removed_total",
+            "Dead letters removed by the cap or by age.",
+            s.dead_letters_removed,
+        );
+        counter(
+            "ioc_collector_clock_corrected_total",
+            "Events and counts whose agent time was implausible: stored with the receive time.",
+            s.clock_corrected,
         );
         let _ = writeln!(
             out,

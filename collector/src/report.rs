@@ -177,11 +177,19 @@ pub fn html(r: &DailyReport) -> String {
     s
 }
 
+/// One CSV cell. A cell a spreadsheet would run as a formula (`= + - @`, or a tab or
+/// carriage return first) gets a leading `'`: names come from agents' configs and are not
+/// trusted (OWASP "CSV injection").
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -264,6 +272,9 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("-1+2"), "'-1+2");
         assert_eq!(secs(Some(30.0)), "30 s");
         assert_eq!(secs(Some(600.0)), "10.0 min");
     }

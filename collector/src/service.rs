@@ -58,10 +58,11 @@ impl Collector {
         parts: Parts,
     ) -> anyhow::Result<Self> {
         let mut store = Store::open_config(&config.store).context("cannot open the store")?;
-        store.set_policy(config.incidents.policy());
+        store.set_policy(config.policy());
         // The reader opens after the writer has migrated the schema.
-        let reader =
+        let mut reader =
             Store::open_config(&config.store).context("cannot open the store for reading")?;
+        reader.set_policy(config.policy());
         let (writer, writer_thread) =
             StoreWriter::spawn(store).context("cannot start the store writer")?;
         let hub = Hub::default();
@@ -82,6 +83,7 @@ impl Collector {
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
             utc_offset_minutes: config.reports.utc_offset_minutes,
+            broker: ingest.as_ref().map(|i| i.conn_watch()),
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = AppState::new(
@@ -111,6 +113,8 @@ impl Collector {
                 let stop = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
+                // The peer address keys the login throttle.
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await
@@ -127,6 +131,7 @@ impl Collector {
             every: Duration::from_secs(config.incidents.check_every_sec.max(1)),
             events_days: config.retention.events_days,
             snapshots_days: config.retention.snapshots_days,
+            dead_letters_days: config.retention.dead_letters_days,
             report_dir: config.reports.dir.clone(),
             report_at_min: config.reports.at_minutes().unwrap_or(360),
             utc_offset_minutes: config.reports.utc_offset_minutes,
@@ -210,6 +215,7 @@ struct Periodic {
     every: Duration,
     events_days: u64,
     snapshots_days: u64,
+    dead_letters_days: u64,
     report_dir: Option<PathBuf>,
     report_at_min: i64,
     utc_offset_minutes: i64,
@@ -239,14 +245,23 @@ impl Periodic {
             }
             if last_retention.is_none_or(|t| now.saturating_sub(t) >= 3_600_000) {
                 last_retention = Some(now);
-                let (ed, sd) = (self.events_days, self.snapshots_days);
+                let (ed, sd, dd) = (
+                    self.events_days,
+                    self.snapshots_days,
+                    self.dead_letters_days,
+                );
                 match self
                     .writer
-                    .call(move |s| s.apply_retention(now, ed, sd))
+                    .call(move |s| s.apply_retention(now, ed, sd, dd))
                     .await
                 {
-                    Ok(Ok((e, s))) if e + s > 0 => {
-                        info!(events = e, snapshots = s, "retention removed old rows")
+                    Ok(Ok((e, s, d))) if e + s + d > 0 => {
+                        info!(
+                            events = e,
+                            snapshots = s,
+                            dead_letters = d,
+                            "retention removed old rows"
+                        )
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => error!(error = %e, "retention failed"),

@@ -185,7 +185,7 @@ impl Browser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_handles_a_live_incident_in_chromium() {
-    let broker = Broker::start(&[("gate-site", "pw", false), ("c", "pw", true)]);
+    let mut broker = Broker::start(&[("gate-site", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"console-test\"\n\
@@ -327,6 +327,22 @@ async fn operator_handles_a_live_incident_in_chromium() {
     b.wait("a chart", "document.querySelector('#chart-day svg rect')")
         .await;
     b.screenshot("4-charts").await;
+    // The broker dies: the health page says at once that the center is cut off (it cannot
+    // know that anything is fine).
+    broker.kill();
+    assert!(b
+        .js("return document.querySelector('#broker-banner').classList.contains('hidden')")
+        .await
+        .as_bool()
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.click("header nav button[data-view=\"health\"]").await;
+    b.wait(
+        "the cut-off banner",
+        "!document.querySelector('#broker-banner').classList.contains('hidden')",
+    )
+    .await;
+    b.screenshot("5-cut-off").await;
     // The store agrees.
     let reader = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
     assert_eq!(

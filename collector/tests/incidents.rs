@@ -3,7 +3,7 @@
 //! hysteresis, maintenance silences, retention, the daily report.
 
 use ioc_collector::incident::{Action, ChangeKind, Policy, State};
-use ioc_collector::store::{IncidentFilter, SilenceSpec};
+use ioc_collector::store::{ActionError, IncidentFilter, SilenceSpec};
 use ioc_collector::{Ingested, Message, Store};
 use ioc_protocol::{parse_agent_status, parse_camera_status, parse_counts, parse_event};
 
@@ -31,7 +31,9 @@ fn event(e: &Ev<'_>) -> Ingested {
         "schema": "ioc.event/1", "id": e.id, "seq": e.seq, "phase": e.phase, "agent": "site-a",
         "camera": e.camera, "kind": e.kind, "severity": e.severity, "rule": "r",
         "observed_at": iso(e.at), "objects": [], "details": {},
-        "snapshot": {"sha256": "ab".repeat(32), "size": 3, "width": 4, "height": 4},
+        // The SHA-256 of the tests' JPEG stand-in, [1, 2, 3].
+        "snapshot": {"sha256": "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81",
+                     "size": 3, "width": 4, "height": 4},
     });
     if !e.zone.is_empty() {
         v["zone"] = e.zone.into();
@@ -82,6 +84,7 @@ fn agent_status(state: &str, at: i64) -> Ingested {
         message: Message::AgentStatus {
             agent: "site-a".into(),
             status: parse_agent_status(json.as_bytes()).unwrap(),
+            retained: false,
         },
     }
 }
@@ -97,6 +100,7 @@ fn camera_status(state: &str, at: i64) -> Ingested {
             agent: "site-a".into(),
             camera: "gate".into(),
             status: parse_camera_status(json.as_bytes()).unwrap(),
+            retained: false,
         },
     }
 }
@@ -232,6 +236,10 @@ fn lifecycle_with_audit_trail_and_conflicts_on(mut s: Store) {
         e.to_string(),
         "cannot acknowledge an incident that is acknowledged"
     );
+    // Only a user can be assigned.
+    let e = s.act(id, Action::Assign, "lan", Some("nobody"), T0 + 2 * MIN);
+    assert!(matches!(e, Err(ActionError::Invalid(_))));
+    s.put_user("minh", "x", "operator", "test", T0).unwrap();
     s.act(id, Action::Assign, "lan", Some("minh"), T0 + 2 * MIN)
         .unwrap();
     assert!(
@@ -397,7 +405,7 @@ fn health_incidents_have_hysteresis_and_resolve_themselves_on(mut s: Store) {
     // Another reconnecting status (new fps, same state) does not move the outage's start.
     s.insert_batch(&[camera_status("reconnecting", T0 + 9 * MIN + 1)])
         .unwrap();
-    let h = s.health().unwrap();
+    let h = s.health(T0 + 9 * MIN + 1).unwrap();
     assert_eq!(h.cameras[0].open_incidents, 1);
     assert_eq!(
         h.cameras[0].since.as_deref(),
@@ -411,6 +419,69 @@ fn health_incidents_have_hysteresis_and_resolve_themselves_on(mut s: Store) {
     let r = s.daily_report(T0 / 86_400_000, 0, T0 + 10 * MIN).unwrap();
     assert_eq!(r.uptime.len(), 1);
     assert!((r.uptime[0].uptime - 0.8).abs() < 1e-6, "{:?}", r.uptime);
+    // One outage is one incident, whoever notices first, and it resolves when the camera is
+    // back. The agent's rule first (critical), then the health check:
+    let offline = |seq, id, phase, at| {
+        event(&Ev {
+            seq,
+            id,
+            phase,
+            kind: "camera_offline",
+            camera: "gate",
+            zone: "",
+            severity: "critical",
+            at,
+        })
+    };
+    s.insert_batch(&[
+        camera_status("reconnecting", T0 + 20 * MIN),
+        offline(10, "site-a-10", "start", T0 + 20 * MIN + 30_000),
+    ])
+    .unwrap();
+    assert!(s
+        .tick(T0 + 25 * MIN)
+        .unwrap()
+        .iter()
+        .all(|c| c.change != ChangeKind::Opened));
+    let c = s
+        .insert_batch(&[camera_status("streaming", T0 + 26 * MIN)])
+        .unwrap();
+    assert_eq!(c.changes.len(), 1);
+    assert_eq!(
+        c.changes[0].incident.state,
+        State::Resolved,
+        "the agent's incident too"
+    );
+    // The health check first (warning), then the agent's rule 10 minutes later (past the
+    // grouping window): it joins, and the incident takes its severity.
+    s.insert_batch(&[camera_status("failed", T0 + 30 * MIN)])
+        .unwrap();
+    let opened = s.tick(T0 + 32 * MIN).unwrap();
+    assert_eq!(opened.len(), 1);
+    let id = opened[0].incident.id;
+    let c = s
+        .insert_batch(&[offline(11, "site-a-11", "start", T0 + 42 * MIN)])
+        .unwrap();
+    assert_eq!(c.changes[0].incident.id, id, "joined the open outage");
+    assert_eq!(
+        c.changes[0].incident.severity,
+        ioc_protocol::Severity::Critical
+    );
+    let c = s
+        .insert_batch(&[
+            offline(12, "site-a-11", "end", T0 + 43 * MIN),
+            camera_status("streaming", T0 + 43 * MIN),
+        ])
+        .unwrap();
+    assert_eq!(c.changes.len(), 1);
+    assert_eq!(c.changes[0].incident.state, State::Resolved);
+    let open = s
+        .incidents(&IncidentFilter {
+            state: Some("open".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(open.iter().all(|i| i.kind != "camera_offline"), "{open:?}");
 }
 
 #[test]
@@ -589,11 +660,11 @@ fn retention_drops_raw_rows_keeps_incidents_and_gap_detection_on(mut s: Store) {
         },
     }])
     .unwrap();
-    let file = s.snapshot("site-a-1").unwrap().unwrap().path;
+    let file = s.snapshot("site-a", "site-a-1").unwrap().unwrap().path;
     assert!(file.exists());
     s.insert_batch(&[intrusion(3, "site-a-3", "start", T0 + 40 * 86_400_000)])
         .unwrap();
-    let (events, snaps) = s.apply_retention(T0 + 40 * 86_400_000, 30, 30).unwrap();
+    let (events, snaps, _) = s.apply_retention(T0 + 40 * 86_400_000, 30, 30, 30).unwrap();
     assert_eq!((events, snaps), (2, 1));
     assert!(!file.exists());
     assert_eq!(s.count_events("site-a").unwrap(), 1);

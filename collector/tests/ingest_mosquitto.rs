@@ -172,7 +172,7 @@ async fn stores_acks_dedups_dead_letters_and_gaps_on(test_db: TestDb) {
     let jpeg = b"\xff\xd8\xff\xe0fake jpeg body".to_vec();
     agent.publish("snapshots/a1-1", jpeg.clone()).await;
     agent.wait_acked_id("a1-1", T).await;
-    let snap = db.snapshot("a1-1").unwrap().unwrap();
+    let snap = db.snapshot("a1", "a1-1").unwrap().unwrap();
     assert_eq!(std::fs::read(&snap.path).unwrap(), jpeg);
     assert!(snap.path.starts_with(dir.path().join("snapshots")));
     agent
@@ -492,7 +492,7 @@ async fn published_events_reach_the_console_live() {
     let jpeg = b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9".to_vec();
     agent.publish("snapshots/a5-1", jpeg.clone()).await;
     agent.wait_acked_id("a5-1", T).await;
-    let url = format!("{base}/api/snapshots/a5-1");
+    let url = format!("{base}/api/snapshots/a5/a5-1");
     let r = reqwest::Client::new()
         .get(&url)
         .bearer_auth(&token)

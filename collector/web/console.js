@@ -5,6 +5,9 @@
 const L = {
   vi: {
     incidents: 'Sự cố', health: 'Tình trạng', charts: 'Biểu đồ', reports: 'Báo cáo', logout: 'Đăng xuất',
+    heard: 'Cập nhật', clock: 'Đồng hồ', unknown: 'không rõ', last_said: 'lần cuối báo',
+    broker_down: 'Trung tâm mất kết nối với máy chủ tin nhắn (MQTT): trạng thái dưới đây có thể đã cũ, sự cố mới chưa đến được',
+    clock_off: 'lệch', clock_before_build: 'chưa đồng bộ', clock_jumped: 'vừa nhảy',
     state: 'Trạng thái', kind: 'Loại', site: 'Địa điểm', where: 'Vị trí', severity: 'Mức độ', age: 'Thời gian',
     all: 'Tất cả', active: 'Đang xử lý', more: 'Xem thêm', agents: 'Trạm (agent)', cameras: 'Camera',
     since: 'Từ lúc', version: 'Phiên bản', events: 'Sự kiện', open_incidents: 'Sự cố mở', days: 'Số ngày', detection: 'Phân tích (khung/s)', dropped: 'khung bỏ', latency: 'độ trễ',
@@ -24,6 +27,9 @@ const L = {
   },
   en: {
     incidents: 'Incidents', health: 'Health', charts: 'Charts', reports: 'Reports', logout: 'Log out',
+    heard: 'Last heard', clock: 'Clock', unknown: 'unknown', last_said: 'last said',
+    broker_down: 'The center is cut off from the message broker (MQTT): the states below may be stale and new incidents cannot arrive',
+    clock_off: 'off by', clock_before_build: 'not synchronised', clock_jumped: 'just jumped',
     state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'Age',
     all: 'All', active: 'Active', more: 'More', agents: 'Agents', cameras: 'Cameras',
     since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days', detection: 'Analysed (fps)', dropped: 'dropped', latency: 'latency',
@@ -110,7 +116,7 @@ function actionButtons(i) {
 
 function row(i) {
   const thumb = i.snapshot
-    ? el('img', { class: 'thumb', src: '/api/snapshots/' + encodeURIComponent(i.snapshot), alt: '', loading: 'lazy' })
+    ? el('img', { class: 'thumb', src: '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot), alt: '', loading: 'lazy' })
     : el('div', { class: 'thumb' });
   const where = [i.site, i.camera, i.place].filter(Boolean).join(' / ');
   const tr = el('tr', { class: 'incident' + (i.overdue ? ' overdue' : ''), 'data-id': i.id, 'data-state': i.state, onclick: () => openDetail(i.id) },
@@ -185,7 +191,7 @@ async function openDetail(id, focusResolve) {
   const i = d.incident;
   const pane = $('#detail');
   const snap = i.snapshot
-    ? el('img', { src: '/api/snapshots/' + encodeURIComponent(i.snapshot), alt: kindLabel(i.kind) })
+    ? el('img', { src: '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot), alt: kindLabel(i.kind) })
     : el('p', { class: 'muted' }, t('no_snapshot'));
   const note = el('textarea', { id: 'note', placeholder: focusResolve ? t('resolve_note') : t('note') });
   const can = state.me && state.me.role !== 'viewer';
@@ -231,15 +237,42 @@ function detectionCell(c) {
   return el('td', { class: low ? 'state-reconnecting' : '', title: tip }, c.detect_fps.toFixed(1) + target);
 }
 
+// A state the collector cannot vouch for (not confirmed within its heartbeat) is shown as
+// unknown, with what it last was, never in green.
+function stateCell(x, extra) {
+  const stale = x.state === 'unknown';
+  const tip = [stale ? `${t('last_said')}: ${x.last_state}` : null, extra].filter(Boolean).join(' · ');
+  return el('td', { class: 'state-' + x.state, title: tip }, stale ? t('unknown') : x.state);
+}
+
+function clockCell(a) {
+  const skew = a.clock_skew_ms;
+  const off = skew != null && Math.abs(skew) > 60000;
+  const text = a.clock && a.clock !== 'ok' ? t('clock_' + a.clock)
+    : off ? `${t('clock_off')} ${skew > 0 ? '+' : '−'}${Math.round(Math.abs(skew) / 1000)} s`
+    : (skew == null ? '' : 'ok');
+  return el('td', { class: text && text !== 'ok' ? 'state-reconnecting' : '' }, text);
+}
+
+function showBroker(h) {
+  const b = h.collector && h.collector.broker;
+  const down = b && b.state !== 'connected' && b.state !== 'not_running';
+  const banner = $('#broker-banner');
+  banner.classList.toggle('hidden', !down);
+  banner.textContent = down ? t('broker_down') + (b.error ? ` (${b.error})` : '') : '';
+}
+
 async function loadHealth() {
   const h = await api('/api/health');
+  showBroker(h);
   const since = (s) => (s ? age(s) : '');
   $('#agents tbody').replaceChildren(...h.agents.map((a) => el('tr', {},
-    el('td', {}, a.site), el('td', { class: 'state-' + a.state }, a.state), el('td', {}, since(a.since)),
-    el('td', {}, a.version), el('td', {}, String(a.events)))));
+    el('td', {}, a.site), stateCell(a), el('td', {}, since(a.since)), el('td', {}, since(a.heard_at)),
+    clockCell(a), el('td', {}, a.version), el('td', {}, String(a.events)))));
   $('#cameras tbody').replaceChildren(...h.cameras.map((c) => el('tr', {},
-    el('td', {}, c.site), el('td', {}, c.camera), el('td', { class: 'state-' + c.state, title: c.error || '' }, c.state),
-    el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), detectionCell(c), el('td', {}, since(c.since)), el('td', {}, String(c.open_incidents)))));
+    el('td', {}, c.site), el('td', {}, c.camera), stateCell(c, c.error),
+    el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), detectionCell(c), el('td', {}, since(c.since)),
+    el('td', {}, since(c.heard_at)), el('td', {}, String(c.open_incidents)))));
   const sites = new Set(h.agents.map((a) => a.site));
   fillSelect($('#f-site'), sites);
   await loadSilences();
@@ -417,6 +450,12 @@ async function main() {
   await loadIncidents(false);
   loadHealth().catch(() => {});
   setInterval(() => { if (state.view === 'incidents') renderList(); }, 30000);
+  api('/api/health').then(showBroker).catch(() => {});
+  // States age even when nothing arrives: refresh them, and the broker banner on every view.
+  setInterval(() => {
+    if (state.view === 'health') loadHealth().catch(() => {});
+    else api('/api/health').then(showBroker).catch(() => {});
+  }, 15000);
 }
 
 main().catch((e) => console.error(e));

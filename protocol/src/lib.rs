@@ -68,7 +68,8 @@ pub use event::{
     SpeedUnit, EVENT_SCHEMA,
 };
 pub use status::{
-    AgentState, AgentStatus, CameraState, CameraStatus, AGENT_STATUS_SCHEMA, CAMERA_STATUS_SCHEMA,
+    AgentState, AgentStatus, CameraState, CameraStatus, ClockState, AGENT_STATUS_SCHEMA,
+    CAMERA_STATUS_SCHEMA,
 };
 pub use time::{Timestamp, TimestampError};
 pub use topics::{

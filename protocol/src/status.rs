@@ -44,8 +44,27 @@ pub struct AgentStatus {
     #[serde(default)]
     #[schemars(inner(pattern(crate::topics::ID_PATTERN)))]
     pub cameras: Vec<String>,
-    /// When this status was built.
+    /// When this status was built. Agents repeat their `online` status as a heartbeat
+    /// (every 30 s), so a collector can tell a live agent from a stale retained message and
+    /// measure the agent's clock against its own.
     pub at: Timestamp,
+    /// What the agent knows about its own clock (absent: nothing wrong noticed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockState>,
+}
+
+/// An agent's own view of its clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockState {
+    /// Nothing wrong noticed.
+    Ok,
+    /// Earlier than the agent's build: a box without a battery-backed clock that has not
+    /// synchronised yet.
+    BeforeBuild,
+    /// The wall clock jumped against the monotonic clock recently (a synchronisation step or
+    /// someone setting it): times around the jump are not to be trusted.
+    Jumped,
 }
 
 impl AgentStatus {
@@ -57,6 +76,7 @@ impl AgentStatus {
             version: version.to_owned(),
             cameras,
             at,
+            clock: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //!
 //! The `ioc-outbox-loadgen` binary drives both for end-to-end tests.
 
+pub mod clock;
 pub mod publisher;
 pub mod store;
 

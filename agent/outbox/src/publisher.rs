@@ -758,6 +758,8 @@ async fn run_sender(
     let mut current = 0u64;
     let limit = usize::from(ctx.cfg.max_in_flight);
     let mut failed_read = false;
+    let mut clock = crate::clock::ClockWatch::default();
+    let mut last_online = Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -770,23 +772,26 @@ async fn run_sender(
             continue;
         }
         let connection = *conn_rx.borrow_and_update();
+        if connection == current && last_online.elapsed() >= HEARTBEAT {
+            // The heartbeat: the same retained `online`, newly dated, so the center can tell
+            // a live agent from a stale retained message and measure this box's clock.
+            last_online = Instant::now();
+            let online = online_status(&ctx, &mut clock);
+            if !online.is_empty()
+                && client
+                    .publish(ctx.topics.status(), QoS::AtLeastOnce, true, online)
+                    .await
+                    .is_err()
+            {
+                break; // event loop gone
+            }
+        }
         if connection != current {
             current = connection;
+            last_online = Instant::now();
             // New connection: (re)subscribe, say we are online, re-send the camera states;
             // outbox entries sent on older connections count as unsent below.
-            let online = AgentStatus::new(
-                AgentState::Online,
-                &ctx.version,
-                ctx.cameras.clone(),
-                Timestamp::now(),
-            );
-            let online = match ioc_protocol::encode(&online) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("cannot encode agent status: {e}");
-                    Vec::new()
-                }
-            };
+            let online = online_status(&ctx, &mut clock);
             let r = async {
                 client
                     .subscribe(ctx.topics.acks(), QoS::AtLeastOnce)
@@ -879,6 +884,27 @@ async fn run_sender(
         }
     }
     finish(&ctx, &client).await;
+}
+
+/// How often a connected agent repeats its `online` status.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The encoded `online` status, dated now, with what the agent knows of its clock.
+fn online_status(ctx: &Ctx, clock: &mut crate::clock::ClockWatch) -> Vec<u8> {
+    let mut online = AgentStatus::new(
+        AgentState::Online,
+        &ctx.version,
+        ctx.cameras.clone(),
+        Timestamp::now(),
+    );
+    online.clock = Some(clock.check());
+    match ioc_protocol::encode(&online) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot encode agent status: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Graceful end: retained `offline`, then DISCONNECT (so the broker does not fire the will).

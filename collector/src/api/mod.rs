@@ -9,13 +9,15 @@
 //! Reads run on a read-only connection on the blocking pool; writes go through the store's
 //! single writer thread ([`StoreWriter`]), the same one ingest uses.
 
+mod guard;
 mod session;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -25,6 +27,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 
+pub use guard::{LoginGuard, Refused};
 pub use session::User;
 
 use crate::auth::{self, Role};
@@ -37,6 +40,7 @@ use crate::store::{ActionError, IncidentFilter, SilenceSpec, Store, StoreError};
 use crate::writer::StoreWriter;
 
 const LOGIN_HTML: &str = include_str!("../../web/login.html");
+const LOGIN_JS: &str = include_str!("../../web/login.js");
 const CONSOLE_HTML: &str = include_str!("../../web/console.html");
 const CONSOLE_JS: &str = include_str!("../../web/console.js");
 const OPENAPI: &str = include_str!("../../web/openapi.json");
@@ -60,6 +64,10 @@ struct Inner {
     metrics_token_sha256: Option<String>,
     /// Becomes true at shutdown: live streams end, so the server can stop gracefully.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Bounds password checks and throttles guessers.
+    login_guard: LoginGuard,
+    /// The broker connection of this collector's ingest (none: ingest not running here).
+    broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
 }
 
 /// Settings of the API.
@@ -73,6 +81,9 @@ pub struct ApiConfig {
     pub metrics_token: Option<String>,
     /// Local time for charts and reports.
     pub utc_offset_minutes: i64,
+    /// The broker connection of this collector's ingest, for the health page (none: ingest
+    /// does not run in this process).
+    pub broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
 }
 
 impl AppState {
@@ -98,6 +109,8 @@ impl AppState {
                 metrics_token_sha256: config.metrics_token.as_deref().map(auth::token_sha256),
                 utc_offset_minutes: config.utc_offset_minutes,
                 stopping,
+                login_guard: LoginGuard::default(),
+                broker: config.broker.clone(),
             }),
         }
     }
@@ -152,6 +165,12 @@ pub enum ApiError {
     /// Bad input.
     #[error("{0}")]
     BadRequest(String),
+    /// Too many failed logins from this client or for this user.
+    #[error("too many failed attempts: try again in {}s", .0.as_secs().max(1))]
+    Throttled(Duration),
+    /// Every password check slot is busy.
+    #[error("the server is busy checking passwords: try again")]
+    Busy,
     /// Our fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -171,12 +190,33 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "api request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let retry_after = match &self {
+            ApiError::Throttled(d) => Some(d.as_secs().max(1)),
+            ApiError::Busy => Some(1),
+            _ => None,
+        };
+        let mut r = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let Some(s) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Throttled(d) => ApiError::Throttled(d),
+            Refused::Busy => ApiError::Busy,
+        }
     }
 }
 
@@ -187,6 +227,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(|| async { Html(LOGIN_HTML) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/assets/console.js", get(console_js))
+        .route("/assets/login.js", get(login_js))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
@@ -194,7 +235,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents", get(list_incidents))
         .route("/api/incidents/{id}", get(one_incident))
         .route("/api/incidents/{id}/{action}", post(act))
-        .route("/api/snapshots/{event_id}", get(snapshot))
+        .route("/api/snapshots/{agent}/{event_id}", get(snapshot))
         .route("/api/health", get(health))
         .route("/api/stats", get(stats))
         .route("/api/stream", get(stream))
@@ -204,6 +245,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(audit))
         .route("/api/users", get(list_users).post(put_user))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -219,10 +261,60 @@ async fn security_headers(mut r: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Scripts and styles from this server only (no inline script anywhere), no framing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     r
+}
+
+/// Refuses a state-changing request that a browser sent from another site (CSRF), on top of
+/// the `SameSite=Strict` cookie and JSON-only bodies: its `Origin` must name this server, and
+/// `Sec-Fetch-Site`, where the browser sends it, must not say `cross-site`. Requests without
+/// either header (curl, other systems with a bearer token) are not browsers' and pass.
+async fn same_origin_writes(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let m = req.method();
+    if m == axum::http::Method::GET || m == axum::http::Method::HEAD {
+        return next.run(req).await;
+    }
+    if let Err(why) = check_same_origin(req.headers()) {
+        tracing::warn!(path = %req.uri().path(), why, "cross-site request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": format!("cross-site request refused: {why}") })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn check_same_origin(h: &HeaderMap) -> Result<(), &'static str> {
+    let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
+    if get(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Err("Sec-Fetch-Site is cross-site");
+    }
+    let Some(origin) = get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = get(header::HOST).ok_or("Origin without Host")?;
+    // `scheme://host[:port]`; a TLS-terminating proxy changes the scheme, not the host.
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .ok_or("Origin is not a URL")?;
+    if origin_host.eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err("Origin names another site")
+    }
 }
 
 fn need(user: &User, role: Role) -> Result<(), ApiError> {
@@ -248,6 +340,14 @@ async fn console_js(_user: User) -> Response {
         .into_response()
 }
 
+async fn login_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        LOGIN_JS,
+    )
+        .into_response()
+}
+
 async fn openapi(_user: User) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -259,7 +359,28 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(st): State<AppState>, Json(body): Json<LoginBody>) -> Response {
+async fn login(
+    State(st): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Json(body): Json<LoginBody>,
+) -> Response {
+    // Throttled clients are answered before any lookup or hashing (see `guard`).
+    let attempt = match st
+        .inner
+        .login_guard
+        .attempt(client.ip(), &body.username)
+        .await
+    {
+        Ok(a) => a,
+        Err(r) => {
+            if let Some(m) = &st.inner.metrics {
+                m.login_refused(r);
+            }
+            tracing::warn!(user = %body.username, client = %client.ip(), refused = ?r,
+                           "login not tried");
+            return ApiError::from(r).into_response();
+        }
+    };
     let name = body.username.clone();
     let row = match st.read(move |s| s.user(&name)).await {
         Ok(r) => r,
@@ -275,9 +396,10 @@ async fn login(State(st): State<AppState>, Json(body): Json<LoginBody>) -> Respo
         .await
         .unwrap_or(false);
     let Some(row) = row.filter(|_| ok) else {
-        tracing::warn!(user = %body.username, "login refused");
+        tracing::warn!(user = %body.username, client = %client.ip(), "login refused");
         return ApiError::Unauthorized.into_response();
     };
+    attempt.succeeded();
     let (token, sha) = auth::new_token();
     let now = st.now();
     let expires = now.saturating_add(st.inner.session_ms);
@@ -425,10 +547,10 @@ async fn act(
 async fn snapshot(
     State(st): State<AppState>,
     _user: User,
-    Path(event_id): Path<String>,
+    Path((agent, event_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let snap = st
-        .read(move |s| s.snapshot(&event_id))
+        .read(move |s| s.snapshot(&agent, &event_id))
         .await?
         .ok_or_else(|| ApiError::NotFound("no snapshot for that event".into()))?;
     let bytes = tokio::fs::read(&snap.path)
@@ -451,8 +573,24 @@ async fn snapshot(
 async fn health(
     State(st): State<AppState>,
     _user: User,
-) -> Result<Json<crate::store::Health>, ApiError> {
-    Ok(Json(st.read(|s| s.health()).await?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = st.now();
+    let health = st.read(move |s| s.health(now)).await?;
+    let mut v = serde_json::to_value(health).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // What this collector sees of the broker: cut off, it cannot know anything is fine.
+    use crate::ingest::ConnState;
+    let broker = match st.inner.broker.as_ref().map(|b| b.borrow().clone()) {
+        None => json!({ "state": "not_running" }),
+        Some(ConnState::Connected) => json!({ "state": "connected" }),
+        Some(ConnState::Connecting) => json!({ "state": "connecting" }),
+        Some(ConnState::Failed { kind, message }) => json!({
+            "state": "failed",
+            "kind": format!("{kind:?}"),
+            "error": message,
+        }),
+    };
+    v["collector"] = json!({ "broker": broker });
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -656,6 +794,7 @@ async fn put_user(
     need(&user, Role::Admin)?;
     auth::check_username(&body.username).map_err(|m| ApiError::BadRequest(m.into()))?;
     let password = body.password;
+    let _slot = st.inner.login_guard.hashing_slot().await?;
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -213,15 +213,17 @@ impl Filing {
         self.by_key
     }
 
-    /// Files event `e` (not stored before) at `now_ms`: its incident and how it changed.
+    /// Files event `e` (not stored before) at `now_ms`, as observed at `observed` (its own
+    /// time, or the receive time when its agent's clock is off): its incident and how it
+    /// changed.
     pub(super) fn file(
         &mut self,
         db: &Db,
         e: &Event,
+        observed: i64,
         now_ms: i64,
         policy: &Policy,
     ) -> Result<(i64, ChangeKind), DbError> {
-        let observed = e.observed_at.unix_millis();
         let place = e.zone.as_deref().or(e.line.as_deref()).unwrap_or("");
         // Later phases of an agent incident go where its start went.
         let known = if matches!(e.phase, Phase::Update | Phase::End) {
@@ -244,7 +246,13 @@ impl Filing {
             None => {
                 let key = [e.agent.as_str(), e.camera.as_str(), e.kind.as_str(), place];
                 let slot = self.by_key.iter().position(|(k, _, _)| k == &key);
-                let since = observed - policy.group_window_ms;
+                // A camera outage is one incident however long it lasts and whoever noticed
+                // it first (the agent's rule or the collector's health check).
+                let since = if e.kind == ioc_protocol::EventKind::CameraOffline {
+                    i64::MIN
+                } else {
+                    observed - policy.group_window_ms
+                };
                 let cached = slot
                     .map(|i| (self.by_key[i].1, self.by_key[i].2))
                     .filter(|(_, last)| *last >= since);
@@ -353,7 +361,8 @@ const FLUSH_SQL: &str = "UPDATE incidents SET last_at_ms = CASE WHEN ?2 > last_a
      ELSE 0 END) THEN ?6 ELSE severity END, active = ?7, \
      snapshot_event_id = COALESCE(snapshot_event_id, ?8) WHERE id = ?1";
 
-/// Resolves the open health incidents of `agent`/`camera`/`kind` because the thing is back.
+/// Resolves the open incidents of `agent`/`camera`/`kind` because the thing is back, whoever
+/// opened them (an outage is one incident: see [`Filing::file`]).
 pub(super) fn health_recovered(
     db: &Db,
     agent: &str,
@@ -365,7 +374,7 @@ pub(super) fn health_recovered(
     let ids: Vec<(i64, String)> = db
         .query(
             "SELECT id, state FROM incidents WHERE agent = ?1 AND camera = ?2 AND kind = ?3 \
-             AND source = 'health' AND state IN ('open', 'acknowledged')",
+             AND state IN ('open', 'acknowledged')",
             &[&agent, &camera, &kind],
         )?
         .iter()
@@ -563,7 +572,8 @@ impl Store {
         self.db
             .query(
                 "SELECT e.seq, e.event_id, e.phase, e.observed_at, e.payload, \
-                 EXISTS (SELECT 1 FROM snapshots s WHERE s.event_id = e.event_id) \
+                 EXISTS (SELECT 1 FROM snapshots s WHERE s.agent = e.agent \
+                 AND s.event_id = e.event_id) \
                  FROM events e WHERE e.incident_id = ?1 \
                  ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
                 &[&id],
@@ -647,6 +657,17 @@ impl Store {
                 Ok(s) => s,
                 Err(t) => return Ok(Err(t.into())),
             };
+            if let (Action::Assign, Some(who)) = (action, arg) {
+                let known: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?1)",
+                        &[&who],
+                    )?
+                    .get(0)?;
+                if !known {
+                    return Ok(Err(ActionError::Invalid("the assignee is not a user")));
+                }
+            }
             match action {
                 Action::Acknowledge => {
                     tx.execute(

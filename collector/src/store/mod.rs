@@ -48,7 +48,9 @@ pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
 
-use crate::incident::{severity_str, Change, ChangeKind, Policy};
+use crate::incident::{
+    event_time, seq_plausible, severity_str, AgentClock, Change, ChangeKind, Policy, TimeSource,
+};
 use db::{Db, DbError, Dialect};
 use sha2::{Digest, Sha256};
 
@@ -255,6 +257,46 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cameras ADD COLUMN dropped INTEGER;
     ALTER TABLE cameras ADD COLUMN detect_latency_ms REAL;
     "#,
+    // 4: hardening. Snapshots keyed by (agent, event): one agent cannot stand in for another's
+    // evidence. Events keep the snapshot hash they declare (checked against the JPEG) and
+    // where their stored time came from; retention goes by receive time. Dead letters keep
+    // their original size (the payload is cut). Agents and cameras: when a live status last
+    // confirmed them (`heard_at_ms`), and each agent's clock as measured and as it says.
+    r#"
+    CREATE TABLE snapshots_by_agent (
+        agent           TEXT    NOT NULL,
+        event_id        TEXT    NOT NULL,
+        sha256          TEXT    NOT NULL,
+        size            INTEGER NOT NULL,
+        path            TEXT    NOT NULL,
+        received_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (agent, event_id)
+    );
+    INSERT INTO snapshots_by_agent
+        SELECT agent, event_id, sha256, size, path, received_at_ms FROM snapshots;
+    DROP TABLE snapshots;
+    ALTER TABLE snapshots_by_agent RENAME TO snapshots;
+    CREATE INDEX snapshots_sha256 ON snapshots (sha256);
+    CREATE INDEX snapshots_received ON snapshots (received_at_ms);
+
+    ALTER TABLE events ADD COLUMN snapshot_sha256 TEXT;
+    ALTER TABLE events ADD COLUMN time_source TEXT;
+    CREATE INDEX events_snapshot ON events (agent, event_id) WHERE snapshot_sha256 IS NOT NULL;
+    CREATE INDEX events_received ON events (received_at_ms);
+    ALTER TABLE counts ADD COLUMN time_source TEXT;
+    CREATE INDEX counts_received ON counts (received_at_ms);
+
+    ALTER TABLE dead_letters ADD COLUMN size INTEGER;
+    UPDATE dead_letters SET size = length(payload);
+    CREATE INDEX dead_letters_received ON dead_letters (received_at_ms);
+
+    ALTER TABLE agents ADD COLUMN heard_at_ms INTEGER;
+    UPDATE agents SET heard_at_ms = received_at_ms;
+    ALTER TABLE agents ADD COLUMN clock_skew_ms INTEGER;
+    ALTER TABLE agents ADD COLUMN clock TEXT;
+    ALTER TABLE cameras ADD COLUMN heard_at_ms INTEGER;
+    UPDATE cameras SET heard_at_ms = received_at_ms;
+    "#,
 ];
 
 /// Per migration, the statements that read JSON, which the engines spell differently (run
@@ -276,6 +318,7 @@ const BACKFILLS: &[(&str, &str)] = &[
         FROM counts c, jsonb_array_elements(CAST(c.payload AS JSONB) -> 'counts') j;
     "#,
     ),
+    ("", ""),
     ("", ""),
 ];
 
@@ -366,6 +409,9 @@ pub enum Message {
         agent: String,
         /// The status.
         status: AgentStatus,
+        /// Delivered as the broker's retained copy (on subscribe), not live: it confirms
+        /// nothing about now.
+        retained: bool,
     },
     /// A camera's retained status.
     CameraStatus {
@@ -375,6 +421,8 @@ pub enum Message {
         camera: String,
         /// The status.
         status: CameraStatus,
+        /// See [`Message::AgentStatus`].
+        retained: bool,
     },
     /// A message that failed validation: kept for people to look at, never retried.
     DeadLetter {
@@ -388,6 +436,14 @@ pub enum Message {
 }
 
 impl Message {
+    /// Marks a status as the broker's retained copy.
+    pub fn set_retained(&mut self, r: bool) {
+        if let Message::AgentStatus { retained, .. } | Message::CameraStatus { retained, .. } = self
+        {
+            *retained = r;
+        }
+    }
+
     /// The agent it came from (dead letters: unknown).
     fn agent(&self) -> Option<&str> {
         match self {
@@ -423,6 +479,15 @@ pub struct Committed {
     pub statuses: u64,
     /// Dead letters stored.
     pub dead_lettered: u64,
+    /// Messages that passed validation but not the store's checks, now dead letters (never
+    /// acked): `(agent, reason)`; reasons `seq_jump`, `snapshot_mismatch`.
+    pub rejected: Vec<(String, &'static str)>,
+    /// Dead letters whose payload was cut to the stored maximum.
+    pub dead_letters_truncated: u64,
+    /// Old dead letters removed to stay under the cap.
+    pub dead_letters_removed: u64,
+    /// Events and counts timed by the receive time (their agent's clock was off).
+    pub clock_corrected: u64,
     /// Per agent, seq ranges skipped by this batch: a seq above the agent's previous maximum
     /// that left numbers out (`(agent, first missing, last missing)`). Later resends may still
     /// fill them; [`Store::seq_gaps`] has the current truth.
@@ -451,8 +516,10 @@ pub struct DeadLetter {
     pub id: i64,
     /// The topic it came on.
     pub topic: String,
-    /// The payload as received.
+    /// The payload as received, cut to `[ingest] dead_letter_bytes`.
     pub payload: Vec<u8>,
+    /// The payload's size as received.
+    pub size: u64,
     /// Why it was rejected.
     pub error: String,
     /// When it arrived (Unix milliseconds).
@@ -763,11 +830,35 @@ impl Store {
         // Each agent's max seq before this batch, for gap warnings.
         let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
         let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        // Each agent's clock as known before (or set by) this batch.
+        let mut clocks: BTreeMap<String, AgentClock> = BTreeMap::new();
         for (item, file) in batch.iter().zip(files) {
             let at = item.received_at_ms;
             match &item.message {
                 Message::Event { event: e, json } => {
                     note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
+                    if !seq_plausible(e.seq, max_before[&e.agent]) {
+                        let error = seq_jump_error(e.seq, max_before[&e.agent]);
+                        let topic = format!("agents/{}/events", e.agent);
+                        insert_dead_letter(
+                            &tx,
+                            &topic,
+                            json.as_bytes(),
+                            &error,
+                            at,
+                            &policy,
+                            &mut out,
+                        )
+                        .map_err(sql("cannot store dead letter"))?;
+                        out.rejected.push((e.agent.clone(), "seq_jump"));
+                        continue;
+                    }
+                    let clock = agent_clock(&tx, &mut clocks, &e.agent)
+                        .map_err(sql("cannot read agent clock"))?;
+                    let (observed_ms, source) = event_time(e.observed_at.unix_millis(), at, clock);
+                    if source == TimeSource::Received {
+                        out.clock_corrected += 1;
+                    }
                     // A replay is filed nowhere: only a new event joins or opens an incident.
                     // A seq above every seq seen so far is new without asking (the usual,
                     // in-order case); only one at or below it needs a lookup.
@@ -786,7 +877,7 @@ impl Store {
                     } else {
                         Some(
                             filing
-                                .file(&tx, e, at, &policy)
+                                .file(&tx, e, observed_ms, at, &policy)
                                 .map_err(sql("cannot file event under an incident"))?,
                         )
                     };
@@ -794,8 +885,8 @@ impl Store {
                         .execute(
                             "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, \
                              camera, severity, observed_at, observed_at_ms, payload, \
-                             received_at_ms, incident_id) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                             received_at_ms, incident_id, snapshot_sha256, time_source) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                             &[
                                 &e.agent,
                                 &seq_i64(e.seq),
@@ -805,10 +896,12 @@ impl Store {
                                 &e.camera,
                                 &severity_str(e.severity),
                                 &e.observed_at.as_str(),
-                                &e.observed_at.unix_millis(),
+                                &observed_ms,
                                 json,
                                 &at,
                                 &filed.map(|f| f.0),
+                                &e.snapshot.as_ref().map(|s| s.sha256.as_str()),
+                                &source.as_db(),
                             ],
                         )
                         .map_err(sql("cannot insert event"))?;
@@ -819,23 +912,49 @@ impl Store {
                 }
                 Message::Counts { counts: c, json } => {
                     note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
+                    if !seq_plausible(c.seq, max_before[&c.agent]) {
+                        let error = seq_jump_error(c.seq, max_before[&c.agent]);
+                        let topic = format!("agents/{}/counts", c.agent);
+                        insert_dead_letter(
+                            &tx,
+                            &topic,
+                            json.as_bytes(),
+                            &error,
+                            at,
+                            &policy,
+                            &mut out,
+                        )
+                        .map_err(sql("cannot store dead letter"))?;
+                        out.rejected.push((c.agent.clone(), "seq_jump"));
+                        continue;
+                    }
+                    let clock = agent_clock(&tx, &mut clocks, &c.agent)
+                        .map_err(sql("cannot read agent clock"))?;
+                    // An interval is moved whole: it ends when it was received.
+                    let (end_ms, source) = event_time(c.interval_end.unix_millis(), at, clock);
+                    let start_ms =
+                        end_ms - (c.interval_end.unix_millis() - c.interval_start.unix_millis());
+                    if source == TimeSource::Received {
+                        out.clock_corrected += 1;
+                    }
                     let n = tx
                         .execute(
                             "INSERT OR IGNORE INTO counts (agent, seq, camera, line, \
                              interval_start, interval_start_ms, interval_end, interval_end_ms, \
-                             payload, received_at_ms) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                             payload, received_at_ms, time_source) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                             &[
                                 &c.agent,
                                 &seq_i64(c.seq),
                                 &c.camera,
                                 &c.line,
                                 &c.interval_start.as_str(),
-                                &c.interval_start.unix_millis(),
+                                &start_ms,
                                 &c.interval_end.as_str(),
-                                &c.interval_end.unix_millis(),
+                                &end_ms,
                                 json,
                                 &at,
+                                &source.as_db(),
                             ],
                         )
                         .map_err(sql("cannot insert counts"))?;
@@ -854,7 +973,7 @@ impl Store {
                                     &item.class,
                                     &wire_name(&item.direction),
                                     &i64::try_from(item.count).unwrap_or(i64::MAX),
-                                    &c.interval_start.unix_millis(),
+                                    &start_ms,
                                 ],
                             )
                             .map_err(sql("cannot insert counts"))?;
@@ -869,6 +988,36 @@ impl Store {
                     jpeg,
                 } => {
                     let (sha, file) = file.unwrap_or_default();
+                    // The event, if stored already, says which JPEG it took: another one is
+                    // refused (and not acked). One that comes first is checked when served.
+                    let declared: Option<String> = tx
+                        .query_opt(
+                            "SELECT snapshot_sha256 FROM events WHERE agent = ?1 \
+                             AND event_id = ?2 AND snapshot_sha256 IS NOT NULL LIMIT 1",
+                            &[agent, event_id],
+                        )
+                        .and_then(|r| r.map(|r| r.get(0)).transpose())
+                        .map_err(sql("cannot look up the event of a snapshot"))?;
+                    if declared.as_ref().is_some_and(|d| *d != sha) {
+                        let error = format!(
+                            "snapshot_mismatch: the JPEG's SHA-256 is {sha}, event {event_id} \
+                             declared {}",
+                            declared.unwrap_or_default()
+                        );
+                        let topic = format!("agents/{agent}/snapshots/{event_id}");
+                        insert_dead_letter(
+                            &tx,
+                            &topic,
+                            &jpeg[..jpeg.len().min(64)],
+                            &error,
+                            at,
+                            &policy,
+                            &mut out,
+                        )
+                        .map_err(sql("cannot store dead letter"))?;
+                        out.rejected.push((agent.clone(), "snapshot_mismatch"));
+                        continue;
+                    }
                     let n = tx
                         .execute(
                             "INSERT OR IGNORE INTO snapshots (event_id, agent, sha256, size, \
@@ -886,19 +1035,38 @@ impl Store {
                     out.count(n);
                     out.agent(agent).snapshot_ids.push(event_id.clone());
                 }
-                Message::AgentStatus { agent, status } => {
+                Message::AgentStatus {
+                    agent,
+                    status,
+                    retained,
+                } => {
                     // Retained statuses are redelivered on every reconnect: keep the newest.
-                    // `since_ms` moves only when the state changes: it dates the outage.
+                    // `since_ms` moves only when the state changes: it dates the outage. A
+                    // retained copy confirms the agent only as of its own time; a live one is
+                    // also the measure of the agent's clock.
+                    let at_ms = status.at.unix_millis();
+                    let (heard, skew) = if *retained {
+                        (at_ms.min(at), None)
+                    } else {
+                        (at, Some(at_ms.saturating_sub(at)))
+                    };
+                    let clock = status.clock.map(|c| wire_name(&c));
                     let applied = tx
                         .execute(
                             "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
-                             received_at_ms, since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                             received_at_ms, since_ms, heard_at_ms, clock_skew_ms, clock) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
                              ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
                              version = excluded.version, cameras = excluded.cameras, \
                              at = excluded.at, at_ms = excluded.at_ms, \
                              received_at_ms = excluded.received_at_ms, \
                              since_ms = CASE WHEN agents.state = excluded.state \
-                                        THEN agents.since_ms ELSE excluded.since_ms END \
+                                        THEN agents.since_ms ELSE excluded.since_ms END, \
+                             heard_at_ms = CASE WHEN agents.heard_at_ms IS NULL \
+                                OR excluded.heard_at_ms > agents.heard_at_ms \
+                                THEN excluded.heard_at_ms ELSE agents.heard_at_ms END, \
+                             clock_skew_ms = COALESCE(excluded.clock_skew_ms, agents.clock_skew_ms), \
+                             clock = excluded.clock \
                              WHERE excluded.at_ms >= agents.at_ms",
                             &[
                                 agent,
@@ -906,11 +1074,17 @@ impl Store {
                                 &status.version,
                                 &serde_json::to_string(&status.cameras).unwrap_or_default(),
                                 &status.at.as_str(),
-                                &status.at.unix_millis(),
+                                &at_ms,
                                 &at,
+                                &heard,
+                                &skew,
+                                &clock,
                             ],
                         )
                         .map_err(sql("cannot store agent status"))?;
+                    if applied > 0 {
+                        clocks.remove(agent.as_str());
+                    }
                     out.statuses += 1;
                     if applied > 0 && status.state == ioc_protocol::AgentState::Online {
                         for id in incidents::health_recovered(
@@ -932,7 +1106,15 @@ impl Store {
                     agent,
                     camera,
                     status,
+                    retained,
                 } => {
+                    // A camera's `at` is when its state began; a retained copy confirms it as
+                    // of then only.
+                    let heard = if *retained {
+                        status.at.unix_millis().min(at)
+                    } else {
+                        at
+                    };
                     let state = wire_name(&status.state);
                     let before: Option<String> = tx
                         .query_opt(
@@ -945,8 +1127,8 @@ impl Store {
                         .execute(
                             "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
                              received_at_ms, since_ms, detect_fps, target_fps, dropped, \
-                             detect_latency_ms) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12) \
+                             detect_latency_ms, heard_at_ms) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) \
                              ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
                              fps = excluded.fps, error = excluded.error, at = excluded.at, \
                              detect_fps = excluded.detect_fps, target_fps = excluded.target_fps, \
@@ -954,7 +1136,10 @@ impl Store {
                              detect_latency_ms = excluded.detect_latency_ms, \
                              at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
                              since_ms = CASE WHEN cameras.state = excluded.state \
-                                        THEN cameras.since_ms ELSE excluded.since_ms END \
+                                        THEN cameras.since_ms ELSE excluded.since_ms END, \
+                             heard_at_ms = CASE WHEN cameras.heard_at_ms IS NULL \
+                                OR excluded.heard_at_ms > cameras.heard_at_ms \
+                                THEN excluded.heard_at_ms ELSE cameras.heard_at_ms END \
                              WHERE excluded.at_ms >= cameras.at_ms",
                             &[
                                 agent,
@@ -969,6 +1154,7 @@ impl Store {
                                 &status.target_fps.map(f64::from),
                                 &status.dropped.map(|d| d.min(i64::MAX as u64) as i64),
                                 &status.detect_latency_ms.map(f64::from),
+                                &heard,
                             ],
                         )
                         .map_err(sql("cannot store camera status"))?;
@@ -1002,15 +1188,20 @@ impl Store {
                     payload,
                     error,
                 } => {
-                    tx.execute(
-                        "INSERT INTO dead_letters (topic, payload, error, received_at_ms) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                        &[topic, payload, error, &at],
-                    )
-                    .map_err(sql("cannot store dead letter"))?;
-                    out.dead_lettered += 1;
+                    insert_dead_letter(&tx, topic, payload, error, at, &policy, &mut out)
+                        .map_err(sql("cannot store dead letter"))?;
                 }
             }
+        }
+        if out.dead_lettered > 0 && policy.dead_letters_max > 0 {
+            // The newest `dead_letters_max` are kept: a flood cannot fill the disk.
+            out.dead_letters_removed = tx
+                .execute(
+                    "DELETE FROM dead_letters WHERE id <= \
+                     (SELECT MAX(id) FROM dead_letters) - ?1",
+                    &[&policy.dead_letters_max],
+                )
+                .map_err(sql("cannot cap dead letters"))?;
         }
         let mut filed = filing.flush(&tx).map_err(sql("cannot update incidents"))?;
         // The incidents as they are after the batch, once each, in the order they last
@@ -1083,16 +1274,19 @@ impl Store {
             .map_err(self.err("cannot find seq gaps"))
     }
 
-    /// Deletes raw events and counts older than `events_days` and snapshots older than
-    /// `snapshots_days` (0: keep), with their files when no other row uses them. Incidents,
-    /// their audit trail and the per-class counts behind reports are kept. Returns the rows
-    /// removed: `(events and counts, snapshots)`.
+    /// Deletes raw events and counts received more than `events_days` ago, snapshots older
+    /// than `snapshots_days` and dead letters older than `dead_letters_days` (0: keep), with
+    /// snapshot files when no other row uses them. Ages go by receive time, never by the
+    /// agent's clock: an event dated 1970 is kept as long as any other. Incidents, their
+    /// audit trail and the per-class counts behind reports are kept. Returns the rows
+    /// removed: `(events and counts, snapshots, dead letters)`.
     pub fn apply_retention(
         &mut self,
         now_ms: i64,
         events_days: u64,
         snapshots_days: u64,
-    ) -> Result<(u64, u64), StoreError> {
+        dead_letters_days: u64,
+    ) -> Result<(u64, u64, u64), StoreError> {
         let cutoff =
             |days: u64| now_ms - i64::try_from(days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
         let p = self.name.clone();
@@ -1100,25 +1294,25 @@ impl Store {
             .db
             .begin()
             .map_err(sqlerr(&p, "cannot begin retention"))?;
-        let mut removed = (0u64, 0u64);
+        let mut removed = (0u64, 0u64, 0u64);
         let mut files = Vec::new();
         if events_days > 0 {
             let c = cutoff(events_days);
             tx.execute(
                 "INSERT INTO seq_floor (agent, seq) \
                  SELECT agent, MAX(seq) FROM (SELECT agent, seq FROM events \
-                 WHERE observed_at_ms < ?1 UNION ALL SELECT agent, seq FROM counts \
-                 WHERE interval_start_ms < ?1) AS old GROUP BY agent \
+                 WHERE received_at_ms < ?1 UNION ALL SELECT agent, seq FROM counts \
+                 WHERE received_at_ms < ?1) AS old GROUP BY agent \
                  ON CONFLICT (agent) DO UPDATE SET seq = CASE WHEN excluded.seq > seq_floor.seq \
                  THEN excluded.seq ELSE seq_floor.seq END",
                 &[&c],
             )
             .map_err(sqlerr(&p, "cannot record retention floor"))?;
             removed.0 += tx
-                .execute("DELETE FROM events WHERE observed_at_ms < ?1", &[&c])
+                .execute("DELETE FROM events WHERE received_at_ms < ?1", &[&c])
                 .map_err(sqlerr(&p, "cannot delete old events"))?;
             removed.0 += tx
-                .execute("DELETE FROM counts WHERE interval_start_ms < ?1", &[&c])
+                .execute("DELETE FROM counts WHERE received_at_ms < ?1", &[&c])
                 .map_err(sqlerr(&p, "cannot delete old counts"))?;
         }
         if snapshots_days > 0 {
@@ -1145,6 +1339,14 @@ impl Store {
                     files.push(PathBuf::from(path));
                 }
             }
+        }
+        if dead_letters_days > 0 {
+            removed.2 = tx
+                .execute(
+                    "DELETE FROM dead_letters WHERE received_at_ms < ?1",
+                    &[&cutoff(dead_letters_days)],
+                )
+                .map_err(sqlerr(&p, "cannot delete old dead letters"))?;
         }
         tx.commit().map_err(sqlerr(&p, "cannot commit retention"))?;
         // Files after the commit: a crash in between leaves an orphan file, never a row
@@ -1225,12 +1427,20 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored snapshot of event `event_id`.
-    pub fn snapshot(&self, event_id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+    /// The stored snapshot of `agent`'s event `event_id`, unless the event declares another
+    /// JPEG (a snapshot that arrived before its event is checked here).
+    pub fn snapshot(
+        &self,
+        agent: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
         self.db
             .query_opt(
-                "SELECT event_id, sha256, size, path FROM snapshots WHERE event_id = ?1",
-                &[&event_id],
+                "SELECT s.event_id, s.sha256, s.size, s.path FROM snapshots s \
+                 WHERE s.agent = ?1 AND s.event_id = ?2 AND NOT EXISTS (SELECT 1 FROM events e \
+                 WHERE e.agent = s.agent AND e.event_id = s.event_id \
+                 AND e.snapshot_sha256 IS NOT NULL AND e.snapshot_sha256 <> s.sha256)",
+                &[&agent, &event_id],
             )
             .and_then(|r| {
                 r.map(|r| {
@@ -1259,7 +1469,7 @@ impl Store {
     pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         self.db
             .query(
-                "SELECT id, topic, payload, error, received_at_ms FROM dead_letters \
+                "SELECT id, topic, payload, error, received_at_ms, size FROM dead_letters \
                  ORDER BY id DESC LIMIT ?1",
                 &[&limit],
             )
@@ -1272,6 +1482,7 @@ impl Store {
                             payload: r.get(2)?,
                             error: r.get(3)?,
                             received_at_ms: r.get(4)?,
+                            size: r.get::<Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
                         })
                     })
                     .collect()
@@ -1374,6 +1585,63 @@ fn note_max(db: &Db, seen: &mut BTreeMap<String, u64>, agent: &str) -> Result<()
         seen.insert(agent.to_owned(), m);
     }
     Ok(())
+}
+
+/// Stores a rejected message, its payload cut to the policy's maximum.
+fn insert_dead_letter(
+    db: &Db,
+    topic: &str,
+    payload: &[u8],
+    error: &str,
+    at: i64,
+    policy: &Policy,
+    out: &mut Committed,
+) -> Result<(), DbError> {
+    let kept = &payload[..payload.len().min(policy.dead_letter_bytes)];
+    if kept.len() < payload.len() {
+        out.dead_letters_truncated += 1;
+    }
+    let kept = kept.to_vec();
+    db.execute(
+        "INSERT INTO dead_letters (topic, payload, error, received_at_ms, size) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[&topic, &kept, &error, &at, &(payload.len() as i64)],
+    )?;
+    out.dead_lettered += 1;
+    Ok(())
+}
+
+fn seq_jump_error(seq: u64, max_before: u64) -> String {
+    format!(
+        "seq_jump: seq {seq} is more than {} above the agent's highest stored seq {max_before}",
+        crate::incident::SEQ_JUMP_MAX
+    )
+}
+
+/// `agent`'s clock as stored (cached per batch).
+fn agent_clock(
+    db: &Db,
+    cache: &mut BTreeMap<String, AgentClock>,
+    agent: &str,
+) -> Result<AgentClock, DbError> {
+    if let Some(c) = cache.get(agent) {
+        return Ok(*c);
+    }
+    let c = db
+        .query_opt(
+            "SELECT clock_skew_ms, clock FROM agents WHERE agent = ?1",
+            &[&agent],
+        )?
+        .map(|r| {
+            Ok::<_, DbError>(AgentClock {
+                skew_ms: r.get(0)?,
+                unsynchronised: r.get::<Option<String>>(1)?.is_some_and(|c| c != "ok"),
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+    cache.insert(agent.to_owned(), c);
+    Ok(c)
 }
 
 /// Unix milliseconds now.
@@ -1535,8 +1803,8 @@ pub(crate) mod tests {
         assert!(c.agents["a1"].seqs.is_empty());
         let c = s.insert_batch(&[snap("a1-1")]).unwrap();
         assert_eq!((c.inserted, c.duplicates), (0, 1));
-        let a = s.snapshot("a1-1").unwrap().unwrap();
-        let b = s.snapshot("a1-2").unwrap().unwrap();
+        let a = s.snapshot("a1", "a1-1").unwrap().unwrap();
+        let b = s.snapshot("a1", "a1-2").unwrap().unwrap();
         let sha = hex::encode(Sha256::digest(&jpeg));
         assert_eq!(a.sha256, sha);
         assert_eq!(a.path, b.path, "one file for identical bytes");
@@ -1546,7 +1814,7 @@ pub(crate) mod tests {
         );
         assert_eq!(fs::read(&a.path).unwrap(), jpeg);
         assert_eq!(a.size, jpeg.len() as u64);
-        assert!(s.snapshot("a1-3").unwrap().is_none());
+        assert!(s.snapshot("a1", "a1-3").unwrap().is_none());
         // No temporary files left behind.
         let names: Vec<_> = fs::read_dir(a.path.parent().unwrap())
             .unwrap()
@@ -1564,6 +1832,7 @@ pub(crate) mod tests {
             message: Message::AgentStatus {
                 agent: "a1".into(),
                 status: AgentStatus::new(state, "0.1.0", vec![], Timestamp::parse(at).unwrap()),
+                retained: false,
             },
         };
         use ioc_protocol::{AgentState, CameraState};
@@ -1593,6 +1862,7 @@ pub(crate) mod tests {
                 agent: "a1".into(),
                 camera: "gate".into(),
                 status: cs,
+                retained: false,
             },
         }])
         .unwrap();
@@ -1601,7 +1871,7 @@ pub(crate) mod tests {
             Some(("streaming".into(), Some(5.0)))
         );
         // The agent's detection figures reach the health page.
-        let h = s.health().unwrap();
+        let h = s.health(1).unwrap();
         let cam = h.cameras.iter().find(|c| c.camera == "gate").unwrap();
         assert_eq!(
             (

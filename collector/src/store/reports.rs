@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::db::{DbError, ToArg};
 use super::{Store, StoreError};
-use crate::incident::ts;
+use crate::incident::{is_fresh, ts};
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -20,8 +20,19 @@ const UP_STATES: &[&str] = &["streaming", "tampered"];
 pub struct AgentHealth {
     /// Agent (site) id.
     pub site: String,
-    /// `online` / `offline`.
+    /// `online` / `offline`, or `unknown` when no live status confirmed it within
+    /// `[incidents] stale_after_sec` (see `last_state`).
     pub state: String,
+    /// What the agent last said, however old.
+    pub last_state: String,
+    /// When a live status last confirmed it (the collector's clock).
+    pub heard_at: Option<String>,
+    /// Its age at the time of the answer, seconds.
+    pub age_s: Option<i64>,
+    /// Agent clock minus collector clock on its last live status, ms (positive: ahead).
+    pub clock_skew_ms: Option<i64>,
+    /// What the agent says about its clock (`ok`, `before_build`, `jumped`), if anything.
+    pub clock: Option<String>,
     /// Agent version.
     pub version: String,
     /// Since when in this state.
@@ -41,8 +52,15 @@ pub struct CameraHealth {
     pub site: String,
     /// Camera id.
     pub camera: String,
-    /// `streaming`, `reconnecting`, …
+    /// `streaming`, `reconnecting`, …, or `unknown` when not confirmed recently (see
+    /// [`AgentHealth::state`]).
     pub state: String,
+    /// What the agent last said about it, however old.
+    pub last_state: String,
+    /// When a live status last confirmed it.
+    pub heard_at: Option<String>,
+    /// Its age at the time of the answer, seconds.
+    pub age_s: Option<i64>,
     /// Frames per second received, if streaming.
     pub fps: Option<f64>,
     /// Frames per second the agent analysed (detected, or judged still), if streaming.
@@ -68,6 +86,10 @@ pub struct Health {
     pub agents: Vec<AgentHealth>,
     /// Every camera with a status.
     pub cameras: Vec<CameraHealth>,
+    /// When this answer was made.
+    pub now: String,
+    /// How old a state may be before it is shown as unknown, seconds.
+    pub stale_after_s: i64,
 }
 
 /// Chart data for the console.
@@ -199,23 +221,44 @@ fn durations(mut v: Vec<i64>) -> Durations {
 
 impl Store {
     /// Agents and cameras with their current state.
-    pub fn health(&self) -> Result<Health, StoreError> {
+    pub fn health(&self, now_ms: i64) -> Result<Health, StoreError> {
         let e = || self.err("cannot read health");
+        let policy = self.policy;
+        let fresh = |state: String, heard: Option<i64>| {
+            let shown = if is_fresh(heard, now_ms, &policy) {
+                state.clone()
+            } else {
+                "unknown".to_owned()
+            };
+            (
+                shown,
+                state,
+                heard.map(|h| ts(h).as_str().to_owned()),
+                heard.map(|h| now_ms.saturating_sub(h).max(0) / 1000),
+            )
+        };
         let agents = self
             .db
             .query(
                 "SELECT a.agent, a.state, a.version, a.since_ms, a.at, \
                  (SELECT COUNT(*) FROM events e WHERE e.agent = a.agent), \
-                 (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.agent = a.agent) \
+                 (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.agent = a.agent), \
+                 a.heard_at_ms, a.clock_skew_ms, a.clock \
                  FROM agents a ORDER BY a.agent",
                 &[],
             )
             .and_then(|rows| {
                 rows.iter()
                     .map(|r| {
+                        let (state, last_state, heard_at, age_s) = fresh(r.get(1)?, r.get(7)?);
                         Ok(AgentHealth {
                             site: r.get(0)?,
-                            state: r.get(1)?,
+                            state,
+                            last_state,
+                            heard_at,
+                            age_s,
+                            clock_skew_ms: r.get(8)?,
+                            clock: r.get(9)?,
                             version: r.get(2)?,
                             since: r.get::<Option<i64>>(3)?.map(|m| ts(m).as_str().to_owned()),
                             at: r.get(4)?,
@@ -232,17 +275,21 @@ impl Store {
                 "SELECT c.agent, c.camera, c.state, c.fps, c.error, c.since_ms, \
                  (SELECT COUNT(*) FROM incidents i WHERE i.agent = c.agent \
                   AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')), \
-                 c.detect_fps, c.target_fps, c.dropped, c.detect_latency_ms \
+                 c.detect_fps, c.target_fps, c.dropped, c.detect_latency_ms, c.heard_at_ms \
                  FROM cameras c ORDER BY c.agent, c.camera",
                 &[],
             )
             .and_then(|rows| {
                 rows.iter()
                     .map(|r| {
+                        let (state, last_state, heard_at, age_s) = fresh(r.get(2)?, r.get(11)?);
                         Ok(CameraHealth {
                             site: r.get(0)?,
                             camera: r.get(1)?,
-                            state: r.get(2)?,
+                            state,
+                            last_state,
+                            heard_at,
+                            age_s,
                             fps: r.get(3)?,
                             detect_fps: r.get(7)?,
                             target_fps: r.get(8)?,
@@ -256,7 +303,12 @@ impl Store {
                     .collect()
             })
             .map_err(e())?;
-        Ok(Health { agents, cameras })
+        Ok(Health {
+            agents,
+            cameras,
+            now: ts(now_ms).as_str().to_owned(),
+            stale_after_s: policy.stale_after_ms / 1000,
+        })
     }
 
     /// Chart data for incidents first seen in `[from_ms, to_ms)`.

@@ -143,6 +143,14 @@ pub struct Broker {
     _dir: tempfile::TempDir,
 }
 
+impl Broker {
+    /// SIGKILL: the broker is gone (the port stays closed).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
