@@ -514,6 +514,17 @@ async fn cross_site_writes_are_refused_and_pages_carry_a_csp() {
         .unwrap();
     assert_eq!(own.status(), StatusCode::OK);
     assert_eq!(post(None, None).await.unwrap().status(), StatusCode::OK);
+    // Behind a proxy that rewrites Host, the browser's host comes as X-Forwarded-Host.
+    let proxied = http
+        .post(format!("{}/api/silences", site.base))
+        .header("cookie", &cookie)
+        .header("origin", "https://ioc.example")
+        .header("x-forwarded-host", "ioc.example")
+        .json(&json!({"site": "s", "ends_at_ms": i64::MAX / 2, "reason": "proxied"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK);
     // Nothing was written by the refused requests.
     let list: Value = http
         .get(format!("{}/api/silences", site.base))
@@ -524,7 +535,7 @@ async fn cross_site_writes_are_refused_and_pages_carry_a_csp() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["silences"].as_array().unwrap().len(), 2);
+    assert_eq!(list["silences"].as_array().unwrap().len(), 3);
     for page in ["/login", "/"] {
         let r = http
             .get(format!("{}{page}", site.base))

@@ -304,13 +304,21 @@ fn check_same_origin(h: &HeaderMap) -> Result<(), &'static str> {
     let Some(origin) = get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = get(header::HOST).ok_or("Origin without Host")?;
-    // `scheme://host[:port]`; a TLS-terminating proxy changes the scheme, not the host.
+    // `scheme://host[:port]`; a TLS-terminating proxy changes the scheme, not the host, and
+    // one that rewrites `Host` says the original in `X-Forwarded-Host`.
     let origin_host = origin
         .split_once("://")
         .map(|(_, rest)| rest)
         .ok_or("Origin is not a URL")?;
-    if origin_host.eq_ignore_ascii_case(host) {
+    let ours = [
+        get(header::HOST),
+        get(header::HeaderName::from_static("x-forwarded-host")),
+    ];
+    if ours
+        .into_iter()
+        .flatten()
+        .any(|h| origin_host.eq_ignore_ascii_case(h))
+    {
         Ok(())
     } else {
         Err("Origin names another site")
@@ -376,8 +384,17 @@ async fn login(
             if let Some(m) = &st.inner.metrics {
                 m.login_refused(r);
             }
-            tracing::warn!(user = %body.username, client = %client.ip(), refused = ?r,
-                           "login not tried");
+            // Counted in metrics; one line per throttled guess would let a flood fill the log.
+            match r {
+                Refused::Throttled(_) => {
+                    tracing::debug!(user = %body.username, client = %client.ip(), "login throttled")
+                }
+                Refused::Busy => tracing::warn!(
+                    user = %body.username,
+                    client = %client.ip(),
+                    "login refused: every password-check slot is busy"
+                ),
+            }
             return ApiError::from(r).into_response();
         }
     };
