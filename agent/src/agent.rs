@@ -438,12 +438,33 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             }
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (signal again to exit at once)");
+    // A camera or a broker that hangs must not keep the box from stopping.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
     agent.shutdown().await;
-    // The publisher sends what it can, then its offline status.
+    // The publisher sends what it can, then its offline status; wait for it, a while (the
+    // broker's Last Will says offline if it cannot).
     let _ = shutdown_tx.send(true);
+    if let Some(p) = &publisher_handle {
+        if tokio::time::timeout(PUBLISHER_STOP, p.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the publisher did not stop within {PUBLISHER_STOP:?}; the broker's Last Will \
+                 reports the agent offline"
+            );
+        }
+    }
     Ok(())
 }
+
+/// How long a stopping agent waits for its publisher to send its offline status.
+const PUBLISHER_STOP: Duration = Duration::from_secs(5);
 
 /// The figures a camera status carries.
 #[derive(Clone, Copy, Debug)]

@@ -3,6 +3,7 @@
 //! credentials and ACL) → `ioc-collector run` → SQLite. The incidents of the
 //! hand-annotated line and zone arrive, with their snapshots, in order, and are
 //! grouped into the collector's incidents (one per line or zone while they keep coming).
+//! Stopped with SIGTERM, the agent says it is offline itself (not through its Last Will).
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -100,7 +101,7 @@ classes = ["person"]
         ),
     )
     .unwrap();
-    let _agent = Killed(
+    let mut agent = Killed(
         Command::new(workspace_binary("ioc-agent"))
             .args(["run", "--config", agent_cfg.to_str().unwrap()])
             .env("RUST_LOG", "warn,ioc_agent::agent=error")
@@ -212,4 +213,44 @@ classes = ["person"]
         .unwrap();
     let filed: i64 = incidents.iter().map(|i| i.2).sum();
     assert_eq!(filed, distinct, "every event filed under one incident");
+
+    // SIGTERM: the agent stops its cameras and its publisher sends a dated `offline` before
+    // disconnecting (the Last Will would be dated when the agent started).
+    let stopped_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let st = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exited = (0..300).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        agent.0.try_wait().unwrap()
+    });
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "stopped within 30 s: {exited:?}"
+    );
+    let read = || -> (String, i64) {
+        conn.query_row(
+            "SELECT state, at_ms FROM agents WHERE agent = 'vtest-site'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (state, at_ms) = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            read()
+        })
+        .find(|(state, _)| state == "offline")
+        .unwrap_or_else(read);
+    assert_eq!(state, "offline");
+    assert!(
+        at_ms >= stopped_at - 1000,
+        "the agent's own offline status, not its Last Will ({at_ms} < {stopped_at})"
+    );
 }

@@ -1040,7 +1040,10 @@ impl Store {
                     status,
                     retained,
                 } => {
-                    // Retained statuses are redelivered on every reconnect: keep the newest.
+                    // The broker's order is the truth: it delivers one topic's messages in order
+                    // and its retained copy is the latest. The agent's `at` must not order
+                    // them: its Last Will is dated when the agent started, before every
+                    // `online` since, and a box that booted in 1970 dates everything then.
                     // `since_ms` moves only when the state changes: it dates the outage. A
                     // retained copy confirms the agent only as of its own time; a live one is
                     // also the measure of the agent's clock.
@@ -1066,8 +1069,7 @@ impl Store {
                                 OR excluded.heard_at_ms > agents.heard_at_ms \
                                 THEN excluded.heard_at_ms ELSE agents.heard_at_ms END, \
                              clock_skew_ms = COALESCE(excluded.clock_skew_ms, agents.clock_skew_ms), \
-                             clock = excluded.clock \
-                             WHERE excluded.at_ms >= agents.at_ms",
+                             clock = excluded.clock",
                             &[
                                 agent,
                                 &wire_name(&status.state),
@@ -1139,8 +1141,7 @@ impl Store {
                                         THEN cameras.since_ms ELSE excluded.since_ms END, \
                              heard_at_ms = CASE WHEN cameras.heard_at_ms IS NULL \
                                 OR excluded.heard_at_ms > cameras.heard_at_ms \
-                                THEN excluded.heard_at_ms ELSE cameras.heard_at_ms END \
-                             WHERE excluded.at_ms >= cameras.at_ms",
+                                THEN excluded.heard_at_ms ELSE cameras.heard_at_ms END",
                             &[
                                 agent,
                                 camera,
@@ -1838,11 +1839,12 @@ pub(crate) mod tests {
         use ioc_protocol::{AgentState, CameraState};
         s.insert_batch(&[st(AgentState::Online, "2024-05-01T12:00:00Z")])
             .unwrap();
-        // An older retained copy arriving late does not win.
+        // The broker's order wins, not the agent's clock: a Last Will is dated when the agent
+        // started, before the `online` it sent since.
         let c = s
             .insert_batch(&[
-                st(AgentState::Offline, "2024-05-01T13:00:00Z"),
-                st(AgentState::Online, "2024-05-01T12:30:00Z"),
+                st(AgentState::Online, "2024-05-01T13:00:00Z"),
+                st(AgentState::Offline, "2024-05-01T12:30:00Z"),
             ])
             .unwrap();
         assert_eq!(c.statuses, 2);
