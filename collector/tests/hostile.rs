@@ -11,7 +11,8 @@
 //! - wrong clocks (1970, 2100, an hour behind): stored, acked, timed by arrival, never expired
 //!   early;
 //! - CSRF with a foreign Origin; the Content-Security-Policy;
-//! - stale health: broker gone, states shown as unknown, the collector's own link shown down.
+//! - stale health: broker gone, states shown as unknown, the collector's own link shown down;
+//! - a crashed agent: its Last Will (dated when it started) marks it offline.
 
 mod common;
 
@@ -619,5 +620,48 @@ async fn stale_health_is_unknown_and_a_cut_off_collector_says_so() {
     assert_eq!(h["agents"][0]["last_state"], "online");
     assert_eq!(h["cameras"][0]["last_state"], "streaming");
     assert!(h["cameras"][0]["age_s"].as_i64().unwrap() >= 2);
+    site.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_agent_goes_offline_by_its_last_will() {
+    let site = Site::start(&["crashy"], "").await;
+    let started = ioc_collector::incident::ts(ioc_collector::store::now_ms() - 60_000);
+    let status = |state: &str, at: &str| {
+        json!({"schema": "ioc.agent-status/1", "state": state, "version": "1",
+               "cameras": [], "at": at})
+        .to_string()
+        .into_bytes()
+    };
+    // Like the agent: the will is dated when it started, before every `online` it sends.
+    let mut o = MqttOptions::new("crashy", "127.0.0.1", site.broker.port);
+    o.set_credentials("crashy", "pw");
+    o.set_last_will(rumqttc::LastWill::new(
+        "ioc/v1/agents/crashy/status",
+        status("offline", started.as_str()),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let poll = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish(
+            "ioc/v1/agents/crashy/status",
+            QoS::AtLeastOnce,
+            true,
+            status("online", &now_iso()),
+        )
+        .await
+        .unwrap();
+    let store = site.store();
+    let state = || store.agent_state("crashy").unwrap().map(|s| s.0);
+    until("online", || state().as_deref() == Some("online")).await;
+    // The process dies: no DISCONNECT, the socket just closes.
+    poll.abort();
+    drop(client);
+    until("offline by the Last Will", || {
+        state().as_deref() == Some("offline")
+    })
+    .await;
     site.shutdown().await;
 }
