@@ -520,7 +520,9 @@ fn log_output(cameras: &[String], o: &Output) {
         Output::Event { camera, event, .. } => {
             let cam = cameras.get(*camera).map(String::as_str).unwrap_or("?");
             let details = serde_json::to_string(&event.details).unwrap_or_default();
-            tracing::warn!(
+            // INFO: incidents are the agent doing its job; WARN is for what needs a person
+            // on the box.
+            tracing::info!(
                 camera = cam,
                 incident = event.incident,
                 kind = ?event.kind,

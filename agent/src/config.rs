@@ -366,8 +366,36 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// Reads and parses `path` without stopping at the first problem: the config and every
+    /// problem [`AgentConfig::validate`] finds (`check-config` adds the machine's). Only an
+    /// unreadable file or a syntax or type error is an `Err`.
+    pub fn load_with_problems(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let fail = |errors| ConfigError {
+            path: path.to_owned(),
+            errors,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
+        let mut cfg = Self::deserialize_text(&text).map_err(fail)?;
+        cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        let problems = cfg.validate();
+        Ok((cfg, problems))
+    }
+
     /// Parses and validates config text; errors are `key: problem`.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let cfg = Self::deserialize_text(text)?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Only the TOML and types; a problem names its key and line, with the valid values
+    /// where serde does not list them.
+    fn deserialize_text(text: &str) -> Result<Self, Vec<String>> {
         let de = toml::Deserializer::new(text);
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -382,18 +410,19 @@ impl AgentConfig {
                     )
                 })
                 .unwrap_or_default();
-            vec![if key == "." {
-                format!("{msg}{line}")
+            let hint = if msg.contains("missing field `in_side`") {
+                ": the side a crossing goes *into* counts as \"in\": \"left\" or \"right\" of \
+                 the line walked from its first point to its second"
             } else {
-                format!("{key}: {msg}{line}")
+                ""
+            };
+            vec![if key == "." {
+                format!("{msg}{hint}{line}")
+            } else {
+                format!("{key}: {msg}{hint}{line}")
             }]
         })?;
-        let errors = cfg.validate();
-        if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(errors)
-        }
+        Ok(cfg)
     }
 
     /// Pure checks; returns every problem, each naming its key.
@@ -529,12 +558,36 @@ impl AgentConfig {
                 if let Err(err) = m.read_model(&model_path) {
                     e.push(format!("detect.model: {err}"));
                 }
+                let not_a_class = |c: &str| {
+                    let hint = did_you_mean(c, &m.label_names)
+                        .map(|l| format!(" (did you mean {l:?}?)"))
+                        .unwrap_or_default();
+                    format!("{c:?} is not a class of model {:?}{hint}", m.name)
+                };
                 for (i, c) in self.detect.classes.iter().enumerate() {
                     if !m.label_names.iter().any(|l| l == c) {
-                        e.push(format!(
-                            "detect.classes[{i}]: {c:?} is not a class of model {:?}",
-                            m.name
-                        ));
+                        e.push(format!("detect.classes[{i}]: {}", not_a_class(c)));
+                    }
+                }
+                // A rule's class the model never reports, or that detect.classes filters
+                // out, makes a rule that can never fire.
+                for (ci, cam) in self.cameras.iter().enumerate() {
+                    let Some(a) = &cam.analytics else { continue };
+                    for (ri, r) in a.rules.iter().enumerate() {
+                        for (k, c) in r.classes.iter().enumerate() {
+                            let key = format!("cameras[{ci}].analytics.rules[{ri}].classes[{k}]");
+                            if !m.label_names.iter().any(|l| l == c) {
+                                e.push(format!("{key}: {}", not_a_class(c)));
+                            } else if !self.detect.classes.is_empty()
+                                && !self.detect.classes.contains(c)
+                            {
+                                e.push(format!(
+                                    "{key}: {c:?} is filtered out by detect.classes {:?}: rule \
+                                     {:?} can never fire; add it there",
+                                    self.detect.classes, r.name
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -568,6 +621,37 @@ impl AgentConfig {
         }
         e
     }
+}
+
+/// The candidate closest to `word`, if it looks like what was meant: a few letters off
+/// ("persons" → "person"), or the same first four letters ("motorbike" → "motorcycle").
+fn did_you_mean<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    let word = word.to_lowercase();
+    let stem: String = word.chars().take(4).collect();
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let d = distance(&word, c);
+            let close = d <= (c.chars().count() / 3).max(2);
+            let same_stem = stem.chars().count() == 4 && c.starts_with(&stem);
+            (close || same_stem).then_some((d, c))
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
 }
 
 fn check_id(e: &mut Vec<String>, key: &str, id: &str) {

@@ -105,6 +105,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,retina=warn,ort=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in a log file or the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(Cli::parse()) {
         Ok(code) => code,
@@ -212,21 +214,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             no_environment,
         } => {
-            let cfg = AgentConfig::load(&file)?;
+            // Every problem in one run: the config's own, then the machine's.
+            let (cfg, mut errors) = AgentConfig::load_with_problems(&file)?;
             if !no_environment {
                 ioc_agent::decode::init()?;
-                let errors = cfg.check_environment();
-                if !errors.is_empty() {
-                    eprintln!(
-                        "{}: {} problem(s) on this machine",
-                        file.display(),
-                        errors.len()
-                    );
-                    for e in errors {
-                        eprintln!("  {e}");
-                    }
-                    return Ok(ExitCode::FAILURE);
+                errors.extend(cfg.check_environment());
+            }
+            if !errors.is_empty() {
+                eprintln!("{}: {} problem(s)", file.display(), errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
                 }
+                return Ok(ExitCode::FAILURE);
             }
             println!(
                 "{}: ok (agent {:?}, {} cameras)",

@@ -257,3 +257,63 @@ fn check_config_names_the_file_and_every_bad_key() {
             .success()
     );
 }
+
+#[test]
+fn check_config_reports_every_mistake_of_a_site_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("site.toml");
+    let model = root().join("models/nanodet-g-416.toml");
+    let text = format!(
+        r#"[agent]
+id = "site"
+[detect]
+model = "{}"
+classes = ["person", "motorcycle"]
+[[cameras]]
+id = "gate"
+url = "rtsp://10.0.0.9/stream"
+[cameras.analytics]
+[[cameras.analytics.zones]]
+name = "yard"
+points = [[0.1, 0.5], [1.2, 0.5], [0.5, 0.9]]
+[[cameras.analytics.lines]]
+name = "road"
+points = [[0.0, 0.5], [1.0, 0.5]]
+in_side = "left"
+[[cameras.analytics.rules]]
+name = "bikes"
+kind = "line_crossing"
+line = "road"
+classes = ["motorbike"]
+[[cameras.analytics.rules]]
+name = "cars"
+kind = "line_crossing"
+line = "road"
+classes = ["car"]
+"#,
+        model.display()
+    );
+    std::fs::write(&p, &text).unwrap();
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    for want in [
+        "3 problem(s)",
+        "cameras[0].analytics.zones[0].points: points[1] = [1.2, 0.5] is off the picture: x and \
+         y go from 0 (left, top) to 1 (right, bottom)",
+        "cameras[0].analytics.rules[0].classes[0]: \"motorbike\" is not a class of model \
+         \"nanodet-g-416-coco\" (did you mean \"motorcycle\"?)",
+        "cameras[0].analytics.rules[1].classes[0]: \"car\" is filtered out by detect.classes \
+         [\"person\", \"motorcycle\"]: rule \"cars\" can never fire; add it there",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // A line without its in side says what the choices are.
+    std::fs::write(&p, text.replace("in_side = \"left\"\n", "")).unwrap();
+    let err =
+        String::from_utf8_lossy(&agent(&["check-config", p.to_str().unwrap()]).stderr).into_owned();
+    assert!(
+        err.contains("missing field `in_side`") && err.contains("\"left\" or \"right\""),
+        "{err}"
+    );
+}

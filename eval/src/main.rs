@@ -74,6 +74,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,ort=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(Cli::parse()) {
         Ok(code) => code,

@@ -512,7 +512,18 @@ impl AnalyticsConfig {
             );
         }
 
-        let in_unit = |v: f64| (-0.5..=1.5).contains(&v);
+        // Every point must be on the picture; the message names the first one that is not.
+        let off_picture = |points: &[[f64; 2]]| {
+            points.iter().enumerate().find_map(|(k, &[x, y])| {
+                let on = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+                (!(on(x) && on(y))).then(|| {
+                    format!(
+                        "points[{k}] = [{x}, {y}] is off the picture: x and y go from 0 (left, \
+                         top) to 1 (right, bottom)"
+                    )
+                })
+            })
+        };
         for (i, z) in self.zones.iter().enumerate() {
             let key = format!("zones[{i}]");
             if z.name.trim().is_empty() {
@@ -525,15 +536,8 @@ impl AnalyticsConfig {
                 );
             }
             let pts: Vec<Point> = z.points.iter().map(|&[x, y]| Point::new(x, y)).collect();
-            if z.points
-                .iter()
-                .flatten()
-                .any(|v| !v.is_finite() || !in_unit(*v))
-            {
-                err(
-                    format!("{key}.points"),
-                    "coordinates must be normalised (0..1) numbers".into(),
-                );
+            if let Some(m) = off_picture(&z.points) {
+                err(format!("{key}.points"), m);
             } else {
                 match Polygon::new(pts) {
                     None => err(
@@ -579,16 +583,8 @@ impl AnalyticsConfig {
                     format!("{key}.points"),
                     format!("a line needs exactly 2 points, got {}", l.points.len()),
                 );
-            } else if l
-                .points
-                .iter()
-                .flatten()
-                .any(|v| !v.is_finite() || !in_unit(*v))
-            {
-                err(
-                    format!("{key}.points"),
-                    "coordinates must be normalised (0..1) numbers".into(),
-                );
+            } else if let Some(m) = off_picture(&l.points) {
+                err(format!("{key}.points"), m);
             } else if Point::new(l.points[0][0], l.points[0][1])
                 .dist(Point::new(l.points[1][0], l.points[1][1]))
                 < 1e-4
