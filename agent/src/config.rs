@@ -505,7 +505,11 @@ impl AgentConfig {
                 (Some(_), Some(_)) => e.push(format!("{key}: give either url or file, not both")),
                 (None, None) => e.push(format!("{key}: needs url (rtsp://...) or file")),
                 (Some(u), None) => match url::Url::parse(u) {
-                    Ok(p) if p.scheme() == "rtsp" || p.scheme() == "rtsps" => {
+                    Ok(p) if p.scheme() == "rtsps" => e.push(format!(
+                        "{key}.url: {}",
+                        crate::source::rtsp::RTSPS_UNSUPPORTED
+                    )),
+                    Ok(p) if p.scheme() == "rtsp" => {
                         if p.host_str().is_none_or(str::is_empty) {
                             e.push(format!("{key}.url: has no host"));
                         }
@@ -519,8 +523,15 @@ impl AgentConfig {
                 },
                 (None, Some(_)) => {}
             }
-            if c.password.is_some() && c.username.is_none() {
-                e.push(format!("{key}.password: set without username"));
+            let url_user = c
+                .url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .is_some_and(|u| !u.username().is_empty());
+            if c.password.is_some() && c.username.is_none() && !url_user {
+                e.push(format!(
+                    "{key}.password: set without a user name (username, or rtsp://user@host/…)"
+                ));
             }
             if let Some(f) = c.detect_fps {
                 if !(f > 0.0 && f <= 120.0) {

@@ -373,3 +373,40 @@ async fn a_camera_with_wrong_credentials_is_failed_not_streaming_and_keeps_retry
     );
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_takes_the_user_from_the_url_and_the_password_from_the_environment() {
+    let _g = SERIAL.lock().await;
+    let vtest = footage("vtest_h264.mp4");
+    let server = RtspServer::start(
+        &[format!("/vtest={}:h264:loop", vtest.display())],
+        0,
+        Some(("viewer", "right-pass")),
+    )
+    .unwrap();
+    // The README's form: the password stays out of the URL and the shell history.
+    let url = format!("rtsp://viewer@127.0.0.1:{}/vtest", server.port);
+    let probe = |password: &str| {
+        std::process::Command::new(ioc_testkit::workspace_binary("ioc-agent"))
+            .args(["probe", &url, "--seconds", "1", "--json"])
+            .env("IOC_RTSP_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let o = probe("right-pass");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["codec"], "H.264");
+    assert!(!r["url"].as_str().unwrap().contains("viewer"), "{r}");
+    let o = probe("wrong-pass");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("authentication refused"));
+    // rtsps is refused plainly, here and by check-config.
+    let o = std::process::Command::new(ioc_testkit::workspace_binary("ioc-agent"))
+        .args(["probe", "rtsps://127.0.0.1:1/x"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rtsps:// (RTSP over TLS) is not supported")
+    );
+}

@@ -127,6 +127,9 @@ impl RtspTarget {
         transport: TransportConfig,
     ) -> Result<Self, String> {
         let mut url = Url::parse(url).map_err(|e| format!("not a valid URL ({e})"))?;
+        if url.scheme() == "rtsps" {
+            return Err(RTSPS_UNSUPPORTED.into());
+        }
         if url.scheme() != "rtsp" {
             return Err(format!("scheme {:?} is not rtsp", url.scheme()));
         }
@@ -142,9 +145,15 @@ impl RtspTarget {
                 password: password.unwrap_or_default().to_owned(),
             }),
             ("", None) => None,
+            // `rtsp://user@host/…` with the password given apart (IOC_RTSP_PASSWORD, the
+            // config's `password`): the URL names the user, the password comes from there.
             (u, _) => Some(Credentials {
                 username: decode(u),
-                password: url.password().map(decode).unwrap_or_default(),
+                password: url
+                    .password()
+                    .map(decode)
+                    .or_else(|| password.map(str::to_owned))
+                    .unwrap_or_default(),
             }),
         };
         let _ = url.set_username("");
@@ -330,6 +339,10 @@ async fn bounded<T>(
     }
 }
 
+/// Why `rtsps://` is refused (by `check-config` too).
+pub const RTSPS_UNSUPPORTED: &str = "rtsps:// (RTSP over TLS) is not supported: use rtsp:// \
+     on a trusted network, or carry it over a VPN or an SSH tunnel";
+
 fn classify(url: &str, e: &retina::Error) -> SourceError {
     let url = url.to_owned();
     match e.status_code() {
@@ -351,6 +364,15 @@ fn classify(url: &str, e: &retina::Error) -> SourceError {
         || lower.contains("no route")
     {
         SourceError::Unreachable { url, msg }
+    } else if e.status_code() == Some(461) {
+        // 461 Unsupported Transport: the camera will not send RTP over the RTSP connection.
+        SourceError::Protocol {
+            url,
+            msg: format!(
+                "{msg}: the camera refuses RTP over TCP; set transport = \"udp\" for this \
+                 camera (probe: --udp)"
+            ),
+        }
     } else {
         SourceError::Protocol { url, msg }
     }
