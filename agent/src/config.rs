@@ -238,7 +238,7 @@ pub enum TransportConfig {
 }
 
 /// `[[cameras]]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Unique id within the agent: `[a-z0-9_-]`, used in MQTT topics.
@@ -277,6 +277,34 @@ pub struct CameraConfig {
     /// Tracking, zones, lines and incident rules (see agent/tracking/README.md).
     #[serde(default)]
     pub analytics: Option<ioc_tracking::AnalyticsConfig>,
+}
+
+/// By hand: the password and the URL's credentials must not reach a log through `{:?}`.
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|u| match url::Url::parse(u) {
+            Ok(mut p) => {
+                let _ = p.set_username("");
+                let _ = p.set_password(None);
+                p.to_string()
+            }
+            Err(_) => "<not a URL>".to_owned(),
+        });
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("url", &url)
+            .field("file", &self.file)
+            .field("realtime", &self.realtime)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("transport", &self.transport)
+            .field("detect_fps", &self.detect_fps)
+            .field("decoder", &self.decoder)
+            .field("enabled", &self.enabled)
+            .field("analytics", &self.analytics)
+            .finish()
+    }
 }
 
 impl CameraConfig {
@@ -734,6 +762,22 @@ file = "clip.mp4"
             "{joined}"
         );
         assert_eq!(e.len(), 3, "{joined}");
+    }
+
+    #[test]
+    fn debug_output_hides_camera_credentials() {
+        let text = OK.replace(
+            "rtsp://10.0.0.1/stream",
+            "rtsp://admin:url-secret@10.0.0.1/stream",
+        );
+        let mut cfg = AgentConfig::parse(&text).unwrap();
+        cfg.cameras[1].password = Some("key-secret".into());
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("url-secret") && !shown.contains("key-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("10.0.0.1") && shown.contains("<redacted>"));
     }
 
     #[test]
