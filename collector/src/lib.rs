@@ -16,6 +16,7 @@
 //! - [`api`]: axum routes, sessions and roles, server-sent events, the embedded console
 //!   (`collector/web/`).
 //! - [`auth`]: roles, argon2 password hashes, session tokens.
+//! - [`broker`]: agents' broker credentials (mosquitto password file, `[mqtt]` section).
 //! - [`report`]: the daily report as HTML and CSV.
 //! - [`clock`]: injectable time (tests drive escalation with [`clock::ManualClock`]).
 //! - [`service`]: everything above in one process, plus the periodic work.
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod hub;

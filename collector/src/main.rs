@@ -10,6 +10,8 @@
 //!   prints a daily report (default yesterday).
 //! - `ioc-collector check-config FILE`: parse, validate, check the TLS files; exit 1 on error.
 //! - `ioc-collector stats --config FILE [--json]`: per-agent event counts and seq gaps.
+//! - `ioc-collector agents add ID [--passwd FILE]` / `agents remove ID --passwd FILE`: an
+//!   agent's broker credentials in mosquitto's password file, and its `[mqtt]` section.
 //!
 //! Errors print as `error: {:#}` (the cause chain on one line); logs go to stderr, filtered
 //! by `RUST_LOG` (default `info`).
@@ -63,6 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Manage agents' broker credentials (mosquitto's password file).
+    Agents {
+        #[command(subcommand)]
+        cmd: AgentsCmd,
+    },
     /// Print a daily report.
     Report {
         /// The config file.
@@ -74,6 +81,36 @@ enum Cmd {
         /// html, csv or json.
         #[arg(long, default_value = "html")]
         format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCmd {
+    /// Give agent ID a new broker password: written into the password file (or printed as
+    /// the line to add), and printed as the `[mqtt]` section for the agent's config.
+    Add {
+        /// The agent id (its MQTT user name): a-z, 0-9, '-', '_'.
+        id: String,
+        /// mosquitto's password file to write (e.g. /etc/mosquitto/passwd).
+        #[arg(long)]
+        passwd: Option<PathBuf>,
+        /// The broker as the agent reaches it.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The broker's port as the agent reaches it.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+        /// The CA certificate on the agent's box, for TLS (omit for a plain connection).
+        #[arg(long)]
+        ca_file: Option<String>,
+    },
+    /// Revoke agent ID: remove it from the password file.
+    Remove {
+        /// The agent id.
+        id: String,
+        /// mosquitto's password file.
+        #[arg(long)]
+        passwd: PathBuf,
     },
 }
 
@@ -128,6 +165,19 @@ fn main() -> ExitCode {
         Cmd::User {
             cmd: UserCmd::List { config },
         } => user_list(&config),
+        Cmd::Agents {
+            cmd:
+                AgentsCmd::Add {
+                    id,
+                    passwd,
+                    host,
+                    port,
+                    ca_file,
+                },
+        } => agents_add(&id, passwd.as_deref(), &host, port, ca_file.as_deref()),
+        Cmd::Agents {
+            cmd: AgentsCmd::Remove { id, passwd },
+        } => agents_remove(&id, &passwd),
         Cmd::Report {
             config,
             date,
@@ -167,6 +217,57 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         c.store.describe()
     );
     Ok(())
+}
+
+fn agents_add(
+    id: &str,
+    passwd: Option<&Path>,
+    host: &str,
+    port: u16,
+    ca_file: Option<&str>,
+) -> anyhow::Result<()> {
+    use ioc_collector::broker;
+    ioc_protocol::validate_agent_id(id).map_err(|e| anyhow::anyhow!("agent id {id:?}: {e}"))?;
+    let password = broker::generate_password();
+    match passwd {
+        Some(file) => {
+            let renewed = broker::set_user(file, id, &password)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!(
+                "{} agent {id:?} in {}; reload the broker to apply it \
+                 (systemctl reload mosquitto, or kill -HUP its process)",
+                if renewed { "new password for" } else { "added" },
+                file.display()
+            );
+        }
+        None => eprintln!(
+            "add this line to the broker's password file, then reload the broker:\n{id}:{}",
+            broker::mosquitto_hash(&password)
+        ),
+    }
+    eprintln!(
+        "the shipped ACL (config/mosquitto.acl) already limits {id:?} to its own topics.\n\
+         put this in the agent's config and keep it secret (it is not stored anywhere else):"
+    );
+    print!(
+        "{}",
+        broker::agent_mqtt_section(id, &password, host, port, ca_file)
+    );
+    Ok(())
+}
+
+fn agents_remove(id: &str, passwd: &Path) -> anyhow::Result<()> {
+    let removed = ioc_collector::broker::remove_user(passwd, id)
+        .with_context(|| format!("cannot write {}", passwd.display()))?;
+    if removed {
+        eprintln!(
+            "removed agent {id:?} from {}; reload the broker to apply it",
+            passwd.display()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!("agent {id:?} is not in {}", passwd.display())
+    }
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The binary's user and report commands on a real store: `user add` (password from stdin or
-//! generated), `user list`, `report` in each format; bad arguments name themselves.
+//! generated), `user list`, `report` in each format; bad arguments name themselves. `agents
+//! add/remove` against a real mosquitto reading the password file they write.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -129,4 +130,131 @@ fn users_are_added_and_reports_printed() {
     }
     let (ok, _, err) = run(&["report", "--config", cfg, "--date", "27/11/2026"], None);
     assert!(!ok && err.contains("--date \"27/11/2026\""), "{err}");
+}
+
+/// Starts mosquitto on a free port with `passwd` as its password file; returns it and the port.
+fn mosquitto_with(passwd: &std::path::Path, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+             use_username_as_clientid true\nlog_dest stderr\nlog_type error\nuser {}\n",
+            passwd.display(),
+            // As root, mosquitto would switch to its own user, which cannot read our files.
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+                .unwrap()
+                .trim()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(
+        ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .unwrap_or("mosquitto"),
+    )
+    .arg("-c")
+    .arg(&conf)
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mosquitto did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+/// Whether the broker on `port` accepts `user`/`password`.
+async fn accepts(port: u16, user: &str, password: &str) -> bool {
+    let mut o = rumqttc::MqttOptions::new(user, "127.0.0.1", port);
+    o.set_credentials(user, password);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    loop {
+        match eventloop.poll().await {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => {
+                return a.code == rumqttc::ConnectReturnCode::Success
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn agents_add_gives_a_password_the_real_broker_accepts_and_remove_revokes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let p = passwd.to_str().unwrap();
+    let (ok, mqtt, err) = run(
+        &[
+            "agents",
+            "add",
+            "site-7",
+            "--passwd",
+            p,
+            "--host",
+            "ioc.example",
+            "--port",
+            "8883",
+            "--ca-file",
+            "/etc/ioc-edge/ca.pem",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("added agent \"site-7\""), "{err}");
+    // The printed section is a ready [mqtt] for the agent.
+    assert!(
+        mqtt.starts_with("[mqtt]\nhost = \"ioc.example\"\nport = 8883\nusername = \"site-7\"\n"),
+        "{mqtt}"
+    );
+    assert!(
+        mqtt.ends_with("[mqtt.tls]\nca_file = \"/etc/ioc-edge/ca.pem\"\n"),
+        "{mqtt}"
+    );
+    let password = mqtt
+        .lines()
+        .find_map(|l| l.strip_prefix("password = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned();
+    let stored = std::fs::read_to_string(&passwd).unwrap();
+    assert!(!stored.contains(&password), "only the hash is stored");
+    let (mut broker, port) = mosquitto_with(&passwd, dir.path());
+    assert!(
+        accepts(port, "site-7", &password).await,
+        "the broker takes it"
+    );
+    assert!(!accepts(port, "site-7", "not it").await);
+    let _ = broker.kill();
+    let _ = broker.wait();
+    // Renewing replaces the line; removing revokes.
+    let (ok, _, err) = run(&["agents", "add", "site-7", "--passwd", p], None);
+    assert!(
+        ok && err.contains("new password for agent \"site-7\""),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&passwd).unwrap().lines().count(), 1);
+    let (ok, _, err) = run(&["agents", "remove", "site-7", "--passwd", p], None);
+    assert!(ok, "{err}");
+    let (mut broker, port) = mosquitto_with(&passwd, dir.path());
+    assert!(!accepts(port, "site-7", &password).await, "revoked");
+    let _ = broker.kill();
+    let _ = broker.wait();
+    // A bad id is refused before anything is written.
+    let (ok, _, err) = run(&["agents", "add", "Site 7", "--passwd", p], None);
+    assert!(!ok && err.contains("agent id"), "{err}");
+    let (ok, _, err) = run(&["agents", "remove", "nobody", "--passwd", p], None);
+    assert!(!ok && err.contains("is not in"), "{err}");
 }
