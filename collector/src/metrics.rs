@@ -246,6 +246,89 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value (backslash, quote and newline escaped).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The gauges of `/metrics`: live incidents by kind and state (and overdue), agents and
+/// cameras by the state the health page shows (`unknown` when stale), and whether this
+/// collector is connected to the broker (absent when ingest does not run here).
+pub fn render_gauges(
+    live: &[crate::store::LiveCount],
+    health: &crate::store::Health,
+    broker_connected: Option<bool>,
+) -> String {
+    fn head(out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    }
+    let mut out = String::new();
+    head(
+        &mut out,
+        "ioc_collector_incidents",
+        "Incidents open or acknowledged now, by kind and state.",
+    );
+    for c in live {
+        let _ = writeln!(
+            out,
+            "ioc_collector_incidents{{kind=\"{}\",state=\"{}\"}} {}",
+            label(&c.kind),
+            label(&c.state),
+            c.count
+        );
+    }
+    head(
+        &mut out,
+        "ioc_collector_incidents_overdue",
+        "Incidents open past their deadline now, by kind.",
+    );
+    let mut overdue: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in live {
+        *overdue.entry(&c.kind).or_default() += c.overdue;
+    }
+    for (k, n) in overdue {
+        let _ = writeln!(
+            out,
+            "ioc_collector_incidents_overdue{{kind=\"{}\"}} {n}",
+            label(k)
+        );
+    }
+    let agents: Vec<&str> = health.agents.iter().map(|a| a.state.as_str()).collect();
+    let cameras: Vec<&str> = health.cameras.iter().map(|c| c.state.as_str()).collect();
+    for (name, help, states) in [
+        (
+            "ioc_collector_agents",
+            "Agents by the state shown (unknown: not confirmed recently).",
+            agents,
+        ),
+        (
+            "ioc_collector_cameras",
+            "Cameras by the state shown (unknown: not confirmed recently).",
+            cameras,
+        ),
+    ] {
+        head(&mut out, name, help);
+        let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+        for s in states {
+            *by.entry(s).or_default() += 1;
+        }
+        for (s, n) in by {
+            let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", label(s));
+        }
+    }
+    if let Some(up) = broker_connected {
+        head(
+            &mut out,
+            "ioc_collector_broker_connected",
+            "Whether ingest is connected to the broker.",
+        );
+        let _ = writeln!(out, "ioc_collector_broker_connected {}", u8::from(up));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +348,34 @@ mod tests {
         assert!(text.contains("ioc_collector_dead_letters_total{reason=\"malformed_json\"} 2\n"));
         assert!(text.contains("# TYPE ioc_collector_batches_total counter\n"));
         assert_eq!(m.snapshot().dead_lettered, 3);
+    }
+
+    #[test]
+    fn gauges() {
+        let live = [
+            crate::store::LiveCount {
+                kind: "intrusion".into(),
+                state: "open".into(),
+                count: 3,
+                overdue: 1,
+            },
+            crate::store::LiveCount {
+                kind: "intrusion".into(),
+                state: "acknowledged".into(),
+                count: 2,
+                overdue: 0,
+            },
+        ];
+        let health = crate::store::Health {
+            agents: vec![],
+            cameras: vec![],
+            now: String::new(),
+            stale_after_s: 90,
+        };
+        let text = render_gauges(&live, &health, Some(false));
+        assert!(text.contains("ioc_collector_incidents{kind=\"intrusion\",state=\"open\"} 3\n"));
+        assert!(text.contains("ioc_collector_incidents_overdue{kind=\"intrusion\"} 1\n"));
+        assert!(text.contains("ioc_collector_broker_connected 0\n"));
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

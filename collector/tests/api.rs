@@ -227,10 +227,19 @@ async fn every_endpoint_needs_a_session_and_the_right_role_on(db: TestDb) {
         }
     }
     // Prometheus's fixed token opens /metrics and nothing else.
-    let (st, _) = s
+    let (st, text) = s
         .call(Some(METRICS_TOKEN), Method::GET, "/metrics", None)
         .await;
     assert_eq!(st, StatusCode::OK);
+    // What operators face now: the setup's one open critical intrusion.
+    assert!(
+        text.contains("ioc_collector_incidents{kind=\"intrusion\",state=\"open\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ioc_collector_broker_connected"),
+        "no ingest here"
+    );
     let (st, _) = s
         .call(Some(METRICS_TOKEN), Method::GET, "/api/incidents", None)
         .await;

@@ -837,12 +837,23 @@ async fn metrics(
     if user.is_none() && !by_token {
         return Err(ApiError::Unauthorized);
     }
-    let text = st
+    let mut text = st
         .inner
         .metrics
         .as_ref()
         .map(|m| m.render_prometheus())
         .unwrap_or_default();
+    // Gauges of what operators face now, for dashboards and alerts.
+    let now = st.now();
+    let (live, health) = st
+        .read(move |s| Ok((s.live_incident_counts()?, s.health(now)?)))
+        .await?;
+    let broker_up = st
+        .inner
+        .broker
+        .as_ref()
+        .map(|b| *b.borrow() == crate::ingest::ConnState::Connected);
+    text.push_str(&crate::metrics::render_gauges(&live, &health, broker_up));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -450,6 +450,20 @@ pub struct Silence {
     pub created_by: String,
 }
 
+/// How many incidents of one kind are in one live state (see
+/// [`Store::live_incident_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCount {
+    /// Event kind.
+    pub kind: String,
+    /// `open` or `acknowledged`.
+    pub state: String,
+    /// How many.
+    pub count: i64,
+    /// Of those, past their deadline.
+    pub overdue: i64,
+}
+
 /// Filters for [`Store::incidents`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -934,6 +948,29 @@ impl Store {
         }
         tx.commit().map_err(sqlerr(&p, "cannot commit silence"))?;
         Ok(n > 0)
+    }
+
+    /// Incidents still open or acknowledged, per kind and state (for `/metrics`).
+    pub fn live_incident_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
+        self.db
+            .query(
+                "SELECT kind, state, COUNT(*), CAST(SUM(overdue) AS BIGINT) FROM incidents \
+                 WHERE state IN ('open', 'acknowledged') GROUP BY kind, state ORDER BY kind, state",
+                &[],
+            )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(LiveCount {
+                            kind: r.get(0)?,
+                            state: r.get(1)?,
+                            count: r.get(2)?,
+                            overdue: r.get::<Option<i64>>(3)?.unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(self.err("cannot count incidents"))
     }
 
     /// Silences still in force at `now_ms`.

@@ -43,7 +43,9 @@ mod incidents;
 mod reports;
 
 pub use auth::{SessionUser, UserRow};
-pub use incidents::{ActionError, IncidentEvent, IncidentFilter, Silence, SilenceSpec, SYSTEM};
+pub use incidents::{
+    ActionError, IncidentEvent, IncidentFilter, LiveCount, Silence, SilenceSpec, SYSTEM,
+};
 pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
