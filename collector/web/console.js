@@ -8,6 +8,8 @@ const L = {
     heard: 'Cập nhật', clock: 'Đồng hồ', unknown: 'không rõ', last_said: 'lần cuối báo',
     broker_down: 'Trung tâm mất kết nối với máy chủ tin nhắn (MQTT): trạng thái dưới đây có thể đã cũ, sự cố mới chưa đến được',
     clock_off: 'lệch', clock_before_build: 'chưa đồng bộ', clock_jumped: 'vừa nhảy',
+    hs_online: 'trực tuyến', hs_offline: 'mất kết nối', hs_streaming: 'đang truyền hình', hs_connecting: 'đang kết nối',
+    hs_reconnecting: 'đang kết nối lại', hs_failed: 'lỗi', hs_tampered: 'bị che/phá', hs_stopped: 'đã dừng',
     state: 'Trạng thái', kind: 'Loại', site: 'Địa điểm', where: 'Vị trí', severity: 'Mức độ', age: 'Thời gian',
     all: 'Tất cả', active: 'Đang xử lý', more: 'Xem thêm', agents: 'Trạm (agent)', cameras: 'Camera',
     since: 'Từ lúc', version: 'Phiên bản', events: 'Sự kiện', open_incidents: 'Sự cố mở', days: 'Số ngày', detection: 'Phân tích (khung/s)', dropped: 'khung bỏ', latency: 'độ trễ',
@@ -30,6 +32,8 @@ const L = {
     heard: 'Last heard', clock: 'Clock', unknown: 'unknown', last_said: 'last said',
     broker_down: 'The center is cut off from the message broker (MQTT): the states below may be stale and new incidents cannot arrive',
     clock_off: 'off by', clock_before_build: 'not synchronised', clock_jumped: 'just jumped',
+    hs_online: 'online', hs_offline: 'offline', hs_streaming: 'streaming', hs_connecting: 'connecting',
+    hs_reconnecting: 'reconnecting', hs_failed: 'failed', hs_tampered: 'tampered', hs_stopped: 'stopped',
     state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'Age',
     all: 'All', active: 'Active', more: 'More', agents: 'Agents', cameras: 'Cameras',
     since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days', detection: 'Analysed (fps)', dropped: 'dropped', latency: 'latency',
@@ -241,8 +245,9 @@ function detectionCell(c) {
 // unknown, with what it last was, never in green.
 function stateCell(x, extra) {
   const stale = x.state === 'unknown';
-  const tip = [stale ? `${t('last_said')}: ${x.last_state}` : null, extra].filter(Boolean).join(' · ');
-  return el('td', { class: 'state-' + x.state, title: tip }, stale ? t('unknown') : x.state);
+  const name = (s) => (L[lang]['hs_' + s] || L.en['hs_' + s] || s);
+  const tip = [stale ? `${t('last_said')}: ${name(x.last_state)}` : null, extra].filter(Boolean).join(' · ');
+  return el('td', { class: 'state-' + x.state, title: tip }, stale ? t('unknown') : name(x.state));
 }
 
 function clockCell(a) {
