@@ -109,6 +109,9 @@ password = "$(cat "$DEMO/agent.secret")"
 [outbox]
 path = "$DEMO/outbox.db"
 
+[metrics]
+listen = "127.0.0.1:${IOC_DEMO_METRICS_PORT:-9464}"
+
 [[cameras]]
 id = "vtest"
 name = "Pedestrians (OpenCV vtest.avi)"
@@ -165,6 +168,7 @@ cat <<MSG
   Console:   http://127.0.0.1:$HTTP_PORT/
   Log in as: $OPERATOR_LINE
   (people crossing the walkway in the vtest camera become incidents within a minute)
+  Metrics:   http://127.0.0.1:${IOC_DEMO_METRICS_PORT:-9464}/metrics (agent), /metrics on the console (collector, token or login)
 
   RTSP cameras: rtsp://127.0.0.1:$PORT/vtest, rtsp://127.0.0.1:$PORT/synthetic
   Configs and logs: $DEMO/ (collector.log, mosquitto.log); Ctrl-C stops everything.

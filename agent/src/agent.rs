@@ -278,6 +278,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let labels = detectors[0].labels().to_vec();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut publisher_handle = None;
+    let mut outbox_handle = None;
     let mut delivery = match &cfg.mqtt {
         None => {
             tracing::warn!("no [mqtt] section: incidents are only logged");
@@ -292,6 +293,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
                 },
             )
             .with_context(|| format!("outbox {}", path.display()))?;
+            outbox_handle = Some(outbox.clone());
             let publisher = ioc_outbox::Publisher::spawn(
                 outbox.clone(),
                 m.clone(),
@@ -342,6 +344,30 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         },
     )?;
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
+    if let Some(m) = &cfg.metrics {
+        let listener = crate::metrics::bind(m.listen).await?;
+        let sources = crate::metrics::Sources {
+            cameras: agent
+                .cameras
+                .iter()
+                .map(|c| crate::metrics::CameraSource {
+                    id: c.handle.id.clone(),
+                    counters: c.handle.counters.clone(),
+                    detect: c.detect.clone(),
+                    status: c.handle.status.clone(),
+                    target_fps: c.target_fps,
+                })
+                .collect(),
+            detect: agent.detect_stats().clone(),
+            delivery: publisher_handle.clone().zip(outbox_handle.clone()),
+        };
+        tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::new(sources),
+            shutdown_rx.clone(),
+        ));
+    }
     // The latest figures of each camera, for its retained status.
     let figures: Arc<std::sync::Mutex<Vec<Option<Figures>>>> =
         Arc::new(std::sync::Mutex::new(vec![None; agent.cameras.len()]));

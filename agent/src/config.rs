@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// The cameras.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// `[metrics]`: Prometheus metrics over HTTP; absent: not served.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// Directory of the config file; relative paths inside it are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -235,6 +238,19 @@ pub enum TransportConfig {
     Tcp,
     /// Separate UDP ports, for cameras and servers that only speak UDP.
     Udp,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` answers (default 127.0.0.1:9464: loopback; there is no login).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn default_metrics_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// `[[cameras]]`

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod detect;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod motion;
 pub mod offline;
 pub mod probe;

@@ -20,8 +20,25 @@ impl Drop for Killed {
     }
 }
 
+/// A plain HTTP/1.0 GET on loopback: the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
 #[test]
 fn incidents_from_footage_reach_the_collector_with_their_snapshots() {
+    let metrics_port = ioc_testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(
         &[
@@ -71,6 +88,8 @@ username = "vtest-site"
 password = "agent-pw"
 [outbox]
 path = "{outbox}"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 [[cameras]]
 id = "vtest"
 file = "{file}"
@@ -97,6 +116,7 @@ classes = ["person"]
             model = model_manifest().display(),
             port = broker.port,
             outbox = dir.path().join("outbox.db").display(),
+            metrics_port = metrics_port,
             file = footage("vtest.avi").display(),
         ),
     )
@@ -213,6 +233,24 @@ classes = ["person"]
         .unwrap();
     let filed: i64 = incidents.iter().map(|i| i.2).sum();
     assert_eq!(filed, distinct, "every event filed under one incident");
+
+    // The agent's own metrics, as Prometheus would scrape them.
+    let metrics = http_get(metrics_port, "/metrics");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert!(value("ioc_agent_frames_detected_total{camera=\"vtest\"}") > 100.0);
+    assert!(value("ioc_agent_frames_decoded_total{camera=\"vtest\"}") > 100.0);
+    assert_eq!(value("ioc_agent_mqtt_connected"), 1.0);
+    assert!(
+        value("ioc_agent_acked_total") >= 16.0,
+        "events and snapshots acked"
+    );
+    assert!(value("ioc_agent_inferences_total") > 100.0);
+    assert!(metrics.contains("# TYPE ioc_agent_outbox_entries gauge"));
 
     // SIGTERM: the agent stops its cameras and its publisher sends a dated `offline` before
     // disconnecting (the Last Will would be dated when the agent started).

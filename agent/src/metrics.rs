@@ -1,0 +1,281 @@
+//! The agent's Prometheus metrics (`[metrics] listen`, loopback by default): per camera the
+//! frames received, decoded, offered to the detectors, detected, held by motion gating and
+//! dropped, failed sessions, its state and detection latency; the detectors' inferences and
+//! time; the outbox's depth and size; the MQTT connection. Counters only where Prometheus can
+//! rate them; the console's fps figures are those rates.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::camera::CameraCounters;
+use crate::detect::{CameraDetectStats, DetectStats};
+use crate::source::{CameraState, CameraStatus};
+
+/// One camera's live figures.
+pub struct CameraSource {
+    /// Camera id.
+    pub id: String,
+    /// Source and decoder counters.
+    pub counters: Arc<CameraCounters>,
+    /// Detection counters.
+    pub detect: Arc<CameraDetectStats>,
+    /// Live state.
+    pub status: watch::Receiver<CameraStatus>,
+    /// `detect.fps` for this camera.
+    pub target_fps: f64,
+}
+
+/// Everything the metrics are read from.
+pub struct Sources {
+    /// The enabled cameras.
+    pub cameras: Vec<CameraSource>,
+    /// The detector pool.
+    pub detect: Arc<DetectStats>,
+    /// The publisher and its outbox, when `[mqtt]` is configured.
+    pub delivery: Option<(Arc<ioc_outbox::PublisherHandle>, ioc_outbox::Outbox)>,
+}
+
+/// A label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+const STATES: [(CameraState, &str); 5] = [
+    (CameraState::Connecting, "connecting"),
+    (CameraState::Streaming, "streaming"),
+    (CameraState::Reconnecting, "reconnecting"),
+    (CameraState::Failed, "failed"),
+    (CameraState::Stopped, "stopped"),
+];
+
+/// The metrics in the Prometheus text format.
+pub fn render(s: &Sources) -> String {
+    let mut out = String::new();
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    type Read = fn(&CameraSource) -> u64;
+    let per_camera: [(&str, &str, Read); 8] = [
+        (
+            "frames_received_total",
+            "Compressed frames received.",
+            |c| c.counters.received.load(Ordering::Relaxed),
+        ),
+        ("frames_decoded_total", "Frames out of the decoder.", |c| {
+            c.counters.decode.decoded.load(Ordering::Relaxed)
+        }),
+        (
+            "frames_offered_total",
+            "Decoded frames offered to the detectors (at most detect.fps a second).",
+            |c| c.detect.offered.load(Ordering::Relaxed),
+        ),
+        (
+            "frames_detected_total",
+            "Frames run through the model.",
+            |c| c.detect.detected.load(Ordering::Relaxed),
+        ),
+        (
+            "frames_held_total",
+            "Frames judged still by motion gating (no inference needed).",
+            |c| c.detect.held.load(Ordering::Relaxed),
+        ),
+        (
+            "frames_dropped_total",
+            "Frames replaced by a newer one while the detectors were busy.",
+            |c| c.detect.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "frames_behind_total",
+            "Compressed frames the decoder dropped because it fell behind.",
+            |c| c.counters.decode.dropped_behind.load(Ordering::Relaxed),
+        ),
+        (
+            "camera_failures_total",
+            "Camera sessions that ended in an error (each is retried).",
+            |c| c.counters.failures.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, read) in per_camera {
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_{name} {help}\n# TYPE ioc_agent_{name} counter"
+        );
+        for c in &s.cameras {
+            let _ = writeln!(
+                out,
+                "ioc_agent_{name}{{camera=\"{}\"}} {}",
+                label(&c.id),
+                read(c)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_camera_state The camera's state (1 for the current one).\n\
+         # TYPE ioc_agent_camera_state gauge"
+    );
+    for c in &s.cameras {
+        let now = c.status.borrow().state;
+        for (st, name) in STATES {
+            let _ = writeln!(
+                out,
+                "ioc_agent_camera_state{{camera=\"{}\",state=\"{name}\"}} {}",
+                label(&c.id),
+                u8::from(now == st)
+            );
+        }
+    }
+    // One family at a time: Prometheus wants a family's series together.
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_target_fps Frames a second the camera should be analysed at.\n\
+         # TYPE ioc_agent_target_fps gauge"
+    );
+    for c in &s.cameras {
+        let _ = writeln!(
+            out,
+            "ioc_agent_target_fps{{camera=\"{}\"}} {}",
+            label(&c.id),
+            c.target_fps
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_detect_latency_seconds Median time from decoded frame to detections \
+         over the recent frames.\n# TYPE ioc_agent_detect_latency_seconds gauge"
+    );
+    for c in &s.cameras {
+        if let Some((median, _)) = c.detect.latency() {
+            let _ = writeln!(
+                out,
+                "ioc_agent_detect_latency_seconds{{camera=\"{}\"}} {:.4}",
+                label(&c.id),
+                median.as_secs_f64()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_inferences_total Inferences run by the detector pool.\n\
+         # TYPE ioc_agent_inferences_total counter\nioc_agent_inferences_total {}\n\
+         # HELP ioc_agent_inference_errors_total Inferences that failed.\n\
+         # TYPE ioc_agent_inference_errors_total counter\nioc_agent_inference_errors_total {}\n\
+         # HELP ioc_agent_inference_seconds_total Time spent in inference (with pre- and \
+         post-processing).\n# TYPE ioc_agent_inference_seconds_total counter\n\
+         ioc_agent_inference_seconds_total {:.3}",
+        l(&s.detect.frames),
+        l(&s.detect.errors),
+        l(&s.detect.busy_us) as f64 / 1e6
+    );
+    if let Some((publisher, outbox)) = &s.delivery {
+        let p = publisher.stats();
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_outbox_entries Events, counts and snapshots waiting for the \
+             collector's ack.\n# TYPE ioc_agent_outbox_entries gauge\nioc_agent_outbox_entries {}\n\
+             # HELP ioc_agent_outbox_bytes Bytes held by the outbox.\n\
+             # TYPE ioc_agent_outbox_bytes gauge\nioc_agent_outbox_bytes {}\n\
+             # HELP ioc_agent_outbox_max_bytes The outbox's size bound.\n\
+             # TYPE ioc_agent_outbox_max_bytes gauge\nioc_agent_outbox_max_bytes {}\n\
+             # HELP ioc_agent_mqtt_connected Whether the agent is connected to the broker.\n\
+             # TYPE ioc_agent_mqtt_connected gauge\nioc_agent_mqtt_connected {}\n\
+             # HELP ioc_agent_published_total Outbox entries published for the first time.\n\
+             # TYPE ioc_agent_published_total counter\nioc_agent_published_total {}\n\
+             # HELP ioc_agent_resent_total Outbox entries published again.\n\
+             # TYPE ioc_agent_resent_total counter\nioc_agent_resent_total {}\n\
+             # HELP ioc_agent_acked_total Outbox entries the collector acknowledged.\n\
+             # TYPE ioc_agent_acked_total counter\nioc_agent_acked_total {}",
+            outbox.len(),
+            outbox.bytes(),
+            outbox.max_bytes(),
+            u8::from(p.connected),
+            p.published,
+            p.resent,
+            p.acked
+        );
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sources: Arc<Sources>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let sources = sources.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    render(&sources),
+                )
+            }
+        }),
+    );
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "metrics server failed");
+    }
+}
+
+/// Binds `addr` for [`serve`], with the config key in the error.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_contiguous_and_labels_escaped() {
+        let camera = |id: &str| CameraSource {
+            id: id.into(),
+            counters: Arc::default(),
+            detect: Arc::default(),
+            status: watch::channel(CameraStatus::connecting()).1,
+            target_fps: 5.0,
+        };
+        let s = Sources {
+            cameras: vec![camera("gate"), camera("odd\"id")],
+            detect: Arc::default(),
+            delivery: None,
+        };
+        s.cameras[0].detect.detected.store(7, Ordering::Relaxed);
+        let text = render(&s);
+        assert!(text.contains("ioc_agent_frames_detected_total{camera=\"gate\"} 7\n"));
+        assert!(text.contains("camera=\"odd\\\"id\""));
+        assert!(text.contains("ioc_agent_camera_state{camera=\"gate\",state=\"connecting\"} 1\n"));
+        // Every series follows its own family's TYPE line, and no family comes back later.
+        let mut seen = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap().to_owned();
+                assert!(seen.insert(current.clone()), "{current} twice");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line}");
+            }
+        }
+    }
+}
