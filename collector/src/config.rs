@@ -600,6 +600,35 @@ impl Config {
         }
     }
 
+    /// What is allowed but risky, for `check-config` and the log at start-up: the console
+    /// beyond loopback in plain HTTP, the broker beyond loopback without TLS.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let loopback_host = |h: &str| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        };
+        if let Ok(addr) = self.http.listen.parse::<std::net::SocketAddr>() {
+            if !addr.ip().is_loopback() {
+                w.push(format!(
+                    "http.listen: {addr} is reachable from the network and the console speaks \
+                     plain HTTP: passwords and session cookies would cross it in clear; put a \
+                     TLS reverse proxy in front and listen on 127.0.0.1, and set \
+                     http.secure_cookie = true"
+                ));
+            }
+        }
+        if self.mqtt.tls.is_none() && !loopback_host(&self.mqtt.host) {
+            w.push(format!(
+                "mqtt.tls: not set, and the broker {} is not on this machine: the collector's \
+                 password and every event cross the network in clear",
+                self.mqtt.host
+            ));
+        }
+        w
+    }
+
     /// The broker port: `mqtt.port`, or 8883 with TLS, 1883 without.
     pub fn port(&self) -> u16 {
         self.mqtt
@@ -1021,5 +1050,25 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("collector.example.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.mqtt.shared_group.as_deref(), Some("collectors"));
+    }
+
+    #[test]
+    fn risky_but_allowed_settings_are_warnings() {
+        let base = "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"c\"\n\
+                    [store]\npath = \"x.db\"\nsnapshot_dir = \"s\"\n";
+        let c = Config::parse(base, Path::new("t.toml")).unwrap();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let c = Config::parse(
+            &format!(
+                "{}[http]\nlisten = \"0.0.0.0:8080\"\n",
+                base.replace("127.0.0.1", "broker.example")
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("http.listen: 0.0.0.0:8080 is reachable from the network"));
+        assert!(w[1].starts_with("mqtt.tls: not set, and the broker broker.example"));
     }
 }

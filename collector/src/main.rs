@@ -208,6 +208,9 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let c = load(path)?;
+    for w in c.warnings() {
+        eprintln!("{}: warning: {w}", path.display());
+    }
     println!(
         "{}: ok (broker {}:{}, client id {:?}, store {})",
         path.display(),
@@ -272,6 +275,9 @@ fn agents_remove(id: &str, passwd: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
+    for w in config.warnings() {
+        tracing::warn!(config = %path.display(), "{w}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ioc-collector")
