@@ -20,7 +20,7 @@
 //! - `mqtt-poll` polls the rumqttc `EventLoop` and does nothing else that can wait: received
 //!   messages go into an unbounded channel (bounded in practice by the broker's in-flight
 //!   window, since nothing is PUBACKed before its commit), connection errors are classified
-//!   and logged, and it reconnects forever with capped exponential backoff.
+//!   and logged, and it reconnects forever with capped exponential backoff and jitter.
 //! - `ingest-batch` gathers up to `batch_max` messages or `batch_wait_ms` after the first,
 //!   and runs the steps above. On shutdown it finishes the batch in flight, then disconnects.
 //!
@@ -565,16 +565,19 @@ impl Poller {
                     let (kind, message) =
                         describe(&e, connected, &self.target, self.user.as_deref());
                     connected = false;
+                    // Jitter: collectors that lost the same broker do not all come back at once.
+                    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0);
+                    let delay = backoff.mul_f64(jitter);
                     match kind {
                         ConnErrorKind::AuthRefused
                         | ConnErrorKind::Tls
                         | ConnErrorKind::Refused => {
-                            error!(error_code = ?kind, retry_in = ?backoff, "{message}")
+                            error!(error_code = ?kind, retry_in = ?delay, "{message}")
                         }
-                        _ => warn!(error_code = ?kind, retry_in = ?backoff, "{message}"),
+                        _ => warn!(error_code = ?kind, retry_in = ?delay, "{message}"),
                     }
                     let _ = self.conn_tx.send(ConnState::Failed { kind, message });
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(delay).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
