@@ -164,7 +164,8 @@ impl Agent {
                 None => None,
                 Some(a) => Some(
                     CameraAnalytics::new(a, &labels)
-                        .map_err(|e| anyhow::anyhow!("cameras[{i}].analytics: {}", e.join("; ")))?,
+                        .map_err(|e| anyhow::anyhow!("cameras[{i}].analytics: {}", e.join("; ")))?
+                        .with_camera_id(&c.id),
                 ),
             };
             rules_cams.push(RulesCamera {

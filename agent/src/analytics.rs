@@ -86,6 +86,67 @@ pub struct CameraAnalytics {
     resampler: Resampler,
     dets: Vec<ioc_tracking::Detection>,
     has_tamper: bool,
+    /// For the log: which camera this is.
+    camera_id: String,
+    weak: WeakDetections,
+}
+
+/// Detections too faint to start a track, counted so the log can say why nothing happens
+/// when a camera sees its objects only weakly (small, far, dark, out of focus).
+#[derive(Debug, Default)]
+struct WeakDetections {
+    window_start: f64,
+    weak: u32,
+    strong: u32,
+    best_weak: f32,
+    last_said: Option<f64>,
+}
+
+/// How much rule time one count covers, and how long between two log lines of a camera.
+const WEAK_WINDOW_SEC: f64 = 60.0;
+const WEAK_SAY_EVERY_SEC: f64 = 600.0;
+
+impl WeakDetections {
+    /// Counts a frame's detections; at the end of a window, the sentence to log, if any.
+    fn frame(
+        &mut self,
+        t: f64,
+        scores: impl Iterator<Item = f32>,
+        threshold: f32,
+    ) -> Option<String> {
+        if !self.window_start.is_finite() || t < self.window_start {
+            self.window_start = t;
+        }
+        for s in scores {
+            if s < threshold {
+                self.weak += 1;
+                self.best_weak = self.best_weak.max(s);
+            } else {
+                self.strong += 1;
+            }
+        }
+        if t - self.window_start < WEAK_WINDOW_SEC {
+            return None;
+        }
+        let (weak, strong, best) = (self.weak, self.strong, self.best_weak);
+        *self = WeakDetections {
+            window_start: t,
+            last_said: self.last_said,
+            ..Default::default()
+        };
+        // Mostly faint: the objects are there for the model but not for the tracker.
+        let mostly_weak = weak >= 20 && strong * 4 < weak;
+        if !mostly_weak || self.last_said.is_some_and(|l| t - l < WEAK_SAY_EVERY_SEC) {
+            return None;
+        }
+        self.last_said = Some(t);
+        Some(format!(
+            "{weak} detections in the last minute scored under tracker.new_track_score \
+             ({threshold}; best {best:.2}) and started no track, {strong} scored above it: if \
+             objects are missed here, lower tracker.new_track_score (and tracker.confirm_score) \
+             for this camera, or improve the view (focus, light, distance)"
+        ))
+    }
 }
 
 impl CameraAnalytics {
@@ -111,7 +172,18 @@ impl CameraAnalytics {
             resampler: Resampler::new(),
             dets: Vec::with_capacity(64),
             has_tamper,
+            camera_id: String::new(),
+            weak: WeakDetections {
+                window_start: f64::NAN,
+                ..Default::default()
+            },
         })
+    }
+
+    /// Names the camera in this camera's log lines.
+    pub fn with_camera_id(mut self, id: &str) -> Self {
+        self.camera_id = id.to_owned();
+        self
     }
 
     /// Rule time of the latest frame handled (−∞ before the first).
@@ -154,6 +226,11 @@ impl CameraAnalytics {
                     ),
                 }));
                 self.analytics.process_frame(&info, &self.dets, out);
+                let threshold = self.analytics.tracker().config().new_track_score;
+                let scores = self.dets.iter().map(|d| d.score);
+                if let Some(why) = self.weak.frame(t_sec, scores, threshold) {
+                    tracing::info!(camera = %self.camera_id, "{why}");
+                }
             }
             Outcome::Held => self.analytics.process_held(&info, out),
             Outcome::Failed => return,
@@ -474,6 +551,33 @@ fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faint_detections_are_explained_once_in_a_while() {
+        let mut w = WeakDetections {
+            window_start: f64::NAN,
+            ..Default::default()
+        };
+        let faint = || [0.38f32, 0.41, 0.40].into_iter();
+        let mut said = Vec::new();
+        // 5 fps, 15 minutes of a scene seen only faintly.
+        for f in 0..(5 * 900) {
+            if let Some(s) = w.frame(f as f64 / 5.0, faint(), 0.45) {
+                said.push((f as f64 / 5.0, s));
+            }
+        }
+        assert_eq!(said.len(), 2, "once, then again 10 min later: {said:?}");
+        assert!(said[0]
+            .1
+            .contains("under tracker.new_track_score (0.45; best 0.41)"));
+        // A scene with strong detections says nothing.
+        let mut w = WeakDetections::default();
+        for f in 0..(5 * 120) {
+            assert!(w
+                .frame(f as f64 / 5.0, [0.3f32, 0.8, 0.9].into_iter(), 0.45)
+                .is_none());
+        }
+    }
 
     #[test]
     fn local_time_applies_the_offset_and_the_weekday() {
