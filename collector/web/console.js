@@ -120,7 +120,7 @@ function actionButtons(i) {
 
 function row(i) {
   const thumb = i.snapshot
-    ? el('img', { class: 'thumb', src: '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot), alt: '', loading: 'lazy' })
+    ? snapshotImg(i, { class: 'thumb', alt: '', loading: 'lazy' }, () => el('div', { class: 'thumb' }))
     : el('div', { class: 'thumb' });
   const where = [i.site, i.camera, i.place].filter(Boolean).join(' / ');
   const tr = el('tr', { class: 'incident' + (i.overdue ? ' overdue' : ''), 'data-id': i.id, 'data-state': i.state, onclick: () => openDetail(i.id) },
@@ -165,6 +165,18 @@ function upsert(i, fresh) {
   $('#count').textContent = body.children.length + ' ' + t('count_of');
 }
 
+// An incident can arrive before its snapshot (they travel apart): on a miss, try again a
+// little later, then show the placeholder instead of a broken image.
+function snapshotImg(i, attrs, placeholder) {
+  const url = '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot);
+  let tries = 0;
+  return el('img', { ...attrs, src: url, onerror: (ev) => {
+    const img = ev.target;
+    if (++tries <= 3) setTimeout(() => { img.src = url + '?try=' + tries; }, 4000 * tries);
+    else img.replaceWith(placeholder());
+  } });
+}
+
 async function loadIncidents(append) {
   const q = new URLSearchParams();
   if ($('#f-state').value) q.set('state', $('#f-state').value);
@@ -195,7 +207,7 @@ async function openDetail(id, focusResolve) {
   const i = d.incident;
   const pane = $('#detail');
   const snap = i.snapshot
-    ? el('img', { src: '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot), alt: kindLabel(i.kind) })
+    ? snapshotImg(i, { alt: kindLabel(i.kind) }, () => el('p', { class: 'muted' }, t('no_snapshot')))
     : el('p', { class: 'muted' }, t('no_snapshot'));
   const note = el('textarea', { id: 'note', placeholder: focusResolve ? t('resolve_note') : t('note') });
   const can = state.me && state.me.role !== 'viewer';
@@ -381,10 +393,10 @@ async function loadCharts() {
   const r = await api('/api/stats?days=' + days);
   const s = r.stats;
   const dayList = [];
-  const today = new Date();
+  // The district's days (UTC shifted by its offset, read back as UTC), wherever the browser is.
+  const now = Date.now() + state.me.utc_offset_minutes * 60000;
   for (let i = Number(days) - 1; i >= 0; i--) {
-    const d = new Date(today.getTime() - i * 86400000 + (state.me.utc_offset_minutes + today.getTimezoneOffset()) * 60000);
-    dayList.push(d.toISOString().slice(0, 10));
+    dayList.push(new Date(now - i * 86400000).toISOString().slice(0, 10));
   }
   const kinds = [...new Set(s.per_day_kind.map((x) => x[1]))].sort();
   const byDay = new Map(s.per_day_kind.map(([d, k, n]) => [d + '|' + k, n]));
@@ -404,8 +416,10 @@ async function loadCharts() {
 
 function setupReports() {
   const input = $('#r-date');
-  const y = new Date(Date.now() - 86400000 + (state.me.utc_offset_minutes + new Date().getTimezoneOffset()) * 60000);
-  if (!input.value) input.value = y.toISOString().slice(0, 10);
+  // Today (so far) by default: on a first day, yesterday's report would be empty. The
+  // district's day: UTC shifted by its offset, read back as UTC (the browser's zone plays no part).
+  const today = new Date(Date.now() + state.me.utc_offset_minutes * 60000);
+  if (!input.value) input.value = today.toISOString().slice(0, 10);
   const update = () => {
     $('#r-html').href = '/api/reports/daily?format=html&date=' + input.value;
     $('#r-csv').href = '/api/reports/daily?format=csv&date=' + input.value;
@@ -425,7 +439,17 @@ function show(view) {
 
 function connectLive() {
   const es = new EventSource('/api/stream');
-  es.addEventListener('hello', () => { $('#live').classList.add('on'); $('#live').title = t('live_on'); });
+  let connectedBefore = false;
+  es.addEventListener('hello', () => {
+    $('#live').classList.add('on');
+    $('#live').title = t('live_on');
+    // Back after a cut: what changed meanwhile never came over the stream.
+    if (connectedBefore) {
+      loadIncidents(false);
+      if (state.view === 'health') loadHealth();
+    }
+    connectedBefore = true;
+  });
   es.addEventListener('incident', (ev) => {
     const c = JSON.parse(ev.data);
     upsert(c.incident, c.change === 'opened' || c.change === 'escalated');
