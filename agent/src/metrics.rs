@@ -1,7 +1,7 @@
 //! The agent's Prometheus metrics (`[metrics] listen`, loopback by default): per camera the
 //! frames received, decoded, offered to the detectors, detected, held by motion gating and
 //! dropped, failed sessions, its state and detection latency; the detectors' inferences and
-//! time; the outbox's depth and size; the MQTT connection. Counters only where Prometheus can
+//! time; the outbox's depth, size and the age of its oldest entry; the MQTT connection. Counters only where Prometheus can
 //! rate them; the console's fps figures are those rates.
 
 use std::fmt::Write;
@@ -173,6 +173,24 @@ pub fn render(s: &Sources) -> String {
     );
     if let Some((publisher, outbox)) = &s.delivery {
         let p = publisher.stats();
+        // How far behind delivery is: the age of the oldest entry not yet acked (0: none).
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let oldest_age = match outbox.oldest_created_ms() {
+            Ok(Some(t)) => Some(now_ms.saturating_sub(t).max(0) as f64 / 1000.0),
+            Ok(None) => Some(0.0),
+            Err(_) => None,
+        };
+        if let Some(age) = oldest_age {
+            let _ = writeln!(
+                out,
+                "# HELP ioc_agent_outbox_oldest_age_seconds Age of the oldest entry waiting for \
+                 the collector's ack (0: none waits).\n\
+                 # TYPE ioc_agent_outbox_oldest_age_seconds gauge\n\
+                 ioc_agent_outbox_oldest_age_seconds {age:.1}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP ioc_agent_outbox_entries Events, counts and snapshots waiting for the \
@@ -213,12 +231,16 @@ pub async fn serve(
         get(move || {
             let sources = sources.clone();
             async move {
+                // The outbox is read through SQLite: off the async threads.
+                let text = tokio::task::spawn_blocking(move || render(&sources))
+                    .await
+                    .unwrap_or_default();
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4",
                     )],
-                    render(&sources),
+                    text,
                 )
             }
         }),

@@ -668,6 +668,20 @@ impl Outbox {
         self.lock().dropped
     }
 
+    /// When the oldest entry still waiting for an ack was appended (Unix ms), if any: how far
+    /// behind delivery is.
+    pub fn oldest_created_ms(&self) -> Result<Option<i64>> {
+        let g = self.lock();
+        g.sql("read the oldest entry", |c| {
+            c.query_row(
+                "SELECT created_ms FROM entries ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// The seqs of all event and counts entries held, ascending (for tests and diagnostics).
     pub fn seqs(&self) -> Result<Vec<u64>> {
         let g = self.lock();
@@ -947,6 +961,12 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(c, 7);
         assert_eq!(ob.seqs().unwrap(), vec![6, 7]);
+        // The oldest waiting entry is seq 6's; none once everything is acked.
+        let oldest = ob.oldest_created_ms().unwrap().unwrap();
+        let now = Timestamp::now().unix_millis();
+        assert!(oldest <= now && now - oldest < 60_000, "{oldest} vs {now}");
+        ob.ack(&Ack::from_seqs(6..=7)).unwrap();
+        assert_eq!(ob.oldest_created_ms().unwrap(), None);
     }
 
     #[test]
