@@ -626,3 +626,48 @@ async fn last_will_on_keep_alive_timeout_when_the_link_goes_silent() {
     assert_retained_offline(broker.port, &online).await;
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_says_offline_itself_and_never_fires_the_will() {
+    let broker = Broker::start(&users());
+    let mut col = raw(
+        broker.port,
+        "col-stop",
+        "c",
+        "pwc",
+        &["ioc/v1/agents/+/status"],
+    )
+    .await;
+    // Repeated: closing the socket right after DISCONNECT once let the broker publish the
+    // will (its PUBACK for `offline` hit a closed socket), now and then.
+    for round in 0..10 {
+        let Agent {
+            outbox: _outbox,
+            handle,
+            shutdown,
+            _dir,
+        } = agent(cfg(broker.port, "a1", "pw1"), "a1");
+        let online = loop {
+            let st = status_within(&mut col.rx, Duration::from_secs(10)).await;
+            if st.state == AgentState::Online {
+                break st;
+            }
+        };
+        shutdown.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle.join())
+            .await
+            .expect("the publisher stops");
+        let offline = status_within(&mut col.rx, Duration::from_secs(5)).await;
+        assert_eq!(offline.state, AgentState::Offline, "round {round}");
+        // (The same millisecond is possible on loopback; the will is dated before `online`.)
+        assert!(
+            offline.at.unix_millis() >= online.at.unix_millis(),
+            "round {round}: the will came, not the agent's own offline ({} < {})",
+            offline.at,
+            online.at
+        );
+        // Nothing else follows (a will would).
+        let more = tokio::time::timeout(Duration::from_millis(500), col.rx.recv()).await;
+        assert!(more.is_err(), "round {round}: {more:?}");
+    }
+}
