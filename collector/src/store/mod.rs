@@ -839,20 +839,10 @@ impl Store {
             match &item.message {
                 Message::Event { event: e, json } => {
                     note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
-                    if !seq_plausible(e.seq, max_before[&e.agent]) {
-                        let error = seq_jump_error(e.seq, max_before[&e.agent]);
-                        let topic = format!("agents/{}/events", e.agent);
-                        insert_dead_letter(
-                            &tx,
-                            &topic,
-                            json.as_bytes(),
-                            &error,
-                            at,
-                            &policy,
-                            &mut out,
-                        )
-                        .map_err(sql("cannot store dead letter"))?;
-                        out.rejected.push((e.agent.clone(), "seq_jump"));
+                    let max = max_before[&e.agent];
+                    if let Some(r) = seq_jump(&e.agent, e.seq, max, "events", json) {
+                        refuse(&tx, r, at, &policy, &mut out)
+                            .map_err(sql("cannot store dead letter"))?;
                         continue;
                     }
                     let clock = agent_clock(&tx, &mut clocks, &e.agent)
@@ -914,20 +904,10 @@ impl Store {
                 }
                 Message::Counts { counts: c, json } => {
                     note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
-                    if !seq_plausible(c.seq, max_before[&c.agent]) {
-                        let error = seq_jump_error(c.seq, max_before[&c.agent]);
-                        let topic = format!("agents/{}/counts", c.agent);
-                        insert_dead_letter(
-                            &tx,
-                            &topic,
-                            json.as_bytes(),
-                            &error,
-                            at,
-                            &policy,
-                            &mut out,
-                        )
-                        .map_err(sql("cannot store dead letter"))?;
-                        out.rejected.push((c.agent.clone(), "seq_jump"));
+                    let max = max_before[&c.agent];
+                    if let Some(r) = seq_jump(&c.agent, c.seq, max, "counts", json) {
+                        refuse(&tx, r, at, &policy, &mut out)
+                            .map_err(sql("cannot store dead letter"))?;
                         continue;
                     }
                     let clock = agent_clock(&tx, &mut clocks, &c.agent)
@@ -1006,18 +986,15 @@ impl Store {
                              declared {}",
                             declared.unwrap_or_default()
                         );
-                        let topic = format!("agents/{agent}/snapshots/{event_id}");
-                        insert_dead_letter(
-                            &tx,
-                            &topic,
-                            &jpeg[..jpeg.len().min(64)],
-                            &error,
-                            at,
-                            &policy,
-                            &mut out,
-                        )
-                        .map_err(sql("cannot store dead letter"))?;
-                        out.rejected.push((agent.clone(), "snapshot_mismatch"));
+                        let r = Refused {
+                            agent,
+                            reason: "snapshot_mismatch",
+                            topic: format!("agents/{agent}/snapshots/{event_id}"),
+                            payload: &jpeg[..jpeg.len().min(64)],
+                            error,
+                        };
+                        refuse(&tx, r, at, &policy, &mut out)
+                            .map_err(sql("cannot store dead letter"))?;
                         continue;
                     }
                     let n = tx
@@ -1614,11 +1591,48 @@ fn insert_dead_letter(
     Ok(())
 }
 
-fn seq_jump_error(seq: u64, max_before: u64) -> String {
-    format!(
-        "seq_jump: seq {seq} is more than {} above the agent's highest stored seq {max_before}",
-        crate::incident::SEQ_JUMP_MAX
-    )
+/// A message that passed validation but not the store's checks.
+struct Refused<'a> {
+    agent: &'a str,
+    reason: &'static str,
+    topic: String,
+    payload: &'a [u8],
+    error: String,
+}
+
+/// Keeps `r` as a dead letter; it is not acked.
+fn refuse(
+    db: &Db,
+    r: Refused<'_>,
+    at: i64,
+    policy: &Policy,
+    out: &mut Committed,
+) -> Result<(), DbError> {
+    insert_dead_letter(db, &r.topic, r.payload, &r.error, at, policy, out)?;
+    out.rejected.push((r.agent.to_owned(), r.reason));
+    Ok(())
+}
+
+/// The refusal of `agent`'s `seq` (on its `kind` topic) when it jumps implausibly far above
+/// `max_before`.
+fn seq_jump<'a>(
+    agent: &'a str,
+    seq: u64,
+    max_before: u64,
+    kind: &str,
+    json: &'a str,
+) -> Option<Refused<'a>> {
+    (!seq_plausible(seq, max_before)).then(|| Refused {
+        agent,
+        reason: "seq_jump",
+        topic: format!("agents/{agent}/{kind}"),
+        payload: json.as_bytes(),
+        error: format!(
+            "seq_jump: seq {seq} is more than {} above the agent's highest stored seq \
+             {max_before}",
+            crate::incident::SEQ_JUMP_MAX
+        ),
+    })
 }
 
 /// `agent`'s clock as stored (cached per batch).
