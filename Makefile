@@ -26,7 +26,7 @@ test: build lint
 
 bench: setup
 	bash deploy/bench-setup.sh
-	$(CARGO) build --release --locked -p ioc-agent -p ioc-testkit --bins
+	$(CARGO) build --release --locked -p ioc-agent -p ioc-rtsp-server --bins
 	$(CARGO) bench -p ioc-benches --bench pipeline --locked
 	$(CARGO) bench -p ioc-benches --bench cameras --locked
 

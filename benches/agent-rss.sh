@@ -2,7 +2,7 @@
 # Peak RSS and detection rate of `ioc-agent run` on N live copies of vtest (default 4) at
 # 5 detection fps, A/B against glibc's default malloc arenas, alternating, same script:
 #   bash benches/agent-rss.sh [rounds] [cameras]
-# Needs the built binaries (cargo build -p ioc-agent -p ioc-testkit --bins; release with
+# Needs the built binaries (cargo build -p ioc-agent -p ioc-rtsp-server --bins; release with
 # BIN=target/release) and `make setup` (footage, ONNX Runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."

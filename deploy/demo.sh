@@ -58,8 +58,8 @@ use_username_as_clientid true
 persistence true
 persistence_location $DEMO/
 # QoS 1 messages beyond a subscriber's queue limit would be dropped (the outbox
-# would re-send them, but there is no reason to make it).
-max_queued_messages 0
+# would re-send them, but there is no reason to make it). Bounded: see config/mosquitto.conf.
+max_queued_messages 100000
 max_inflight_messages 1000
 user $(id -un)
 CONF

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+pub use ioc_base::signal::shutdown_signal;
 use ioc_detect::{postprocess::DecodeParams, Detector, DetectorConfig};
 use tokio::sync::watch;
 
@@ -22,8 +23,11 @@ use crate::source::CameraState;
 
 /// The detector pool size for this machine and config.
 pub fn pool_size(cfg: &AgentConfig) -> PoolSize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cfg.detect.pool_size(cores)
+    cfg.detect.pool_size(cores())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Loads one detector described by `[detect]` with `threads` intra-op threads.
@@ -57,9 +61,22 @@ pub fn load_detectors(cfg: &AgentConfig) -> anyhow::Result<Vec<Detector>> {
         .collect()
 }
 
-/// Resolves the enabled cameras into task specs.
-pub fn camera_specs(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<CameraSpec>> {
-    let mut specs = Vec::new();
+/// One enabled camera, resolved from the config once: its task's spec and its analytics.
+pub struct Camera {
+    /// What its task needs (source, decoding, backoff). `spec.index` is its place among the
+    /// enabled cameras: it tags the camera's frames, results, events and statuses.
+    pub spec: CameraSpec,
+    /// Its zones, lines and rules, if any.
+    pub analytics: Option<ioc_tracking::AnalyticsConfig>,
+    /// Its key in the config file (`cameras[3]`), for messages.
+    pub key: String,
+}
+
+/// The enabled cameras of `cfg`, in config order.
+pub fn resolve_cameras(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Camera>> {
+    let mut cameras: Vec<Camera> = Vec::new();
+    let enabled = cfg.cameras.iter().filter(|c| c.enabled).count();
+    let cores = cores();
     for (i, c) in cfg.cameras.iter().enumerate().filter(|(_, c)| c.enabled) {
         let source = match (&c.url, &c.file) {
             (Some(url), _) => SourceSpec::Rtsp(
@@ -74,8 +91,8 @@ pub fn camera_specs(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Camer
             (None, Some(f)) => SourceSpec::File(cfg.resolve(f)),
             (None, None) => anyhow::bail!("cameras[{i}]: needs url or file"),
         };
-        specs.push(CameraSpec {
-            index: specs.len(),
+        let spec = CameraSpec {
+            index: cameras.len(),
             id: c.id.clone(),
             source,
             h264_decoder: c.decoder.clone().unwrap_or_else(|| cfg.decode.h264.clone()),
@@ -84,6 +101,7 @@ pub fn camera_specs(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Camer
                 decoder: String::new(),
                 fps: c.fps(&cfg.detect),
                 realtime: c.realtime,
+                threads: cfg.decode.threads_for(enabled, cores),
             },
             motion: cfg.detect.motion.clone(),
             epoch,
@@ -91,9 +109,14 @@ pub fn camera_specs(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Camer
             max_backoff: cfg.reconnect.max_backoff(),
             connect_timeout: cfg.reconnect.connect_timeout(),
             idle_timeout: cfg.reconnect.idle_timeout(),
+        };
+        cameras.push(Camera {
+            spec,
+            analytics: c.analytics.clone(),
+            key: format!("cameras[{i}]"),
         });
     }
-    Ok(specs)
+    Ok(cameras)
 }
 
 /// A running camera with its detection counters.
@@ -120,7 +143,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts every enabled camera feeding `detectors` (one worker each; see
+    /// Starts every enabled camera of `cfg` feeding `detectors` (one worker each; see
     /// [`load_detectors`]). `on_result` runs on a detector thread for every frame taken;
     /// `on_output` on the rules thread for every rule event and count report. Must be called
     /// inside a tokio runtime.
@@ -130,48 +153,60 @@ impl Agent {
         on_result: impl Fn(&FrameResult) + Send + Sync + 'static,
         on_output: impl FnMut(Output) + Send + 'static,
     ) -> anyhow::Result<Self> {
+        let epoch = Epoch::now();
+        let cameras = resolve_cameras(cfg, epoch)?;
+        Self::start_with(cfg, cameras, epoch, detectors, on_result, on_output)
+    }
+
+    /// As [`Agent::start`], for `cameras` already resolved (with [`resolve_cameras`]) at
+    /// `epoch`.
+    pub fn start_with(
+        cfg: &AgentConfig,
+        cameras: Vec<Camera>,
+        epoch: Epoch,
+        detectors: Vec<Detector>,
+        on_result: impl Fn(&FrameResult) + Send + Sync + 'static,
+        on_output: impl FnMut(Output) + Send + 'static,
+    ) -> anyhow::Result<Self> {
         crate::decode::init()?;
         anyhow::ensure!(!detectors.is_empty(), "no detector to run");
         if cfg.detect.queue_capacity.is_some() {
             tracing::warn!("detect.queue_capacity is no longer used: each camera keeps only its newest frame for the detector; remove the key");
         }
-        let epoch = Epoch::now();
-        let specs = camera_specs(cfg, epoch)?;
         let labels = detectors[0].labels().to_vec();
         let keep = class_filter(&labels, &cfg.detect.classes);
         // Live cameras must stay current; files lose nothing by waiting.
-        let live = specs
+        let live = cameras
             .iter()
-            .any(|s| matches!(s.source, SourceSpec::Rtsp(_)) || s.decode.realtime);
+            .any(|c| matches!(c.spec.source, SourceSpec::Rtsp(_)) || c.spec.decode.realtime);
         let policy = if live {
             QueuePolicy::Latest
         } else {
             QueuePolicy::Block
         };
-        let plans = specs
+        let plans = cameras
             .iter()
-            .map(|s| CameraPlan {
-                target_fps: s.decode.fps,
-                motion: s.motion.clone(),
+            .map(|c| CameraPlan {
+                target_fps: c.spec.decode.fps,
+                motion: c.spec.motion.clone(),
             })
             .collect();
         let scheduler = Scheduler::new(plans, policy);
 
-        let enabled = cfg.cameras.iter().enumerate().filter(|(_, c)| c.enabled);
-        let mut rules_cams = Vec::with_capacity(specs.len());
-        for ((i, c), spec) in enabled.zip(&specs) {
+        let mut rules_cams = Vec::with_capacity(cameras.len());
+        for c in &cameras {
             let analytics = match &c.analytics {
                 None => None,
                 Some(a) => Some(
                     CameraAnalytics::new(a, &labels)
-                        .map_err(|e| anyhow::anyhow!("cameras[{i}].analytics: {}", e.join("; ")))?
-                        .with_camera_id(&c.id),
+                        .map_err(|e| anyhow::anyhow!("{}.analytics: {}", c.key, e.join("; ")))?
+                        .with_camera_id(&c.spec.id),
                 ),
             };
             rules_cams.push(RulesCamera {
                 analytics,
-                live: !matches!(spec.source, SourceSpec::File(_)) || spec.decode.realtime,
-                tracker: scheduler.tracker(spec.index),
+                live: !matches!(c.spec.source, SourceSpec::File(_)) || c.spec.decode.realtime,
+                tracker: scheduler.tracker(c.spec.index),
             });
         }
         let rules = RulesWorker::spawn(rules_cams, epoch, cfg.agent.utc_offset_minutes, on_output)
@@ -188,9 +223,9 @@ impl Agent {
         )
         .context("starting the detector threads")?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let cameras: Vec<AgentCamera> = specs
+        let cameras: Vec<AgentCamera> = cameras
             .into_iter()
-            .map(|s| {
+            .map(|Camera { spec: s, .. }| {
                 let (index, target_fps) = (s.index, s.decode.fps);
                 AgentCamera {
                     handle: camera::spawn(s, scheduler.clone(), shutdown_rx.clone()),
@@ -261,86 +296,38 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     if !env_errors.is_empty() {
         anyhow::bail!("{}: {}", config_path.display(), env_errors.join("\n  "));
     }
-    let ids: Vec<String> = cfg
-        .cameras
-        .iter()
-        .filter(|c| c.enabled)
-        .map(|c| c.id.clone())
-        .collect();
-    let log_all = cfg.agent.log_detections;
+    let epoch = Epoch::now();
+    let cameras = resolve_cameras(&cfg, epoch)?;
+    let ids: Vec<String> = cameras.iter().map(|c| c.spec.id.clone()).collect();
     let size = pool_size(&cfg);
     let detectors = load_detectors(&cfg)?;
     tracing::info!(
         workers = size.workers,
         threads_per_worker = size.threads,
         motion_gating = cfg.detect.motion.enabled,
+        decoder_threads = cfg.decode.threads_for(ids.len(), cores()),
         "detectors loaded"
     );
     let labels = detectors[0].labels().to_vec();
+    // One signal for every task that outlives a frame: the publisher and the metrics server.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut publisher_handle = None;
-    let mut outbox_handle = None;
-    let mut delivery = match &cfg.mqtt {
-        None => {
-            tracing::warn!("no [mqtt] section: incidents are only logged");
-            None
-        }
-        Some(m) => {
-            let path = cfg.resolve(&cfg.outbox.path);
-            let outbox = ioc_outbox::Outbox::open(
-                &path,
-                ioc_outbox::OutboxConfig {
-                    max_bytes: cfg.outbox.max_bytes,
-                },
-            )
-            .with_context(|| format!("outbox {}", path.display()))?;
-            outbox_handle = Some(outbox.clone());
-            let publisher = ioc_outbox::Publisher::spawn(
-                outbox.clone(),
-                m.clone(),
-                &cfg.agent.id,
-                env!("CARGO_PKG_VERSION"),
-                ids.clone(),
-                shutdown_rx.clone(),
-            )?;
-            let publisher = Arc::new(publisher);
-            publisher_handle = Some(publisher.clone());
-            let metas = cfg
-                .cameras
-                .iter()
-                .filter(|c| c.enabled)
-                .map(|c| crate::delivery::CameraMeta::new(&c.id, c.analytics.as_ref()))
-                .collect();
-            Some(crate::delivery::Delivery::new(
-                outbox,
-                publisher,
-                &cfg.agent.id,
-                metas,
-                cfg.snapshot.clone(),
-            ))
-        }
-    };
-    let names = ids.clone();
-    let camera_names = ids.clone();
-    let agent = Agent::start(
+    let sending = start_delivery(&cfg, &cameras, shutdown_rx.clone())?;
+    let publisher = sending.as_ref().map(|s| s.publisher.clone());
+    let outbox = sending.as_ref().map(|s| s.outbox.clone());
+    let mut delivery = sending.map(|s| s.delivery);
+    let agent = Agent::start_with(
         &cfg,
+        cameras,
+        epoch,
         detectors,
-        move |r| {
-            if matches!(r.outcome, crate::detect::Outcome::Detected(_)) {
-                let summary = summarise(r.detections(), &labels);
-                let cam = names.get(r.camera).map(String::as_str).unwrap_or("?");
-                let pts_s = r.frame.pts().as_secs_f64();
-                if log_all {
-                    tracing::info!(camera = cam, pts_s, latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
-                } else {
-                    tracing::debug!(camera = cam, pts_s, objects = %summary, "detections");
+        detection_logger(ids.clone(), labels, cfg.agent.log_detections),
+        {
+            let ids = ids.clone();
+            move |o| {
+                log_output(&ids, &o);
+                if let Some(d) = delivery.as_mut() {
+                    d.handle(o);
                 }
-            }
-        },
-        move |o| {
-            log_output(&camera_names, &o);
-            if let Some(d) = delivery.as_mut() {
-                d.handle(o);
             }
         },
     )?;
@@ -360,7 +347,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
                 })
                 .collect(),
             detect: agent.detect_stats().clone(),
-            delivery: publisher_handle.clone().zip(outbox_handle.clone()),
+            delivery: publisher.clone().zip(outbox),
         };
         tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
         tokio::spawn(crate::metrics::serve(
@@ -369,100 +356,13 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             shutdown_rx.clone(),
         ));
     }
-    // The latest figures of each camera, for its retained status.
-    let figures: Arc<std::sync::Mutex<Vec<Option<Figures>>>> =
-        Arc::new(std::sync::Mutex::new(vec![None; agent.cameras.len()]));
-    if let Some(publisher) = &publisher_handle {
-        // Retained camera status on every state change: the center sees every camera's
-        // state and why.
-        for (i, c) in agent.cameras.iter().enumerate() {
-            let (mut status, id, publisher) = (
-                c.handle.status.clone(),
-                c.handle.id.clone(),
-                publisher.clone(),
-            );
-            let figures = figures.clone();
-            tokio::spawn(async move {
-                loop {
-                    let s = status.borrow_and_update().clone();
-                    let f = figures.lock().unwrap_or_else(|p| p.into_inner())[i];
-                    publish_status(&publisher, &id, &s, f);
-                    if status.changed().await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    }
-
+    let mut health = Health::new(&agent, publisher.clone());
     let mut tick = tokio::time::interval(summary_every);
     tick.tick().await;
-    let mut last = Instant::now();
-    let mut last_status = Instant::now();
-    let mut health: Vec<crate::health::CameraHealth> = agent
-        .cameras
-        .iter()
-        .map(|_| crate::health::CameraHealth::new())
-        .collect();
-    let mut prev_frames = 0;
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
-            _ = tick.tick() => {
-                let secs = last.elapsed().as_secs_f64();
-                last = Instant::now();
-                let publish = last_status.elapsed() >= STATUS_EVERY;
-                if publish {
-                    last_status = Instant::now();
-                }
-                for (i, c) in agent.cameras.iter().enumerate() {
-                    let state = c.handle.status.borrow().clone();
-                    let streaming = state.state == CameraState::Streaming;
-                    let (rates, change) = health[i].sample(counters(c), secs, streaming);
-                    let latency = c.detect.latency().map(|(median, _)| median);
-                    tracing::info!(
-                        camera = %c.handle.id,
-                        state = ?state.state,
-                        received_fps = format!("{:.1}", rates.received_fps),
-                        analysed_fps = format!("{:.1}", rates.analysed_fps),
-                        target_fps = format!("{:.1}", c.target_fps),
-                        inferences_per_s = format!("{:.1}", rates.detect_fps),
-                        dropped = rates.dropped,
-                        latency_ms = latency.map_or(0, |l| l.as_millis() as u64),
-                        "camera health"
-                    );
-                    match change {
-                        Some(crate::health::Service::UnderServed { analysed_fps, offered_fps }) => tracing::warn!(
-                            camera = %c.handle.id,
-                            analysed_fps = format!("{analysed_fps:.1}"),
-                            offered_fps = format!("{offered_fps:.1}"),
-                            error_code = "camera_under_served",
-                            "the detectors cannot keep up with this camera: frames are dropped and incidents may be late or missed; lower detect.fps, enable detect.motion, or add detect.workers"
-                        ),
-                        Some(crate::health::Service::Recovered) => tracing::info!(camera = %c.handle.id, "the detectors keep up with this camera again"),
-                        None => {}
-                    }
-                    let f = Figures {
-                        received_fps: rates.received_fps,
-                        analysed_fps: rates.analysed_fps,
-                        target_fps: c.target_fps,
-                        dropped: rates.dropped,
-                        latency,
-                    };
-                    figures.lock().unwrap_or_else(|p| p.into_inner())[i] = streaming.then_some(f);
-                    if let (true, Some(p)) = (publish, &publisher_handle) {
-                        publish_status(p, &c.handle.id, &state, streaming.then_some(f));
-                    }
-                }
-                let st = agent.detect_stats();
-                let frames = st.frames.load(Ordering::Relaxed);
-                tracing::info!(
-                    inferences_per_s = format!("{:.1}", (frames - prev_frames) as f64 / secs),
-                    mean_inference_ms = format!("{:.1}", st.busy_us.load(Ordering::Relaxed) as f64 / frames.max(1) as f64 / 1000.0),
-                    "detector health"
-                );
-                prev_frames = frames;
-            }
+            _ = tick.tick() => health.report(&agent),
         }
     }
     tracing::info!("shutting down (signal again to exit at once)");
@@ -472,11 +372,14 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
+    // Cameras, then detectors, then rules (which report the open counts interval): all
+    // output is in the outbox before the publisher is told to stop.
     agent.shutdown().await;
+    health.stop().await;
     // The publisher sends what it can, then its offline status; wait for it, a while (the
     // broker's Last Will says offline if it cannot).
     let _ = shutdown_tx.send(true);
-    if let Some(p) = &publisher_handle {
+    if let Some(p) = &publisher {
         if tokio::time::timeout(PUBLISHER_STOP, p.join())
             .await
             .is_err()
@@ -488,6 +391,206 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// The delivery side of a running agent: the outbox, its publisher, and the delivery that
+/// turns rule output into outbox entries.
+struct Sending {
+    delivery: crate::delivery::Delivery,
+    publisher: Arc<ioc_outbox::PublisherHandle>,
+    outbox: ioc_outbox::Outbox,
+}
+
+/// Opens the outbox and starts the publisher when `[mqtt]` is configured.
+fn start_delivery(
+    cfg: &AgentConfig,
+    cameras: &[Camera],
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Sending>> {
+    let Some(m) = &cfg.mqtt else {
+        tracing::warn!("no [mqtt] section: incidents are only logged");
+        return Ok(None);
+    };
+    let path = cfg.resolve(&cfg.outbox.path);
+    let outbox = ioc_outbox::Outbox::open(
+        &path,
+        ioc_outbox::OutboxConfig {
+            max_bytes: cfg.outbox.max_bytes,
+        },
+    )
+    .with_context(|| format!("outbox {}", path.display()))?;
+    let publisher = Arc::new(ioc_outbox::Publisher::spawn(
+        outbox.clone(),
+        m.clone(),
+        &cfg.agent.id,
+        env!("CARGO_PKG_VERSION"),
+        cameras.iter().map(|c| c.spec.id.clone()).collect(),
+        shutdown,
+    )?);
+    let metas = cameras
+        .iter()
+        .map(|c| crate::delivery::CameraMeta::new(&c.spec.id, c.analytics.as_ref()))
+        .collect();
+    Ok(Some(Sending {
+        delivery: crate::delivery::Delivery::new(
+            outbox.clone(),
+            publisher.clone(),
+            &cfg.agent.id,
+            metas,
+            cfg.snapshot.clone(),
+        ),
+        publisher,
+        outbox,
+    }))
+}
+
+/// Logs each frame's detections: at INFO with `agent.log_detections`, else at DEBUG.
+fn detection_logger(
+    ids: Vec<String>,
+    labels: Vec<String>,
+    log_all: bool,
+) -> impl Fn(&FrameResult) + Send + Sync + 'static {
+    move |r| {
+        if matches!(r.outcome, crate::detect::Outcome::Detected(_)) {
+            let summary = summarise(r.detections(), &labels);
+            let cam = ids.get(r.camera).map(String::as_str).unwrap_or("?");
+            let pts_s = r.frame.pts().as_secs_f64();
+            if log_all {
+                tracing::info!(camera = cam, pts_s, latency_ms = r.latency.as_millis() as u64, objects = %summary, "detections");
+            } else {
+                tracing::debug!(camera = cam, pts_s, objects = %summary, "detections");
+            }
+        }
+    }
+}
+
+/// The periodic health summary of a running agent: per camera rates in the log, a warning
+/// when a camera is under-served, and its retained status (on every state change, and with
+/// fresh figures every [`STATUS_EVERY`]).
+struct Health {
+    publisher: Option<Arc<ioc_outbox::PublisherHandle>>,
+    /// The latest figures of each camera, for its status.
+    figures: Arc<std::sync::Mutex<Vec<Option<Figures>>>>,
+    cameras: Vec<crate::health::CameraHealth>,
+    /// The tasks that publish each camera's status on every state change.
+    on_change: Vec<tokio::task::JoinHandle<()>>,
+    last: Instant,
+    last_status: Instant,
+    prev_frames: u64,
+}
+
+impl Health {
+    fn new(agent: &Agent, publisher: Option<Arc<ioc_outbox::PublisherHandle>>) -> Self {
+        let figures = Arc::new(std::sync::Mutex::new(vec![None; agent.cameras.len()]));
+        let mut on_change = Vec::new();
+        if let Some(publisher) = &publisher {
+            // Retained camera status on every state change: the center sees every camera's
+            // state and why.
+            for (i, c) in agent.cameras.iter().enumerate() {
+                let (mut status, id, publisher, figures) = (
+                    c.handle.status.clone(),
+                    c.handle.id.clone(),
+                    publisher.clone(),
+                    figures.clone(),
+                );
+                on_change.push(tokio::spawn(async move {
+                    loop {
+                        let s = status.borrow_and_update().clone();
+                        let f = figures.lock().unwrap_or_else(|p| p.into_inner())[i];
+                        publish_status(&publisher, &id, &s, f);
+                        if status.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+        }
+        Health {
+            publisher,
+            figures,
+            cameras: agent
+                .cameras
+                .iter()
+                .map(|_| crate::health::CameraHealth::new())
+                .collect(),
+            on_change,
+            last: Instant::now(),
+            last_status: Instant::now(),
+            prev_frames: 0,
+        }
+    }
+
+    fn report(&mut self, agent: &Agent) {
+        let secs = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        let publish = self.last_status.elapsed() >= STATUS_EVERY;
+        if publish {
+            self.last_status = Instant::now();
+        }
+        for (i, c) in agent.cameras.iter().enumerate() {
+            let state = c.handle.status.borrow().clone();
+            let streaming = state.state == CameraState::Streaming;
+            let (rates, change) = self.cameras[i].sample(counters(c), secs, streaming);
+            let latency = c.detect.latency().map(|(median, _)| median);
+            tracing::info!(
+                camera = %c.handle.id,
+                state = ?state.state,
+                received_fps = format!("{:.1}", rates.received_fps),
+                analysed_fps = format!("{:.1}", rates.analysed_fps),
+                target_fps = format!("{:.1}", c.target_fps),
+                inferences_per_s = format!("{:.1}", rates.detect_fps),
+                dropped = rates.dropped,
+                latency_ms = latency.map_or(0, |l| l.as_millis() as u64),
+                "camera health"
+            );
+            match change {
+                Some(crate::health::Service::UnderServed {
+                    analysed_fps,
+                    offered_fps,
+                }) => tracing::warn!(
+                    camera = %c.handle.id,
+                    analysed_fps = format!("{analysed_fps:.1}"),
+                    offered_fps = format!("{offered_fps:.1}"),
+                    error_code = "camera_under_served",
+                    "the detectors cannot keep up with this camera: frames are dropped and incidents may be late or missed; lower detect.fps, enable detect.motion, or add detect.workers"
+                ),
+                Some(crate::health::Service::Recovered) => {
+                    tracing::info!(camera = %c.handle.id, "the detectors keep up with this camera again")
+                }
+                None => {}
+            }
+            let f = Figures {
+                received_fps: rates.received_fps,
+                analysed_fps: rates.analysed_fps,
+                target_fps: c.target_fps,
+                dropped: rates.dropped,
+                latency,
+            };
+            self.figures.lock().unwrap_or_else(|p| p.into_inner())[i] = streaming.then_some(f);
+            if let (true, Some(p)) = (publish, &self.publisher) {
+                publish_status(p, &c.handle.id, &state, streaming.then_some(f));
+            }
+        }
+        let st = agent.detect_stats();
+        let frames = st.frames.load(Ordering::Relaxed);
+        tracing::info!(
+            inferences_per_s = format!("{:.1}", (frames - self.prev_frames) as f64 / secs),
+            mean_inference_ms = format!(
+                "{:.1}",
+                st.busy_us.load(Ordering::Relaxed) as f64 / frames.max(1) as f64 / 1000.0
+            ),
+            "detector health"
+        );
+        self.prev_frames = frames;
+    }
+
+    /// Waits for the status tasks: they end when their cameras have stopped (and published
+    /// their last state).
+    async fn stop(self) {
+        for t in self.on_change {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
 }
 
 /// How long a stopping agent waits for its publisher to send its offline status.
@@ -601,20 +704,4 @@ pub fn summarise(detections: &[ioc_detect::Detection], labels: &[String]) -> Str
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

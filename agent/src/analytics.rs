@@ -278,6 +278,13 @@ impl CameraAnalytics {
         t
     }
 
+    /// The agent stops at rule time `t`: reports the open counts interval.
+    pub fn close(&mut self, t: f64, out: &mut EngineOutput) -> f64 {
+        let t = self.advance_tick(t);
+        self.analytics.close(t, out);
+        t
+    }
+
     fn advance_tick(&mut self, t: f64) -> f64 {
         self.tick_t = self.tick_t.max(t).max(self.frame_t);
         self.tick_t
@@ -423,7 +430,24 @@ fn run(
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     loop {
         let input = match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Input::Stop) => {
+                // A graceful stop: the counts of the open interval are reported, not dropped.
+                for (camera, c) in cams.iter_mut().enumerate() {
+                    let time = clock_time(c, &epoch, Instant::now());
+                    if let Some(a) = c.cam.analytics.as_mut() {
+                        let t = a.close(time.t_sec, &mut out);
+                        emit(
+                            camera,
+                            &mut out,
+                            None,
+                            FrameTime { t_sec: t, ..time },
+                            on_output,
+                        );
+                    }
+                }
+                break;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
             Ok(i) => Some(i),
             Err(RecvTimeoutError::Timeout) => None,
         };

@@ -18,9 +18,9 @@ use crate::clock::{ClockMode, Epoch, SessionClock};
 use crate::decode::{DecodeSettings, DecodeStats, DecodedFrame, Pipeline, PushOutcome};
 use crate::detect::{DetectJob, Scheduler};
 use crate::motion::{MotionConfig, MotionDetector};
-use crate::source::backoff::Backoff;
 use crate::source::rtsp::{self, RtspTarget, SourceError};
 use crate::source::{CameraState, CameraStatus};
+use ioc_base::Backoff;
 
 /// Where a camera's video comes from.
 #[derive(Clone, Debug)]
@@ -120,27 +120,70 @@ async fn run(
     queue: Arc<Scheduler>,
     status: watch::Sender<CameraStatus>,
     counters: Arc<CameraCounters>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::new(spec.initial_backoff, spec.max_backoff);
     let group = Arc::new(SessionGroup::default());
+    let backoff = Backoff::new(spec.initial_backoff, spec.max_backoff);
+    let (spec_r, queue_r, status_r, counters_r, group_r) =
+        (&spec, &queue, &status, &counters, &group);
+    let ended = supervise(
+        &spec.id,
+        backoff,
+        &status,
+        &counters,
+        shutdown,
+        |streamed| async move {
+            session(spec_r, queue_r, status_r, counters_r, &streamed, group_r).await
+        },
+    )
+    .await;
+    if ended == Ended::Shutdown {
+        // Let retina send TEARDOWN for the last session before we report stopped.
+        let _ = tokio::time::timeout(Duration::from_secs(2), group.await_teardown()).await;
+    }
+    set(&status, &spec.id, CameraState::Stopped, None, 0);
+}
+
+/// Why [`supervise`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The source ended by itself (a file played to its end).
+    Finished,
+    /// The agent is stopping.
+    Shutdown,
+}
+
+/// A camera's connect → stream → retry loop over any way of running one session, until the
+/// source finishes or `shutdown` turns true. `session` gets a flag to set once frames flowed
+/// (a session that streamed resets the backoff) and returns `Ok` only when a file ended.
+/// Failures are reported in `status` (`Reconnecting`, or `Failed` for errors retrying cannot
+/// fix soon, retried at the longest delay) and counted. Separate from the RTSP and GStreamer
+/// session so the retry policy can be tested with a paused clock and a scripted session.
+pub async fn supervise<F, Fut>(
+    id: &str,
+    mut backoff: Backoff,
+    status: &watch::Sender<CameraStatus>,
+    counters: &CameraCounters,
+    mut shutdown: watch::Receiver<bool>,
+    mut session: F,
+) -> Ended
+where
+    F: FnMut(Arc<std::sync::atomic::AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SourceError>>,
+{
     let mut failures = 0u32;
     loop {
         let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let result = tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
-            r = session(&spec, &queue, &status, &counters, &streamed, &group) => r,
+            _ = shutdown.changed() => return Ended::Shutdown,
+            r = session(streamed.clone()) => r,
         };
         if *shutdown.borrow() {
-            break;
+            return Ended::Shutdown;
         }
         let err = match result {
-            Ok(()) => {
-                // A file played to its end.
-                set(&status, &spec.id, CameraState::Stopped, None, 0);
-                return;
-            }
+            Ok(()) => return Ended::Finished,
             Err(e) => e,
         };
         counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -154,17 +197,14 @@ async fn run(
         } else {
             (CameraState::Reconnecting, backoff.next_delay())
         };
-        set(&status, &spec.id, state, Some(err.to_string()), failures);
-        tracing::info!(camera = %spec.id, retry_in_ms = delay.as_millis() as u64, "retrying");
+        set(status, id, state, Some(err.to_string()), failures);
+        tracing::info!(camera = %id, retry_in_ms = delay.as_millis() as u64, "retrying");
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return Ended::Shutdown,
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    // Let retina send TEARDOWN for the last session before we report stopped.
-    let _ = tokio::time::timeout(Duration::from_secs(2), group.await_teardown()).await;
-    set(&status, &spec.id, CameraState::Stopped, None, 0);
 }
 
 fn set(
@@ -370,5 +410,118 @@ async fn pump(
         {
             continue;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    fn unreachable() -> SourceError {
+        SourceError::Unreachable {
+            url: "rtsp://cam/".into(),
+            msg: "connection refused".into(),
+        }
+    }
+
+    /// The retry policy on a paused clock: doubling delays from the first, reset by a session
+    /// that streamed, the longest delay after an error retrying will not fix soon, the state
+    /// and failure count reported, and a prompt stop.
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_back_off_reset_after_streaming_and_stop_promptly() {
+        let (status, status_rx) = watch::channel(CameraStatus::connecting());
+        let counters = CameraCounters::default();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let t0 = tokio::time::Instant::now();
+        let calls: Mutex<Vec<Duration>> = Mutex::default();
+        let seen: Mutex<Vec<(CameraState, u32)>> = Mutex::default();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let ended = supervise(
+            "cam",
+            backoff,
+            &status,
+            &counters,
+            stop_rx,
+            |streamed: Arc<AtomicBool>| {
+                let n = {
+                    let mut c = calls.lock().unwrap();
+                    c.push(t0.elapsed());
+                    c.len()
+                };
+                {
+                    let s = status_rx.borrow();
+                    seen.lock().unwrap().push((s.state, s.failures));
+                }
+                let stop = (n == 7).then(|| stop_tx.clone());
+                async move {
+                    match n {
+                        // Three refusals, then a session that streamed for 10 s and broke.
+                        1..=3 => Err(unreachable()),
+                        4 => {
+                            streamed.store(true, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                            Err(unreachable())
+                        }
+                        5 => Err(unreachable()),
+                        // A wrong password: retried at the longest delay.
+                        6 => Err(SourceError::Auth {
+                            url: "rtsp://cam/".into(),
+                            status: 401,
+                        }),
+                        // Stopped while this session hangs.
+                        _ => {
+                            let _ = stop.unwrap().send(true);
+                            std::future::pending().await
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(ended, Ended::Shutdown);
+        let calls = calls.into_inner().unwrap();
+        let gaps: Vec<f64> = calls
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .collect();
+        // Waits of ~1, 2, 4 s (±20 % jitter); 10 s of streaming, then ~1 s (streaming reset
+        // the backoff); ~2 s; then the longest delay for the wrong password, without jitter.
+        let within = |got: f64, base: f64| (base * 0.8 - 1e-6..=base * 1.2 + 1e-6).contains(&got);
+        assert!(within(gaps[0], 1.0), "{gaps:?}");
+        assert!(within(gaps[1], 2.0), "{gaps:?}");
+        assert!(within(gaps[2], 4.0), "{gaps:?}");
+        assert!(within(gaps[3] - 10.0, 1.0), "{gaps:?}");
+        assert!(within(gaps[4], 2.0), "{gaps:?}");
+        assert!((gaps[5] - 30.0).abs() < 1e-6, "{gaps:?}");
+        assert_eq!(counters.failures.load(Ordering::Relaxed), 6);
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (CameraState::Connecting, 0),
+                (CameraState::Reconnecting, 1),
+                (CameraState::Reconnecting, 2),
+                (CameraState::Reconnecting, 3),
+                (CameraState::Reconnecting, 1),
+                (CameraState::Reconnecting, 2),
+                (CameraState::Failed, 3),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_file_ends_the_loop() {
+        let (status, _rx) = watch::channel(CameraStatus::connecting());
+        let counters = CameraCounters::default();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let ended = supervise("file", backoff, &status, &counters, stop_rx, |_| async {
+            Ok(())
+        })
+        .await;
+        assert_eq!(ended, Ended::Finished);
+        assert_eq!(counters.failures.load(Ordering::Relaxed), 0);
     }
 }

@@ -168,6 +168,10 @@ fn default_outbox_bytes() -> u64 {
     256 * 1024 * 1024
 }
 
+/// Why `rtsps://` is refused (by `check-config`, and by the source when it meets one).
+pub const RTSPS_UNSUPPORTED: &str = "rtsps:// (RTSP over TLS) is not supported: use rtsp:// \
+     on a trusted network, or carry it over a VPN or an SSH tunnel";
+
 /// `[decode]`: GStreamer decoder elements per codec.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +182,22 @@ pub struct DecodeConfig {
     /// H.265 decoder element.
     #[serde(default = "default_h265")]
     pub h265: String,
+    /// Threads per software (libav) decoder; 0 = automatic: one when the box has at least
+    /// as many cameras as cores (the cameras already fill the cores, and each extra decoder
+    /// thread holds frames: ~5 MiB a camera), else libav's own choice (one per core).
+    #[serde(default)]
+    pub threads: u32,
+}
+
+impl DecodeConfig {
+    /// Threads for each camera's decoder with `cameras` enabled on `cores`; 0 leaves it to
+    /// the decoder.
+    pub fn threads_for(&self, cameras: usize, cores: usize) -> u32 {
+        match self.threads {
+            0 if cameras >= cores.max(1) => 1,
+            n => n,
+        }
+    }
 }
 
 impl Default for DecodeConfig {
@@ -549,10 +569,9 @@ impl AgentConfig {
                 (Some(_), Some(_)) => e.push(format!("{key}: give either url or file, not both")),
                 (None, None) => e.push(format!("{key}: needs url (rtsp://...) or file")),
                 (Some(u), None) => match url::Url::parse(u) {
-                    Ok(p) if p.scheme() == "rtsps" => e.push(format!(
-                        "{key}.url: {}",
-                        crate::source::rtsp::RTSPS_UNSUPPORTED
-                    )),
+                    Ok(p) if p.scheme() == "rtsps" => {
+                        e.push(format!("{key}.url: {}", RTSPS_UNSUPPORTED))
+                    }
                     Ok(p) if p.scheme() == "rtsp" => {
                         if p.host_str().is_none_or(str::is_empty) {
                             e.push(format!("{key}.url: has no host"));
@@ -665,12 +684,20 @@ impl AgentConfig {
         }
         for (key, desc) in decoders {
             // A decoder may be a small bin ("vah264dec ! vapostproc"): check each element.
+            let mut installed = true;
             for name in desc
                 .split('!')
                 .filter_map(|part| part.split_whitespace().next())
             {
                 if gstreamer::ElementFactory::find(name).is_none() {
+                    installed = false;
                     e.push(format!("{key}: GStreamer element {name:?} is not installed (gst-inspect-1.0 {name})"));
+                }
+            }
+            // Properties too ("avdec_h264 max-threads=1"): build it once, as the camera will.
+            if installed {
+                if let Err(err) = gstreamer::parse::bin_from_description(&desc, true) {
+                    e.push(format!("{key}: {desc:?} is not a valid decoder: {err}"));
                 }
             }
         }
@@ -778,6 +805,40 @@ file = "clip.mp4"
             "{joined}"
         );
         assert_eq!(e.len(), 3, "{joined}");
+    }
+
+    #[test]
+    fn decoder_threads_follow_the_cameras_per_core() {
+        let auto = DecodeConfig::default();
+        assert_eq!(auto.threads_for(1, 4), 0);
+        assert_eq!(auto.threads_for(4, 4), 1);
+        assert_eq!(auto.threads_for(9, 2), 1);
+        let set = DecodeConfig {
+            threads: 3,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(set.threads_for(9, 2), 3);
+    }
+
+    #[test]
+    fn decoders_with_properties_are_checked_as_built() {
+        gstreamer::init().unwrap();
+        let decoder_problems = |d: &str| {
+            let text = OK.replace("[agent]", &format!("[decode]\nh264 = {d:?}\n[agent]"));
+            let c = AgentConfig::parse(&text).unwrap();
+            c.check_environment()
+                .into_iter()
+                .filter(|p| p.starts_with("decode.h264"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            decoder_problems("avdec_h264 max-threads=1"),
+            Vec::<String>::new()
+        );
+        let e = decoder_problems("avdec_h264 max-thread=1").join("\n");
+        assert!(e.contains("max-thread"), "{e}");
+        let e = decoder_problems("avdec_h264x").join("\n");
+        assert!(e.contains("not installed"), "{e}");
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct DecodeSettings {
     pub fps: f64,
     /// File sources: hold frames to their timestamps (real time) or run flat out.
     pub realtime: bool,
+    /// Threads for a libav decoder (`max-threads`) unless its description sets them;
+    /// 0 leaves it to the decoder.
+    pub threads: u32,
 }
 
 /// A decoded frame in the decoder's 4:2:0 format. Holds the GStreamer buffer (no copy).
@@ -235,7 +238,7 @@ impl Pipeline {
             Codec::H264 => "h264parse",
             Codec::H265 => "h265parse",
         })?;
-        let decoder = make_decoder(&settings.decoder)?;
+        let decoder = make_decoder(&settings.decoder, settings.threads)?;
         pipeline
             .add_many([appsrc.upcast_ref(), &parse, &decoder])
             .map_err(|e| DecodeError::Build(e.to_string()))?;
@@ -455,18 +458,29 @@ fn make(name: &str) -> Result<gst::Element, DecodeError> {
     })
 }
 
-/// One element by name, or a bin from a description such as `vah264dec ! vapostproc`.
-fn make_decoder(desc: &str) -> Result<gst::Element, DecodeError> {
+/// One element by name, or a bin from a description such as `vah264dec ! vapostproc` or
+/// `avdec_h264 max-threads=1` (an element with properties).
+fn make_decoder(desc: &str, threads: u32) -> Result<gst::Element, DecodeError> {
+    let bad = |e: gst::glib::Error| DecodeError::Build(format!("decoder {desc:?}: {e}"));
     let element = if desc.contains('!') {
         gst::parse::bin_from_description(desc, true)
-            .map_err(|e| DecodeError::Build(format!("decoder {desc:?}: {e}")))?
+            .map_err(bad)?
             .upcast()
+    } else if desc.trim().contains(char::is_whitespace) {
+        // One element with properties: parsing it gives the element itself, not a bin.
+        gst::parse::launch(desc).map_err(bad)?
     } else {
         make(desc)?
     };
     // libav passes corrupt frames on by default; a grey smeared frame is worse than none.
     if element.find_property("output-corrupt").is_some() {
         element.set_property("output-corrupt", false);
+    }
+    if threads > 0
+        && !desc.contains("max-threads")
+        && element.find_property("max-threads").is_some()
+    {
+        element.set_property("max-threads", threads as i32);
     }
     Ok(element)
 }

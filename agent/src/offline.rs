@@ -122,6 +122,7 @@ pub fn detect_video(
         decoder: String::new(),
         fps,
         realtime: false,
+        threads: 0,
     };
     // A small bounded channel: GStreamer waits while the detector works, so no frame is lost.
     let (tx, rx) = mpsc::sync_channel::<DecodedFrame>(4);

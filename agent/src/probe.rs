@@ -53,6 +53,7 @@ pub async fn probe(
         decoder: decoder.to_owned(),
         fps: 1.0,
         realtime: false,
+        threads: 0,
     };
     let clock = std::sync::Arc::new(crate::clock::SessionClock::new(
         crate::clock::Epoch::now(),

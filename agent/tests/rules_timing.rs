@@ -204,3 +204,56 @@ fn late_bursty_reordered_and_dropped_results_give_the_same_incidents() {
         assert!((a.2 - b.2).abs() <= 0.5, "{a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn a_graceful_stop_reports_the_open_counts_interval() {
+    gstreamer::init().unwrap();
+    let cfg: AnalyticsConfig = toml::from_str(CONFIG).unwrap();
+    let labels: Vec<String> = ["person", "bicycle", "car"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let epoch = Epoch::now();
+    // (interval start, end, in, out) of each counts report.
+    type Reports = Vec<(f64, f64, u32, u32)>;
+    let counts: Arc<Mutex<Reports>> = Arc::default();
+    let c = counts.clone();
+    let rules = RulesWorker::spawn(
+        vec![RulesCamera {
+            analytics: Some(CameraAnalytics::new(&cfg, &labels).unwrap()),
+            live: true,
+            tracker: Arc::new(TrackerFlags::default()),
+        }],
+        epoch,
+        0,
+        move |o| {
+            if let Output::Counts { report, .. } = o {
+                let (i, out) = report
+                    .counts
+                    .iter()
+                    .fold((0, 0), |(i, o), l| (i + l.in_count, o + l.out_count));
+                c.lock()
+                    .unwrap()
+                    .push((report.start_sec, report.end_sec, i, out));
+            }
+        },
+    )
+    .unwrap();
+    let tx = rules.frame_sender();
+    // 50 s of frames: every walker has crossed; the hour-long interval is still open.
+    for k in 0..500 {
+        tx.send(FrameResult {
+            camera: 0,
+            order: k as u64 + 1,
+            frame: frame(k, &epoch),
+            outcome: Outcome::Detected(detections(k)),
+            latency: Duration::ZERO,
+        });
+    }
+    rules.shutdown();
+    let counts = counts.lock().unwrap().clone();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let (start, end, ins, outs) = counts[0];
+    assert_eq!((ins, outs), (4, 4), "{counts:?}");
+    assert!(start <= 0.0 && (49.0..3600.0).contains(&end), "{counts:?}");
+}

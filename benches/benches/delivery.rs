@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ioc_protocol::{incident_id, Event, EventDetails, EventKind, Phase, Severity, Timestamp};
+use ioc_protocol::Event;
 use ioc_testkit::mosquitto::{Mosquitto, User};
 use ioc_testkit::workspace_binary;
 use rumqttc::{Client, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
@@ -26,26 +26,7 @@ use rumqttc::{Client, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 /// The event `ioc-outbox-loadgen` appends (agent/outbox/src/bin/loadgen.rs), so the reference
 /// publishes payloads of the same shape and size.
 fn event(agent: &str, seq: u64) -> Event {
-    Event {
-        schema: ioc_protocol::EVENT_SCHEMA.into(),
-        id: incident_id(agent, seq),
-        seq,
-        phase: Phase::Instant,
-        agent: agent.into(),
-        camera: "cam-1".into(),
-        kind: EventKind::LineCrossing,
-        severity: Severity::Info,
-        rule: "loadgen".into(),
-        zone: None,
-        line: Some("line-1".into()),
-        started_at: None,
-        observed_at: Timestamp::now(),
-        pts_sec: None,
-        ended_at: None,
-        objects: vec![],
-        details: EventDetails::default(),
-        snapshot: None,
-    }
+    Event::example(agent, seq)
 }
 
 fn options(id: &str, port: u16, user: &str) -> MqttOptions {

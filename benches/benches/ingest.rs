@@ -12,7 +12,7 @@
 //! (A') The same on PostgreSQL (Debian's server, a temporary cluster with default durability
 //!     settings, over TCP on loopback): `Store::insert_batch` against one prepared
 //!     `INSERT … ON CONFLICT DO NOTHING` per row in transactions of 500, each run on a fresh
-//!     database migrated by `Store::open_postgres`.
+//!     database migrated by ``PostgresConfig::open`.
 //! (B) End to end: one raw MQTT agent publishes 20,000 events QoS 1 to a real mosquitto; the
 //!     collector (ingest + API running) stores them; time until the agent has every ack.
 //! (C) Latency: 20 events/s for 10 s, each in its own zone (each opens an incident); time
@@ -156,7 +156,7 @@ fn ours_pg(server: &Postgres, round: usize, rows: &[Ingested]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("ours{round}");
     server.create_database(&db).unwrap();
-    let mut s = Store::open_postgres(&pg_config(server, &db, dir.path()), dir.path()).unwrap();
+    let mut s = pg_config(server, &db, dir.path()).open(dir.path()).unwrap();
     insert_all(&mut s, rows)
 }
 
@@ -165,7 +165,7 @@ fn raw_pg(server: &Postgres, round: usize, rows: &[Ingested], incident_of: &[i64
     let db = format!("raw{round}");
     server.create_database(&db).unwrap();
     let config = pg_config(server, &db, dir.path());
-    drop(Store::open_postgres(&config, dir.path()).unwrap());
+    drop(config.open(dir.path()).unwrap());
     let mut client = config
         .client_config()
         .unwrap()

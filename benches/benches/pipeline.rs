@@ -22,7 +22,8 @@ use ioc_agent::decode::{Codec, DecodeSettings, Pipeline};
 use ioc_agent::detect::{CameraPlan, DetectorPool, QueuePolicy, Scheduler};
 use ioc_agent::motion::{Motion, MotionConfig};
 use ioc_detect::{Detector, DetectorConfig};
-use ioc_testkit::{footage, model_manifest, rtsp_server, workspace_binary, RtspServer};
+use ioc_rtsp_server as rtsp_server;
+use ioc_testkit::{footage, model_manifest, workspace_binary, RtspServer};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -45,6 +46,7 @@ fn settings(fps: f64) -> DecodeSettings {
         decoder: "avdec_h264".into(),
         fps,
         realtime: false,
+        threads: 0,
     }
 }
 

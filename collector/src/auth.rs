@@ -63,7 +63,7 @@ pub fn check_username(name: &str) -> Result<(), &'static str> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if ok && name != crate::store::SYSTEM {
+    if ok && name != crate::incident::SYSTEM {
         Ok(())
     } else {
         Err("a user name is 1-64 of a-z, A-Z, 0-9, '.', '_', '-', '@', and not \"system\"")

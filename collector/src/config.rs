@@ -9,40 +9,16 @@
 //! The MQTT password is a [`Secret`]: its `Debug` and `Display` print `***`, and it is never
 //! logged. See `collector/collector.example.toml` for every key with its default.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ioc_protocol::{TopicKind, Topics, DEFAULT_ROOT};
+
+use crate::store::{Backend, Store, StoreError, StoreOptions};
+use ioc_base::tls::TlsError;
 use serde::Deserialize;
 
-/// A value that must not appear in logs or `Debug` output.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `s`.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that needs it (the MQTT CONNECT).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use ioc_base::tls::TlsConfig;
+pub use ioc_base::Secret;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -260,55 +236,10 @@ pub struct MqttConfig {
     pub tls: Option<TlsConfig>,
 }
 
-/// `[mqtt.tls]` (rustls with the ring provider).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the CA certificate(s) that sign the broker's certificate.
-    pub ca_file: PathBuf,
-    /// PEM client certificate chain, for brokers that require one (with `client_key`).
-    #[serde(default)]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`.
-    #[serde(default)]
-    pub client_key: Option<PathBuf>,
-}
-
 /// A rustls client config (ring provider) trusting `tls.ca_file`, with the client
 /// certificate if one is set: for `[mqtt.tls]` and `[store.postgres.tls]`.
-pub fn rustls_client_config(tls: &TlsConfig) -> anyhow::Result<rustls::ClientConfig> {
-    use anyhow::Context;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = |p: &Path| -> anyhow::Result<Vec<CertificateDer<'static>>> {
-        let v = CertificateDer::pem_file_iter(p)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("cannot read PEM certificates from {}", p.display()))?;
-        anyhow::ensure!(!v.is_empty(), "{}: no PEM certificate in it", p.display());
-        Ok(v)
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(&tls.ca_file)? {
-        roots
-            .add(c)
-            .with_context(|| format!("{}: unusable CA certificate", tls.ca_file.display()))?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("rustls protocol versions")?
-        .with_root_certificates(roots);
-    Ok(match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .context("client certificate and key do not match")?
-        }
-        _ => builder.with_no_client_auth(),
-    })
+pub fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+    ioc_base::tls::client_config(tls)
 }
 
 /// `[store]`.
@@ -326,6 +257,25 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// What the store opens: connection settings (password read from its file) and TLS.
+    pub fn options(&self) -> Result<StoreOptions, StoreError> {
+        let backend = match &self.postgres {
+            Some(pg) => pg.backend()?,
+            None => Backend::Sqlite {
+                path: self.path.clone(),
+            },
+        };
+        Ok(StoreOptions {
+            backend,
+            snapshot_dir: self.snapshot_dir.clone(),
+        })
+    }
+
+    /// Opens (and migrates) the store this section names.
+    pub fn open(&self) -> Result<Store, StoreError> {
+        Store::open_with(&self.options()?)
+    }
+
     /// The database, for messages: the SQLite file, or the PostgreSQL URL (no password).
     pub fn describe(&self) -> String {
         match &self.postgres {
@@ -362,6 +312,28 @@ fn default_pg_connect_timeout() -> u64 {
 }
 
 impl PostgresConfig {
+    /// The store's backend: connection settings and TLS, checked.
+    pub fn backend(&self) -> Result<Backend, StoreError> {
+        let client = self
+            .client_config()
+            .map_err(|what| StoreError::Config { what })?;
+        let tls = match &self.tls {
+            Some(tls) => Some(rustls_client_config(tls).map_err(|e| StoreError::Config {
+                what: format!("tls: {e:#}"),
+            })?),
+            None => None,
+        };
+        Ok(Backend::Postgres { client, tls })
+    }
+
+    /// Opens (and migrates) this database with snapshots in `snapshot_dir`.
+    pub fn open(&self, snapshot_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(&StoreOptions {
+            backend: self.backend()?,
+            snapshot_dir: snapshot_dir.to_owned(),
+        })
+    }
+
     /// The driver's connection settings, password included (read from `password_file`).
     pub fn client_config(&self) -> Result<postgres::Config, String> {
         let mut c: postgres::Config = self
@@ -789,11 +761,8 @@ impl Config {
         }
         let pg_tls = self.store.postgres.as_ref().and_then(|p| p.tls.as_ref());
         for (key, tls) in [("mqtt.tls", m.tls.as_ref()), ("store.postgres.tls", pg_tls)] {
-            if tls.is_some_and(|t| t.client_cert.is_some() != t.client_key.is_some()) {
-                push(
-                    key,
-                    "client_cert and client_key go together: set both or neither".into(),
-                );
+            if let Some(p) = tls.and_then(TlsConfig::problem) {
+                push(key, p.into());
             }
         }
         if self.ingest.batch_max == 0 || self.ingest.batch_max > 100_000 {
@@ -827,8 +796,8 @@ impl Config {
     /// Environment checks: the TLS files exist and parse. `path` names the config file.
     pub fn check_environment(&self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if self.mqtt.tls.is_some() {
-            if let Err(e) = crate::ingest::tls_config(self) {
+        if let Some(tls) = &self.mqtt.tls {
+            if let Err(e) = rustls_client_config(tls) {
                 problems.push(ConfigProblem {
                     key: "mqtt.tls".into(),
                     message: format!("{e:#}"),

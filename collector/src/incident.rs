@@ -15,8 +15,40 @@
 
 use std::fmt;
 
-use ioc_protocol::{Severity, Timestamp};
+use ioc_protocol::{CameraState, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
+
+/// A camera state that counts as down: held longer than the hysteresis, it opens a
+/// `camera_offline` incident.
+pub fn camera_down(state: CameraState) -> bool {
+    use CameraState::*;
+    matches!(state, Reconnecting | Failed | Offline)
+}
+
+/// A camera state that ends an outage: it resolves the camera's `camera_offline` incident.
+/// Stopped on purpose is not an outage; connecting is not over yet.
+pub fn camera_recovered(state: CameraState) -> bool {
+    use CameraState::*;
+    matches!(state, Streaming | Tampered | Stopped)
+}
+
+/// A camera state in which frames arrive: time in it counts as uptime in reports.
+pub fn camera_up(state: CameraState) -> bool {
+    use CameraState::*;
+    matches!(state, Streaming | Tampered)
+}
+
+/// The wire names of the camera states `pick` chooses (for the store's SQL).
+pub fn camera_states(pick: fn(CameraState) -> bool) -> Vec<&'static str> {
+    CameraState::ALL
+        .into_iter()
+        .filter(|s| pick(*s))
+        .map(|s| s.as_str())
+        .collect()
+}
+
+/// The system's name in the audit trail (health incidents, escalation); no user may take it.
+pub const SYSTEM: &str = "system";
 
 /// Where an incident is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -324,6 +356,23 @@ pub fn ts(ms: i64) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn camera_states_are_down_recovered_or_neither() {
+        for s in CameraState::ALL {
+            // No state both keeps an outage going and ends it; uptime is never an outage.
+            assert!(!(camera_down(s) && camera_recovered(s)), "{s:?}");
+            assert!(!camera_up(s) || camera_recovered(s), "{s:?}");
+        }
+        assert_eq!(
+            camera_states(camera_down),
+            ["reconnecting", "failed", "offline"]
+        );
+        assert_eq!(camera_states(camera_up), ["streaming", "tampered"]);
+        // Still connecting: neither down yet nor back.
+        assert!(!camera_down(CameraState::Connecting));
+        assert!(!camera_recovered(CameraState::Connecting));
+    }
 
     #[test]
     fn transitions() {

@@ -38,12 +38,14 @@ use ioc_protocol::{
     ProtocolError, Topic, TopicKind, Topics,
 };
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn, Instrument};
+
+use ioc_base::Backoff;
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -58,8 +60,8 @@ pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The TLS settings could not be loaded.
-    #[error("mqtt.tls: {0:#}")]
-    Tls(anyhow::Error),
+    #[error("mqtt.tls: {0}")]
+    Tls(ioc_base::tls::TlsError),
     /// The configured topics are unusable (caught by config validation first).
     #[error("mqtt topics: {0}")]
     Topics(String),
@@ -74,20 +76,9 @@ impl From<WriterGone> for IngestError {
     }
 }
 
-/// What kind of trouble the broker connection is in; see [`ConnState::Failed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnErrorKind {
-    /// The broker refused the user name / password or the client (CONNACK refused).
-    AuthRefused,
-    /// The broker refused the connection for another reason (CONNACK code).
-    Refused,
-    /// The TLS handshake failed (unknown CA, wrong host name, bad client certificate).
-    Tls,
-    /// No connection could be made (refused, unreachable, DNS, timeout).
-    Unreachable,
-    /// An established connection was lost.
-    Lost,
-}
+/// What kind of trouble the broker connection is in; see [`ConnState::Failed`]. The agent's
+/// publisher names its failures the same way (`ioc-base`).
+pub use ioc_base::mqtt::FailureKind;
 
 /// The broker connection, as the poll task last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,17 +90,10 @@ pub enum ConnState {
     /// The last attempt failed; retrying.
     Failed {
         /// What kind of failure.
-        kind: ConnErrorKind,
+        kind: FailureKind,
         /// For people: what failed and a hint.
         message: String,
     },
-}
-
-/// Builds the rustls client config of `[mqtt.tls]` (ring provider).
-pub fn tls_config(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
-    use anyhow::Context;
-    let tls = config.mqtt.tls.as_ref().context("no [mqtt.tls] section")?;
-    crate::config::rustls_client_config(tls)
 }
 
 /// The MQTT options of `config`: persistent session, manual acks, TLS if configured.
@@ -125,8 +109,8 @@ pub fn mqtt_options(config: &Config) -> Result<MqttOptions, IngestError> {
         let pw = m.password.as_ref().map(|p| p.expose()).unwrap_or("");
         o.set_credentials(user.clone(), pw.to_owned());
     }
-    if m.tls.is_some() {
-        let tls = tls_config(config).map_err(IngestError::Tls)?;
+    if let Some(tls) = &m.tls {
+        let tls = crate::config::rustls_client_config(tls).map_err(IngestError::Tls)?;
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(tls),
         )));
@@ -293,7 +277,7 @@ impl std::fmt::Debug for IngestHandle {
 
 /// Opens the store of `config` and starts ingest (call inside a Tokio runtime).
 pub fn start(config: &Config) -> Result<IngestHandle, IngestError> {
-    let mut store = Store::open_config(&config.store)?;
+    let mut store = config.store.open()?;
     store.set_policy(config.policy());
     start_with_store(config, store)
 }
@@ -342,7 +326,8 @@ pub fn start_with_writer(
         conn_tx,
         metrics: metrics.clone(),
         target: format!("{}:{}", config.mqtt.host, config.port()),
-        user: config.mqtt.username.clone(),
+        mqtt: config.mqtt.clone(),
+        port: config.port(),
     };
     // Tasks are named by their span (tokio's task names need `tokio_unstable`).
     let poll_task = tokio::spawn(poll.run().instrument(tracing::info_span!("mqtt-poll")));
@@ -491,15 +476,28 @@ struct Poller {
     conn_tx: watch::Sender<ConnState>,
     metrics: Arc<Metrics>,
     target: String,
-    user: Option<String>,
+    mqtt: crate::config::MqttConfig,
+    port: u16,
 }
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+impl Poller {
+    /// Which kind of failure `e` is, and what to check (the agent says it the same way).
+    fn classify(&self, e: &ConnectionError, was_connected: bool) -> (FailureKind, String) {
+        let target = ioc_base::mqtt::Target {
+            host: &self.mqtt.host,
+            port: self.port,
+            user: self.mqtt.username.as_deref(),
+            ca_file: self.mqtt.tls.as_ref().map(|t| t.ca_file.as_path()),
+            connect_timeout_sec: self.eventloop.network_options.connection_timeout(),
+        };
+        ioc_base::mqtt::classify(e, was_connected, &target)
+    }
+}
 
 impl Poller {
     async fn run(mut self) {
-        let mut backoff = BACKOFF_MIN;
+        // Jitter: collectors that lost the same broker do not all come back at once.
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut connected = false;
         loop {
             match self.eventloop.poll().await {
@@ -518,7 +516,7 @@ impl Poller {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     let n = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
                     connected = true;
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     add(&self.metrics.connects, 1);
                     info!(
                         broker = %self.target,
@@ -546,7 +544,7 @@ impl Poller {
                         if matches!(code, SubscribeReasonCode::Failure) {
                             error!(
                                 %filter,
-                                user = self.user.as_deref().unwrap_or(""),
+                                user = self.mqtt.username.as_deref().unwrap_or(""),
                                 error_code = "subscribe_refused",
                                 "broker refused the subscription: check the broker ACL for this user"
                             );
@@ -562,83 +560,19 @@ impl Poller {
                 Err(ConnectionError::RequestsDone) => break,
                 Err(e) => {
                     add(&self.metrics.connection_errors, 1);
-                    let (kind, message) =
-                        describe(&e, connected, &self.target, self.user.as_deref());
+                    let (kind, message) = self.classify(&e, connected);
                     connected = false;
-                    // Jitter: collectors that lost the same broker do not all come back at once.
-                    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0);
-                    let delay = backoff.mul_f64(jitter);
-                    match kind {
-                        ConnErrorKind::AuthRefused
-                        | ConnErrorKind::Tls
-                        | ConnErrorKind::Refused => {
-                            error!(error_code = ?kind, retry_in = ?delay, "{message}")
-                        }
-                        _ => warn!(error_code = ?kind, retry_in = ?delay, "{message}"),
+                    let delay = backoff.next_delay();
+                    if kind.needs_a_person() {
+                        error!(error_code = kind.code(), retry_in = ?delay, "{message}");
+                    } else {
+                        warn!(error_code = kind.code(), retry_in = ?delay, "{message}");
                     }
                     let _ = self.conn_tx.send(ConnState::Failed { kind, message });
                     tokio::time::sleep(delay).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
-    }
-}
-
-/// Classifies a connection error and says what to check.
-fn describe(
-    e: &ConnectionError,
-    was_connected: bool,
-    target: &str,
-    user: Option<&str>,
-) -> (ConnErrorKind, String) {
-    match e {
-        ConnectionError::ConnectionRefused(
-            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-        ) => (
-            ConnErrorKind::AuthRefused,
-            format!(
-                "broker {target} refused the login of user {:?} ({code:?}): \
-                 check mqtt.username and mqtt.password",
-                user.unwrap_or("")
-            ),
-        ),
-        ConnectionError::ConnectionRefused(code) => (
-            ConnErrorKind::Refused,
-            format!("broker {target} refused the connection ({code:?}): check mqtt.client_id"),
-        ),
-        ConnectionError::Tls(err) => (
-            ConnErrorKind::Tls,
-            format!(
-                "TLS handshake with {target} failed: {err}: check mqtt.tls.ca_file (and the \
-                 client certificate) and that the broker's certificate names mqtt.host"
-            ),
-        ),
-        ConnectionError::Io(err)
-            if err
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
-        {
-            (
-                ConnErrorKind::Tls,
-                format!(
-                    "TLS handshake with {target} failed: {err}: check mqtt.tls.ca_file and \
-                     that the broker's certificate names mqtt.host"
-                ),
-            )
-        }
-        _ if was_connected => (
-            ConnErrorKind::Lost,
-            format!("connection to broker {target} lost: {e}; reconnecting"),
-        ),
-        ConnectionError::NetworkTimeout => (
-            ConnErrorKind::Unreachable,
-            format!("broker {target} unreachable: connection timed out; check mqtt.host/port"),
-        ),
-        _ => (
-            ConnErrorKind::Unreachable,
-            format!("broker {target} unreachable: {e}; check mqtt.host/port and the network"),
-        ),
     }
 }
 
@@ -947,23 +881,5 @@ mod tests {
         assert_eq!(subscriptions(&c).unwrap()[0], "ioc/v1/agents/+/events");
         let o = mqtt_options(&c).unwrap();
         assert!(!o.clean_session() && o.manual_acks());
-    }
-
-    #[test]
-    fn describes_connection_errors() {
-        let (k, m) = describe(
-            &ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword),
-            false,
-            "h:1883",
-            Some("c"),
-        );
-        assert_eq!(k, ConnErrorKind::AuthRefused);
-        assert!(m.contains("mqtt.password") && m.contains("\"c\""), "{m}");
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let (k, _) = describe(&ConnectionError::Io(io), false, "h:1883", None);
-        assert_eq!(k, ConnErrorKind::Unreachable);
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        let (k, _) = describe(&ConnectionError::Io(io), true, "h:1883", None);
-        assert_eq!(k, ConnErrorKind::Lost);
     }
 }

@@ -4,14 +4,16 @@
 //! # Layout (in the order data flows)
 //! - [`config`]: `collector.toml`, strict parsing and two-phase validation.
 //! - [`ingest`]: MQTT subscription, validation, batching, commit, then `Ack` and PUBACK.
-//! - [`store`]: SQLite (WAL, one writer) or PostgreSQL (several collectors), the only module
-//!   with SQL: idempotent batched inserts, sequence gaps, content-addressed snapshots, dead
-//!   letters, versioned migrations; `store::db` (one connection to either engine, the SQL
-//!   both accept);
-//!   `store::incidents` (grouping, lifecycle, escalation, health, silences, audit),
-//!   `store::auth` (users, sessions), `store::reports` (health, charts, the daily report).
 //! - [`writer`]: the store's single writer thread and its async handle.
-//! - [`incident`]: the incident rules without I/O (states, actions, deadlines).
+//! - [`store`]: SQLite (WAL, one writer) or PostgreSQL (several collectors), the only module
+//!   with SQL, opened with its own `StoreOptions` (it does not read the config file):
+//!   idempotent batched inserts (`store::batch`, one function per message kind), sequence
+//!   gaps, content-addressed snapshots, dead letters, versioned migrations; `store::db` (one
+//!   connection to either engine, the SQL both accept); `store::incidents` (grouping,
+//!   lifecycle, escalation, health, silences, audit), `store::auth` (users, sessions),
+//!   `store::reports` (health, charts, the daily report).
+//! - [`incident`]: every decision, as pure functions without I/O (states, actions,
+//!   deadlines, what a camera state means, whose clock to believe), used by the store.
 //! - [`hub`]: fan-out of changes to the live stream.
 //! - [`api`]: axum routes, sessions and roles, server-sent events, the embedded console
 //!   (`collector/web/`).
@@ -39,7 +41,7 @@ pub mod store;
 pub mod writer;
 
 pub use config::{Config, ConfigError};
-pub use ingest::{start, start_with_store, ConnErrorKind, ConnState, IngestError, IngestHandle};
+pub use ingest::{start, start_with_store, ConnState, FailureKind, IngestError, IngestHandle};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use store::{Committed, Ingested, Message, Store, StoreError};
 pub use writer::StoreWriter;

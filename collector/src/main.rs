@@ -16,6 +16,7 @@
 //! Errors print as `error: {:#}` (the cause chain on one line); logs go to stderr, filtered
 //! by `RUST_LOG` (default `info`).
 
+use ioc_base::signal::shutdown_signal as signal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -312,32 +313,6 @@ fn run(path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let config = Config::load(path)?;
@@ -346,7 +321,7 @@ fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
         "store {} does not exist (has the collector run with this config?)",
         config.store.path.display()
     );
-    let store = Store::open_config(&config.store)?;
+    let store = config.store.open()?;
     let agents = store.summary()?;
     let dead = store.count_dead_letters()?;
     let mut out = std::io::stdout().lock();
@@ -405,7 +380,7 @@ fn stats(path: &Path, json: bool) -> anyhow::Result<()> {
 
 fn open_store(path: &Path) -> anyhow::Result<(Config, Store)> {
     let config = Config::load(path)?;
-    let store = Store::open_config(&config.store)?;
+    let store = config.store.open()?;
     Ok((config, store))
 }
 

@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::{self, IngestHandle};
-use crate::store::{day_name, Store};
+use crate::store::day_name;
 use crate::writer::StoreWriter;
 
 /// A running collector.
@@ -57,11 +57,13 @@ impl Collector {
         clock: Arc<dyn Clock>,
         parts: Parts,
     ) -> anyhow::Result<Self> {
-        let mut store = Store::open_config(&config.store).context("cannot open the store")?;
+        let mut store = config.store.open().context("cannot open the store")?;
         store.set_policy(config.policy());
         // The reader opens after the writer has migrated the schema.
-        let mut reader =
-            Store::open_config(&config.store).context("cannot open the store for reading")?;
+        let mut reader = config
+            .store
+            .open()
+            .context("cannot open the store for reading")?;
         reader.set_policy(config.policy());
         let (writer, writer_thread) =
             StoreWriter::spawn(store).context("cannot start the store writer")?;

@@ -3,8 +3,8 @@
 //!
 //! Async code calls [`StoreWriter::call`] with a closure; it runs on the thread
 //! `ioc-store-writer` and its result comes back through a oneshot channel. Because there is
-//! one thread, there is one writer: ingest batches (and, later, incident updates) never race
-//! for SQLite's write lock. The job queue is bounded by its callers: ingest awaits each batch
+//! one thread, there is one writer: ingest batches, operators' incident actions (the API),
+//! the periodic incident check and retention never race for SQLite's write lock. The job queue is bounded by its callers: ingest awaits each batch
 //! before gathering the next.
 
 use std::sync::mpsc;

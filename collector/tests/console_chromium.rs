@@ -185,7 +185,7 @@ impl Browser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_handles_a_live_incident_in_chromium() {
-    let mut broker = Broker::start(&[("gate-site", "pw", false), ("c", "pw", true)]);
+    let mut broker = Broker::with_users(&[("gate-site", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"console-test\"\n\

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Broker};
+use common::{broker_with, Agent, Broker};
 use ioc_collector::auth::hash_password;
 use ioc_collector::clock::SystemClock;
 use ioc_collector::service::{Collector, Parts};
@@ -53,7 +53,7 @@ impl Site {
             .try_init();
         let mut users: Vec<(&str, &str, bool)> = agents.iter().map(|a| (*a, "pw", false)).collect();
         users.push(("central", "pw", true));
-        let broker = Broker::start_with(&users, BROKER_EXTRA);
+        let broker = broker_with(&users, BROKER_EXTRA);
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"collector-1\"\n\
@@ -67,7 +67,7 @@ impl Site {
         let cfg = Config::parse(&text, Path::new("hostile.toml")).unwrap();
         cfg.validate(Path::new("hostile.toml")).unwrap();
         {
-            let mut s = Store::open_config(&cfg.store).unwrap();
+            let mut s = cfg.store.open().unwrap();
             s.put_user(
                 "op",
                 &hash_password(PASSWORD).unwrap(),

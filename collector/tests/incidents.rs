@@ -721,7 +721,7 @@ fn every_incident_test_on_postgres() {
             connect_timeout_sec: 10,
             tls: None,
         };
-        let mut s = Store::open_postgres(&config, &dir.path().join(name)).unwrap();
+        let mut s = config.open(&dir.path().join(name)).unwrap();
         assert_eq!(s.dialect(), ioc_collector::store::db::Dialect::Postgres);
         s.set_policy(Policy::default());
         eprintln!("on postgres: {name}");

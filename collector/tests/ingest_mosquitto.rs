@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{event, free_port, Agent, Broker, TestDb};
-use ioc_collector::{ingest, Config, ConnErrorKind, ConnState, Store};
+use common::{broker_with, event, free_port, Agent, Broker, TestDb};
+use ioc_collector::{ingest, Config, ConnState, FailureKind, Store};
 use rumqttc::QoS;
 
 fn logs() {
@@ -92,7 +92,7 @@ async fn stores_acks_dedups_dead_letters_and_gaps_on_postgres() {
 
 async fn stores_acks_dedups_dead_letters_and_gaps_on(test_db: TestDb) {
     logs();
-    let broker = Broker::start(&[("a1", "pw", false), ("c", "pw", true)]);
+    let broker = Broker::with_users(&[("a1", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let handle = ingest::start(&config_on(&test_db, broker.port, dir.path(), "pw", None)).unwrap();
     handle.wait_connected(T).await.unwrap();
@@ -226,7 +226,7 @@ async fn burst_of_20000_on(test_db: TestDb) {
     // about the collector keeping up, so the broker here queues without limit and nothing
     // may need a re-send.
     const N: u64 = 20_000;
-    let broker = Broker::start_with(
+    let broker = broker_with(
         &[("a2", "pw", false), ("c", "pw", true)],
         "max_queued_messages 0\nmax_inflight_messages 1000\n",
     );
@@ -258,7 +258,7 @@ async fn burst_of_20000_on(test_db: TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_killed_mid_stream_loses_nothing() {
     logs();
-    let broker = Broker::start(&[("a3", "pw", false), ("c", "pw", true)]);
+    let broker = Broker::with_users(&[("a3", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(broker.port, dir.path(), "pw", Some("collectors"));
     let handle = ingest::start(&cfg).unwrap();
@@ -288,7 +288,7 @@ async fn collector_killed_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_reported_as_auth_refused() {
     logs();
-    let broker = Broker::start(&[("c", "pw", true)]);
+    let broker = Broker::with_users(&[("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let handle = ingest::start(&config(broker.port, dir.path(), "wrong", None)).unwrap();
     let mut rx = handle.conn_watch();
@@ -300,7 +300,7 @@ async fn wrong_password_is_reported_as_auth_refused() {
     let ConnState::Failed { kind, message } = state else {
         unreachable!()
     };
-    assert_eq!(kind, ConnErrorKind::AuthRefused, "{message}");
+    assert_eq!(kind, FailureKind::AuthRefused, "{message}");
     assert!(message.contains("mqtt.password"), "{message}");
     assert!(
         !message.contains("wrong"),
@@ -308,7 +308,7 @@ async fn wrong_password_is_reported_as_auth_refused() {
     );
     handle.shutdown(Duration::from_secs(2)).await.unwrap();
 
-    // Nobody listening: unreachable.
+    // Nobody listening: the TCP connection is refused (the agent's publisher says the same).
     let handle = ingest::start(&config(free_port(), dir.path(), "pw", None)).unwrap();
     let mut rx = handle.conn_watch();
     let state = tokio::time::timeout(T, rx.wait_for(|s| matches!(s, ConnState::Failed { .. })))
@@ -320,7 +320,7 @@ async fn wrong_password_is_reported_as_auth_refused() {
         matches!(
             state,
             ConnState::Failed {
-                kind: ConnErrorKind::Unreachable,
+                kind: FailureKind::ConnectionRefused,
                 ..
             }
         ),
@@ -333,7 +333,7 @@ async fn wrong_password_is_reported_as_auth_refused() {
 async fn binary_runs_stops_on_sigterm_and_reports_stats() {
     logs();
     let bin = env!("CARGO_BIN_EXE_ioc-collector");
-    let broker = Broker::start(&[("a4", "pw", false), ("c", "pw", true)]);
+    let broker = Broker::with_users(&[("a4", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("collector.toml");
     std::fs::write(
@@ -433,7 +433,7 @@ async fn published_events_reach_the_console_live() {
     use ioc_collector::clock::SystemClock;
     use ioc_collector::service::{Collector, Parts};
     logs();
-    let broker = Broker::start(&[("a5", "pw", false), ("c", "pw", true)]);
+    let broker = Broker::with_users(&[("a5", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(broker.port, dir.path(), "pw", Some("collectors"));
     let password = "operator password 1";

@@ -55,7 +55,7 @@ fn collectors_sharing_a_database_migrate_once_and_file_each_event_once() {
                 let (start, config, snaps) = (start.clone(), &config, dir.path().join("s"));
                 s.spawn(move || {
                     start.wait();
-                    let store = Store::open_postgres(config, &snaps);
+                    let store = config.open(&snaps);
                     (i, store)
                 })
             })
@@ -97,7 +97,7 @@ fn collectors_sharing_a_database_migrate_once_and_file_each_event_once() {
             });
         }
     });
-    let reader = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    let reader = config.open(&dir.path().join("s")).unwrap();
     assert_eq!(reader.count_events("site-a").unwrap(), PER * n);
     assert_eq!(reader.seq_gaps("site-a").unwrap(), vec![]);
     let all = reader.incidents(&IncidentFilter::default()).unwrap();
@@ -120,7 +120,7 @@ fn collectors_sharing_a_database_migrate_once_and_file_each_event_once() {
         .psql("shared", "UPDATE ioc_schema SET version = version + 1")
         .unwrap();
     drop(reader);
-    let err = Store::open_postgres(&config, &dir.path().join("s")).unwrap_err();
+    let err = config.open(&dir.path().join("s")).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
     assert!(err.to_string().contains("/shared"), "{err}");
 }
@@ -133,9 +133,7 @@ fn wrong_password_and_dead_server_are_clear_errors() {
     let mut config = pg_config(&server, dir.path(), "ioc");
     config.password_file = None;
     config.password = Some(ioc_collector::config::Secret::new("not the password"));
-    let err = Store::open_postgres(&config, &dir.path().join("s"))
-        .unwrap_err()
-        .to_string();
+    let err = config.open(&dir.path().join("s")).unwrap_err().to_string();
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(
@@ -152,20 +150,16 @@ fn wrong_password_and_dead_server_are_clear_errors() {
         password: None,
         ..config.clone()
     };
-    let err = Store::open_postgres(&missing, &dir.path().join("s"))
-        .unwrap_err()
-        .to_string();
+    let err = missing.open(&dir.path().join("s")).unwrap_err().to_string();
     assert!(
         err.contains("password_file") && err.contains("nope"),
         "{err}"
     );
 
     let good = pg_config(&server, dir.path(), "ioc");
-    drop(Store::open_postgres(&good, &dir.path().join("s")).unwrap());
+    drop(good.open(&dir.path().join("s")).unwrap());
     server.stop();
-    let err = Store::open_postgres(&good, &dir.path().join("s"))
-        .unwrap_err()
-        .to_string();
+    let err = good.open(&dir.path().join("s")).unwrap_err().to_string();
     assert!(err.contains("cannot connect"), "{err}");
 }
 
@@ -206,7 +200,7 @@ fn tls_to_the_server_is_verified() {
         client_cert: None,
         client_key: None,
     });
-    let mut store = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    let mut store = config.open(&dir.path().join("s")).unwrap();
     store.insert_batch(&[event(1, 1_714_521_600_000)]).unwrap();
     assert_eq!(store.count_events("site-a").unwrap(), 1);
     assert_eq!(
@@ -226,9 +220,7 @@ fn tls_to_the_server_is_verified() {
     let (other_ca, _, _) = make_pki("someone else's CA");
     std::fs::write(dir.path().join("other.pem"), other_ca).unwrap();
     config.tls.as_mut().unwrap().ca_file = dir.path().join("other.pem");
-    let err = Store::open_postgres(&config, &dir.path().join("s"))
-        .unwrap_err()
-        .to_string();
+    let err = config.open(&dir.path().join("s")).unwrap_err().to_string();
     assert!(err.contains("cannot connect"), "{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
@@ -239,7 +231,7 @@ fn a_restarted_server_is_reconnected_to_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     server.create_database("ioc").unwrap();
     let config = pg_config(&server, dir.path(), "ioc");
-    let mut store = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    let mut store = config.open(&dir.path().join("s")).unwrap();
     let t0 = 1_714_521_600_000;
     store.insert_batch(&[event(1, t0)]).unwrap();
 
@@ -260,7 +252,7 @@ fn a_restarted_server_is_reconnected_to_and_nothing_is_lost() {
     assert_eq!((all.len(), all[0].event_count), (1, 3));
 
     // Reads reconnect too (the API's connection).
-    let reader = Store::open_postgres(&config, &dir.path().join("s")).unwrap();
+    let reader = config.open(&dir.path().join("s")).unwrap();
     server.restart().unwrap();
     let n = (0..5).find_map(|_| {
         reader.count_events("site-a").ok().or_else(|| {

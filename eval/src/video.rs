@@ -31,6 +31,7 @@ pub fn for_each_frame(
         decoder: String::new(),
         fps,
         realtime: false,
+        threads: 0,
     };
     let pipeline = Pipeline::for_file(
         path,

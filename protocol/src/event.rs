@@ -180,7 +180,9 @@ pub struct EventDetails {
     /// Number of objects (crowd, congestion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// Direction of motion in image degrees, 0..360: 0 = right (+x), 90 = down (+y).
+    /// Heading of the object's motion in image degrees, 0..360, clockwise from image up:
+    /// 0 = up (−y), 90 = right (+x), 180 = down (+y), 270 = left; the convention of a
+    /// `wrong_way` rule's `lane_direction_deg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction_deg: Option<f32>,
     /// Speed of the object (wrong way, line crossing).
@@ -230,6 +232,32 @@ pub struct SnapshotRef {
 }
 
 impl Event {
+    /// A valid instant event of `agent` numbered `seq`, observed now: a line crossing on
+    /// camera `cam-1`, line `line-1`, rule `count-in`, with every optional part empty. For
+    /// tests, examples and load generators (one fixture, not one per crate).
+    pub fn example(agent: &str, seq: u64) -> Event {
+        Event {
+            schema: EVENT_SCHEMA.into(),
+            id: incident_id(agent, seq),
+            seq,
+            phase: Phase::Instant,
+            agent: agent.into(),
+            camera: "cam-1".into(),
+            kind: EventKind::LineCrossing,
+            severity: Severity::Info,
+            rule: "count-in".into(),
+            zone: None,
+            line: Some("line-1".into()),
+            started_at: None,
+            observed_at: Timestamp::now(),
+            pts_sec: None,
+            ended_at: None,
+            objects: vec![],
+            details: EventDetails::default(),
+            snapshot: None,
+        }
+    }
+
     /// Checks everything serde does not: the schema string, ids, ranges of scores, boxes and
     /// measurements, finiteness, and that the times fit the phase. Returns every problem.
     pub fn validate(&self) -> Result<(), Invalid> {

@@ -115,6 +115,32 @@ pub enum CameraState {
     Stopped,
 }
 
+impl CameraState {
+    /// Every state, in declaration order.
+    pub const ALL: [CameraState; 7] = [
+        CameraState::Connecting,
+        CameraState::Streaming,
+        CameraState::Reconnecting,
+        CameraState::Failed,
+        CameraState::Offline,
+        CameraState::Tampered,
+        CameraState::Stopped,
+    ];
+
+    /// The wire name (`"streaming"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Connecting => "connecting",
+            CameraState::Streaming => "streaming",
+            CameraState::Reconnecting => "reconnecting",
+            CameraState::Failed => "failed",
+            CameraState::Offline => "offline",
+            CameraState::Tampered => "tampered",
+            CameraState::Stopped => "stopped",
+        }
+    }
+}
+
 /// A camera's status (retained).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(title = "ioc.camera-status/1")]
@@ -190,6 +216,13 @@ mod tests {
 
     fn at() -> Timestamp {
         Timestamp::parse("2024-05-01T12:00:00.000Z").unwrap()
+    }
+
+    #[test]
+    fn camera_state_names_are_the_wire_names() {
+        for s in CameraState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

@@ -1,15 +1,24 @@
-//! Test harness of ioc-edge: real components started as real processes.
+//! The test kit of ioc-edge: real components started as real processes, and nothing that
+//! needs GStreamer, so every crate's tests can use it.
 //!
-//! [`rtsp_server`] is the RTSP server (gst-rtsp-server) that serves the
-//! footage; [`RtspServer`] runs it as a child process on a loopback port so a
-//! test can kill it and start it again like a camera going away.
-//! [`mosquitto::Mosquitto`] is a real broker with per-agent credentials and
-//! ACLs; [`proxy::TcpProxy`] cuts connections on demand.
+//! - [`mosquitto::Mosquitto`]: a real broker with per-agent credentials and the ACL of the
+//!   shipped `config/mosquitto.acl`, optionally a TLS listener; it can be killed and
+//!   restarted with what it persisted.
+//! - [`postgres::Postgres`]: a temporary PostgreSQL cluster.
+//! - [`proxy::TcpProxy`]: a TCP proxy a test can cut (connections dropped) or freeze
+//!   (nothing passes, nothing closes, as a dead uplink).
+//! - [`mqtt::Raw`]: a plain MQTT client that hands over what it receives.
+//! - [`RtspServer`]: the `ioc-rtsp-server` binary (crate `tests/rtsp-server`) as a child
+//!   process, so a test can kill it and start it again like a camera going away.
+//! - Fixture paths: [`footage`], [`model_manifest`], [`workspace_binary`]; events:
+//!   `ioc_protocol::Event::example`.
+//!
+//! The end-to-end tests of the whole chain live in this crate's `tests/`.
 
 pub mod mosquitto;
+pub mod mqtt;
 pub mod postgres;
 pub mod proxy;
-pub mod rtsp_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
-//! A TCP proxy on a loopback port that a test can cut: every open connection
-//! is dropped at once, as when a site's uplink goes down, and new ones are
-//! refused while it is blocked.
+//! A TCP proxy on a loopback port that a test can break in the two ways a site's uplink
+//! breaks: [`TcpProxy::cut`] drops every open connection at once (the peer sees a reset or
+//! an end), and [`TcpProxy::freeze`] lets nothing through and closes nothing (the link died
+//! without a FIN or RST, so only keep-alives notice). New connections are refused while it
+//! is blocked or frozen.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -8,15 +10,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The proxy; stops accepting when dropped.
+/// The proxy; stops and drops its connections when dropped.
 pub struct TcpProxy {
     /// The port clients connect to.
     pub port: u16,
     conns: Arc<Mutex<Vec<TcpStream>>>,
-    blocked: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     /// Connections cut so far.
     pub cuts: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Flags {
+    blocked: AtomicBool,
+    frozen: AtomicBool,
+    stop: AtomicBool,
 }
 
 impl TcpProxy {
@@ -26,16 +34,16 @@ impl TcpProxy {
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let blocked = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, b, s) = (conns.clone(), blocked.clone(), stop.clone());
+        let flags = Arc::new(Flags::default());
+        let (c, f) = (conns.clone(), flags.clone());
         std::thread::Builder::new()
             .name("tcp-proxy".into())
             .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
+                while !f.stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((client, _)) => {
-                            if b.load(Ordering::Relaxed) {
+                            if f.blocked.load(Ordering::Relaxed) || f.frozen.load(Ordering::Relaxed)
+                            {
                                 drop(client);
                                 continue;
                             }
@@ -44,22 +52,9 @@ impl TcpProxy {
                                 continue;
                             };
                             for (from, to) in [(&client, &server), (&server, &client)] {
-                                if let (Ok(mut r), Ok(mut w)) = (from.try_clone(), to.try_clone()) {
-                                    std::thread::spawn(move || {
-                                        let mut buf = [0u8; 16 * 1024];
-                                        loop {
-                                            match r.read(&mut buf) {
-                                                Ok(0) | Err(_) => break,
-                                                Ok(n) => {
-                                                    if w.write_all(&buf[..n]).is_err() {
-                                                        break;
-                                                    }
-                                                }
-                                            }
-                                        }
-                                        let _ = r.shutdown(Shutdown::Both);
-                                        let _ = w.shutdown(Shutdown::Both);
-                                    });
+                                if let (Ok(r), Ok(w)) = (from.try_clone(), to.try_clone()) {
+                                    let f = f.clone();
+                                    std::thread::spawn(move || pump(r, w, &f));
                                 }
                             }
                             let mut g = c.lock().unwrap();
@@ -74,8 +69,7 @@ impl TcpProxy {
         Ok(Self {
             port,
             conns,
-            blocked,
-            stop,
+            flags,
             cuts: Arc::default(),
         })
     }
@@ -88,18 +82,45 @@ impl TcpProxy {
         self.cuts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// While blocked, new connections are closed at once.
+    /// While blocked, new connections are closed at once; blocking cuts the open ones.
     pub fn set_blocked(&self, blocked: bool) {
-        self.blocked.store(blocked, Ordering::Relaxed);
+        self.flags.blocked.store(blocked, Ordering::Relaxed);
         if blocked {
             self.cut();
         }
+    }
+
+    /// From now on nothing goes through, in either direction, and nothing is closed (bytes
+    /// read are dropped); new connections are closed at once.
+    pub fn freeze(&self) {
+        self.flags.frozen.store(true, Ordering::SeqCst);
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.flags.stop.store(true, Ordering::Relaxed);
         self.cut();
     }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, flags: &Flags) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if flags.frozen.load(Ordering::SeqCst) => {}
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Frozen, one side ending must not tell the other: hold on until the proxy stops.
+    while flags.frozen.load(Ordering::SeqCst) && !flags.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
 }

@@ -23,22 +23,26 @@
 //!
 //! # Failures
 //! The event loop reconnects forever, with exponential backoff from 100 ms to
-//! `reconnect_max_sec` and jitter. Each failure is classified ([`FailureKind`]: authentication
+//! `reconnect_max_sec` and jitter. Each failure is classified by `ioc-base` (the collector
+//! uses the same classifier and codes) ([`FailureKind`]: authentication
 //! refused, TLS, connection refused, unreachable, connection lost), logged as
 //! `MqttConnectFailed` with a stable `error_code`, and kept in [`PublisherStats::last_error`].
 //! The password is never logged.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use ioc_base::mqtt::FailureKind;
+pub use ioc_base::tls::TlsConfig;
+use ioc_base::tls::TlsError;
+use ioc_base::{Backoff, Secret};
 use ioc_protocol::{AgentState, AgentStatus, AgentTopics, CameraStatus, Counts, Timestamp, Topics};
-use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, EventLoop, LastWill,
-    MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Outgoing,
+    Packet, QoS, TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
@@ -47,7 +51,7 @@ use tokio::task::JoinHandle;
 use crate::store::{Entry, EntryKind, Outbox, OutboxError};
 
 /// Broker connection settings (the agent config's `[mqtt]` table).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Broker host name or address.
@@ -62,9 +66,9 @@ pub struct MqttConfig {
     /// User name (mosquitto's ACL gives agent `a1` user `a1` its own topics).
     #[serde(default)]
     pub username: Option<String>,
-    /// Password; never logged (`Debug` redacts it).
+    /// Password; never logged.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Topic root; default `ioc`.
     #[serde(default = "default_root")]
     pub topic_root: String,
@@ -75,8 +79,9 @@ pub struct MqttConfig {
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// Largest MQTT packet sent or accepted; default 4 MiB (snapshots go in one packet).
-    #[serde(default = "default_max_packet")]
-    pub max_packet_size: usize,
+    /// The collector's key has the same name; `max_packet_size` is its old name here.
+    #[serde(default = "default_max_packet", alias = "max_packet_size")]
+    pub max_packet_bytes: usize,
     /// Re-send an entry the collector has not acknowledged after this long; default 30 s.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout_sec: f64,
@@ -128,7 +133,7 @@ impl MqttConfig {
             topic_root: default_root(),
             keep_alive_sec: default_keep_alive(),
             tls: None,
-            max_packet_size: default_max_packet(),
+            max_packet_bytes: default_max_packet(),
             ack_timeout_sec: default_ack_timeout(),
             max_in_flight: default_in_flight(),
             reconnect_max_sec: default_reconnect_max(),
@@ -168,22 +173,17 @@ impl MqttConfig {
         if self.max_in_flight == 0 {
             problems.push("mqtt.max_in_flight: must be at least 1".to_owned());
         }
-        if self.max_packet_size < 64 * 1024 {
+        if self.max_packet_bytes < 64 * 1024 {
             problems.push(format!(
-                "mqtt.max_packet_size: {} is too small for snapshots (at least 65536)",
-                self.max_packet_size
+                "mqtt.max_packet_bytes: {} is too small for snapshots (at least 65536)",
+                self.max_packet_bytes
             ));
         }
         if self.connect_timeout_sec == 0 {
             problems.push("mqtt.connect_timeout_sec: must be at least 1".to_owned());
         }
-        if let Some(t) = &self.tls {
-            if t.client_cert.is_some() != t.client_key.is_some() {
-                problems.push(
-                    "mqtt.tls: client_cert and client_key go together (set both or neither)"
-                        .to_owned(),
-                );
-            }
+        if let Some(p) = self.tls.as_ref().and_then(TlsConfig::problem) {
+            problems.push(format!("mqtt.tls: {p}"));
         }
         if problems.is_empty() {
             Ok(())
@@ -193,92 +193,21 @@ impl MqttConfig {
     }
 }
 
-impl std::fmt::Debug for MqttConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("topic_root", &self.topic_root)
-            .field("keep_alive_sec", &self.keep_alive_sec)
-            .field("tls", &self.tls)
-            .field("max_packet_size", &self.max_packet_size)
-            .field("ack_timeout_sec", &self.ack_timeout_sec)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("reconnect_max_sec", &self.reconnect_max_sec)
-            .field("connect_timeout_sec", &self.connect_timeout_sec)
-            .finish()
-    }
-}
-
-/// TLS settings: PEM files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificate(s) that signed the broker's certificate.
-    pub ca_file: PathBuf,
-    /// Client certificate chain, for brokers that require one.
-    #[serde(default)]
-    pub client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
-    pub client_key: Option<PathBuf>,
-}
-
 /// Why the publisher could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherError {
     /// A config value is wrong.
     #[error("invalid mqtt config: {0}")]
     Config(String),
-    /// A file named in the config cannot be read or holds no PEM data.
-    #[error("mqtt.tls: cannot use {path:?}: {reason}")]
-    TlsFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// The TLS files cannot be used.
+    #[error("mqtt.tls: {0}")]
+    Tls(#[from] TlsError),
     /// The agent id cannot name topics.
     #[error("agent id: {0}")]
     AgentId(#[from] ioc_protocol::IdError),
     /// A status payload failed validation.
     #[error("cannot encode status: {0}")]
     Encode(#[from] ioc_protocol::ProtocolError),
-}
-
-/// What kind of connection failure the last one was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// The broker refused the user name / password (ConnAck BadUserNamePassword or
-    /// NotAuthorized).
-    AuthRefused,
-    /// The broker refused the connection for another reason (ConnAck code).
-    Rejected,
-    /// TLS handshake or certificate problem (bad CA, name mismatch, client cert).
-    Tls,
-    /// TCP connection refused: nothing listens on that port.
-    ConnectionRefused,
-    /// No route, DNS failure, timeout.
-    Unreachable,
-    /// An established connection broke.
-    ConnectionLost,
-}
-
-impl FailureKind {
-    /// The stable `error_code` in logs.
-    pub fn code(self) -> &'static str {
-        match self {
-            FailureKind::AuthRefused => "mqtt_auth_refused",
-            FailureKind::Rejected => "mqtt_connect_rejected",
-            FailureKind::Tls => "mqtt_tls_error",
-            FailureKind::ConnectionRefused => "mqtt_connection_refused",
-            FailureKind::Unreachable => "mqtt_unreachable",
-            FailureKind::ConnectionLost => "mqtt_connection_lost",
-        }
-    }
 }
 
 /// A snapshot of the publisher's counters.
@@ -338,10 +267,15 @@ impl Publisher {
         let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(cfg.keep_alive_sec.max(5)))
-            .set_max_packet_size(cfg.max_packet_size, cfg.max_packet_size)
+            .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes)
             .set_inflight(cfg.max_in_flight.saturating_add(16));
         if let Some(user) = &cfg.username {
-            opts.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+            let password = cfg
+                .password
+                .as_ref()
+                .map(Secret::expose)
+                .unwrap_or_default();
+            opts.set_credentials(user.clone(), password);
         }
         let will = AgentStatus::new(
             AgentState::Offline,
@@ -356,7 +290,10 @@ impl Publisher {
             true,
         ));
         if let Some(tls) = &cfg.tls {
-            opts.set_transport(Transport::tls_with_config(load_tls(tls)?));
+            let tls = ioc_base::tls::client_config(tls)?;
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls),
+            )));
         }
         let cap = usize::from(cfg.max_in_flight) * 2 + 16;
         let (client, mut eventloop) = AsyncClient::new(opts, cap);
@@ -403,40 +340,6 @@ where
         tracing::debug!(task = name, "started");
         f.await;
         tracing::debug!(task = name, "stopped");
-    })
-}
-
-fn read_pem(path: &Path, what: &str, marker: &str) -> Result<Vec<u8>, PublisherError> {
-    let bytes = std::fs::read(path).map_err(|e| PublisherError::TlsFile {
-        path: path.to_path_buf(),
-        reason: format!("cannot read {what}: {e}"),
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    if !text.contains("-----BEGIN") || !text.contains(marker) {
-        return Err(PublisherError::TlsFile {
-            path: path.to_path_buf(),
-            reason: format!("{what} is not a PEM file with a {marker} block"),
-        });
-    }
-    Ok(bytes)
-}
-
-fn load_tls(tls: &TlsConfig) -> Result<TlsConfiguration, PublisherError> {
-    // rumqttc builds its rustls config with the process-wide provider: install ring (the
-    // workspace's provider) unless another one is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = read_pem(&tls.ca_file, "CA certificate", "CERTIFICATE")?;
-    let client_auth = match (&tls.client_cert, &tls.client_key) {
-        (Some(c), Some(k)) => Some((
-            read_pem(c, "client certificate", "CERTIFICATE")?,
-            read_pem(k, "client key", "PRIVATE KEY")?,
-        )),
-        _ => None,
-    };
-    Ok(TlsConfiguration::Simple {
-        ca,
-        alpn: None,
-        client_auth,
     })
 }
 
@@ -548,72 +451,15 @@ impl Ctx {
 
 /// Says what went wrong, for people, and which kind it is.
 fn classify(ctx: &Ctx, e: &ConnectionError, was_connected: bool) -> (FailureKind, String) {
-    let broker = ctx.broker();
-    match e {
-        ConnectionError::ConnectionRefused(
-            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-        ) => (
-            FailureKind::AuthRefused,
-            format!(
-                "mqtt broker {broker}: authentication refused for user {:?} ({code:?}); check mqtt.username and mqtt.password",
-                ctx.cfg.username.as_deref().unwrap_or("")
-            ),
-        ),
-        ConnectionError::ConnectionRefused(code) => (
-            FailureKind::Rejected,
-            format!("mqtt broker {broker} refused the connection: {code:?}"),
-        ),
-        ConnectionError::Tls(t) => (FailureKind::Tls, tls_message(ctx, &broker, t)),
-        ConnectionError::Io(io) if is_tls_io(io) => {
-            (FailureKind::Tls, tls_message(ctx, &broker, io))
-        }
-        ConnectionError::Io(io) if !was_connected => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => (
-                FailureKind::ConnectionRefused,
-                format!("mqtt broker {broker} refused the TCP connection (is it running, is the port right?): {io}"),
-            ),
-            _ => (
-                FailureKind::Unreachable,
-                format!("cannot reach mqtt broker {broker}: {io}"),
-            ),
-        },
-        ConnectionError::NetworkTimeout if !was_connected => (
-            FailureKind::Unreachable,
-            format!(
-                "cannot reach mqtt broker {broker}: no connection within {} s",
-                ctx.cfg.connect_timeout_sec
-            ),
-        ),
-        other => (
-            FailureKind::ConnectionLost,
-            format!("connection to mqtt broker {broker} lost: {other}"),
-        ),
-    }
-}
-
-fn tls_message(ctx: &Ctx, broker: &str, e: &dyn std::fmt::Display) -> String {
-    let ca = ctx
-        .cfg
-        .tls
-        .as_ref()
-        .map(|t| t.ca_file.display().to_string())
-        .unwrap_or_default();
-    format!(
-        "tls error with mqtt broker {broker}: {e}; check mqtt.tls.ca_file {ca:?} (does it sign the broker's certificate, for host {:?}?) and the client certificate",
-        ctx.cfg.host
-    )
-}
-
-fn is_tls_io(e: &std::io::Error) -> bool {
-    let mut inner: Option<&(dyn std::error::Error + 'static)> =
-        e.get_ref().map(|i| i as &(dyn std::error::Error + 'static));
-    while let Some(i) = inner {
-        if i.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        inner = i.source();
-    }
-    false
+    let cfg = &ctx.cfg;
+    let target = ioc_base::mqtt::Target {
+        host: &cfg.host,
+        port: cfg.port,
+        user: cfg.username.as_deref(),
+        ca_file: cfg.tls.as_ref().map(|t| t.ca_file.as_path()),
+        connect_timeout_sec: cfg.connect_timeout_sec,
+    };
+    ioc_base::mqtt::classify(e, was_connected, &target)
 }
 
 async fn run_eventloop(
@@ -624,9 +470,10 @@ async fn run_eventloop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acks_topic = ctx.topics.acks();
-    let min_backoff = Duration::from_millis(100);
-    let max_backoff = Duration::from_secs_f64(ctx.cfg.reconnect_max_sec);
-    let mut backoff = min_backoff;
+    let mut backoff = Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs_f64(ctx.cfg.reconnect_max_sec),
+    );
     let mut connected = false;
     let mut connection = 0u64;
     loop {
@@ -639,7 +486,7 @@ async fn run_eventloop(
             Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
                 connected = true;
                 connection += 1;
-                backoff = min_backoff;
+                backoff.reset();
                 ctx.shared.connected.store(true, Ordering::Relaxed);
                 ctx.shared.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
@@ -662,9 +509,7 @@ async fn run_eventloop(
                 let (kind, msg) = classify(&ctx, &e, connected);
                 connected = false;
                 ctx.shared.connected.store(false, Ordering::Relaxed);
-                let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-                let delay = backoff.mul_f64(jitter);
-                backoff = (backoff * 2).min(max_backoff);
+                let delay = backoff.next_delay();
                 tracing::warn!(
                     error_code = kind.code(),
                     broker = %ctx.broker(),

@@ -900,30 +900,11 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ioc_protocol::{incident_id, EventDetails, EventKind, Phase, Severity, Timestamp};
+    use ioc_protocol::{incident_id, Timestamp};
 
     /// A valid instant event of `agent` with `seq`.
     pub(crate) fn event(agent: &str, seq: u64) -> Event {
-        Event {
-            schema: ioc_protocol::EVENT_SCHEMA.into(),
-            id: incident_id(agent, seq),
-            seq,
-            phase: Phase::Instant,
-            agent: agent.into(),
-            camera: "cam-1".into(),
-            kind: EventKind::LineCrossing,
-            severity: Severity::Info,
-            rule: "count-in".into(),
-            zone: None,
-            line: Some("door".into()),
-            started_at: None,
-            observed_at: Timestamp::now(),
-            pts_sec: None,
-            ended_at: None,
-            objects: vec![],
-            details: EventDetails::default(),
-            snapshot: None,
-        }
+        Event::example(agent, seq)
     }
 
     fn open(dir: &tempfile::TempDir, max_bytes: u64) -> Outbox {

@@ -100,7 +100,7 @@ fn survives_kill_9_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_to_done_with_an_acking_collector() {
-    let broker = common::Broker::start(&[("a1", "pw1", false), ("c", "pwc", true)]);
+    let broker = common::Broker::with_users(&[("a1", "pw1", false), ("c", "pwc", true)]);
     let mut col = common::raw(broker.port, "col", "c", "pwc", &["ioc/v1/agents/+/events"]).await;
     let client = col.client.clone();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));

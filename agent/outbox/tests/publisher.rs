@@ -12,34 +12,12 @@ use common::{raw, wait_for, Broker, Proxy, TlsFiles};
 use ioc_outbox::{
     FailureKind, MqttConfig, Outbox, OutboxConfig, Publisher, PublisherHandle, TlsConfig,
 };
-use ioc_protocol::{
-    incident_id, Ack, AgentState, CameraState, CameraStatus, Event, EventDetails, EventKind, Phase,
-    Severity, Timestamp,
-};
+use ioc_protocol::{Ack, AgentState, CameraState, CameraStatus, Event, Timestamp};
 use rumqttc::QoS;
 use tokio::sync::watch;
 
 fn event(agent: &str, seq: u64) -> Event {
-    Event {
-        schema: ioc_protocol::EVENT_SCHEMA.into(),
-        id: incident_id(agent, seq),
-        seq,
-        phase: Phase::Instant,
-        agent: agent.into(),
-        camera: "cam-1".into(),
-        kind: EventKind::Intrusion,
-        severity: Severity::Warning,
-        rule: "r1".into(),
-        zone: Some("z".into()),
-        line: None,
-        started_at: None,
-        observed_at: Timestamp::now(),
-        pts_sec: None,
-        ended_at: None,
-        objects: vec![],
-        details: EventDetails::default(),
-        snapshot: None,
-    }
+    Event::example(agent, seq)
 }
 
 fn users() -> Vec<(&'static str, &'static str, bool)> {
@@ -111,7 +89,7 @@ async fn next_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_in_order_and_acks_delete_rows() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-1",
@@ -191,7 +169,7 @@ async fn publishes_in_order_and_acks_delete_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resends_when_the_collector_does_not_ack() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-2",
@@ -224,7 +202,7 @@ async fn resends_when_the_collector_does_not_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resends_everything_unacked_after_a_broker_restart() {
-    let mut broker = Broker::start(&users());
+    let mut broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-3",
@@ -251,7 +229,7 @@ async fn resends_everything_unacked_after_a_broker_restart() {
     a.outbox.append_event(|s| event("a1", s)).unwrap();
     a.handle.notify();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    broker.restart();
+    broker.restart().unwrap();
     drop(col);
     let mut col = raw(
         broker.port,
@@ -287,7 +265,7 @@ async fn resends_everything_unacked_after_a_broker_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_no_broker_are_told_apart() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let a = agent(cfg(broker.port, "a1", "wrong"), "a1");
     wait_for(10, "auth failure", || {
         a.handle.stats().last_failure.is_some()
@@ -317,7 +295,7 @@ async fn wrong_password_and_no_broker_are_told_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_keeps_an_agent_off_another_agents_topics() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-4",
@@ -421,7 +399,7 @@ fn tls_cfg(port: u16, ca_file: &Path) -> MqttConfig {
 async fn tls_with_the_right_ca_delivers_and_acks() {
     let pki_dir = tempfile::tempdir().unwrap();
     let (files, _) = make_pki(pki_dir.path());
-    let broker = Broker::start_tls(&users(), &files);
+    let broker = common::broker_tls(&users(), &files);
     // The collector on the plain listener; the agent over TLS.
     let mut col = raw(
         broker.port,
@@ -469,7 +447,7 @@ async fn tls_with_the_right_ca_delivers_and_acks() {
 async fn tls_with_a_wrong_ca_is_a_tls_failure_and_loses_nothing() {
     let pki_dir = tempfile::tempdir().unwrap();
     let (files, wrong_cas) = make_pki(pki_dir.path());
-    let broker = Broker::start_tls(&users(), &files);
+    let broker = common::broker_tls(&users(), &files);
     let mut col = raw(
         broker.port,
         "col-tls-2",
@@ -569,7 +547,7 @@ async fn assert_retained_offline(port: u16, online: &ioc_protocol::AgentStatus) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_will_when_the_agent_dies_without_disconnect() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-will",
@@ -598,7 +576,7 @@ async fn last_will_when_the_agent_dies_without_disconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_will_on_keep_alive_timeout_when_the_link_goes_silent() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-will-2",
@@ -607,7 +585,7 @@ async fn last_will_on_keep_alive_timeout_when_the_link_goes_silent() {
         &["ioc/v1/agents/+/status"],
     )
     .await;
-    let proxy = Proxy::start(broker.port).await;
+    let proxy = Proxy::start(broker.port).unwrap();
     let mut c = cfg(proxy.port, "a1", "pw1");
     c.keep_alive_sec = KEEP_ALIVE_SEC;
     let a = agent(c, "a1");
@@ -629,7 +607,7 @@ async fn last_will_on_keep_alive_timeout_when_the_link_goes_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_says_offline_itself_and_never_fires_the_will() {
-    let broker = Broker::start(&users());
+    let broker = Broker::with_users(&users());
     let mut col = raw(
         broker.port,
         "col-stop",

@@ -4,7 +4,6 @@
 //! GStreamer itself (see [`crate::decode::Pipeline::for_file`]). Reconnecting
 //! and the per-camera state live in [`crate::camera`].
 
-pub mod backoff;
 pub mod rtsp;
 
 use std::time::SystemTime;

@@ -128,7 +128,7 @@ impl RtspTarget {
     ) -> Result<Self, String> {
         let mut url = Url::parse(url).map_err(|e| format!("not a valid URL ({e})"))?;
         if url.scheme() == "rtsps" {
-            return Err(RTSPS_UNSUPPORTED.into());
+            return Err(crate::config::RTSPS_UNSUPPORTED.into());
         }
         if url.scheme() != "rtsp" {
             return Err(format!("scheme {:?} is not rtsp", url.scheme()));
@@ -338,10 +338,6 @@ async fn bounded<T>(
         Ok(Ok(v)) => Ok(v),
     }
 }
-
-/// Why `rtsps://` is refused (by `check-config` too).
-pub const RTSPS_UNSUPPORTED: &str = "rtsps:// (RTSP over TLS) is not supported: use rtsp:// \
-     on a trusted network, or carry it over a VPN or an SSH tunnel";
 
 fn classify(url: &str, e: &retina::Error) -> SourceError {
     let url = url.to_owned();

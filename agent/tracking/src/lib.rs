@@ -79,6 +79,12 @@ impl Analytics {
         self.engine.tick(t_sec, local, out);
     }
 
+    /// The camera stops at `t_sec`: reports the open counts interval (see
+    /// [`Engine::close_counts`]).
+    pub fn close(&mut self, t_sec: f64, out: &mut EngineOutput) {
+        self.engine.close_counts(t_sec, out);
+    }
+
     /// The tracker.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker

@@ -55,6 +55,12 @@ fn line_crossing_in_and_out_with_counts() {
     // Heading about 180° (down the image).
     let h = ev.details.heading_deg.unwrap();
     assert!((h - 180.0).abs() < 10.0, "{h}");
+    // ...and about 0° back up: clockwise from image up, as the event schema says.
+    let h = s.events(RuleKind::LineCrossing)[1]
+        .details
+        .heading_deg
+        .unwrap();
+    assert!(!(10.0..350.0).contains(&h), "{h}");
     // Crossed at y = 0.5, i.e. ~2 s in; confirmed a frame later.
     assert!(
         (ev.started_at_sec - 2.0).abs() < 0.5,
@@ -64,6 +70,23 @@ fn line_crossing_in_and_out_with_counts() {
     assert!(ev.observed_at_sec >= ev.started_at_sec);
     let counts = counts_after(&mut s, 61.0);
     assert_eq!(counts, vec![("gate".into(), "person".into(), 1, 1)]);
+}
+
+#[test]
+fn a_stop_reports_the_open_counts_interval() {
+    let mut s = Sim::new(LINE);
+    s.run(4.0, |t| vec![person(0.5, 0.3 + 0.1 * t)]);
+    assert!(s.out.counts.is_empty());
+    let mut out = EngineOutput::default();
+    s.a.close(30.0, &mut out);
+    assert_eq!(out.counts.len(), 1, "{:?}", out.counts);
+    let r = &out.counts[0];
+    assert_eq!((r.start_sec, r.end_sec), (0.0, 30.0));
+    assert_eq!((r.counts[0].in_count, r.counts[0].out_count), (1, 0));
+    // Closed once: nothing more to report.
+    let mut again = EngineOutput::default();
+    s.a.close(31.0, &mut again);
+    assert!(again.counts.is_empty());
 }
 
 #[test]

@@ -602,7 +602,7 @@ async fn health(
         Some(ConnState::Connecting) => json!({ "state": "connecting" }),
         Some(ConnState::Failed { kind, message }) => json!({
             "state": "failed",
-            "kind": format!("{kind:?}"),
+            "kind": kind.code(),
             "error": message,
         }),
     };

@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use ioc_protocol::{Event, Phase, Severity};
 
 use super::db::{Db, DbError, Dialect, Row, ToArg};
-use super::{sqlerr, Store, StoreError};
+use super::{sql_names, sqlerr, Store, StoreError};
 use crate::incident::{
-    parse_severity, severity_rank, severity_str, ts, Action, AuditEntry, Change, ChangeKind,
-    Incident, Policy, Source, State, Transition,
+    camera_down, camera_states, parse_severity, severity_rank, severity_str, ts, Action,
+    AuditEntry, Change, ChangeKind, Incident, Policy, Source, State, Transition,
 };
 
-/// The system's name in the audit trail.
-pub const SYSTEM: &str = "system";
+pub use crate::incident::SYSTEM;
 
 /// The advisory lock of the periodic checks on PostgreSQL: one collector runs them at a time.
 const PG_TICK_LOCK: i64 = 0x696f_635f_7469_636b; // "ioc_tick"
@@ -824,12 +823,15 @@ impl Store {
             // Cameras down, on agents that are up (a dead agent is one incident, not many).
             let down: Vec<(String, String, i64)> = tx
                 .query(
-                    "SELECT c.agent, c.camera, c.since_ms FROM cameras c \
-                     JOIN agents a ON a.agent = c.agent AND a.state = 'online' \
-                     WHERE c.state IN ('reconnecting', 'failed', 'offline') \
-                     AND c.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
-                     WHERE i.agent = c.agent AND i.camera = c.camera \
-                     AND i.kind = 'camera_offline' AND i.state IN ('open', 'acknowledged'))",
+                    &format!(
+                        "SELECT c.agent, c.camera, c.since_ms FROM cameras c \
+                         JOIN agents a ON a.agent = c.agent AND a.state = 'online' \
+                         WHERE c.state IN ({}) \
+                         AND c.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
+                         WHERE i.agent = c.agent AND i.camera = c.camera \
+                         AND i.kind = 'camera_offline' AND i.state IN ('open', 'acknowledged'))",
+                        sql_names(&camera_states(camera_down))
+                    ),
                     &[&(now_ms - policy.camera_offline_after_ms)],
                 )?
                 .iter()

@@ -1,4 +1,12 @@
-//! The collector's store: the only module with SQL (STYLE §1).
+//! The collector's store: the only module with SQL (STYLE §1), and nothing but SQL and files:
+//! it is opened with its own [`StoreOptions`] (the config file is `crate::config`'s business)
+//! and takes every decision from the pure functions of [`crate::incident`].
+//!
+//! Layout: this file (schema, migrations, opening, [`Store::insert_batch`] and the reads of
+//! ingest and health), `batch.rs` (one ingest batch: a function per message kind),
+//! `incidents.rs` (filing, lifecycle, escalation, health incidents, audit), `reports.rs`
+//! (stats, health, the daily report), `auth.rs` (users and sessions), [`db`] (one SQL layer
+//! over SQLite and PostgreSQL).
 //!
 //! # Contract
 //! - **Two engines, one schema.** SQLite by default, PostgreSQL by config (`[store.postgres]`,
@@ -38,6 +46,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod auth;
+mod batch;
 pub mod db;
 mod incidents;
 mod reports;
@@ -50,9 +59,8 @@ pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
 
-use crate::incident::{
-    event_time, seq_plausible, severity_str, AgentClock, Change, ChangeKind, Policy, TimeSource,
-};
+use crate::incident::{Change, Policy};
+use batch::Batch;
 use db::{Db, DbError, Dialect};
 use sha2::{Digest, Sha256};
 
@@ -585,6 +593,16 @@ fn sqlerr(database: &str, what: &'static str) -> impl FnOnce(DbError) -> StoreEr
     }
 }
 
+/// Names as an SQL list (`'a', 'b'`). Only for our own constant names: no quoting.
+fn sql_names(names: &[&str]) -> String {
+    debug_assert!(names.iter().all(|n| !n.contains('\'')));
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A serde enum's wire name (`"online"`), without its quotes.
 fn wire_name<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
@@ -599,16 +617,47 @@ fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// What the store opens; made from the config file's `[store]` by `crate::config`, so the
+/// store knows SQL and files, not the config file.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// The database.
+    pub backend: Backend,
+    /// Directory of content-addressed snapshot JPEGs.
+    pub snapshot_dir: PathBuf,
+}
+
+/// The database engine and where it is.
+// Made once at start-up: the size of the PostgreSQL settings does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum Backend {
+    /// An SQLite file (created when missing).
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server.
+    Postgres {
+        /// Connection settings, password included.
+        client: postgres::Config,
+        /// TLS to the server (required when set).
+        tls: Option<rustls::ClientConfig>,
+    },
+}
+
 /// The advisory lock PostgreSQL collectors take to migrate one at a time.
 const PG_MIGRATION_LOCK: i64 = 0x696f_635f_6d69_6772; // "ioc_migr"
 
 impl Store {
-    /// Opens the database `config` names (SQLite or PostgreSQL) and its snapshot directory,
+    /// Opens the database `options` name (SQLite or PostgreSQL) and its snapshot directory,
     /// and migrates the schema to [`SCHEMA_VERSION`].
-    pub fn open_config(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
-        match &config.postgres {
-            Some(pg) => Store::open_postgres(pg, &config.snapshot_dir),
-            None => Store::open(&config.path, &config.snapshot_dir),
+    pub fn open_with(options: &StoreOptions) -> Result<Store, StoreError> {
+        match &options.backend {
+            Backend::Sqlite { path } => Store::open(path, &options.snapshot_dir),
+            Backend::Postgres { client, tls } => {
+                Store::open_postgres(client.clone(), tls.clone(), &options.snapshot_dir)
+            }
         }
     }
 
@@ -647,23 +696,18 @@ impl Store {
         Ok(store)
     }
 
-    /// Connects to the PostgreSQL database `config` names, opens the snapshot directory and
-    /// migrates the schema to [`SCHEMA_VERSION`]. Several collectors may share the database.
+    /// Connects to the PostgreSQL database `pg` names (over TLS when `tls` is given: required,
+    /// the server's certificate checked), opens the snapshot directory and migrates the schema
+    /// to [`SCHEMA_VERSION`]. Several collectors may share the database.
     pub fn open_postgres(
-        config: &crate::config::PostgresConfig,
+        pg: postgres::Config,
+        tls: Option<rustls::ClientConfig>,
         snapshot_dir: &Path,
     ) -> Result<Store, StoreError> {
         create_snapshot_dir(snapshot_dir)?;
-        let pg = config.client_config().map_err(|e| StoreError::Config {
-            what: e.to_string(),
-        })?;
         let name = pg_name(&pg);
-        let connect: db::Connect = match &config.tls {
+        let connect: db::Connect = match tls {
             Some(tls) => {
-                let tls =
-                    crate::config::rustls_client_config(tls).map_err(|e| StoreError::Config {
-                        what: format!("tls: {e:#}"),
-                    })?;
                 let mut pg = pg;
                 pg.ssl_mode(postgres::config::SslMode::Require);
                 let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
@@ -818,407 +862,45 @@ impl Store {
                 .map_err(sql("cannot lock agent"))?;
             }
         }
-        let mut out = Committed::default();
-        let policy = self.policy;
-        let mut changed: Vec<(i64, ChangeKind)> = Vec::new();
         // SQLite has one writer, this store: the keys it filed under last time are still
         // right unless it changed an incident since (`act` and `tick` forget them).
-        let mut filing = match tx.dialect() {
+        let filing = match tx.dialect() {
             Dialect::Sqlite => incidents::Filing::with_keys(std::mem::take(&mut self.known_keys)),
             Dialect::Postgres => incidents::Filing::default(),
         };
-        // Per agent, the highest seq stored or seen in this batch (events and counts).
-        let mut high: BTreeMap<String, u64> = BTreeMap::new();
-        // Each agent's max seq before this batch, for gap warnings.
-        let mut max_before: BTreeMap<String, u64> = BTreeMap::new();
-        let mut seqs_by_agent: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        // Each agent's clock as known before (or set by) this batch.
-        let mut clocks: BTreeMap<String, AgentClock> = BTreeMap::new();
+        let mut b = Batch::new(&tx, &name, self.policy, filing);
         for (item, file) in batch.iter().zip(files) {
             let at = item.received_at_ms;
             match &item.message {
-                Message::Event { event: e, json } => {
-                    note_max(&tx, &mut max_before, &e.agent).map_err(sql("cannot read max seq"))?;
-                    let max = max_before[&e.agent];
-                    if let Some(r) = seq_jump(&e.agent, e.seq, max, "events", json) {
-                        refuse(&tx, r, at, &policy, &mut out)
-                            .map_err(sql("cannot store dead letter"))?;
-                        continue;
-                    }
-                    let clock = agent_clock(&tx, &mut clocks, &e.agent)
-                        .map_err(sql("cannot read agent clock"))?;
-                    let (observed_ms, source) = event_time(e.observed_at.unix_millis(), at, clock);
-                    if source == TimeSource::Received {
-                        out.clock_corrected += 1;
-                    }
-                    // A replay is filed nowhere: only a new event joins or opens an incident.
-                    // A seq above every seq seen so far is new without asking (the usual,
-                    // in-order case); only one at or below it needs a lookup.
-                    let stored = if above_high(&mut high, &max_before, &e.agent, e.seq) {
-                        false
-                    } else {
-                        tx.query_one(
-                            "SELECT EXISTS (SELECT 1 FROM events WHERE agent = ?1 AND seq = ?2)",
-                            &[&e.agent, &seq_i64(e.seq)],
-                        )
-                        .and_then(|r| r.get(0))
-                        .map_err(sql("cannot look up event"))?
-                    };
-                    let filed = if stored {
-                        None
-                    } else {
-                        Some(
-                            filing
-                                .file(&tx, e, observed_ms, at, &policy)
-                                .map_err(sql("cannot file event under an incident"))?,
-                        )
-                    };
-                    let n = tx
-                        .execute(
-                            "INSERT OR IGNORE INTO events (agent, seq, event_id, phase, kind, \
-                             camera, severity, observed_at, observed_at_ms, payload, \
-                             received_at_ms, incident_id, snapshot_sha256, time_source) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                            &[
-                                &e.agent,
-                                &seq_i64(e.seq),
-                                &e.id,
-                                &phase_str(e.phase),
-                                &e.kind.as_str(),
-                                &e.camera,
-                                &severity_str(e.severity),
-                                &e.observed_at.as_str(),
-                                &observed_ms,
-                                json,
-                                &at,
-                                &filed.map(|f| f.0),
-                                &e.snapshot.as_ref().map(|s| s.sha256.as_str()),
-                                &source.as_db(),
-                            ],
-                        )
-                        .map_err(sql("cannot insert event"))?;
-                    out.count(n);
-                    changed.extend(filed);
-                    out.agent(&e.agent).seqs.push(e.seq);
-                    push_seq(&mut seqs_by_agent, &e.agent, e.seq);
-                }
-                Message::Counts { counts: c, json } => {
-                    note_max(&tx, &mut max_before, &c.agent).map_err(sql("cannot read max seq"))?;
-                    let max = max_before[&c.agent];
-                    if let Some(r) = seq_jump(&c.agent, c.seq, max, "counts", json) {
-                        refuse(&tx, r, at, &policy, &mut out)
-                            .map_err(sql("cannot store dead letter"))?;
-                        continue;
-                    }
-                    let clock = agent_clock(&tx, &mut clocks, &c.agent)
-                        .map_err(sql("cannot read agent clock"))?;
-                    // An interval is moved whole: it ends when it was received.
-                    let (end_ms, source) = event_time(c.interval_end.unix_millis(), at, clock);
-                    let start_ms =
-                        end_ms - (c.interval_end.unix_millis() - c.interval_start.unix_millis());
-                    if source == TimeSource::Received {
-                        out.clock_corrected += 1;
-                    }
-                    let n = tx
-                        .execute(
-                            "INSERT OR IGNORE INTO counts (agent, seq, camera, line, \
-                             interval_start, interval_start_ms, interval_end, interval_end_ms, \
-                             payload, received_at_ms, time_source) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                            &[
-                                &c.agent,
-                                &seq_i64(c.seq),
-                                &c.camera,
-                                &c.line,
-                                &c.interval_start.as_str(),
-                                &start_ms,
-                                &c.interval_end.as_str(),
-                                &end_ms,
-                                json,
-                                &at,
-                                &source.as_db(),
-                            ],
-                        )
-                        .map_err(sql("cannot insert counts"))?;
-                    out.count(n);
-                    if n > 0 {
-                        for item in &c.counts {
-                            tx.execute(
-                                "INSERT INTO count_items (agent, seq, camera, line, class, \
-                                 direction, count, interval_start_ms) \
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                                &[
-                                    &c.agent,
-                                    &seq_i64(c.seq),
-                                    &c.camera,
-                                    &c.line,
-                                    &item.class,
-                                    &wire_name(&item.direction),
-                                    &i64::try_from(item.count).unwrap_or(i64::MAX),
-                                    &start_ms,
-                                ],
-                            )
-                            .map_err(sql("cannot insert counts"))?;
-                        }
-                    }
-                    out.agent(&c.agent).seqs.push(c.seq);
-                    push_seq(&mut seqs_by_agent, &c.agent, c.seq);
-                }
+                Message::Event { event, json } => b.event(event, json, at)?,
+                Message::Counts { counts, json } => b.counts(counts, json, at)?,
                 Message::Snapshot {
                     agent,
                     event_id,
                     jpeg,
-                } => {
-                    let (sha, file) = file.unwrap_or_default();
-                    // The event, if stored already, says which JPEG it took: another one is
-                    // refused (and not acked). One that comes first is checked when served.
-                    let declared: Option<String> = tx
-                        .query_opt(
-                            "SELECT snapshot_sha256 FROM events WHERE agent = ?1 \
-                             AND event_id = ?2 AND snapshot_sha256 IS NOT NULL LIMIT 1",
-                            &[agent, event_id],
-                        )
-                        .and_then(|r| r.map(|r| r.get(0)).transpose())
-                        .map_err(sql("cannot look up the event of a snapshot"))?;
-                    if declared.as_ref().is_some_and(|d| *d != sha) {
-                        let error = format!(
-                            "snapshot_mismatch: the JPEG's SHA-256 is {sha}, event {event_id} \
-                             declared {}",
-                            declared.unwrap_or_default()
-                        );
-                        let r = Refused {
-                            agent,
-                            reason: "snapshot_mismatch",
-                            topic: format!("agents/{agent}/snapshots/{event_id}"),
-                            payload: &jpeg[..jpeg.len().min(64)],
-                            error,
-                        };
-                        refuse(&tx, r, at, &policy, &mut out)
-                            .map_err(sql("cannot store dead letter"))?;
-                        continue;
-                    }
-                    let n = tx
-                        .execute(
-                            "INSERT OR IGNORE INTO snapshots (event_id, agent, sha256, size, \
-                             path, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            &[
-                                event_id,
-                                agent,
-                                &sha,
-                                &(jpeg.len() as i64),
-                                &file.to_string_lossy().as_ref(),
-                                &at,
-                            ],
-                        )
-                        .map_err(sql("cannot insert snapshot"))?;
-                    out.count(n);
-                    out.agent(agent).snapshot_ids.push(event_id.clone());
-                }
+                } => b.snapshot(agent, event_id, jpeg, file, at)?,
                 Message::AgentStatus {
                     agent,
                     status,
                     retained,
-                } => {
-                    // The broker's order is the truth: it delivers one topic's messages in order
-                    // and its retained copy is the latest. The agent's `at` must not order
-                    // them: its Last Will is dated when the agent started, before every
-                    // `online` since, and a box that booted in 1970 dates everything then.
-                    // `since_ms` moves only when the state changes: it dates the outage. A
-                    // retained copy confirms the agent only as of its own time; a live one is
-                    // also the measure of the agent's clock.
-                    let at_ms = status.at.unix_millis();
-                    let (heard, skew) = if *retained {
-                        (at_ms.min(at), None)
-                    } else {
-                        (at, Some(at_ms.saturating_sub(at)))
-                    };
-                    let clock = status.clock.map(|c| wire_name(&c));
-                    let applied = tx
-                        .execute(
-                            "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
-                             received_at_ms, since_ms, heard_at_ms, clock_skew_ms, clock) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
-                             ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
-                             version = excluded.version, cameras = excluded.cameras, \
-                             at = excluded.at, at_ms = excluded.at_ms, \
-                             received_at_ms = excluded.received_at_ms, \
-                             since_ms = CASE WHEN agents.state = excluded.state \
-                                        THEN agents.since_ms ELSE excluded.since_ms END, \
-                             heard_at_ms = CASE WHEN agents.heard_at_ms IS NULL \
-                                OR excluded.heard_at_ms > agents.heard_at_ms \
-                                THEN excluded.heard_at_ms ELSE agents.heard_at_ms END, \
-                             clock_skew_ms = COALESCE(excluded.clock_skew_ms, agents.clock_skew_ms), \
-                             clock = excluded.clock",
-                            &[
-                                agent,
-                                &wire_name(&status.state),
-                                &status.version,
-                                &serde_json::to_string(&status.cameras).unwrap_or_default(),
-                                &status.at.as_str(),
-                                &at_ms,
-                                &at,
-                                &heard,
-                                &skew,
-                                &clock,
-                            ],
-                        )
-                        .map_err(sql("cannot store agent status"))?;
-                    if applied > 0 {
-                        clocks.remove(agent.as_str());
-                    }
-                    out.statuses += 1;
-                    if applied > 0 && status.state == ioc_protocol::AgentState::Online {
-                        for id in incidents::health_recovered(
-                            &tx,
-                            agent,
-                            "",
-                            "agent_offline",
-                            at,
-                            "the agent is back online",
-                        )
-                        .map_err(sql("cannot resolve health incident"))?
-                        {
-                            filing.forget(&[id]);
-                            changed.push((id, ChangeKind::Changed));
-                        }
-                    }
-                }
+                } => b.agent_status(agent, status, *retained, at)?,
                 Message::CameraStatus {
                     agent,
                     camera,
                     status,
                     retained,
-                } => {
-                    // A camera's `at` is when its state began; a retained copy confirms it as
-                    // of then only.
-                    let heard = if *retained {
-                        status.at.unix_millis().min(at)
-                    } else {
-                        at
-                    };
-                    let state = wire_name(&status.state);
-                    let before: Option<String> = tx
-                        .query_opt(
-                            "SELECT state FROM cameras WHERE agent = ?1 AND camera = ?2",
-                            &[agent, camera],
-                        )
-                        .and_then(|r| r.map(|r| r.get(0)).transpose())
-                        .map_err(sql("cannot read camera status"))?;
-                    let applied = tx
-                        .execute(
-                            "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
-                             received_at_ms, since_ms, detect_fps, target_fps, dropped, \
-                             detect_latency_ms, heard_at_ms) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) \
-                             ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
-                             fps = excluded.fps, error = excluded.error, at = excluded.at, \
-                             detect_fps = excluded.detect_fps, target_fps = excluded.target_fps, \
-                             dropped = excluded.dropped, \
-                             detect_latency_ms = excluded.detect_latency_ms, \
-                             at_ms = excluded.at_ms, received_at_ms = excluded.received_at_ms, \
-                             since_ms = CASE WHEN cameras.state = excluded.state \
-                                        THEN cameras.since_ms ELSE excluded.since_ms END, \
-                             heard_at_ms = CASE WHEN cameras.heard_at_ms IS NULL \
-                                OR excluded.heard_at_ms > cameras.heard_at_ms \
-                                THEN excluded.heard_at_ms ELSE cameras.heard_at_ms END",
-                            &[
-                                agent,
-                                camera,
-                                &state,
-                                &status.fps.map(f64::from),
-                                &status.error,
-                                &status.at.as_str(),
-                                &status.at.unix_millis(),
-                                &at,
-                                &status.detect_fps.map(f64::from),
-                                &status.target_fps.map(f64::from),
-                                &status.dropped.map(|d| d.min(i64::MAX as u64) as i64),
-                                &status.detect_latency_ms.map(f64::from),
-                                &heard,
-                            ],
-                        )
-                        .map_err(sql("cannot store camera status"))?;
-                    out.statuses += 1;
-                    if applied > 0 && before.as_deref() != Some(state.as_str()) {
-                        tx.execute(
-                            "INSERT INTO camera_history (agent, camera, state, at_ms) \
-                             VALUES (?1, ?2, ?3, ?4)",
-                            &[agent, camera, &state, &at],
-                        )
-                        .map_err(sql("cannot store camera history"))?;
-                        if matches!(state.as_str(), "streaming" | "tampered" | "stopped") {
-                            for id in incidents::health_recovered(
-                                &tx,
-                                agent,
-                                camera,
-                                "camera_offline",
-                                at,
-                                "the camera is streaming again",
-                            )
-                            .map_err(sql("cannot resolve health incident"))?
-                            {
-                                filing.forget(&[id]);
-                                changed.push((id, ChangeKind::Changed));
-                            }
-                        }
-                    }
-                }
+                } => b.camera_status(agent, camera, status, *retained, at)?,
                 Message::DeadLetter {
                     topic,
                     payload,
                     error,
-                } => {
-                    insert_dead_letter(&tx, topic, payload, error, at, &policy, &mut out)
-                        .map_err(sql("cannot store dead letter"))?;
-                }
+                } => b.dead_letter(topic, payload, error, at)?,
             }
         }
-        if out.dead_lettered > 0 && policy.dead_letters_max > 0 {
-            // The newest `dead_letters_max` are kept: a flood cannot fill the disk.
-            out.dead_letters_removed = tx
-                .execute(
-                    "DELETE FROM dead_letters WHERE id <= \
-                     (SELECT MAX(id) FROM dead_letters) - ?1",
-                    &[&policy.dead_letters_max],
-                )
-                .map_err(sql("cannot cap dead letters"))?;
-        }
-        let mut filed = filing.flush(&tx).map_err(sql("cannot update incidents"))?;
-        // The incidents as they are after the batch, once each, in the order they last
-        // changed; "opened" wins over later updates in the same batch.
-        let mut last: BTreeMap<i64, (usize, ChangeKind)> = BTreeMap::new();
-        for (pos, (id, change)) in changed.iter().enumerate() {
-            let e = last.entry(*id).or_insert((pos, *change));
-            e.0 = pos;
-            if e.1 != ChangeKind::Opened {
-                e.1 = *change;
-            }
-        }
-        let mut order: Vec<(i64, (usize, ChangeKind))> = last.into_iter().collect();
-        order.sort_unstable_by_key(|(_, (pos, _))| *pos);
-        for (id, (_, change)) in order {
-            let incident = match filed.remove(&id) {
-                Some(i) => Some(i),
-                None => incidents::load(&tx, id).map_err(sql("cannot read incident"))?,
-            };
-            if let Some(incident) = incident {
-                out.changes.push(Change { change, incident });
-            }
-        }
+        let (out, filing) = b.finish()?;
         tx.commit().map_err(sql("cannot commit batch"))?;
         if self.db.dialect() == Dialect::Sqlite {
             self.known_keys = filing.into_keys();
-        }
-        for (agent, mut seqs) in seqs_by_agent {
-            let mut max = max_before.get(&agent).copied().unwrap_or(0);
-            seqs.sort_unstable();
-            seqs.dedup();
-            for s in seqs {
-                if s > max + 1 {
-                    out.new_gaps.push((agent.clone(), max + 1, s - 1));
-                }
-                max = max.max(s);
-            }
         }
         Ok(out)
     }
@@ -1524,141 +1206,6 @@ fn max_seq(db: &Db, agent: &str) -> Result<u64, DbError> {
     )?
     .get::<Option<i64>>(0)
     .map(|m| m.unwrap_or(0).max(0) as u64)
-}
-
-/// Appends `seq` to `agent`'s list without allocating the key for every message.
-fn push_seq(by_agent: &mut BTreeMap<String, Vec<u64>>, agent: &str, seq: u64) {
-    match by_agent.get_mut(agent) {
-        Some(v) => v.push(seq),
-        None => {
-            by_agent.insert(agent.to_owned(), vec![seq]);
-        }
-    }
-}
-
-/// Whether `seq` is above every seq of `agent` stored before the batch or seen in it; then
-/// it becomes the new high mark. Needs [`note_max`] for `agent` first.
-fn above_high(
-    high: &mut BTreeMap<String, u64>,
-    max_before: &BTreeMap<String, u64>,
-    agent: &str,
-    seq: u64,
-) -> bool {
-    let mark = match high.get_mut(agent) {
-        Some(m) => m,
-        None => high
-            .entry(agent.to_owned())
-            .or_insert(max_before.get(agent).copied().unwrap_or(0)),
-    };
-    if seq > *mark {
-        *mark = seq;
-        true
-    } else {
-        false
-    }
-}
-
-/// Records `agent`'s max seq before the batch touches it.
-fn note_max(db: &Db, seen: &mut BTreeMap<String, u64>, agent: &str) -> Result<(), DbError> {
-    if !seen.contains_key(agent) {
-        let m = max_seq(db, agent)?;
-        seen.insert(agent.to_owned(), m);
-    }
-    Ok(())
-}
-
-/// Stores a rejected message, its payload cut to the policy's maximum.
-fn insert_dead_letter(
-    db: &Db,
-    topic: &str,
-    payload: &[u8],
-    error: &str,
-    at: i64,
-    policy: &Policy,
-    out: &mut Committed,
-) -> Result<(), DbError> {
-    let kept = &payload[..payload.len().min(policy.dead_letter_bytes)];
-    if kept.len() < payload.len() {
-        out.dead_letters_truncated += 1;
-    }
-    let kept = kept.to_vec();
-    db.execute(
-        "INSERT INTO dead_letters (topic, payload, error, received_at_ms, size) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[&topic, &kept, &error, &at, &(payload.len() as i64)],
-    )?;
-    out.dead_lettered += 1;
-    Ok(())
-}
-
-/// A message that passed validation but not the store's checks.
-struct Refused<'a> {
-    agent: &'a str,
-    reason: &'static str,
-    topic: String,
-    payload: &'a [u8],
-    error: String,
-}
-
-/// Keeps `r` as a dead letter; it is not acked.
-fn refuse(
-    db: &Db,
-    r: Refused<'_>,
-    at: i64,
-    policy: &Policy,
-    out: &mut Committed,
-) -> Result<(), DbError> {
-    insert_dead_letter(db, &r.topic, r.payload, &r.error, at, policy, out)?;
-    out.rejected.push((r.agent.to_owned(), r.reason));
-    Ok(())
-}
-
-/// The refusal of `agent`'s `seq` (on its `kind` topic) when it jumps implausibly far above
-/// `max_before`.
-fn seq_jump<'a>(
-    agent: &'a str,
-    seq: u64,
-    max_before: u64,
-    kind: &str,
-    json: &'a str,
-) -> Option<Refused<'a>> {
-    (!seq_plausible(seq, max_before)).then(|| Refused {
-        agent,
-        reason: "seq_jump",
-        topic: format!("agents/{agent}/{kind}"),
-        payload: json.as_bytes(),
-        error: format!(
-            "seq_jump: seq {seq} is more than {} above the agent's highest stored seq \
-             {max_before}",
-            crate::incident::SEQ_JUMP_MAX
-        ),
-    })
-}
-
-/// `agent`'s clock as stored (cached per batch).
-fn agent_clock(
-    db: &Db,
-    cache: &mut BTreeMap<String, AgentClock>,
-    agent: &str,
-) -> Result<AgentClock, DbError> {
-    if let Some(c) = cache.get(agent) {
-        return Ok(*c);
-    }
-    let c = db
-        .query_opt(
-            "SELECT clock_skew_ms, clock FROM agents WHERE agent = ?1",
-            &[&agent],
-        )?
-        .map(|r| {
-            Ok::<_, DbError>(AgentClock {
-                skew_ms: r.get(0)?,
-                unsynchronised: r.get::<Option<String>>(1)?.is_some_and(|c| c != "ok"),
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
-    cache.insert(agent.to_owned(), c);
-    Ok(c)
 }
 
 /// Unix milliseconds now.

@@ -7,13 +7,10 @@ use serde::Serialize;
 
 use super::db::{DbError, ToArg};
 use super::{Store, StoreError};
-use crate::incident::{is_fresh, ts};
+use crate::incident::{camera_states, camera_up, is_fresh, ts};
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
-
-/// Camera states in which frames arrive (the camera is "up").
-const UP_STATES: &[&str] = &["streaming", "tampered"];
 
 /// One agent's health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -516,6 +513,7 @@ impl Store {
             per_cam.entry((a, c)).or_default().push((s, at));
         }
         let mut out = Vec::new();
+        let up_states = camera_states(camera_up);
         for ((site, camera), hist) in per_cam {
             let (mut up, mut seen) = (0i64, 0i64);
             for (i, (state, at)) in hist.iter().enumerate() {
@@ -523,7 +521,7 @@ impl Store {
                 let to = hist.get(i + 1).map_or(end, |(_, next)| *next).min(end);
                 if to > from {
                     seen += to - from;
-                    if UP_STATES.contains(&state.as_str()) {
+                    if up_states.contains(&state.as_str()) {
                         up += to - from;
                     }
                 }

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -60,7 +60,7 @@ impl TestDb {
             self.store_toml(dir)
         );
         let c = ioc_collector::Config::parse(&text, Path::new("test.toml")).unwrap();
-        ioc_collector::Store::open_config(&c.store).unwrap()
+        c.store.open().unwrap()
     }
 }
 
@@ -136,117 +136,17 @@ pub fn event(agent: &str, seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A mosquitto child process in a temp dir.
-pub struct Broker {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
+#[allow(unused_imports)]
+pub use ioc_testkit::free_port;
+pub use ioc_testkit::mosquitto::Mosquitto as Broker;
 
-impl Broker {
-    /// SIGKILL: the broker is gone (the port stays closed).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("mosquitto"))
-}
-
-impl Broker {
-    /// `users`: (name, password, is_collector).
-    pub fn start(users: &[(&str, &str, bool)]) -> Broker {
-        Broker::start_with(users, "")
-    }
-
-    /// Like `start`, with `extra` lines of mosquitto config.
-    pub fn start_with(users: &[(&str, &str, bool)], extra: &str) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let passwd = dir.path().join("passwd");
-        std::fs::write(&passwd, "").unwrap();
-        let mut acl = String::new();
-        for (name, pw, collector) in users {
-            let st = Command::new("mosquitto_passwd")
-                .args(["-b", passwd.to_str().unwrap(), name, pw])
-                .stdout(Stdio::null())
-                .status()
-                .expect("mosquitto_passwd");
-            assert!(st.success());
-            if *collector {
-                acl.push_str(&format!(
-                    "user {name}\ntopic read ioc/#\ntopic write ioc/v1/agents/+/acks\n\n"
-                ));
-            }
-        }
-        for t in [
-            "status",
-            "cameras/+/status",
-            "events",
-            "snapshots/+",
-            "counts",
-        ] {
-            acl.push_str(&format!("pattern write ioc/v1/agents/%u/{t}\n"));
-        }
-        acl.push_str("pattern read ioc/v1/agents/%u/acks\n");
-        std::fs::write(dir.path().join("acl"), acl).unwrap();
-        let port = free_port();
-        let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
-             persistence false\n{extra}log_dest stderr\nlog_type error\nlog_type warning\n",
-            passwd.display(),
-            dir.path().join("acl").display(),
-        );
-        let conf_path = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        // Run as root, mosquitto drops to the `mosquitto` user: let it read its files.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let open = |p: &Path, mode| {
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
-            };
-            open(dir.path(), 0o755);
-            for f in ["passwd", "acl", "mosquitto.conf"] {
-                open(&dir.path().join(f), 0o644);
-            }
-        }
-        let child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
+/// A broker for `(name, password, is_collector)` users with `extra` lines of mosquitto config.
+pub fn broker_with(users: &[(&str, &str, bool)], extra: &str) -> Broker {
+    Broker::options()
+        .users(ioc_testkit::mosquitto::users(users))
+        .extra(extra)
+        .start()
+        .expect("mosquitto")
 }
 
 /// A raw agent: publishes as `agent`, and forwards the acks it receives.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use ioc_outbox::{MqttConfig, Outbox, OutboxConfig, Publisher};
-use ioc_protocol::{incident_id, Event, EventDetails, EventKind, Phase, Severity, Timestamp};
+use ioc_protocol::Event;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,26 +62,7 @@ struct Args {
 }
 
 fn event(agent: &str, seq: u64) -> Event {
-    Event {
-        schema: ioc_protocol::EVENT_SCHEMA.into(),
-        id: incident_id(agent, seq),
-        seq,
-        phase: Phase::Instant,
-        agent: agent.into(),
-        camera: "cam-1".into(),
-        kind: EventKind::LineCrossing,
-        severity: Severity::Info,
-        rule: "loadgen".into(),
-        zone: None,
-        line: Some("line-1".into()),
-        started_at: None,
-        observed_at: Timestamp::now(),
-        pts_sec: None,
-        ended_at: None,
-        objects: vec![],
-        details: EventDetails::default(),
-        snapshot: None,
-    }
+    Event::example(agent, seq)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let mut cfg = MqttConfig::new(&args.host, args.port);
     cfg.username = Some(args.username.clone().unwrap_or_else(|| args.agent.clone()));
-    cfg.password = password;
+    cfg.password = password.map(Into::into);
     cfg.ack_timeout_sec = args.ack_timeout_sec;
     cfg.reconnect_max_sec = args.reconnect_max_sec;
 

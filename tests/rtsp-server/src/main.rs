@@ -34,14 +34,14 @@ fn main() -> anyhow::Result<()> {
     let mounts = args
         .mounts
         .iter()
-        .map(|m| ioc_testkit::rtsp_server::parse_mount(m))
+        .map(|m| ioc_rtsp_server::parse_mount(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let auth = match (&args.user, &args.password) {
         (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
         (None, None) => None,
         _ => anyhow::bail!("--user and --password go together"),
     };
-    let server = ioc_testkit::rtsp_server::build(&args.address, args.port, &mounts, auth)?;
+    let server = ioc_rtsp_server::build(&args.address, args.port, &mounts, auth)?;
     let main_loop = glib::MainLoop::new(None, false);
     let _source = server.attach(None)?;
     println!(

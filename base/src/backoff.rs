@@ -1,5 +1,6 @@
-//! Capped exponential backoff with jitter, so that a site's cameras that went
-//! down together do not all hammer the recorder again in the same instant.
+//! Capped exponential backoff with jitter, so that a site's cameras that went down together
+//! do not all hammer the recorder again in the same instant, nor agents and collectors that
+//! lost the same broker.
 
 use std::time::Duration;
 
