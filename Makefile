@@ -4,12 +4,13 @@
 #   make test   installs what is missing and runs every test (what CI runs).
 #   make eval   the agent's quality on every scenario clip (tests/scenarios/README.md).
 #   make bench  the benchmarks (benches/README.md).
+#   make packages  Debian packages of the agent and the collector (target/packages/).
 
 CARGO ?= cargo
 export ORT_DYLIB_PATH := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.31.1
 export IOC_FOOTAGE_DIR := $(CURDIR)/.deps/footage
 
-.PHONY: setup build test lint bench eval demo clean
+.PHONY: setup build test lint bench eval demo packages clean
 
 setup:
 	bash deploy/setup.sh
@@ -34,6 +35,10 @@ bench: setup
 eval: setup
 	$(CARGO) build --release --locked -p ioc-eval
 	./target/release/ioc-eval run tests/scenarios --fps 5,10 --load 0,2 --json target/eval.json
+
+packages: setup
+	$(CARGO) build --release --locked -p ioc-agent -p ioc-collector --bins
+	bash deploy/package.sh target/release target/packages
 
 demo: build
 	bash deploy/demo.sh

@@ -6,7 +6,8 @@
 #   - Debian packages: GStreamer 1.22 (dev headers, base/good/bad/ugly/libav
 #     plugins, gst-rtsp-server), mosquitto and its clients, PostgreSQL (the
 #     collector's scale-out store; the tests start their own temporary
-#     clusters with it), Chromium and its WebDriver (console tests).
+#     clusters with it), Chromium and its WebDriver (console tests), systemd and binutils
+#     (the package test: systemd-analyze verify, strip).
 #   - ONNX Runtime 1.31.1: the C library out of the PyPI wheel (sha256-pinned),
 #     into .deps/onnxruntime/. Nothing is downloaded at build or run time.
 #   - Test footage and images from Debian packages (opencv-doc: vtest.avi;
@@ -33,6 +34,7 @@ PKGS=(
   mosquitto mosquitto-clients
   postgresql procps
   chromium chromium-driver
+  systemd binutils
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -540,8 +540,12 @@ impl AgentConfig {
                 e.push(format!("reconnect.{k}: {v} ms is too short (at least 100)"));
             }
         }
-        if let Some(Err(m)) = self.mqtt.as_ref().map(|m| m.validate()) {
-            e.push(format!("mqtt: {m}"));
+        match self.mqtt.as_ref().map(|m| m.validate()) {
+            Some(Err(ioc_outbox::PublisherError::Config(problems))) => {
+                e.extend(problems.iter().map(ToString::to_string))
+            }
+            Some(Err(other)) => e.push(format!("mqtt: {other}")),
+            _ => {}
         }
         if self.outbox.max_bytes < 1024 * 1024 {
             e.push(format!(

@@ -1,6 +1,8 @@
 //! `ioc-base`: what the agent and the collector share below the protocol, so the two sides
 //! say the same thing the same way.
 //!
+//! - [`problem`]: [`Problem`], one config problem (key and message), as every config check
+//!   reports it.
 //! - [`secret`]: [`Secret`], a password that never shows in logs or `Debug` output.
 //! - [`backoff`]: [`Backoff`], capped exponential reconnect delays with jitter (cameras,
 //!   brokers).
@@ -14,6 +16,7 @@
 //! knows about cameras, incidents or the store.
 
 pub mod backoff;
+pub mod problem;
 pub mod secret;
 
 #[cfg(feature = "mqtt")]
@@ -24,4 +27,5 @@ pub mod signal;
 pub mod tls;
 
 pub use backoff::Backoff;
+pub use problem::Problem;
 pub use secret::Secret;

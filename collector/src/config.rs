@@ -448,14 +448,9 @@ fn default_report_at() -> String {
     "06:00".to_owned()
 }
 
-/// One problem in a config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The key, e.g. `mqtt.port`.
-    pub key: String,
-    /// What is wrong, with the bad value.
-    pub message: String,
-}
+/// One problem in a config: its key (e.g. `mqtt.port`) and what is wrong; the shape every
+/// config check of the workspace reports.
+pub use ioc_base::Problem as ConfigProblem;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub use ioc_base::mqtt::FailureKind;
 pub use ioc_base::tls::TlsConfig;
 use ioc_base::tls::TlsError;
-use ioc_base::{Backoff, Secret};
+use ioc_base::{Backoff, Problem, Secret};
 use ioc_protocol::{AgentState, AgentStatus, AgentTopics, CameraStatus, Counts, Timestamp, Topics};
 use rumqttc::{
     AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Outgoing,
@@ -141,54 +141,63 @@ impl MqttConfig {
         }
     }
 
-    /// Checks what serde does not; returns every problem as `mqtt.<key>: message`.
+    /// Checks what serde does not; returns every problem, keyed `mqtt.<key>`.
     pub fn validate(&self) -> Result<(), PublisherError> {
         let mut problems = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            problems.push(Problem::new(format!("mqtt.{key}"), message))
+        };
         if self.host.trim().is_empty() {
-            problems.push("mqtt.host: must not be empty".to_owned());
+            bad("host", "must not be empty".to_owned());
         }
         if let Err(e) = Topics::new(&self.topic_root) {
-            problems.push(format!("mqtt.topic_root: {e}"));
+            bad("topic_root", format!("{e}"));
         }
         if let Some(id) = &self.client_id {
             if id.is_empty() || id.len() > 128 {
-                problems.push(format!("mqtt.client_id: {id:?} must be 1-128 bytes"));
+                bad("client_id", format!("{id:?} must be 1-128 bytes"));
             }
         }
         if self.password.is_some() && self.username.is_none() {
-            problems.push("mqtt.password: set without mqtt.username".to_owned());
+            bad("password", "set without mqtt.username".to_owned());
         }
         if !(self.ack_timeout_sec.is_finite() && self.ack_timeout_sec > 0.0) {
-            problems.push(format!(
-                "mqtt.ack_timeout_sec: {} must be a positive number of seconds",
-                self.ack_timeout_sec
-            ));
+            bad(
+                "ack_timeout_sec",
+                format!(
+                    "{} must be a positive number of seconds",
+                    self.ack_timeout_sec
+                ),
+            );
         }
         if !(self.reconnect_max_sec.is_finite() && self.reconnect_max_sec >= 0.1) {
-            problems.push(format!(
-                "mqtt.reconnect_max_sec: {} must be at least 0.1",
-                self.reconnect_max_sec
-            ));
+            bad(
+                "reconnect_max_sec",
+                format!("{} must be at least 0.1", self.reconnect_max_sec),
+            );
         }
         if self.max_in_flight == 0 {
-            problems.push("mqtt.max_in_flight: must be at least 1".to_owned());
+            bad("max_in_flight", "must be at least 1".to_owned());
         }
         if self.max_packet_bytes < 64 * 1024 {
-            problems.push(format!(
-                "mqtt.max_packet_bytes: {} is too small for snapshots (at least 65536)",
-                self.max_packet_bytes
-            ));
+            bad(
+                "max_packet_bytes",
+                format!(
+                    "{} is too small for snapshots (at least 65536)",
+                    self.max_packet_bytes
+                ),
+            );
         }
         if self.connect_timeout_sec == 0 {
-            problems.push("mqtt.connect_timeout_sec: must be at least 1".to_owned());
+            bad("connect_timeout_sec", "must be at least 1".to_owned());
         }
         if let Some(p) = self.tls.as_ref().and_then(TlsConfig::problem) {
-            problems.push(format!("mqtt.tls: {p}"));
+            bad("tls", p.to_owned());
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(PublisherError::Config(problems.join("; ")))
+            Err(PublisherError::Config(problems))
         }
     }
 }
@@ -196,9 +205,9 @@ impl MqttConfig {
 /// Why the publisher could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherError {
-    /// A config value is wrong.
-    #[error("invalid mqtt config: {0}")]
-    Config(String),
+    /// Config values are wrong.
+    #[error("invalid mqtt config: {}", .0.iter().map(Problem::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<Problem>),
     /// The TLS files cannot be used.
     #[error("mqtt.tls: {0}")]
     Tls(#[from] TlsError),
@@ -261,7 +270,9 @@ impl Publisher {
     ) -> Result<PublisherHandle, PublisherError> {
         cfg.validate()?;
         let topics = Topics::new(&cfg.topic_root)
-            .map_err(|e| PublisherError::Config(format!("mqtt.topic_root: {e}")))?
+            .map_err(|e| {
+                PublisherError::Config(vec![Problem::new("mqtt.topic_root", e.to_string())])
+            })?
             .agent(agent_id)?;
         let client_id = cfg.client_id.clone().unwrap_or_else(|| agent_id.to_owned());
         let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);

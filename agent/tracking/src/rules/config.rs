@@ -15,15 +15,9 @@ use crate::rules::schedule::ScheduleConfig;
 use crate::track::TrackerConfig;
 use crate::units::{Distance, LengthUnit, Speed, SpeedUnit};
 
-/// One config error: where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Key path, e.g. `rules[3].zone`.
-    pub key: String,
-    /// What is wrong, with the bad value.
-    pub message: String,
-}
+/// One config error: where (key path, e.g. `rules[3].zone`), and what is wrong; the shape
+/// every config check of the workspace reports.
+pub use ioc_base::Problem as ConfigError;
 
 /// Every error found in a config.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
