@@ -73,9 +73,29 @@ pub struct CameraCounters {
     /// Rule-clock time of the latest frame handed on (f64 bits): where the next session's
     /// clock starts at the earliest.
     last_t_bits: AtomicU64,
+    /// When the latest compressed frame arrived (Unix ms; 0: none yet).
+    last_frame_ms: AtomicU64,
 }
 
 impl CameraCounters {
+    /// One compressed frame arrived now.
+    pub fn frame_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_frame_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long ago the latest compressed frame arrived; `None` before the first.
+    pub fn last_frame_age(&self) -> Option<Duration> {
+        let at = self.last_frame_ms.load(Ordering::Relaxed);
+        (at > 0).then(|| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_millis(at);
+            SystemTime::now().duration_since(at).unwrap_or_default()
+        })
+    }
+
     fn last_t(&self) -> Option<f64> {
         match self.last_t_bits.load(Ordering::Relaxed) {
             0 => None,
@@ -360,7 +380,7 @@ async fn pump(
 ) -> Result<(), SourceError> {
     loop {
         let frame = stream.next_frame().await?;
-        counters.received.fetch_add(1, Ordering::Relaxed);
+        counters.frame_received();
         if !streamed.swap(true, Ordering::Relaxed) {
             set(status, &spec.id, CameraState::Streaming, None, 0);
             tracing::info!(

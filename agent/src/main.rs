@@ -99,15 +99,7 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,retina=warn,ort=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal, never in a log file or the journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    ioc_base::logs::init("info,retina=warn,ort=warn");
     match real_main(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

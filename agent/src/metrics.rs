@@ -145,6 +145,21 @@ pub fn render(s: &Sources) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP ioc_agent_last_frame_age_seconds Seconds since the camera's latest frame \
+         arrived (grows while it is down).\n# TYPE ioc_agent_last_frame_age_seconds gauge"
+    );
+    for c in &s.cameras {
+        if let Some(age) = c.counters.last_frame_age() {
+            let _ = writeln!(
+                out,
+                "ioc_agent_last_frame_age_seconds{{camera=\"{}\"}} {:.3}",
+                label(&c.id),
+                age.as_secs_f64()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP ioc_agent_detect_latency_seconds Median time from decoded frame to detections \
          over the recent frames.\n# TYPE ioc_agent_detect_latency_seconds gauge"
     );
@@ -283,7 +298,16 @@ mod tests {
             delivery: None,
         };
         s.cameras[0].detect.detected.store(7, Ordering::Relaxed);
+        s.cameras[0].counters.frame_received();
         let text = render(&s);
+        // Only a camera that sent a frame has an age, and it is fresh.
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ioc_agent_last_frame_age_seconds{camera=\"gate\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("age of gate");
+        assert!((0.0..5.0).contains(&age), "{age}");
+        assert!(!text.contains("ioc_agent_last_frame_age_seconds{camera=\"odd"));
         assert!(text.contains("ioc_agent_frames_detected_total{camera=\"gate\"} 7\n"));
         assert!(text.contains("camera=\"odd\\\"id\""));
         assert!(text.contains("ioc_agent_camera_state{camera=\"gate\",state=\"connecting\"} 1\n"));

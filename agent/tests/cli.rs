@@ -317,3 +317,40 @@ classes = ["car"]
         "{err}"
     );
 }
+
+#[test]
+fn logs_are_one_json_object_a_line_when_asked_and_never_coloured_off_a_terminal() {
+    let img = footage("dog.jpg");
+    let run = |format: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ioc-agent"))
+            .args(["detect", img.to_str().unwrap()])
+            .current_dir(root())
+            .env("IOC_LOG_FORMAT", format)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let json = run("json");
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"loaded ONNX Runtime\"")),
+        "{json}"
+    );
+    let text = run("text");
+    assert!(
+        text.contains("loaded ONNX Runtime") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    let typo = run("jsno");
+    assert!(
+        typo.contains("IOC_LOG_FORMAT") && typo.contains("jsno"),
+        "{typo}"
+    );
+}

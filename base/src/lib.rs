@@ -10,6 +10,8 @@
 //!   it makes (MQTT, PostgreSQL).
 //! - [`mqtt`] (feature `mqtt`): what a broker connection failure was, for people, with one
 //!   stable `error_code` per kind on both sides.
+//! - [`logs`] (feature `logs`): text or JSON logs (`IOC_LOG_FORMAT`), no colour off a
+//!   terminal.
 //! - [`signal`] (feature `signals`): SIGINT/SIGTERM, the one way both binaries are stopped.
 //!
 //! The crate sits just above the standard library and the protocol's peers: nothing here
@@ -19,6 +21,8 @@ pub mod backoff;
 pub mod problem;
 pub mod secret;
 
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "signals")]

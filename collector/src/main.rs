@@ -142,14 +142,7 @@ enum UserCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    ioc_base::logs::init("info");
     let result = match cli.cmd {
         Cmd::Run { config } => run(&config),
         Cmd::CheckConfig { file } => check_config(&file),
