@@ -512,3 +512,45 @@ async fn published_events_reach_the_console_live() {
     collector.shutdown(Duration::from_secs(10)).await.unwrap();
     assert_eq!(reader(dir.path()).count_dead_letters().unwrap(), 1);
 }
+
+/// The collector over TLS to a real mosquitto TLS listener: the right CA connects; a CA that
+/// did not sign the broker's certificate is a `mqtt_tls_error` naming the file to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_right_ca_connects_and_a_wrong_one_is_a_tls_error() {
+    logs();
+    let pki = tempfile::tempdir().unwrap();
+    let (files, wrong) = ioc_testkit::pki::make(pki.path());
+    let broker = Broker::options()
+        .users(ioc_testkit::mosquitto::users(&[("c", "pw", true)]))
+        .tls(&files)
+        .start()
+        .unwrap();
+    let tls_port = broker.tls_port.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let with_ca = |ca: &Path| {
+        let text = config_text(tls_port, dir.path(), "pw", None)
+            .replace("host = \"127.0.0.1\"", "host = \"localhost\"")
+            + &format!("[mqtt.tls]\nca_file = \"{}\"\n", ca.display());
+        let c = Config::parse(&text, Path::new("test.toml")).unwrap();
+        c.validate(Path::new("test.toml")).unwrap();
+        c.check_environment(Path::new("test.toml")).unwrap();
+        c
+    };
+    let handle = ingest::start(&with_ca(&files.ca)).unwrap();
+    handle.wait_connected(T).await.unwrap();
+    handle.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let handle = ingest::start(&with_ca(&wrong[1])).unwrap();
+    let mut rx = handle.conn_watch();
+    let state = tokio::time::timeout(T, rx.wait_for(|s| matches!(s, ConnState::Failed { .. })))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    let ConnState::Failed { kind, message } = state else {
+        unreachable!()
+    };
+    assert_eq!(kind.code(), "mqtt_tls_error", "{message}");
+    assert!(message.contains("unrelated-ca.pem"), "{message}");
+    handle.shutdown(Duration::from_secs(2)).await.unwrap();
+}

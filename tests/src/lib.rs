@@ -8,6 +8,7 @@
 //! - [`proxy::TcpProxy`]: a TCP proxy a test can cut (connections dropped) or freeze
 //!   (nothing passes, nothing closes, as a dead uplink).
 //! - [`mqtt::Raw`]: a plain MQTT client that hands over what it receives.
+//! - [`pki::make`]: a CA, a broker certificate and wrong CAs for TLS tests.
 //! - [`RtspServer`]: the `ioc-rtsp-server` binary (crate `tests/rtsp-server`) as a child
 //!   process, so a test can kill it and start it again like a camera going away.
 //! - Fixture paths: [`footage`], [`model_manifest`], [`workspace_binary`]; events:
@@ -17,6 +18,7 @@
 
 pub mod mosquitto;
 pub mod mqtt;
+pub mod pki;
 pub mod postgres;
 pub mod proxy;
 

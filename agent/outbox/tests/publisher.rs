@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{raw, wait_for, Broker, Proxy, TlsFiles};
+use common::{raw, wait_for, Broker, Proxy};
 use ioc_outbox::{
     FailureKind, MqttConfig, Outbox, OutboxConfig, Publisher, PublisherHandle, TlsConfig,
 };
@@ -332,58 +332,6 @@ async fn acl_keeps_an_agent_off_another_agents_topics() {
     .await;
 }
 
-/// A self-signed CA: the issuer to sign with, and its certificate's PEM.
-fn make_ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let pem = params.self_signed(&key).unwrap().pem();
-    (rcgen::Issuer::new(params, key), pem)
-}
-
-/// Writes into `dir`: `ca.pem` and a server certificate for `localhost` and 127.0.0.1 signed
-/// by it (`server.pem`, `server.key`); and two wrong CAs: `same-name-ca.pem`, a CA with the
-/// same name but another key (as after regenerating the CA), and `unrelated-ca.pem`. Made at
-/// test time: no key is committed.
-fn make_pki(dir: &Path) -> (TlsFiles, [std::path::PathBuf; 2]) {
-    let (ca, ca_pem) = make_ca("ioc-edge test CA");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let files = TlsFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    std::fs::write(&files.ca, ca_pem).unwrap();
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    let wrong = [
-        ("same-name-ca.pem", "ioc-edge test CA"),
-        ("unrelated-ca.pem", "someone else's CA"),
-    ]
-    .map(|(file, name)| {
-        let path = dir.join(file);
-        std::fs::write(&path, make_ca(name).1).unwrap();
-        path
-    });
-    (files, wrong)
-}
-
 fn tls_cfg(port: u16, ca_file: &Path) -> MqttConfig {
     let mut c = cfg(port, "a1", "pw1");
     c.host = "localhost".into(); // the certificate's DNS name is checked
@@ -398,7 +346,7 @@ fn tls_cfg(port: u16, ca_file: &Path) -> MqttConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_right_ca_delivers_and_acks() {
     let pki_dir = tempfile::tempdir().unwrap();
-    let (files, _) = make_pki(pki_dir.path());
+    let (files, _) = ioc_testkit::pki::make(pki_dir.path());
     let broker = common::broker_tls(&users(), &files);
     // The collector on the plain listener; the agent over TLS.
     let mut col = raw(
@@ -446,7 +394,7 @@ async fn tls_with_the_right_ca_delivers_and_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_wrong_ca_is_a_tls_failure_and_loses_nothing() {
     let pki_dir = tempfile::tempdir().unwrap();
-    let (files, wrong_cas) = make_pki(pki_dir.path());
+    let (files, wrong_cas) = ioc_testkit::pki::make(pki_dir.path());
     let broker = common::broker_tls(&users(), &files);
     let mut col = raw(
         broker.port,
