@@ -87,22 +87,15 @@ fn frame(k: usize, epoch: &Epoch) -> DecodedFrame {
     )
 }
 
-/// What the rules decided: (kind, phase, rule time of the event, direction).
-type Decided = Vec<(RuleKind, Phase, f64, Option<String>)>;
-
-/// Feeds frames `ks` as results `order` 1, 2, … in `delivery` order (indices into `ks`),
-/// calling `pace` before each.
-fn run(ks: &[usize], delivery: &[usize], mut pace: impl FnMut(usize)) -> Decided {
+/// The real rules thread over one camera running [`CONFIG`], reporting to `on_output`.
+fn rules_thread(epoch: Epoch, on_output: impl FnMut(Output) + Send + 'static) -> RulesWorker {
     gstreamer::init().unwrap();
     let cfg: AnalyticsConfig = toml::from_str(CONFIG).unwrap();
     let labels: Vec<String> = ["person", "bicycle", "car"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let epoch = Epoch::now();
-    let decided: Arc<Mutex<Decided>> = Arc::default();
-    let d = decided.clone();
-    let rules = RulesWorker::spawn(
+    RulesWorker::spawn(
         vec![RulesCamera {
             analytics: Some(CameraAnalytics::new(&cfg, &labels).unwrap()),
             live: true,
@@ -110,18 +103,30 @@ fn run(ks: &[usize], delivery: &[usize], mut pace: impl FnMut(usize)) -> Decided
         }],
         epoch,
         0,
-        move |o| {
-            if let Output::Event { event, .. } = o {
-                d.lock().unwrap().push((
-                    event.kind,
-                    event.phase,
-                    event.observed_at_sec,
-                    event.details.direction.map(|d| format!("{d:?}")),
-                ));
-            }
-        },
+        on_output,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// What the rules decided: (kind, phase, rule time of the event, direction).
+type Decided = Vec<(RuleKind, Phase, f64, Option<String>)>;
+
+/// Feeds frames `ks` as results `order` 1, 2, … in `delivery` order (indices into `ks`),
+/// calling `pace` before each.
+fn run(ks: &[usize], delivery: &[usize], mut pace: impl FnMut(usize)) -> Decided {
+    let epoch = Epoch::now();
+    let decided: Arc<Mutex<Decided>> = Arc::default();
+    let d = decided.clone();
+    let rules = rules_thread(epoch, move |o| {
+        if let Output::Event { event, .. } = o {
+            d.lock().unwrap().push((
+                event.kind,
+                event.phase,
+                event.observed_at_sec,
+                event.details.direction.map(|d| format!("{d:?}")),
+            ));
+        }
+    });
     let tx = rules.frame_sender();
     for (n, &i) in delivery.iter().enumerate() {
         pace(n);
@@ -207,38 +212,22 @@ fn late_bursty_reordered_and_dropped_results_give_the_same_incidents() {
 
 #[test]
 fn a_graceful_stop_reports_the_open_counts_interval() {
-    gstreamer::init().unwrap();
-    let cfg: AnalyticsConfig = toml::from_str(CONFIG).unwrap();
-    let labels: Vec<String> = ["person", "bicycle", "car"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let epoch = Epoch::now();
     // (interval start, end, in, out) of each counts report.
     type Reports = Vec<(f64, f64, u32, u32)>;
     let counts: Arc<Mutex<Reports>> = Arc::default();
     let c = counts.clone();
-    let rules = RulesWorker::spawn(
-        vec![RulesCamera {
-            analytics: Some(CameraAnalytics::new(&cfg, &labels).unwrap()),
-            live: true,
-            tracker: Arc::new(TrackerFlags::default()),
-        }],
-        epoch,
-        0,
-        move |o| {
-            if let Output::Counts { report, .. } = o {
-                let (i, out) = report
-                    .counts
-                    .iter()
-                    .fold((0, 0), |(i, o), l| (i + l.in_count, o + l.out_count));
-                c.lock()
-                    .unwrap()
-                    .push((report.start_sec, report.end_sec, i, out));
-            }
-        },
-    )
-    .unwrap();
+    let rules = rules_thread(epoch, move |o| {
+        if let Output::Counts { report, .. } = o {
+            let (i, out) = report
+                .counts
+                .iter()
+                .fold((0, 0), |(i, o), l| (i + l.in_count, o + l.out_count));
+            c.lock()
+                .unwrap()
+                .push((report.start_sec, report.end_sec, i, out));
+        }
+    });
     let tx = rules.frame_sender();
     // 50 s of frames: every walker has crossed; the hour-long interval is still open.
     for k in 0..500 {
