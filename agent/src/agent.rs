@@ -359,12 +359,19 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let mut health = Health::new(&agent, publisher.clone());
     let mut tick = tokio::time::interval(summary_every);
     tick.tick().await;
+    // Under systemd (Type=notify): started, and alive while this loop turns.
+    ioc_base::systemd::notify("READY=1");
+    let mut watchdog = ioc_base::systemd::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
             _ = tick.tick() => health.report(&agent),
+            _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
+                ioc_base::systemd::notify("WATCHDOG=1");
+            }
         }
     }
+    ioc_base::systemd::notify("STOPPING=1");
     tracing::info!("shutting down (signal again to exit at once)");
     // A camera or a broker that hangs must not keep the box from stopping.
     tokio::spawn(async {

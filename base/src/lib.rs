@@ -12,6 +12,7 @@
 //!   stable `error_code` per kind on both sides.
 //! - [`logs`] (feature `logs`): text or JSON logs (`IOC_LOG_FORMAT`), no colour off a
 //!   terminal.
+//! - [`systemd`]: `READY=1` and watchdog pings for `Type=notify` units.
 //! - [`signal`] (feature `signals`): SIGINT/SIGTERM, the one way both binaries are stopped.
 //!
 //! The crate sits just above the standard library and the protocol's peers: nothing here
@@ -27,6 +28,7 @@ pub mod logs;
 pub mod mqtt;
 #[cfg(feature = "signals")]
 pub mod signal;
+pub mod systemd;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -283,8 +283,20 @@ fn run(path: &Path) -> anyhow::Result<()> {
     rt.block_on(async move {
         let collector =
             Collector::start(&config, std::sync::Arc::new(SystemClock), Parts::All).await?;
+        // Under systemd (Type=notify): started, and alive while the runtime runs tasks.
+        ioc_base::systemd::notify("READY=1");
+        if let Some(every) = ioc_base::systemd::watchdog_interval() {
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(every);
+                loop {
+                    t.tick().await;
+                    ioc_base::systemd::notify("WATCHDOG=1");
+                }
+            });
+        }
         let stop = async {
             signal().await;
+            ioc_base::systemd::notify("STOPPING=1");
             tracing::info!("stopping: finishing the batch in flight (signal again to exit now)");
             tokio::spawn(async {
                 signal().await;

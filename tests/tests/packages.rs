@@ -120,9 +120,16 @@ fn packages_install_verify_and_start_from_their_units() {
         let (ok, text) = run(Command::new(&pre[0]).args(&pre[1..]).env("NO_COLOR", "1"));
         assert!(ok, "{name} ExecStartPre {pre:?}: {text}");
         let start = unit_command(&unit, "ExecStart", &map_path);
+        // systemd's side of Type=notify and WatchdogSec: a socket, and a 2 s watchdog.
+        assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+        let notify_path = tmp.path().join(format!("{name}.notify"));
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_nonblocking(true).unwrap();
         let mut child = Command::new(&start[0])
             .args(&start[1..])
             .env("NO_COLOR", "1")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "2000000")
             // The unit needs no ORT_DYLIB_PATH: the agent looks in /usr/lib/ioc-edge/, which
             // is in the scratch root here.
             .env(
@@ -168,5 +175,22 @@ fn packages_install_verify_and_start_from_their_units() {
         assert!(status.success(), "{name}: {status:?}\n{log}");
         assert!(log.contains(want), "{name} did not start: {log}");
         assert!(!log.contains('\u{1b}'), "colour codes in {name}'s log");
+        let mut said = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = notify.recv(&mut buf) {
+            said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        // Ready first, a watchdog ping at least every second over 4 s, stopping on SIGTERM
+        // (pings may go on while it stops: a long shutdown must not trip the watchdog).
+        assert_eq!(
+            said.first().map(String::as_str),
+            Some("READY=1"),
+            "{name}: {said:?}"
+        );
+        assert!(
+            said.iter().filter(|s| *s == "WATCHDOG=1").count() >= 2,
+            "{name}: {said:?}"
+        );
+        assert!(said.iter().any(|s| s == "STOPPING=1"), "{name}: {said:?}");
     }
 }
