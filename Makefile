@@ -4,13 +4,16 @@
 #   make test   installs what is missing and runs every test (what CI runs).
 #   make eval   the agent's quality on every scenario clip (tests/scenarios/README.md).
 #   make bench  the benchmarks (benches/README.md).
-#   make packages  Debian packages of the agent and the collector (target/packages/).
+#   make packages  Debian packages of the agent and the collector, amd64 and arm64
+#               (target/packages/; arm64 cross-compiled, deploy/cross-setup.sh).
 
 CARGO ?= cargo
 export ORT_DYLIB_PATH := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.31.1
 export IOC_FOOTAGE_DIR := $(CURDIR)/.deps/footage
 
-.PHONY: setup build test lint bench eval demo packages clean
+ARM64 := aarch64-unknown-linux-gnu
+
+.PHONY: setup build cross test lint bench eval demo packages clean
 
 setup:
 	bash deploy/setup.sh
@@ -22,7 +25,12 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: build lint
+# The arm64 binaries the package test installs and runs under qemu-user.
+cross: setup
+	bash deploy/cross-setup.sh
+	bash deploy/cross.sh $(CARGO) build --locked --target $(ARM64) -p ioc-agent -p ioc-collector --bins
+
+test: build lint cross
 	$(CARGO) test --workspace --locked
 
 bench: setup
@@ -37,8 +45,11 @@ eval: setup
 	./target/release/ioc-eval run tests/scenarios --fps 5,10 --load 0,2 --json target/eval.json
 
 packages: setup
+	bash deploy/cross-setup.sh
 	$(CARGO) build --release --locked -p ioc-agent -p ioc-collector --bins
-	bash deploy/package.sh target/release target/packages
+	bash deploy/cross.sh $(CARGO) build --release --locked --target $(ARM64) -p ioc-agent -p ioc-collector --bins
+	ARCH=amd64 bash deploy/package.sh target/release target/packages
+	ARCH=arm64 bash deploy/package.sh target/$(ARM64)/release target/packages
 
 demo: build
 	bash deploy/demo.sh

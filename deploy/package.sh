@@ -13,10 +13,12 @@
 # StateDirectory). Units are installed, not started: edit the config, then
 # `systemctl enable --now ioc-agent`.
 #
-#   bash deploy/package.sh [BIN_DIR] [OUT_DIR]    (default: target/release, target/packages)
+#   [ARCH=arm64] bash deploy/package.sh [BIN_DIR] [OUT_DIR]
+#       (default: this machine's architecture, target/release, target/packages)
 #
-# `make packages` builds the release binaries first. The packages take ONNX Runtime from
-# .deps/onnxruntime/ (deploy/setup.sh fetched it from its PyPI wheel, sha256-pinned).
+# `make packages` builds the release binaries for amd64 and arm64 first (arm64 cross-compiled:
+# deploy/cross-setup.sh). The packages take ONNX Runtime for ARCH from .deps/onnxruntime/
+# (amd64) or .deps/onnxruntime-arm64/: the set-up fetched it from its PyPI wheel, sha256-pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,10 +26,19 @@ BIN=$(realpath "${1:-target/release}")
 OUT=$(realpath -m "${2:-target/packages}")
 ARCH=${ARCH:-$(dpkg --print-architecture)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-ORT=.deps/onnxruntime/libonnxruntime.so.1.31.1
+case $ARCH in
+  amd64) ORT=.deps/onnxruntime/libonnxruntime.so.1.31.1 MACHINE="X86-64" STRIP=strip ;;
+  arm64) ORT=.deps/onnxruntime-arm64/libonnxruntime.so.1.31.1 MACHINE=AArch64 STRIP=aarch64-linux-gnu-strip ;;
+  *) echo "ARCH=$ARCH: packages are built for amd64 and arm64" >&2; exit 1 ;;
+esac
 say() { printf '==> %s\n' "$*"; }
 for f in "$BIN/ioc-agent" "$BIN/ioc-collector" "$ORT"; do
   [ -f "$f" ] || { echo "missing $f (build first: make packages; ONNX Runtime: make setup)" >&2; exit 1; }
+done
+# A binary of the wrong architecture would install and then fail on the site box.
+for f in "$BIN/ioc-agent" "$BIN/ioc-collector" "$ORT"; do
+  readelf -h "$f" | grep -q "Machine: *.*$MACHINE" \
+    || { echo "$f is not an $ARCH ($MACHINE) binary" >&2; exit 1; }
 done
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -87,7 +98,7 @@ CTL
 }
 
 # Binaries without their debug sections (the build keeps line tables for backtraces).
-install_bin() { install -D -m 0755 "$1" "$2"; strip --strip-debug "$2" 2>/dev/null || true; }
+install_bin() { install -D -m 0755 "$1" "$2"; "$STRIP" --strip-debug "$2"; }
 
 # --- ioc-agent ---------------------------------------------------------------------------
 a=$WORK/ioc-agent

@@ -59,30 +59,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # --- ONNX Runtime --------------------------------------------------------------
-ORT_VERSION=1.31.1
-ORT_WHEEL=onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl
-ORT_WHEEL_SHA256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
-ORT_LIB=libonnxruntime.so.${ORT_VERSION}
-ORT_LIB_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
-ORT_DIR=$DEPS/onnxruntime
-if ! echo "$ORT_LIB_SHA256  $ORT_DIR/$ORT_LIB" | sha256sum -c --status 2>/dev/null; then
-  say "fetching ONNX Runtime $ORT_VERSION from PyPI"
-  mkdir -p "$ORT_DIR/wheel"
-  if ! echo "$ORT_WHEEL_SHA256  $ORT_DIR/wheel/$ORT_WHEEL" | sha256sum -c --status 2>/dev/null; then
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
-      --platform manylinux_2_28_x86_64 --python-version 3.11 \
-      "onnxruntime==$ORT_VERSION" -d "$ORT_DIR/wheel"
-  fi
-  echo "$ORT_WHEEL_SHA256  $ORT_DIR/wheel/$ORT_WHEEL" | sha256sum -c --quiet
-  python3 - "$ORT_DIR/wheel/$ORT_WHEEL" "$ORT_DIR" "$ORT_LIB" <<'PY'
-import sys, zipfile, shutil, os
-wheel, out, lib = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(f"onnxruntime/capi/{lib}") as src, open(os.path.join(out, lib), "wb") as dst:
-    shutil.copyfileobj(src, dst)
-PY
-  echo "$ORT_LIB_SHA256  $ORT_DIR/$ORT_LIB" | sha256sum -c --quiet
-  rm -rf "$ORT_DIR/wheel"
-fi
+source deploy/ort.sh
+fetch_ort manylinux_2_28_x86_64 \
+  5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f \
+  fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3 \
+  "$DEPS/onnxruntime"
 
 # --- Footage -------------------------------------------------------------------
 FOOT=$DEPS/footage

@@ -70,6 +70,8 @@ pub struct Camera {
     pub analytics: Option<ioc_tracking::AnalyticsConfig>,
     /// Its key in the config file (`cameras[3]`), for messages.
     pub key: String,
+    /// Its name for people (sent in its status).
+    pub name: Option<String>,
 }
 
 /// The enabled cameras of `cfg`, in config order.
@@ -114,6 +116,7 @@ pub fn resolve_cameras(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Ca
             spec,
             analytics: c.analytics.clone(),
             key: format!("cameras[{i}]"),
+            name: c.name.clone(),
         });
     }
     Ok(cameras)
@@ -127,6 +130,8 @@ pub struct AgentCamera {
     pub detect: Arc<CameraDetectStats>,
     /// Its target detection rate.
     pub target_fps: f64,
+    /// Its name for people.
+    pub name: Option<String>,
 }
 
 /// A running agent: cameras, the detector pool and the rules.
@@ -225,12 +230,13 @@ impl Agent {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let cameras: Vec<AgentCamera> = cameras
             .into_iter()
-            .map(|Camera { spec: s, .. }| {
+            .map(|Camera { spec: s, name, .. }| {
                 let (index, target_fps) = (s.index, s.decode.fps);
                 AgentCamera {
                     handle: camera::spawn(s, scheduler.clone(), shutdown_rx.clone()),
                     detect: scheduler.stats(index),
                     target_fps,
+                    name,
                 }
             })
             .collect();
@@ -266,6 +272,11 @@ impl Agent {
     /// Detector counters.
     pub fn detect_stats(&self) -> &Arc<crate::detect::DetectStats> {
         self.pool.stats()
+    }
+
+    /// The detectors' scheduler (its queue depth is a metric).
+    pub fn scheduler(&self) -> &Arc<crate::detect::Scheduler> {
+        self.pool.scheduler()
     }
 
     /// Stops the cameras (TEARDOWN sent), then drains and stops the detectors and the rules.
@@ -347,6 +358,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
                 })
                 .collect(),
             detect: agent.detect_stats().clone(),
+            queue: Some(agent.scheduler().clone()),
             delivery: publisher.clone().zip(outbox),
         };
         tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
@@ -430,6 +442,7 @@ fn start_delivery(
         outbox.clone(),
         m.clone(),
         &cfg.agent.id,
+        cfg.agent.name.clone(),
         env!("CARGO_PKG_VERSION"),
         cameras.iter().map(|c| c.spec.id.clone()).collect(),
         shutdown,
@@ -494,9 +507,10 @@ impl Health {
             // Retained camera status on every state change: the center sees every camera's
             // state and why.
             for (i, c) in agent.cameras.iter().enumerate() {
-                let (mut status, id, publisher, figures) = (
+                let (mut status, id, name, publisher, figures) = (
                     c.handle.status.clone(),
                     c.handle.id.clone(),
+                    c.name.clone(),
                     publisher.clone(),
                     figures.clone(),
                 );
@@ -504,7 +518,7 @@ impl Health {
                     loop {
                         let s = status.borrow_and_update().clone();
                         let f = figures.lock().unwrap_or_else(|p| p.into_inner())[i];
-                        publish_status(&publisher, &id, &s, f);
+                        publish_status(&publisher, &id, name.as_deref(), &s, f);
                         if status.changed().await.is_err() {
                             break;
                         }
@@ -575,7 +589,13 @@ impl Health {
             };
             self.figures.lock().unwrap_or_else(|p| p.into_inner())[i] = streaming.then_some(f);
             if let (true, Some(p)) = (publish, &self.publisher) {
-                publish_status(p, &c.handle.id, &state, streaming.then_some(f));
+                publish_status(
+                    p,
+                    &c.handle.id,
+                    c.name.as_deref(),
+                    &state,
+                    streaming.then_some(f),
+                );
             }
         }
         let st = agent.detect_stats();
@@ -627,6 +647,7 @@ fn counters(c: &AgentCamera) -> crate::health::Counters {
 fn publish_status(
     publisher: &ioc_outbox::PublisherHandle,
     id: &str,
+    name: Option<&str>,
     s: &crate::source::CameraStatus,
     f: Option<Figures>,
 ) {
@@ -640,6 +661,7 @@ fn publish_status(
     let mut wire =
         ioc_protocol::CameraStatus::new(state, ioc_protocol::Timestamp::from_system_time(s.since));
     wire.error = s.error.clone();
+    wire.name = name.map(str::to_owned);
     if let (Some(f), CameraState::Streaming) = (f, s.state) {
         wire.fps = Some(f.received_fps as f32);
         wire.detect_fps = Some(f.analysed_fps as f32);

@@ -58,6 +58,9 @@ pub struct AgentSection {
     /// The site's offset from UTC in minutes (420 for Viet Nam), for rule schedules.
     #[serde(default)]
     pub utc_offset_minutes: i32,
+    /// The site's name for people (the console shows it instead of the id).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `[detect]`
@@ -493,6 +496,7 @@ impl AgentConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
         check_id(&mut e, "agent.id", &self.agent.id);
+        check_name(&mut e, "agent.name", self.agent.name.as_deref());
         if self.agent.utc_offset_minutes.abs() > 14 * 60 {
             e.push(format!(
                 "agent.utc_offset_minutes: {} is not within ±14 h",
@@ -563,6 +567,7 @@ impl AgentConfig {
         for (i, c) in self.cameras.iter().enumerate() {
             let key = format!("cameras[{i}]");
             check_id(&mut e, &format!("{key}.id"), &c.id);
+            check_name(&mut e, &format!("{key}.name"), c.name.as_deref());
             if let Some(j) = seen.insert(&c.id, i) {
                 e.push(format!(
                     "{key}.id: duplicate camera id {:?} (also cameras[{j}])",
@@ -751,6 +756,20 @@ fn check_id(e: &mut Vec<String>, key: &str, id: &str) {
     }
 }
 
+/// A name for people, sent in the status messages: what the protocol accepts as a label.
+fn check_name(e: &mut Vec<String>, key: &str, name: Option<&str>) {
+    let Some(name) = name else { return };
+    if name.trim().is_empty() {
+        e.push(format!(
+            "{key}: must not be empty (leave it out to show the id)"
+        ));
+    } else if name.len() > 128 {
+        e.push(format!("{key}: {} bytes is longer than 128", name.len()));
+    } else if name.chars().any(char::is_control) {
+        e.push(format!("{key}: {name:?} contains control characters"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,6 +878,37 @@ file = "clip.mp4"
             "{shown}"
         );
         assert!(shown.contains("10.0.0.1") && shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn names_are_checked_as_the_status_messages_carry_them() {
+        let text = OK
+            .replace(
+                "id = \"site-1\"",
+                "id = \"site-1\"\nname = \"Phường Hàng Trống\"",
+            )
+            .replace(
+                "id = \"cam-a\"",
+                "id = \"cam-a\"\nname = \"Cổng Bắc / North gate\"",
+            );
+        let cfg = AgentConfig::parse(&text).unwrap();
+        assert_eq!(cfg.agent.name.as_deref(), Some("Phường Hàng Trống"));
+        let long = "x".repeat(129);
+        let text = OK
+            .replace("id = \"site-1\"", "id = \"site-1\"\nname = \" \"")
+            .replace(
+                "id = \"cam-a\"",
+                &format!("id = \"cam-a\"\nname = \"{long}\""),
+            );
+        let e = AgentConfig::parse(&text).unwrap_err();
+        assert!(
+            e.contains(&"agent.name: must not be empty (leave it out to show the id)".to_owned()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"cameras[0].name: 129 bytes is longer than 128".to_owned()),
+            "{e:?}"
+        );
     }
 
     #[test]

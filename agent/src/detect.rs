@@ -265,6 +265,11 @@ impl SchedulerCore {
         self.cams.len()
     }
 
+    /// Frames waiting for a worker (at most one per camera).
+    pub fn waiting(&self) -> usize {
+        self.cams.iter().filter(|c| c.job.is_some()).count()
+    }
+
     /// True without cameras.
     pub fn is_empty(&self) -> bool {
         self.cams.is_empty()
@@ -411,6 +416,11 @@ impl Scheduler {
         }
     }
 
+    /// Frames waiting for a worker: the detectors' queue depth.
+    pub fn waiting(&self) -> usize {
+        self.lock().core.waiting()
+    }
+
     /// Stops accepting frames; workers drain what waits, then end.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -428,6 +438,44 @@ pub struct DetectStats {
     pub errors: AtomicU64,
     /// Total inference time in microseconds (pre- and post-processing included).
     pub busy_us: AtomicU64,
+    /// Distribution of the inference times.
+    pub inference: InferenceHistogram,
+}
+
+/// Inference times in fixed buckets (Prometheus histogram, cumulative on export): lock-free,
+/// one atomic add per inference.
+#[derive(Debug, Default)]
+pub struct InferenceHistogram {
+    counts: [AtomicU64; INFERENCE_BUCKETS.len() + 1],
+}
+
+/// Bucket upper bounds in seconds: a fast model on a desktop takes ~5 ms, a loaded ARM box
+/// or a large model over a second.
+pub const INFERENCE_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+];
+
+impl InferenceHistogram {
+    /// Counts one inference of `d`.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = INFERENCE_BUCKETS
+            .iter()
+            .position(|&le| s <= le)
+            .unwrap_or(INFERENCE_BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts for each bound of [`INFERENCE_BUCKETS`], then for +Inf.
+    pub fn cumulative(&self) -> [u64; INFERENCE_BUCKETS.len() + 1] {
+        let mut out = [0; INFERENCE_BUCKETS.len() + 1];
+        let mut total = 0;
+        for (o, c) in out.iter_mut().zip(&self.counts) {
+            total += c.load(Ordering::Relaxed);
+            *o = total;
+        }
+        out
+    }
 }
 
 /// Runs one taken frame: the model for [`Action::Detect`], nothing for [`Action::Hold`].
@@ -510,11 +558,11 @@ impl DetectorPool {
                                 cam_stats.held.fetch_add(1, Ordering::Relaxed);
                             }
                             (Outcome::Detected(_), _) => {
+                                let took = started.elapsed();
                                 st.frames.fetch_add(1, Ordering::Relaxed);
-                                st.busy_us.fetch_add(
-                                    started.elapsed().as_micros() as u64,
-                                    Ordering::Relaxed,
-                                );
+                                st.busy_us
+                                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                                st.inference.observe(took);
                                 cam_stats.detected.fetch_add(1, Ordering::Relaxed);
                                 cam_stats.record_latency(r.latency);
                             }
@@ -538,6 +586,11 @@ impl DetectorPool {
     /// Counters of the pool.
     pub fn stats(&self) -> &Arc<DetectStats> {
         &self.stats
+    }
+
+    /// The scheduler the workers take frames from.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.sched
     }
 
     /// Closes the scheduler, lets the workers drain it and joins them.

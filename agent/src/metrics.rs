@@ -1,8 +1,9 @@
 //! The agent's Prometheus metrics (`[metrics] listen`, loopback by default): per camera the
 //! frames received, decoded, offered to the detectors, detected, held by motion gating and
-//! dropped, failed sessions, its state and detection latency; the detectors' inferences and
-//! time; the outbox's depth, size and the age of its oldest entry; the MQTT connection. Counters only where Prometheus can
-//! rate them; the console's fps figures are those rates.
+//! dropped, failed sessions, its state and detection latency; the detectors' inferences, their
+//! time as a histogram and the queue of frames waiting for them; the outbox's depth, size and
+//! the age of its oldest entry; the MQTT connection. Counters wherever Prometheus can rate
+//! them; the console's fps figures are those rates.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::camera::CameraCounters;
-use crate::detect::{CameraDetectStats, DetectStats};
+use crate::detect::{CameraDetectStats, DetectStats, Scheduler, INFERENCE_BUCKETS};
 use crate::source::{CameraState, CameraStatus};
 
 /// One camera's live figures.
@@ -35,6 +36,8 @@ pub struct Sources {
     pub cameras: Vec<CameraSource>,
     /// The detector pool.
     pub detect: Arc<DetectStats>,
+    /// The detectors' scheduler, for the queue depth.
+    pub queue: Option<Arc<Scheduler>>,
     /// The publisher and its outbox, when `[mqtt]` is configured.
     pub delivery: Option<(Arc<ioc_outbox::PublisherHandle>, ioc_outbox::Outbox)>,
 }
@@ -186,6 +189,36 @@ pub fn render(s: &Sources) -> String {
         l(&s.detect.errors),
         l(&s.detect.busy_us) as f64 / 1e6
     );
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_inference_duration_seconds Time of one inference (with pre- and \
+         post-processing).\n# TYPE ioc_agent_inference_duration_seconds histogram"
+    );
+    let cumulative = s.detect.inference.cumulative();
+    for (le, n) in INFERENCE_BUCKETS.iter().zip(&cumulative) {
+        let _ = writeln!(
+            out,
+            "ioc_agent_inference_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ioc_agent_inference_duration_seconds_bucket{{le=\"+Inf\"}} {}\n\
+         ioc_agent_inference_duration_seconds_sum {:.6}\n\
+         ioc_agent_inference_duration_seconds_count {}",
+        cumulative[INFERENCE_BUCKETS.len()],
+        l(&s.detect.busy_us) as f64 / 1e6,
+        cumulative[INFERENCE_BUCKETS.len()],
+    );
+    if let Some(q) = &s.queue {
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_detect_queue_depth Frames waiting for a detector (at most one per \
+             camera: a newer frame replaces a waiting one).\n\
+             # TYPE ioc_agent_detect_queue_depth gauge\nioc_agent_detect_queue_depth {}",
+            q.waiting()
+        );
+    }
     if let Some((publisher, outbox)) = &s.delivery {
         let p = publisher.stats();
         // How far behind delivery is: the age of the oldest entry not yet acked (0: none).
@@ -282,6 +315,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn families_are_contiguous_and_labels_escaped() {
@@ -295,8 +329,16 @@ mod tests {
         let s = Sources {
             cameras: vec![camera("gate"), camera("odd\"id")],
             detect: Arc::default(),
+            queue: Some(crate::detect::Scheduler::new(
+                Vec::new(),
+                crate::detect::QueuePolicy::Latest,
+            )),
             delivery: None,
         };
+        s.detect.inference.observe(Duration::from_millis(3));
+        s.detect.inference.observe(Duration::from_millis(40));
+        s.detect.inference.observe(Duration::from_secs(3));
+        s.detect.busy_us.store(3_043_000, Ordering::Relaxed);
         s.cameras[0].detect.detected.store(7, Ordering::Relaxed);
         s.cameras[0].counters.frame_received();
         let text = render(&s);
@@ -310,6 +352,20 @@ mod tests {
         assert!(!text.contains("ioc_agent_last_frame_age_seconds{camera=\"odd"));
         assert!(text.contains("ioc_agent_frames_detected_total{camera=\"gate\"} 7\n"));
         assert!(text.contains("camera=\"odd\\\"id\""));
+        // Cumulative buckets: 3 ms in every one, 40 ms from 50 ms on, 3 s only in +Inf.
+        for (le, n) in [
+            ("0.005", 1),
+            ("0.035", 1),
+            ("0.05", 2),
+            ("1", 2),
+            ("+Inf", 3),
+        ] {
+            let line = format!("ioc_agent_inference_duration_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(text.contains("ioc_agent_inference_duration_seconds_count 3\n"));
+        assert!(text.contains("ioc_agent_inference_duration_seconds_sum 3.043000\n"));
+        assert!(text.contains("ioc_agent_detect_queue_depth 0\n"));
         assert!(text.contains("ioc_agent_camera_state{camera=\"gate\",state=\"connecting\"} 1\n"));
         // Every series follows its own family's TYPE line, and no family comes back later.
         let mut seen = std::collections::HashSet::new();
@@ -320,7 +376,12 @@ mod tests {
                 assert!(seen.insert(current.clone()), "{current} twice");
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert_eq!(name, current, "{line}");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|f| *f == current)
+                    .unwrap_or(name);
+                assert_eq!(family, current, "{line}");
             }
         }
     }

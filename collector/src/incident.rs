@@ -299,6 +299,9 @@ pub struct Incident {
     pub silenced: bool,
     /// The condition still holds on the agent side (no `end` yet).
     pub active: bool,
+    /// The name of the agent's rule that raised it (its first event's); `None` for the
+    /// collector's own health incidents.
+    pub rule: Option<String>,
 }
 
 /// One line of an incident's audit trail.

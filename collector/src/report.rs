@@ -1,5 +1,6 @@
 //! The daily report for leaders: one self-contained HTML page (inline SVG charts, prints on
-//! A4) and a CSV of the same figures. Labels are Vietnamese with English below.
+//! A4) and a CSV of the same figures. Labels and values are Vietnamese with English beside;
+//! times are the district's clock, dates day first.
 
 use std::fmt::Write;
 
@@ -19,6 +20,61 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// A kind's name for people (Vietnamese / English), the console's wording.
+pub fn kind_name(kind: &str) -> String {
+    let (vi, en) = match kind {
+        "intrusion" => ("Xâm nhập", "Intrusion"),
+        "line_crossing" => ("Đi qua vạch đếm", "Line crossing"),
+        "loitering" => ("Lảng vảng", "Loitering"),
+        "crowd" => ("Tụ tập đông người", "Crowd"),
+        "stopped_vehicle" => ("Dừng/đỗ sai quy định", "Stopped vehicle"),
+        "wrong_way" => ("Đi ngược chiều", "Wrong way"),
+        "congestion" => ("Ùn tắc", "Congestion"),
+        "camera_tamper" => ("Camera bị che/phá", "Camera tamper"),
+        "camera_offline" => ("Camera mất tín hiệu", "Camera offline"),
+        "agent_offline" => ("Trạm mất kết nối", "Agent offline"),
+        other => return other.to_owned(),
+    };
+    format!("{vi} / {en}")
+}
+
+/// A state's name for people.
+pub fn state_name(state: &str) -> String {
+    let (vi, en) = match state {
+        "open" => ("Mới", "Open"),
+        "acknowledged" => ("Đã nhận", "Acknowledged"),
+        "resolved" => ("Đã xử lý", "Resolved"),
+        "dismissed" => ("Báo động giả", "False alarm"),
+        other => return other.to_owned(),
+    };
+    format!("{vi} / {en}")
+}
+
+/// A severity's name for people.
+pub fn severity_name(severity: &str) -> String {
+    let (vi, en) = match severity {
+        "critical" => ("Khẩn cấp", "Critical"),
+        "warning" => ("Cảnh báo", "Warning"),
+        "info" => ("Thông tin", "Info"),
+        other => return other.to_owned(),
+    };
+    format!("{vi} / {en}")
+}
+
+/// `YYYY-MM-DD` as `DD/MM/YYYY` (unchanged if it is not a date).
+fn day_first(date: &str) -> String {
+    match date.split('-').collect::<Vec<_>>()[..] {
+        [y, m, d] => format!("{d}/{m}/{y}"),
+        _ => date.to_owned(),
+    }
+}
+
+/// `HH:MM` on the district's clock.
+fn clock(ms: i64, utc_offset_minutes: i64) -> String {
+    let t = (ms + utc_offset_minutes * 60_000).rem_euclid(86_400_000) / 60_000;
+    format!("{:02}:{:02}", t / 60, t % 60)
 }
 
 /// A horizontal bar chart of `(label, value)` as inline SVG.
@@ -99,7 +155,12 @@ pub fn html(r: &DailyReport) -> String {
          td,th{{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}}\
          td.n{{text-align:right}} .kpi{{display:flex;gap:1.5em;flex-wrap:wrap}}\
          .kpi div{{border:1px solid #ddd;padding:.5em 1em}} .kpi b{{font-size:1.4em;display:block}}\
-         @media print{{body{{margin:0}} h2{{break-after:avoid}} svg{{break-inside:avoid}}}}\
+         table.list{{width:100%;font-size:.9em}} table.list td{{vertical-align:top}}\
+         table.list img{{width:120px;height:68px;object-fit:cover;display:block}}\
+         .note{{color:#555;font-style:italic}}\
+         @page{{size:A4;margin:14mm}}\
+         @media print{{body{{margin:0;max-width:none}} h2{{break-after:avoid}} svg{{break-inside:avoid}}\
+         table.list tr{{break-inside:avoid}}}}\
          </style></head><body>\
          <h1>Báo cáo sự cố ngày {d} <span class=\"en\">Daily incident report</span></h1>\
          <p class=\"en\">UTC{off:+03}:{offm:02}</p><div class=\"kpi\">\
@@ -108,7 +169,7 @@ pub fn html(r: &DailyReport) -> String {
          <div><b>{res}</b>Thời gian xử lý (trung vị) <span class=\"en\">median time to resolve</span></div>\
          <div><b>{fa}</b>Báo động giả <span class=\"en\">false alarms</span></div>\
          <div><b>{over}</b>Quá hạn <span class=\"en\">overdue</span></div></div>",
-        d = esc(&r.date),
+        d = esc(&day_first(&r.date)),
         off = r.utc_offset_minutes / 60,
         offm = (r.utc_offset_minutes % 60).abs(),
         total = r.total,
@@ -125,10 +186,10 @@ pub fn html(r: &DailyReport) -> String {
          <h2>Theo giờ <span class=\"en\">By hour</span></h2>{}\
          <h2>Theo địa điểm <span class=\"en\">By site</span></h2>{}\
          <h2>Theo trạng thái <span class=\"en\">By state</span></h2>{}",
-        bars(&r.by_kind),
+        bars(&named(&r.by_kind, kind_name)),
         hours(&r.by_hour),
         bars(&r.by_site),
-        bars(&r.by_state),
+        bars(&named(&r.by_state, state_name)),
     );
     let _ = write!(
         s,
@@ -173,8 +234,90 @@ pub fn html(r: &DailyReport) -> String {
             esc(dir)
         );
     }
-    s.push_str("</table></body></html>\n");
+    s.push_str("</table>");
+    incident_list(&mut s, r);
+    s.push_str("</body></html>\n");
     s
+}
+
+fn named(rows: &[(String, i64)], name: fn(&str) -> String) -> Vec<(String, i64)> {
+    rows.iter().map(|(k, n)| (name(k), *n)).collect()
+}
+
+/// The day's incidents: when, where, what, the picture, who handled it and their notes.
+fn incident_list(s: &mut String, r: &DailyReport) {
+    let _ = write!(
+        s,
+        "<h2>Danh sách sự cố <span class=\"en\">The day's incidents</span></h2>"
+    );
+    if r.incidents.is_empty() {
+        s.push_str("<p class=\"none\">—</p>");
+        return;
+    }
+    if (r.incidents.len() as i64) >= crate::store::REPORT_INCIDENTS {
+        let _ = write!(
+            s,
+            "<p>{n} sự cố đầu tiên <span class=\"en\">the first {n}</span></p>",
+            n = r.incidents.len()
+        );
+    }
+    s.push_str(
+        "<table class=\"list\"><tr><th>Giờ / time</th><th>Ảnh / picture</th>\
+         <th>Sự cố / incident</th><th>Xử lý / handling</th></tr>",
+    );
+    for i in &r.incidents {
+        let place = [
+            i.site_name.as_deref().unwrap_or(&i.site),
+            i.camera_name.as_deref().unwrap_or(&i.camera),
+            &i.place,
+        ]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| esc(p))
+        .collect::<Vec<_>>()
+        .join(" / ");
+        let picture = i.snapshot.as_deref().map_or(String::new(), |ev| {
+            format!(
+                "<img src=\"/api/snapshots/{}/{}\" alt=\"\" loading=\"lazy\">",
+                esc(&urlencoding(&i.site)),
+                esc(&urlencoding(ev))
+            )
+        });
+        let notes: String = i
+            .notes
+            .iter()
+            .map(|n| format!("<div class=\"note\">{}</div>", esc(n)))
+            .collect();
+        let _ = write!(
+            s,
+            "<tr><td>{time}<br>#{id}</td><td>{picture}</td><td><b>{kind}</b><br>{place}{rule}<br>{sev}</td>\
+             <td>{state}{by}{notes}</td></tr>",
+            time = clock(i.first_at_ms, r.utc_offset_minutes),
+            id = i.id,
+            kind = esc(&kind_name(&i.kind)),
+            rule = i
+                .rule
+                .as_deref()
+                .map_or(String::new(), |r| format!("<br><span class=\"en\">{}</span>", esc(r))),
+            sev = esc(&severity_name(&i.severity)),
+            state = esc(&state_name(&i.state)),
+            by = i
+                .handled_by
+                .as_deref()
+                .map_or(String::new(), |b| format!("<br>{}", esc(b))),
+        );
+    }
+    s.push_str("</table>");
+}
+
+/// Percent-encodes a path segment (ids are `[a-z0-9_-]`, but a report must not trust that).
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One CSV cell. A cell a spreadsheet would run as a formula (`= + - @`, or a tab or
@@ -277,5 +420,14 @@ mod tests {
         assert_eq!(csv_field("-1+2"), "'-1+2");
         assert_eq!(secs(Some(30.0)), "30 s");
         assert_eq!(secs(Some(600.0)), "10.0 min");
+        assert_eq!(day_first("2026-12-01"), "01/12/2026");
+        // 23:30 UTC is 06:30 the next morning in Viet Nam.
+        assert_eq!(clock(84_600_000, 420), "06:30");
+        assert_eq!(
+            kind_name("line_crossing"),
+            "Đi qua vạch đếm / Line crossing"
+        );
+        assert_eq!(kind_name("<x>"), "<x>");
+        assert_eq!(urlencoding("a b/é"), "a%20b%2F%C3%A9");
     }
 }

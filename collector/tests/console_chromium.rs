@@ -1,8 +1,10 @@
 //! The operator console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by `deploy/setup.sh`), driven over WebDriver: log in, see an
-//! incident published by an agent through a real mosquitto appear live, acknowledge it,
-//! resolve it with a note, read the audit trail. Screenshots go to
-//! `target/tmp/console-*.png` (the test prints their paths).
+//! incident published by an agent through a real mosquitto appear live, with the site's and
+//! camera's names, its rule and the district's clock time, acknowledge it, resolve it with a
+//! note, read the audit trail; then at phone size (390×844): no horizontal scroll, every
+//! action reachable, in Vietnamese throughout; and new incidents arrive live after the broker
+//! restarts. Screenshots go to `target/tmp/console-*.png` (the test prints their paths).
 
 mod common;
 
@@ -169,6 +171,39 @@ impl Browser {
         .await;
     }
 
+    async fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
+    }
+
+    /// Fails unless the page fits the window's width (no sideways scrolling).
+    async fn assert_no_horizontal_scroll(&self, what: &str) {
+        let v = self
+            .js("return [document.documentElement.scrollWidth, window.innerWidth];")
+            .await;
+        let (page, window) = (v[0].as_f64().unwrap(), v[1].as_f64().unwrap());
+        assert!(
+            page <= window + 0.5,
+            "{what}: page {page} px wide in a {window} px window"
+        );
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let v = self
+            .js(&format!(
+                "const e = document.querySelector({}); return e ? e.textContent : null;",
+                serde_json::to_string(css).unwrap()
+            ))
+            .await;
+        v.as_str()
+            .unwrap_or_else(|| panic!("no {css} on the page"))
+            .to_owned()
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self
             .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
@@ -211,6 +246,42 @@ async fn operator_handles_a_live_incident_in_chromium() {
         .await
         .unwrap();
     let site = format!("http://{}", collector.http_addr);
+    // The agent says what its site and camera are called (as `[agent] name` and the camera's
+    // `name` make it): the console shows names, not ids.
+    let agent = Agent::connect(broker.port, "gate-site").await;
+    let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+    let mut status = ioc_protocol::AgentStatus::new(
+        ioc_protocol::AgentState::Online,
+        "0.1.0",
+        vec!["north-gate".into()],
+        ioc_protocol::Timestamp::now(),
+    );
+    status.name = Some("Phường Hàng Trống".into());
+    agent
+        .publish("status", serde_json::to_vec(&status).unwrap())
+        .await;
+    let mut cam = ioc_protocol::CameraStatus::new(
+        ioc_protocol::CameraState::Streaming,
+        ioc_protocol::Timestamp::now(),
+    );
+    cam.name = Some("Cổng Bắc / North gate".into());
+    agent
+        .publish(
+            "cameras/north-gate/status",
+            serde_json::to_vec(&cam).unwrap(),
+        )
+        .await;
+    let reader = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reader
+        .health(ioc_collector::store::now_ms())
+        .unwrap()
+        .cameras
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "camera status not stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let b = Browser::start().await;
 
     // Without a session the console sends us to the login page.
@@ -244,8 +315,6 @@ async fn operator_handles_a_live_incident_in_chromium() {
     .await;
 
     // An agent publishes an intrusion; the row appears without a reload.
-    let agent = Agent::connect(broker.port, "gate-site").await;
-    let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
     let ev = json!({
         "schema": "ioc.event/1", "id": "gate-site-1", "seq": 1, "phase": "instant",
         "agent": "gate-site", "camera": "north-gate", "kind": "intrusion",
@@ -266,9 +335,26 @@ async fn operator_handles_a_live_incident_in_chromium() {
     let row_text = row_text.as_str().unwrap();
     assert!(row_text.contains("Intrusion"), "{row_text}");
     assert!(
-        row_text.contains("gate-site / north-gate / fence"),
+        row_text.contains("Phường Hàng Trống / Cổng Bắc / North gate / fence"),
         "{row_text}"
     );
+    // The ids stay at hand (tooltip), the rule is named, an instant event is over, and the
+    // time is the district's clock, day first.
+    assert_eq!(
+        b.js("return document.querySelector('tr.incident td.where').title")
+            .await,
+        "gate-site / north-gate / fence"
+    );
+    assert!(
+        row_text.contains("fence") && row_text.contains("Ended"),
+        "{row_text}"
+    );
+    let clock = b.text("tr.incident td.age .clock").await;
+    let digits: String = clock
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(digits, "99:99 99/99/9999", "{clock}");
     b.screenshot("1-new-incident").await;
 
     // One click acknowledges.
@@ -343,8 +429,123 @@ async fn operator_handles_a_live_incident_in_chromium() {
     )
     .await;
     b.screenshot("5-cut-off").await;
+    // The broker comes back: the collector reconnects, and an incident opened now arrives live
+    // (no reload), with the banner gone. (On another camera: north-gate is silenced.)
+    broker.restart().unwrap();
+    collector
+        .ingest()
+        .unwrap()
+        .wait_connected(Duration::from_secs(20))
+        .await
+        .unwrap();
+    b.click("header nav button[data-view=\"incidents\"]").await;
+    let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+    let ev = json!({
+        "schema": "ioc.event/1", "id": "gate-site-2", "seq": 2, "phase": "start",
+        "agent": "gate-site", "camera": "south-gate", "kind": "loitering",
+        "severity": "warning", "rule": "loitering at the gate", "zone": "gate",
+        "observed_at": now.as_str(), "started_at": now.as_str(),
+        "objects": [{"track_id": 7, "class": "person", "score": 0.9, "bbox": [0.1, 0.1, 0.2, 0.5]}],
+    });
+    agent.publish("events", ev.to_string().into_bytes()).await;
+    // As a real agent does on reconnecting, it says again how it and its camera are: what
+    // the collector heard before the cut no longer vouches for now.
+    agent
+        .publish("status", serde_json::to_vec(&status).unwrap())
+        .await;
+    agent
+        .publish(
+            "cameras/north-gate/status",
+            serde_json::to_vec(&cam).unwrap(),
+        )
+        .await;
+    b.wait(
+        "the new incident after the broker restart",
+        "document.querySelector('tr.incident[data-state=\"open\"]')",
+    )
+    .await;
+    b.wait(
+        "the banner to go",
+        "document.querySelector('#broker-banner').classList.contains('hidden')",
+    )
+    .await;
+    assert!(b.text("tr.incident").await.contains("Ongoing"));
+
+    // A phone (390×844), in Vietnamese: the list is cards, nothing scrolls sideways, the
+    // actions are on screen, and every label the operator reads is Vietnamese.
+    b.resize(390, 844).await;
+    b.js("const s = document.getElementById('lang'); s.value = 'vi'; s.dispatchEvent(new Event('change')); return 1;")
+        .await;
+    b.wait(
+        "Vietnamese labels",
+        "document.querySelector('tr.incident .activity').textContent === 'Đang diễn ra'",
+    )
+    .await;
+    b.assert_no_horizontal_scroll("incident list at 390 px")
+        .await;
+    let row = b.text("tr.incident").await;
+    for want in [
+        "Lảng vảng",
+        "Mới",
+        "Cảnh báo",
+        "Nhận xử lý",
+        "Hoàn tất xử lý",
+        "loitering at the gate",
+    ] {
+        assert!(row.contains(want), "{want:?} not in the phone row: {row}");
+    }
+    let fits = b
+        .js("return [...document.querySelectorAll('tr.incident button.act')].every((x) => { \
+             const r = x.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth; });")
+        .await;
+    assert_eq!(fits, Value::Bool(true), "an action is off screen at 390 px");
+    let header = b
+        .js("return document.querySelector('header').getBoundingClientRect().height")
+        .await;
+    assert!(header.as_f64().unwrap() < 100.0, "header {header} px high");
+    b.screenshot("6-phone-list-vi").await;
+    b.click("tr.incident").await;
+    b.wait("the detail pane", "document.getElementById('timeline')")
+        .await;
+    b.assert_no_horizontal_scroll("detail at 390 px").await;
+    let detail = b.text("#detail").await;
+    for want in [
+        "Diễn biến",
+        "Quy tắc: loitering at the gate",
+        "Đang diễn ra",
+        "người",
+        "Nhật ký",
+        "hệ thống",
+        "mở sự cố",
+    ] {
+        assert!(
+            detail.contains(want),
+            "{want:?} not in the detail: {detail}"
+        );
+    }
+    b.screenshot("7-phone-detail-vi").await;
+    b.click("#detail button.act").await;
+    b.click("header nav button[data-view=\"health\"]").await;
+    b.wait(
+        "the health cards",
+        "document.querySelector('#cameras tbody td[data-label]')",
+    )
+    .await;
+    b.assert_no_horizontal_scroll("health at 390 px").await;
+    let health = b.text("#view-health").await;
+    for want in [
+        "Cổng Bắc / North gate",
+        "Phường Hàng Trống",
+        "đang truyền hình",
+    ] {
+        assert!(
+            health.contains(want),
+            "{want:?} not on the health page: {health}"
+        );
+    }
+    b.screenshot("8-phone-health-vi").await;
+
     // The store agrees.
-    let reader = Store::open(&cfg.store.path, &cfg.store.snapshot_dir).unwrap();
     assert_eq!(
         reader.silences(ioc_collector::store::now_ms()).unwrap()[0].reason,
         "lens cleaning"

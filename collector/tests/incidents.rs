@@ -592,8 +592,14 @@ fn daily_report_counts_kinds_hours_times_and_traffic_on(mut s: Store) {
         .unwrap();
     s.act(ids[1], Action::Acknowledge, "lan", None, base + 4 * MIN)
         .unwrap();
-    s.act(ids[1], Action::Dismiss, "lan", None, base + 5 * MIN)
-        .unwrap();
+    s.act(
+        ids[1],
+        Action::Dismiss,
+        "lan",
+        Some("a shadow <b>on the fence</b>"),
+        base + 5 * MIN,
+    )
+    .unwrap();
     let day = ioc_collector::store::parse_day("2024-05-01").unwrap();
     let r = s.daily_report(day, off, T0 + 86_400_000).unwrap();
     assert_eq!(r.total, 4);
@@ -633,8 +639,29 @@ fn daily_report_counts_kinds_hours_times_and_traffic_on(mut s: Store) {
         csv.contains("2024-05-01,traffic,site-a/gate/road,car/in,12\n"),
         "{csv}"
     );
+    // The day's incidents for leaders: in time order, who handled them, the operator's note.
+    assert_eq!(r.incidents.len(), 4);
+    assert_eq!(r.incidents[0].id, ids[0]);
+    assert_eq!(r.incidents[0].handled_by.as_deref(), Some("lan"));
+    assert_eq!(r.incidents[1].notes, ["a shadow <b>on the fence</b>"]);
+    assert_eq!(r.incidents[1].state, "dismissed");
+    assert_eq!(r.incidents[3].kind, "wrong_way");
+    assert!(r.incidents[3].handled_by.is_none() && r.incidents[3].notes.is_empty());
     let html = ioc_collector::report::html(&r);
-    assert!(html.contains("<svg") && html.contains("Báo cáo") && html.contains("wrong_way"));
+    assert!(html.contains("<svg") && html.contains("Báo cáo"), "{html}");
+    // Values in words (Vietnamese / English), dates day first, times on the district's clock,
+    // notes escaped.
+    for want in [
+        "Đi ngược chiều / Wrong way",
+        "Báo động giả / False alarm",
+        "ngày 01/05/2024",
+        "Danh sách sự cố",
+        "<tr><td>09:01<br>",
+        "a shadow &lt;b&gt;on the fence&lt;/b&gt;",
+        "@page{size:A4",
+    ] {
+        assert!(html.contains(want), "{want:?} not in the report:\n{html}");
+    }
     // The day before is empty.
     assert_eq!(s.daily_report(day - 1, off, T0).unwrap().total, 0);
 }

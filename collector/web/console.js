@@ -17,15 +17,24 @@ const L = {
     daily_report: 'Báo cáo ngày', date: 'Ngày', open_html: 'Mở báo cáo', download_csv: 'Tải CSV',
     st_open: 'Mới', st_acknowledged: 'Đã nhận', st_resolved: 'Đã xử lý', st_dismissed: 'Báo động giả',
     sev_critical: 'Khẩn cấp', sev_warning: 'Cảnh báo', sev_info: 'Thông tin',
-    acknowledge: 'Nhận xử lý', resolve: 'Đã xử lý', dismiss: 'Báo động giả', reopen: 'Mở lại', note: 'Ghi chú',
+    acknowledge: 'Nhận xử lý', resolve: 'Hoàn tất xử lý', dismiss: 'Báo động giả', reopen: 'Mở lại', note: 'Ghi chú',
     assign: 'Giao cho', assignee: 'Người phụ trách', save_note: 'Lưu ghi chú', close: 'Đóng', overdue: 'QUÁ HẠN', audit: 'Nhật ký',
     events_of: 'Sự kiện', no_snapshot: 'Không có ảnh', resolve_note: 'Ghi chú khi xử lý (không bắt buộc)',
     silenced: 'bảo trì', count_of: 'sự cố', live_on: 'Trực tiếp', live_off: 'Mất kết nối',
-    k_intrusion: 'Xâm nhập', k_line_crossing: 'Vượt vạch', k_loitering: 'Lảng vảng', k_crowd: 'Tụ tập đông người',
+    k_intrusion: 'Xâm nhập', k_line_crossing: 'Đi qua vạch đếm', k_loitering: 'Lảng vảng', k_crowd: 'Tụ tập đông người',
     k_stopped_vehicle: 'Dừng/đỗ sai quy định', k_wrong_way: 'Đi ngược chiều', k_congestion: 'Ùn tắc',
     k_camera_tamper: 'Camera bị che/phá', k_camera_offline: 'Camera mất tín hiệu', k_agent_offline: 'Trạm mất kết nối',
     silences: 'Bảo trì (tạm tắt cảnh báo)', until: 'Đến', reason: 'Lý do', add_silence: 'Tạm tắt', end_silence: 'Kết thúc',
     ago_s: 'giây trước', ago_m: 'phút trước', ago_h: 'giờ trước', ago_d: 'ngày trước',
+    ongoing: 'Đang diễn ra', ended: 'Đã kết thúc', rule: 'Quy tắc', started: 'Bắt đầu', lasted: 'kéo dài',
+    timeline: 'Diễn biến', more_events: 'và {n} lần khác', counts_hidden: '{n} lượt đếm qua vạch (xem Biểu đồ)',
+    dur_s: 'giây', dur_m: 'phút', dur_h: 'giờ', site_ph: 'mã trạm', camera_ph: 'mã camera (* = tất cả)',
+    a_opened: 'mở sự cố', a_acknowledge: 'nhận xử lý', a_resolve: 'hoàn tất xử lý', a_dismiss: 'đánh dấu báo động giả',
+    a_reopen: 'mở lại', a_assign: 'giao việc', a_note: 'ghi chú', a_escalated: 'báo quá hạn', a_silence: 'tạm tắt cảnh báo',
+    a_unsilence: 'kết thúc tạm tắt', ph_start: 'bắt đầu', ph_update: 'cập nhật', ph_end: 'kết thúc', ph_instant: 'tức thời',
+    n_agent_back: 'trạm đã kết nối lại', n_camera_back: 'camera đã có hình trở lại',
+    n_silenced: 'mở trong thời gian bảo trì', n_overdue: 'quá hạn xử lý (lần {n})', n_silence_ended: 'kết thúc bảo trì số {n}',
+    system: 'hệ thống', c_person: 'người', c_bicycle: 'xe đạp', c_car: 'ô tô', c_motorcycle: 'xe máy', c_bus: 'xe buýt', c_truck: 'xe tải',
   },
   en: {
     incidents: 'Incidents', health: 'Health', charts: 'Charts', reports: 'Reports', logout: 'Log out',
@@ -50,11 +59,21 @@ const L = {
     k_camera_tamper: 'Camera tamper', k_camera_offline: 'Camera offline', k_agent_offline: 'Agent offline',
     silences: 'Maintenance silences', until: 'Until', reason: 'Reason', add_silence: 'Silence', end_silence: 'End',
     ago_s: 's ago', ago_m: 'min ago', ago_h: 'h ago', ago_d: 'd ago',
+    ongoing: 'Ongoing', ended: 'Ended', rule: 'Rule', started: 'Started', lasted: 'lasted',
+    timeline: 'Timeline', more_events: 'and {n} more', counts_hidden: '{n} line counts (see Charts)',
+    dur_s: 's', dur_m: 'min', dur_h: 'h', site_ph: 'site id', camera_ph: 'camera id (* = all)',
+    a_opened: 'opened', a_acknowledge: 'acknowledged', a_resolve: 'resolved', a_dismiss: 'marked a false alarm',
+    a_reopen: 'reopened', a_assign: 'assigned', a_note: 'noted', a_escalated: 'escalated', a_silence: 'silenced',
+    a_unsilence: 'ended a silence', ph_start: 'start', ph_update: 'update', ph_end: 'end', ph_instant: 'instant',
+    n_agent_back: 'the agent is back online', n_camera_back: 'the camera is streaming again',
+    n_silenced: 'opened during a maintenance silence', n_overdue: 'open past its deadline ({n}x)', n_silence_ended: 'silence {n} ended',
+    system: 'system', c_person: 'person', c_bicycle: 'bicycle', c_car: 'car', c_motorcycle: 'motorcycle', c_bus: 'bus', c_truck: 'truck',
   },
 };
 let lang = localStorage.getItem('ioc.lang') || 'vi';
-const t = (k) => (L[lang] && L[lang][k]) || L.en[k] || k;
+const t = (k, n) => ((L[lang] && L[lang][k]) || L.en[k] || k).replace('{n}', n);
 const kindLabel = (k) => (L[lang]['k_' + k] || L.en['k_' + k] || k);
+const classLabel = (c) => (L[lang]['c_' + c] || c);
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -68,6 +87,28 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 
 const state = { me: null, incidents: new Map(), next: null, view: 'incidents', selected: null };
+// Names for people from the agents' and cameras' statuses (health); ids where none is known.
+const names = { sites: new Map(), cameras: new Map() };
+const siteName = (site) => names.sites.get(site) || site;
+const cameraName = (site, cam) => names.cameras.get(site + '/' + cam) || cam;
+const whereText = (i) => [siteName(i.site), i.camera ? cameraName(i.site, i.camera) : '', i.place].filter(Boolean).join(' / ');
+const whereIds = (i) => [i.site, i.camera, i.place].filter(Boolean).join(' / ');
+const label = (prefix, v) => (L[lang][prefix + v] || L.en[prefix + v] || v);
+
+// Times on the district's clock (UTC shifted by its offset, read back as UTC: the browser's
+// own zone plays no part), day first as people write it here: 14:02 01/12/2026.
+const pad = (n) => String(n).padStart(2, '0');
+const local = (x) => new Date((typeof x === 'number' ? x : Date.parse(x)) + (state.me ? state.me.utc_offset_minutes : 0) * 60000);
+const fmtTime = (x) => { const d = local(x); return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`; };
+const fmtTimeS = (x) => `${fmtTime(x)}:${pad(local(x).getUTCSeconds())}`;
+const fmtDate = (x) => { const d = local(x); return `${pad(d.getUTCDate())}/${pad(d.getUTCMonth() + 1)}/${d.getUTCFullYear()}`; };
+const fmtDateTime = (x) => `${fmtTimeS(x)} ${fmtDate(x)}`;
+function duration(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} ${t('dur_s')}`;
+  if (s < 3600) return `${Math.floor(s / 60)} ${t('dur_m')}` + (s % 60 ? ` ${s % 60} ${t('dur_s')}` : '');
+  return `${Math.floor(s / 3600)} ${t('dur_h')}` + (Math.floor(s / 60) % 60 ? ` ${Math.floor(s / 60) % 60} ${t('dur_m')}` : '');
+}
 
 async function api(path, opts = {}) {
   const r = await fetch(path, {
@@ -96,12 +137,23 @@ function age(iso) {
   return Math.floor(s / 86400) + ' ' + t('ago_d');
 }
 
-function matchesFilter(i) {
+// A line crossing at severity info is a count: it belongs on the charts, not in the queue,
+// unless its rule raised it higher or the operator asks for line crossings.
+const isCount = (i) => i.kind === 'line_crossing' && i.severity === 'info';
+
+function matchesFilter(i, withCounts) {
   const st = $('#f-state').value, kind = $('#f-kind').value, site = $('#f-site').value;
   if (st && !st.split(',').includes(i.state)) return false;
   if (kind && i.kind !== kind) return false;
   if (site && i.site !== site) return false;
+  if (!withCounts && isCount(i) && kind !== 'line_crossing') return false;
   return !i.silenced;
+}
+
+function updateCount() {
+  const shown = $('#incidents tbody').children.length;
+  const counts = [...state.incidents.values()].filter((i) => isCount(i) && !matchesFilter(i) && matchesFilter(i, true)).length;
+  $('#count').textContent = shown + ' ' + t('count_of') + (counts ? ' · ' + t('counts_hidden', counts) : '');
 }
 
 function actionButtons(i) {
@@ -118,19 +170,23 @@ function actionButtons(i) {
   return box;
 }
 
+// Whether the condition still holds on the site (no end yet) or is over.
+const activity = (i) => el('span', { class: 'activity ' + (i.active ? 'on' : 'off') }, i.active ? t('ongoing') : t('ended'));
+
 function row(i) {
   const thumb = i.snapshot
     ? snapshotImg(i, { class: 'thumb', alt: '', loading: 'lazy' }, () => el('div', { class: 'thumb' }))
     : el('div', { class: 'thumb' });
-  const where = [i.site, i.camera, i.place].filter(Boolean).join(' / ');
   const tr = el('tr', { class: 'incident' + (i.overdue ? ' overdue' : ''), 'data-id': i.id, 'data-state': i.state, onclick: () => openDetail(i.id) },
-    el('td', {}, thumb),
-    el('td', { class: 'kind' }, kindLabel(i.kind), i.event_count > 1 ? el('span', { class: 'muted' }, ' ×' + i.event_count) : null),
-    el('td', {}, where),
-    el('td', {}, el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity))),
-    el('td', {}, el('span', { class: 'badge st-' + i.state }, t('st_' + i.state))),
-    el('td', { class: 'age', title: i.first_at }, age(i.first_at), i.overdue ? el('span', { class: 'overdue-mark' }, ' ' + t('overdue')) : null),
-    el('td', {}, actionButtons(i)));
+    el('td', { class: 'thumb-cell' }, thumb),
+    el('td', { class: 'kind' }, el('div', {}, kindLabel(i.kind), i.event_count > 1 ? el('span', { class: 'muted' }, ' ×' + i.event_count) : null, ' ', activity(i)),
+      i.rule ? el('div', { class: 'muted rule' }, i.rule) : null),
+    el('td', { class: 'where', title: whereIds(i) }, whereText(i)),
+    el('td', { class: 'sev' }, el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity))),
+    el('td', { class: 'state' }, el('span', { class: 'badge st-' + i.state }, t('st_' + i.state))),
+    el('td', { class: 'age', title: age(i.first_at) }, el('div', { class: 'clock' }, fmtTime(i.first_at) + ' ' + fmtDate(i.first_at)),
+      el('div', { class: 'muted' }, age(i.first_at), i.overdue ? el('span', { class: 'overdue-mark' }, ' ' + t('overdue')) : null)),
+    el('td', { class: 'actions-cell' }, actionButtons(i)));
   return tr;
 }
 
@@ -140,7 +196,7 @@ function renderList() {
   const list = [...state.incidents.values()].filter(matchesFilter).sort((a, b) => b.id - a.id);
   for (const i of list) body.append(row(i));
   updateTitle();
-  $('#count').textContent = list.length + ' ' + t('count_of');
+  updateCount();
   $('#more').classList.toggle('hidden', !state.next);
 }
 
@@ -152,7 +208,7 @@ function upsert(i, fresh) {
   const existing = body.querySelector(`tr[data-id="${i.id}"]`);
   if (!matchesFilter(i)) {
     if (existing) existing.remove();
-    $('#count').textContent = body.children.length + ' ' + t('count_of');
+    updateCount();
     return;
   }
   const tr = row(i);
@@ -162,7 +218,7 @@ function upsert(i, fresh) {
     const later = [...body.children].find((r) => Number(r.dataset.id) < i.id);
     body.insertBefore(tr, later || null);
   }
-  $('#count').textContent = body.children.length + ' ' + t('count_of');
+  updateCount();
 }
 
 // An incident can arrive before its snapshot (they travel apart): on a miss, try again a
@@ -172,7 +228,7 @@ function snapshotImg(i, attrs, placeholder) {
   let tries = 0;
   return el('img', { ...attrs, src: url, onerror: (ev) => {
     const img = ev.target;
-    if (++tries <= 3) setTimeout(() => { img.src = url + '?try=' + tries; }, 4000 * tries);
+    if (++tries <= 6) setTimeout(() => { img.src = url + '?try=' + tries; }, 4000 * tries);
     else img.replaceWith(placeholder());
   } });
 }
@@ -222,23 +278,75 @@ async function openDetail(id, focusResolve) {
     if (i.state === 'resolved' || i.state === 'dismissed') buttons.append(b('reopen', t('reopen')), ' ');
     buttons.append(b('note', t('save_note'), true));
   }
-  const audit = el('ol', { class: 'audit', id: 'audit' }, ...d.audit.map((a) => el('li', {},
-    new Date(a.at).toLocaleString(lang), ' — ', el('b', {}, a.actor), ' ', a.action,
-    a.to_state && a.from_state !== a.to_state ? ` (${a.from_state || ''} → ${a.to_state})` : '',
-    a.note ? el('div', { class: 'muted' }, a.note) : null)));
-  const events = el('ol', {}, ...d.events.map((e) => el('li', {}, `${e.phase} · ${new Date(e.observed_at).toLocaleString(lang)} · seq ${e.seq}`)));
+  const stateName = (s) => (s ? t('st_' + s) : '');
+  const audit = el('ol', { class: 'audit', id: 'audit' }, ...d.audit.map((a) => el('li', { 'data-action': a.action },
+    fmtDateTime(a.at), ' — ', el('b', {}, a.actor === 'system' ? t('system') : a.actor), ' ', label('a_', a.action),
+    a.to_state && a.from_state !== a.to_state
+      ? (a.from_state ? ` (${stateName(a.from_state)} → ${stateName(a.to_state)})` : ` (${stateName(a.to_state)})`) : '',
+    a.note ? el('div', { class: 'muted' }, noteText(a.note)) : null)));
+  const lasted = Date.parse(i.last_at) - Date.parse(i.first_at);
+  const span = i.active ? t('ongoing')
+    : lasted >= 1000 ? `${fmtTimeS(i.last_at)} · ${t('lasted')} ${duration(lasted)}` : t('ended');
   pane.replaceChildren(
     el('p', {}, el('button', { class: 'act', onclick: closeDetail }, t('close'))),
     el('h2', {}, `#${i.id} ${kindLabel(i.kind)}`, i.overdue ? el('span', { class: 'overdue-mark' }, ' ' + t('overdue')) : null),
     el('p', {}, el('span', { class: 'badge st-' + i.state, id: 'detail-state' }, t('st_' + i.state)), ' ',
-      el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity)), ' ',
-      [i.site, i.camera, i.place].filter(Boolean).join(' / '), ' · ', age(i.first_at),
-      i.assignee ? ` · ${t('assignee')}: ${i.assignee}` : '', i.silenced ? ` · ${t('silenced')}` : ''),
+      el('span', { class: 'badge sev-' + i.severity }, t('sev_' + i.severity)), ' ', activity(i)),
+    el('p', { class: 'facts' }, el('b', { title: whereIds(i) }, whereText(i)),
+      i.rule ? el('span', {}, el('br'), `${t('rule')}: ${i.rule}`) : null, el('br'),
+      `${t('started')} ${fmtDateTime(i.first_at)} → ${span}`, el('span', { class: 'muted' }, ` (${age(i.first_at)})`),
+      i.assignee ? el('span', {}, el('br'), `${t('assignee')}: ${i.assignee}`) : null,
+      i.silenced ? el('span', {}, el('br'), t('silenced')) : null),
     snap, can ? note : '', buttons,
-    el('h3', {}, t('audit')), audit,
-    el('h3', {}, t('events_of')), events);
+    el('h3', {}, t('timeline')), timeline(d.events),
+    el('h3', {}, t('audit')), audit);
   pane.classList.add('open');
   if (focusResolve) note.focus();
+}
+
+// The system's own audit notes, in the reader's language.
+function noteText(n) {
+  const fixed = { 'the agent is back online': 'n_agent_back', 'the camera is streaming again': 'n_camera_back',
+    'opened during a maintenance silence': 'n_silenced' };
+  if (fixed[n]) return t(fixed[n]);
+  let m = /^open past its deadline \((\d+)x\)$/.exec(n);
+  if (m) return t('n_overdue', m[1]);
+  m = /^silence (\d+) ended$/.exec(n);
+  if (m) return t('n_silence_ended', m[1]);
+  return n;
+}
+
+// One line per agent incident (its start/update/end messages folded together): when, how
+// long, what was seen. A busy zone gives dozens; the first few show, the rest fold away.
+function timeline(events) {
+  const groups = new Map();
+  for (const e of events) {
+    const ev = e.event || {};
+    const g = groups.get(e.event_id) || { first: Infinity, last: -Infinity, ended: false, classes: new Set(), count: 0 };
+    for (const x of [e.observed_at, ev.started_at, ev.ended_at]) {
+      const ms = x ? Date.parse(x) : NaN;
+      if (!Number.isNaN(ms)) { g.first = Math.min(g.first, ms); g.last = Math.max(g.last, ms); }
+    }
+    if (e.phase === 'end' || e.phase === 'instant') g.ended = true;
+    for (const o of ev.objects || []) g.classes.add(o.class);
+    const n = ev.details && ev.details.count;
+    if (n) g.count = Math.max(g.count, n);
+    groups.set(e.event_id, g);
+  }
+  const items = [...groups.values()].sort((a, b) => a.first - b.first).map((g) => {
+    const what = [...g.classes].map(classLabel).join(', ') + (g.count > 1 ? ` ×${g.count}` : '');
+    const when = g.last > g.first + 999
+      ? `${fmtTimeS(g.first)} → ${g.ended ? `${fmtTimeS(g.last)} (${duration(g.last - g.first)})` : t('ongoing')}`
+      : fmtTimeS(g.first) + (g.ended ? '' : ' → ' + t('ongoing'));
+    return el('li', {}, when, what ? el('span', { class: 'muted' }, ' · ' + what) : null);
+  });
+  const SHOWN = 8;
+  const list = el('ol', { class: 'timeline', id: 'timeline' }, ...items.slice(0, SHOWN));
+  if (items.length > SHOWN) {
+    list.append(el('li', { class: 'more' }, el('details', {}, el('summary', {}, t('more_events', items.length - SHOWN)),
+      el('ol', {}, ...items.slice(SHOWN)))));
+  }
+  return list;
 }
 
 function closeDetail() { state.selected = null; $('#detail').classList.remove('open'); }
@@ -279,19 +387,49 @@ function showBroker(h) {
   banner.textContent = down ? t('broker_down') + (b.error ? ` (${b.error})` : '') : '';
 }
 
+// A name with its id beneath, when the two differ.
+const named = (name, id) => el('td', { title: id }, name || id, name && name !== id ? el('div', { class: 'muted id' }, id) : null);
+
+// On a phone each table row becomes a card: every cell says what it is (its column's header).
+function labelCells(table) {
+  const heads = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+  for (const tr of table.querySelectorAll('tbody tr')) {
+    [...tr.children].forEach((td, k) => { if (heads[k]) td.dataset.label = heads[k]; });
+  }
+}
+
+// Remembers the names the statuses carry; true when one changed (the list shows them).
+function learnNames(h) {
+  let changed = false;
+  const put = (map, key, name) => { if (name && map.get(key) !== name) { map.set(key, name); changed = true; } };
+  for (const a of h.agents) put(names.sites, a.site, a.name);
+  for (const c of h.cameras) put(names.cameras, c.site + '/' + c.camera, c.name);
+  return changed;
+}
+
+function refreshNames() {
+  api('/api/health').then((h) => { showBroker(h); if (learnNames(h)) renderList(); }).catch(() => {});
+}
+
 async function loadHealth() {
   const h = await api('/api/health');
   showBroker(h);
+  if (learnNames(h)) renderList();
   const since = (s) => (s ? age(s) : '');
   $('#agents tbody').replaceChildren(...h.agents.map((a) => el('tr', {},
-    el('td', {}, a.site), stateCell(a), el('td', {}, since(a.since)), el('td', {}, since(a.heard_at)),
+    named(a.name, a.site), stateCell(a), el('td', {}, since(a.since)), el('td', {}, since(a.heard_at)),
     clockCell(a), el('td', {}, a.version), el('td', {}, String(a.events)))));
   $('#cameras tbody').replaceChildren(...h.cameras.map((c) => el('tr', {},
-    el('td', {}, c.site), el('td', {}, c.camera), stateCell(c, c.error),
+    named(names.sites.get(c.site), c.site), named(c.name, c.camera), stateCell(c, c.error),
     el('td', {}, c.fps == null ? '' : c.fps.toFixed(1)), detectionCell(c), el('td', {}, since(c.since)),
     el('td', {}, since(c.heard_at)), el('td', {}, String(c.open_incidents)))));
-  const sites = new Set(h.agents.map((a) => a.site));
-  fillSelect($('#f-site'), sites);
+  labelCells($('#agents'));
+  labelCells($('#cameras'));
+  const sel = $('#f-site');
+  for (const site of [...new Set(h.agents.map((a) => a.site))].sort()) {
+    const o = [...sel.options].find((x) => x.value === site) || sel.appendChild(el('option', { value: site }));
+    o.textContent = siteName(site);
+  }
   await loadSilences();
 }
 
@@ -299,12 +437,13 @@ async function loadSilences() {
   const r = await api('/api/silences');
   const can = state.me && state.me.role !== 'viewer';
   $('#silences tbody').replaceChildren(...r.silences.map((s) => el('tr', {},
-    el('td', {}, s.site), el('td', {}, s.camera || '*'), el('td', {}, new Date(s.ends_at_ms).toLocaleString(lang)),
+    named(names.sites.get(s.site), s.site), el('td', {}, s.camera ? cameraName(s.site, s.camera) : '*'), el('td', {}, fmtDateTime(s.ends_at_ms)),
     el('td', {}, s.reason + ' (' + s.created_by + ')'),
     el('td', {}, can ? el('button', { class: 'act', onclick: async () => {
       await api(`/api/silences/${s.id}/end`, { method: 'POST', body: '{}' }).catch((e) => alert(e.message));
       loadSilences();
     } }, t('end_silence')) : ''))));
+  labelCells($('#silences'));
 }
 
 async function addSilence(ev) {
@@ -457,7 +596,7 @@ function connectLive() {
     if (!c.incident.silenced && (c.change === 'escalated' || (c.change === 'opened' && c.incident.severity === 'critical'))) alertTone();
     fillSelect($('#f-kind'), [c.incident.kind]);
   });
-  es.addEventListener('health', () => { if (state.view === 'health') loadHealth(); });
+  es.addEventListener('health', () => { if (state.view === 'health') loadHealth(); else refreshNames(); });
   es.addEventListener('resync', () => loadIncidents(false));
   es.onerror = () => { $('#live').classList.remove('on'); $('#live').title = t('live_off'); };
 }
@@ -466,7 +605,14 @@ async function main() {
   translate();
   state.me = await api('/api/me');
   $('#whoami').textContent = `${state.me.user} (${state.me.role})`;
-  $('#lang').onchange = () => { lang = $('#lang').value; localStorage.setItem('ioc.lang', lang); translate(); renderList(); };
+  $('#lang').onchange = () => {
+    lang = $('#lang').value;
+    localStorage.setItem('ioc.lang', lang);
+    translate();
+    renderList();
+    if (state.selected) openDetail(state.selected);
+    if (state.view === 'health') loadHealth().catch(() => {});
+  };
   $('#logout').onclick = async () => { await api('/api/logout', { method: 'POST', body: '{}' }).catch(() => {}); location.href = '/login'; };
   for (const b of document.querySelectorAll('header nav button')) b.onclick = () => show(b.dataset.view);
   for (const id of ['#f-state', '#f-kind', '#f-site']) $(id).onchange = () => loadIncidents(false);
@@ -479,11 +625,11 @@ async function main() {
   await loadIncidents(false);
   loadHealth().catch(() => {});
   setInterval(() => { if (state.view === 'incidents') renderList(); }, 30000);
-  api('/api/health').then(showBroker).catch(() => {});
-  // States age even when nothing arrives: refresh them, and the broker banner on every view.
+  // States age even when nothing arrives: refresh them, and the broker banner and the names
+  // on every view.
   setInterval(() => {
     if (state.view === 'health') loadHealth().catch(() => {});
-    else api('/api/health').then(showBroker).catch(() => {});
+    else refreshNames();
   }, 15000);
 }
 

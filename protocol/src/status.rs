@@ -51,6 +51,11 @@ pub struct AgentStatus {
     /// What the agent knows about its own clock (absent: nothing wrong noticed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockState>,
+    /// The site's name for people (`[agent] name`, e.g. "Phường Hàng Trống"); absent: the
+    /// console shows the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub name: Option<String>,
 }
 
 /// An agent's own view of its clock.
@@ -77,6 +82,7 @@ impl AgentStatus {
             cameras,
             at,
             clock: None,
+            name: None,
         }
     }
 
@@ -85,6 +91,9 @@ impl AgentStatus {
         let mut c = Checker::new(AGENT_STATUS_SCHEMA);
         c.schema(&self.schema);
         c.label("version", &self.version);
+        if let Some(name) = &self.name {
+            c.label("name", name);
+        }
         for (i, cam) in self.cameras.iter().enumerate() {
             c.id(&format!("cameras[{i}]"), validate_camera_id(cam));
             if self.cameras[..i].contains(cam) {
@@ -172,6 +181,11 @@ pub struct CameraStatus {
     pub error: Option<String>,
     /// When this status was built.
     pub at: Timestamp,
+    /// The camera's name for people (its config's `name`, e.g. "Cổng Bắc / North gate");
+    /// absent: the console shows the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub name: Option<String>,
 }
 
 impl CameraStatus {
@@ -187,6 +201,7 @@ impl CameraStatus {
             detect_latency_ms: None,
             error: None,
             at,
+            name: None,
         }
     }
 
@@ -205,6 +220,9 @@ impl CameraStatus {
         }
         if let Some(v) = self.detect_latency_ms {
             c.range("detect_latency_ms", v.into(), 0.0, 3.6e6);
+        }
+        if let Some(name) = &self.name {
+            c.label("name", name);
         }
         c.finish()
     }
@@ -244,9 +262,10 @@ mod tests {
     fn agent_status_problems() {
         let mut s = AgentStatus::new(AgentState::Online, "", vec!["a".into(), "a".into()], at());
         s.cameras.push("B".into());
+        s.name = Some("x".repeat(129));
         let e = s.validate().unwrap_err();
         let fields: Vec<_> = e.problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["version", "cameras[1]", "cameras[2]"]);
+        assert_eq!(fields, ["version", "name", "cameras[1]", "cameras[2]"]);
     }
 
     #[test]
@@ -267,6 +286,7 @@ mod tests {
             s.dropped = Some(3);
             s.detect_latency_ms = Some(85.0);
             s.error = Some("rtsp: 401 unauthorized".into());
+            s.name = Some("Cổng Bắc / North gate".into());
             s.validate().unwrap();
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(serde_json::from_str::<CameraStatus>(&json).unwrap(), s);
@@ -274,5 +294,8 @@ mod tests {
         let mut s = CameraStatus::new(CameraState::Streaming, at());
         s.fps = Some(-1.0);
         assert_eq!(s.validate().unwrap_err().problems[0].field, "fps");
+        let mut s = CameraStatus::new(CameraState::Streaming, at());
+        s.name = Some("line\nbreak".into());
+        assert_eq!(s.validate().unwrap_err().problems[0].field, "name");
     }
 }

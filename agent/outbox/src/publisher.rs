@@ -259,11 +259,13 @@ pub struct Publisher;
 impl Publisher {
     /// Validates `cfg`, then spawns the publisher's tasks on the current tokio runtime. They
     /// run until `shutdown` turns `true` (or its sender is dropped); then the publisher sends a
-    /// retained `offline` status and disconnects. `cameras` go into the agent status.
+    /// retained `offline` status and disconnects. `name` (the site's name for people) and
+    /// `cameras` go into the agent status.
     pub fn spawn(
         outbox: Outbox,
         cfg: MqttConfig,
         agent_id: &str,
+        name: Option<String>,
         version: &str,
         cameras: Vec<String>,
         shutdown: watch::Receiver<bool>,
@@ -288,12 +290,13 @@ impl Publisher {
                 .unwrap_or_default();
             opts.set_credentials(user.clone(), password);
         }
-        let will = AgentStatus::new(
+        let mut will = AgentStatus::new(
             AgentState::Offline,
             version,
             cameras.clone(),
             Timestamp::now(),
         );
+        will.name = name.clone();
         opts.set_last_will(LastWill::new(
             topics.status(),
             ioc_protocol::encode(&will)?,
@@ -323,6 +326,7 @@ impl Publisher {
             shared: shared.clone(),
             wake: wake.clone(),
             version: version.to_owned(),
+            name,
             cameras,
         };
         let tasks = vec![
@@ -451,6 +455,7 @@ struct Ctx {
     shared: Arc<Shared>,
     wake: Arc<Notify>,
     version: String,
+    name: Option<String>,
     cameras: Vec<String>,
 }
 
@@ -754,6 +759,7 @@ fn online_status(ctx: &Ctx, clock: &mut crate::clock::ClockWatch) -> Vec<u8> {
         Timestamp::now(),
     );
     online.clock = Some(clock.check());
+    online.name = ctx.name.clone();
     match ioc_protocol::encode(&online) {
         Ok(p) => p,
         Err(e) => {
@@ -766,12 +772,13 @@ fn online_status(ctx: &Ctx, clock: &mut crate::clock::ClockWatch) -> Vec<u8> {
 /// Graceful end: retained `offline`, then DISCONNECT (so the broker does not fire the will).
 async fn finish(ctx: &Ctx, client: &AsyncClient) {
     if ctx.shared.connected.load(Ordering::Relaxed) {
-        let offline = AgentStatus::new(
+        let mut offline = AgentStatus::new(
             AgentState::Offline,
             &ctx.version,
             ctx.cameras.clone(),
             Timestamp::now(),
         );
+        offline.name = ctx.name.clone();
         if let Ok(p) = ioc_protocol::encode(&offline) {
             let _ = client.try_publish(ctx.topics.status(), QoS::AtLeastOnce, true, p);
         }

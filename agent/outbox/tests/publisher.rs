@@ -51,6 +51,7 @@ fn agent(cfg: MqttConfig, id: &str) -> Agent {
         outbox.clone(),
         cfg,
         id,
+        Some(format!("Site {id}")),
         "0.1.0-test",
         vec!["cam-1".into()],
         rx,

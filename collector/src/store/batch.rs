@@ -282,8 +282,8 @@ impl<'t> Batch<'t> {
             .db
             .execute(
                 "INSERT INTO agents (agent, state, version, cameras, at, at_ms, \
-                 received_at_ms, since_ms, heard_at_ms, clock_skew_ms, clock) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
+                 received_at_ms, since_ms, heard_at_ms, clock_skew_ms, clock, name) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
                  version = excluded.version, cameras = excluded.cameras, \
                  at = excluded.at, at_ms = excluded.at_ms, \
@@ -294,7 +294,7 @@ impl<'t> Batch<'t> {
                     OR excluded.heard_at_ms > agents.heard_at_ms \
                     THEN excluded.heard_at_ms ELSE agents.heard_at_ms END, \
                  clock_skew_ms = COALESCE(excluded.clock_skew_ms, agents.clock_skew_ms), \
-                 clock = excluded.clock",
+                 clock = excluded.clock, name = excluded.name",
                 &[
                     &agent,
                     &wire_name(&status.state),
@@ -306,6 +306,7 @@ impl<'t> Batch<'t> {
                     &heard,
                     &skew,
                     &clock,
+                    &status.name,
                 ],
             )
             .map_err(self.err("cannot store agent status"))?;
@@ -362,9 +363,10 @@ impl<'t> Batch<'t> {
             .execute(
                 "INSERT INTO cameras (agent, camera, state, fps, error, at, at_ms, \
                  received_at_ms, since_ms, detect_fps, target_fps, dropped, \
-                 detect_latency_ms, heard_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 detect_latency_ms, heard_at_ms, name) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                  ON CONFLICT (agent, camera) DO UPDATE SET state = excluded.state, \
+                 name = excluded.name, \
                  fps = excluded.fps, error = excluded.error, at = excluded.at, \
                  detect_fps = excluded.detect_fps, target_fps = excluded.target_fps, \
                  dropped = excluded.dropped, \
@@ -389,6 +391,7 @@ impl<'t> Batch<'t> {
                     &status.dropped.map(|d| d.min(i64::MAX as u64) as i64),
                     &status.detect_latency_ms.map(f64::from),
                     &heard,
+                    &status.name,
                 ],
             )
             .map_err(self.err("cannot store camera status"))?;

@@ -20,7 +20,7 @@ const PG_TICK_LOCK: i64 = 0x696f_635f_7469_636b; // "ioc_tick"
 const INCIDENT_COLUMNS: &str = "id, agent, camera, kind, place, severity, state, source, \
      first_at_ms, last_at_ms, created_at_ms, updated_at_ms, event_count, snapshot_event_id, \
      assignee, acked_at_ms, acked_by, closed_at_ms, closed_by, overdue, escalations, silenced, \
-     active";
+     active, rule";
 
 fn incident_row(r: &Row) -> Result<Incident, DbError> {
     let state: String = r.get(6)?;
@@ -53,6 +53,7 @@ fn incident_row(r: &Row) -> Result<Incident, DbError> {
         escalations: r.get(20)?,
         silenced: r.get(21)?,
         active: r.get(22)?,
+        rule: r.get(23)?,
     })
 }
 
@@ -119,6 +120,7 @@ struct NewIncident<'a> {
     severity: Severity,
     source: Source,
     observed_ms: i64,
+    rule: Option<&'a str>,
 }
 
 fn open_incident(db: &Db, n: &NewIncident<'_>, now_ms: i64) -> Result<i64, DbError> {
@@ -127,8 +129,8 @@ fn open_incident(db: &Db, n: &NewIncident<'_>, now_ms: i64) -> Result<i64, DbErr
         .query_one(
             "INSERT INTO incidents (agent, camera, kind, place, severity, state, source, \
              first_at_ms, last_at_ms, created_at_ms, updated_at_ms, due_base_ms, event_count, \
-             silenced) VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7, ?8, ?8, ?8, 0, ?9) \
-             RETURNING id",
+             silenced, rule) VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7, ?8, ?8, ?8, 0, ?9, \
+             ?10) RETURNING id",
             &[
                 &n.agent,
                 &n.camera,
@@ -142,6 +144,7 @@ fn open_incident(db: &Db, n: &NewIncident<'_>, now_ms: i64) -> Result<i64, DbErr
                 &n.observed_ms,
                 &now_ms,
                 &silenced,
+                &n.rule,
             ],
         )?
         .get(0)?;
@@ -279,6 +282,7 @@ impl Filing {
                             severity: e.severity,
                             source: Source::Event,
                             observed_ms: observed,
+                            rule: Some(e.rule.as_str()),
                         };
                         (open_incident(db, &n, now_ms)?, observed, ChangeKind::Opened)
                     }
@@ -816,6 +820,7 @@ impl Store {
                     severity: Severity::Critical,
                     source: Source::Health,
                     observed_ms: since,
+                    rule: None,
                 };
                 let id = open_incident(&tx, &n, now_ms)?;
                 changed.push((id, ChangeKind::Opened));
@@ -846,6 +851,7 @@ impl Store {
                     severity: Severity::Warning,
                     source: Source::Health,
                     observed_ms: since,
+                    rule: None,
                 };
                 let id = open_incident(&tx, &n, now_ms)?;
                 changed.push((id, ChangeKind::Opened));

@@ -55,7 +55,9 @@ pub use auth::{SessionUser, UserRow};
 pub use incidents::{
     ActionError, IncidentEvent, IncidentFilter, LiveCount, Silence, SilenceSpec, SYSTEM,
 };
-pub use reports::{day_name, parse_day, DailyReport, Health, Stats};
+pub use reports::{
+    day_name, parse_day, DailyReport, Health, ReportIncident, Stats, REPORT_INCIDENTS,
+};
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
 
@@ -307,6 +309,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cameras ADD COLUMN heard_at_ms INTEGER;
     UPDATE cameras SET heard_at_ms = received_at_ms;
     "#,
+    // 5: names for people (from the agents' and cameras' statuses) and each incident's rule.
+    r#"
+    ALTER TABLE agents ADD COLUMN name TEXT;
+    ALTER TABLE cameras ADD COLUMN name TEXT;
+    ALTER TABLE incidents ADD COLUMN rule TEXT;
+    "#,
 ];
 
 /// Per migration, the statements that read JSON, which the engines spell differently (run
@@ -330,6 +338,19 @@ const BACKFILLS: &[(&str, &str)] = &[
     ),
     ("", ""),
     ("", ""),
+    // The rule of incidents opened before 5, from their first event.
+    (
+        r#"
+    UPDATE incidents SET rule = (SELECT json_extract(e.payload, '$.rule') FROM events e
+        WHERE e.incident_id = incidents.id ORDER BY e.observed_at_ms LIMIT 1)
+    WHERE source = 'event';
+    "#,
+        r#"
+    UPDATE incidents SET rule = (SELECT CAST(e.payload AS JSONB) ->> 'rule' FROM events e
+        WHERE e.incident_id = incidents.id ORDER BY e.observed_at_ms LIMIT 1)
+    WHERE source = 'event';
+    "#,
+    ),
 ];
 
 /// Why a store operation failed.

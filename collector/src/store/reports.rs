@@ -17,6 +17,8 @@ const HOUR_MS: i64 = 3_600_000;
 pub struct AgentHealth {
     /// Agent (site) id.
     pub site: String,
+    /// The site's name for people, from its status (`[agent] name`).
+    pub name: Option<String>,
     /// `online` / `offline`, or `unknown` when no live status confirmed it within
     /// `[incidents] stale_after_sec` (see `last_state`).
     pub state: String,
@@ -49,6 +51,8 @@ pub struct CameraHealth {
     pub site: String,
     /// Camera id.
     pub camera: String,
+    /// The camera's name for people, from its status.
+    pub name: Option<String>,
     /// `streaming`, `reconnecting`, …, or `unknown` when not confirmed recently (see
     /// [`AgentHealth::state`]).
     pub state: String,
@@ -155,6 +159,45 @@ pub struct DailyReport {
     pub uptime: Vec<Uptime>,
     /// `(site, camera, line, class, direction, count)`.
     pub counts: Vec<(String, String, String, String, String, i64)>,
+    /// The day's incidents in time order (line counts at severity info left out: they are
+    /// in `counts`), at most [`REPORT_INCIDENTS`].
+    pub incidents: Vec<ReportIncident>,
+}
+
+/// The most incidents a daily report lists (the figures count them all).
+pub const REPORT_INCIDENTS: i64 = 500;
+
+/// One incident of the day, as a leader reads it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportIncident {
+    /// Incident id.
+    pub id: i64,
+    /// When it began.
+    pub first_at_ms: i64,
+    /// Site id, and its name if its status gave one.
+    pub site: String,
+    /// The site's name.
+    pub site_name: Option<String>,
+    /// Camera id (empty for an agent incident).
+    pub camera: String,
+    /// The camera's name.
+    pub camera_name: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Zone or line.
+    pub place: String,
+    /// The agent's rule.
+    pub rule: Option<String>,
+    /// Severity.
+    pub severity: String,
+    /// State now.
+    pub state: String,
+    /// Who closed it, else who acknowledged it.
+    pub handled_by: Option<String>,
+    /// The operators' notes, in order.
+    pub notes: Vec<String>,
+    /// The event whose snapshot shows it.
+    pub snapshot: Option<String>,
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -240,7 +283,7 @@ impl Store {
                 "SELECT a.agent, a.state, a.version, a.since_ms, a.at, \
                  (SELECT COUNT(*) FROM events e WHERE e.agent = a.agent), \
                  (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.agent = a.agent), \
-                 a.heard_at_ms, a.clock_skew_ms, a.clock \
+                 a.heard_at_ms, a.clock_skew_ms, a.clock, a.name \
                  FROM agents a ORDER BY a.agent",
                 &[],
             )
@@ -250,6 +293,7 @@ impl Store {
                         let (state, last_state, heard_at, age_s) = fresh(r.get(1)?, r.get(7)?);
                         Ok(AgentHealth {
                             site: r.get(0)?,
+                            name: r.get(10)?,
                             state,
                             last_state,
                             heard_at,
@@ -272,7 +316,8 @@ impl Store {
                 "SELECT c.agent, c.camera, c.state, c.fps, c.error, c.since_ms, \
                  (SELECT COUNT(*) FROM incidents i WHERE i.agent = c.agent \
                   AND i.camera = c.camera AND i.state IN ('open', 'acknowledged')), \
-                 c.detect_fps, c.target_fps, c.dropped, c.detect_latency_ms, c.heard_at_ms \
+                 c.detect_fps, c.target_fps, c.dropped, c.detect_latency_ms, c.heard_at_ms, \
+                 c.name \
                  FROM cameras c ORDER BY c.agent, c.camera",
                 &[],
             )
@@ -283,6 +328,7 @@ impl Store {
                         Ok(CameraHealth {
                             site: r.get(0)?,
                             camera: r.get(1)?,
+                            name: r.get(12)?,
                             state,
                             last_state,
                             heard_at,
@@ -468,7 +514,60 @@ impl Store {
                     .collect()
             })
             .map_err(e())?;
+        let mut incidents: Vec<ReportIncident> = self
+            .db
+            .query(
+                "SELECT i.id, i.first_at_ms, i.agent, a.name, i.camera, c.name, i.kind, i.place, \
+                 i.rule, i.severity, i.state, COALESCE(i.closed_by, i.acked_by), \
+                 i.snapshot_event_id FROM incidents i \
+                 LEFT JOIN agents a ON a.agent = i.agent \
+                 LEFT JOIN cameras c ON c.agent = i.agent AND c.camera = i.camera \
+                 WHERE i.first_at_ms >= ?1 AND i.first_at_ms < ?2 \
+                 AND NOT (i.kind = 'line_crossing' AND i.severity = 'info') \
+                 ORDER BY i.first_at_ms, i.id LIMIT ?3",
+                &[&start, &end, &REPORT_INCIDENTS],
+            )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(ReportIncident {
+                            id: r.get(0)?,
+                            first_at_ms: r.get(1)?,
+                            site: r.get(2)?,
+                            site_name: r.get(3)?,
+                            camera: r.get(4)?,
+                            camera_name: r.get(5)?,
+                            kind: r.get(6)?,
+                            place: r.get(7)?,
+                            rule: r.get(8)?,
+                            severity: r.get(9)?,
+                            state: r.get(10)?,
+                            handled_by: r.get(11)?,
+                            notes: Vec::new(),
+                            snapshot: r.get(12)?,
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(e())?;
+        // The operators' notes (not the system's), one query for the day.
+        let notes = self
+            .db
+            .query(
+                "SELECT a.incident_id, a.note FROM audit a JOIN incidents i ON i.id = a.incident_id \
+                 WHERE i.first_at_ms >= ?1 AND i.first_at_ms < ?2 AND a.note IS NOT NULL \
+                 AND a.note <> '' AND a.actor <> ?3 ORDER BY a.id",
+                &[&start, &end, &crate::incident::SYSTEM],
+            )
+            .map_err(e())?;
+        for r in &notes {
+            let (id, note): (i64, String) = (r.get(0).map_err(e())?, r.get(1).map_err(e())?);
+            if let Some(i) = incidents.iter_mut().find(|i| i.id == id) {
+                i.notes.push(note);
+            }
+        }
         Ok(DailyReport {
+            incidents,
             date: day_name(day),
             utc_offset_minutes,
             total,

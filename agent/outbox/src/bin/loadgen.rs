@@ -111,6 +111,7 @@ async fn run(args: Args, outbox: Outbox, cfg: MqttConfig) -> anyhow::Result<()> 
         outbox.clone(),
         cfg,
         &args.agent,
+        None,
         env!("CARGO_PKG_VERSION"),
         vec!["cam-1".into()],
         shutdown_rx,
