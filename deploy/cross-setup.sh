@@ -17,9 +17,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPS=$PWD/.deps
-say() { printf '==> %s\n' "$*"; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
+source deploy/lib.sh
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   say "adding the arm64 architecture to dpkg (multiarch)"
@@ -28,15 +28,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 PKGS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
       libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-0:arm64 libstdc++6:arm64)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing "${PKGS[@]}"
 
 qemu_major=$(qemu-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p')
 if [ "${qemu_major:-0}" -lt 8 ]; then
@@ -79,7 +71,6 @@ elif ! rustc --print target-libdir --target aarch64-unknown-linux-gnu >/dev/null
   exit 1
 fi
 
-source deploy/ort.sh
 fetch_ort manylinux_2_28_aarch64 \
   da05378364c44d4407e463982d2bf8d5e4cfea873283757e48beeb41df97b7f3 \
   8aa3b76b28c778a2b1dd660d34161adb1d508c9ccd04ff9dc80e26eca5df8467 \

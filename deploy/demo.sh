@@ -92,6 +92,7 @@ cat > "$DEMO/agent.toml" <<TOML
 # Written by deploy/demo.sh.
 [agent]
 id = "demo-site"
+name = "Trạm thử nghiệm / Demo site"
 log_detections = false   # true logs every frame's detections (debugging)
 utc_offset_minutes = 420
 

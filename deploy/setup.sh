@@ -21,9 +21,9 @@ ROOT=$PWD
 DEPS=$ROOT/.deps
 mkdir -p "$DEPS"
 
-say() { printf '==> %s\n' "$*"; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
+source deploy/lib.sh
 
 # --- Debian packages -------------------------------------------------------
 PKGS=(
@@ -36,15 +36,7 @@ PKGS=(
   chromium chromium-driver
   systemd binutils
 )
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing "${PKGS[@]}"
 # The tests start their own brokers; a system one would only hold port 1883.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
@@ -59,7 +51,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # --- ONNX Runtime --------------------------------------------------------------
-source deploy/ort.sh
 fetch_ort manylinux_2_28_x86_64 \
   5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f \
   fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3 \

@@ -117,6 +117,7 @@ impl Delivery {
                                     (
                                         BBox::new(o.bbox.x1, o.bbox.y1, o.bbox.x2, o.bbox.y2),
                                         o.class_id,
+                                        crate::annotate::label_text(&o.class, o.score),
                                     )
                                 })
                                 .collect(),

@@ -85,7 +85,7 @@ pub fn detect_image(
     )?;
     let size = img.dimensions();
     if let Some(out) = out {
-        write_annotated(img, &dets, out)?;
+        write_annotated(img, &dets, detector.labels(), out)?;
     }
     Ok(FrameOut {
         frame: 0,
@@ -95,15 +95,22 @@ pub fn detect_image(
     })
 }
 
-fn write_annotated(mut img: RgbImage, dets: &[Detection], out: &Path) -> anyhow::Result<()> {
+fn write_annotated(
+    mut img: RgbImage,
+    dets: &[Detection],
+    labels: &[String],
+    out: &Path,
+) -> anyhow::Result<()> {
+    use crate::annotate::{class_colour, draw_box, draw_label, label_text};
     let t = (img.width().max(img.height()) / 300).max(2);
     for d in dets {
-        crate::annotate::draw_box(
-            &mut img,
-            &d.bbox,
-            crate::annotate::class_colour(d.class_id),
-            t,
-        );
+        draw_box(&mut img, &d.bbox, class_colour(d.class_id), t);
+    }
+    let scale = (img.width() / 480).max(1);
+    for d in dets {
+        let class = labels.get(d.class_id as usize).map_or("?", String::as_str);
+        let text = label_text(class, d.score);
+        draw_label(&mut img, &d.bbox, &text, class_colour(d.class_id), scale);
     }
     img.save(out)
         .with_context(|| format!("cannot write {}", out.display()))
@@ -183,7 +190,7 @@ pub fn detect_video(
         .and_then(|r| r)
         .map_err(|e| anyhow::anyhow!("frame: {e}"))?;
         let img = RgbImage::from_raw(w, h, buf).context("frame buffer")?;
-        write_annotated(img, &d, out)?;
+        write_annotated(img, &d, detector.labels(), out)?;
     }
     Ok(n)
 }

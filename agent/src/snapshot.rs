@@ -1,5 +1,5 @@
 //! Event snapshots: the frame an incident was decided on, as a JPEG with the
-//! objects' boxes and the rule's zone or line drawn on it.
+//! objects' boxes, labelled with class and score, and the rule's zone or line drawn on it.
 //!
 //! The frame is the decoded one at the camera's own resolution, scaled once (area filter)
 //! to `snapshot.max_width` at the source's aspect ratio: its detail is the camera's, not the
@@ -11,7 +11,7 @@ use ioc_detect::BBox;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::annotate::{class_colour, draw_box, draw_line};
+use crate::annotate::{class_colour, draw_box, draw_label, draw_line};
 use crate::decode::DecodedFrame;
 
 /// `[snapshot]` in `agent.toml`.
@@ -58,8 +58,8 @@ pub struct Snapshot {
 /// What to draw: normalised (0..1) geometry.
 #[derive(Clone, Debug, Default)]
 pub struct Overlay<'a> {
-    /// Object boxes with their class ids.
-    pub objects: Vec<(BBox, u16)>,
+    /// Object boxes with their class ids and labels (`PERSON 87%`).
+    pub objects: Vec<(BBox, u16, String)>,
     /// The rule's zone polygon.
     pub zone: Option<&'a [[f64; 2]]>,
     /// The rule's line.
@@ -99,12 +99,23 @@ pub fn render(
     if let Some([a, b]) = overlay.line {
         draw_line(&mut img, px(a), px(b), Rgb([0, 200, 255]), t + 1);
     }
-    for (b, class) in &overlay.objects {
+    for (b, class, _) in &overlay.objects {
         draw_box(
             &mut img,
             &BBox::new(b.x1 * w, b.y1 * h, b.x2 * w, b.y2 * h),
             class_colour(*class),
             t,
+        );
+    }
+    // Labels after every box, so no box is drawn over a label.
+    for (b, class, label) in &overlay.objects {
+        let px_box = BBox::new(b.x1 * w, b.y1 * h, b.x2 * w, b.y2 * h);
+        draw_label(
+            &mut img,
+            &px_box,
+            label,
+            class_colour(*class),
+            (width / 480).max(1),
         );
     }
     let mut jpeg = Vec::with_capacity(64 * 1024);
@@ -145,7 +156,7 @@ mod tests {
     fn renders_at_the_source_aspect_with_the_overlay_and_a_matching_hash() {
         let zone = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]];
         let overlay = Overlay {
-            objects: vec![(BBox::new(0.2, 0.2, 0.6, 0.8), 0)],
+            objects: vec![(BBox::new(0.2, 0.2, 0.6, 0.8), 0, String::new())],
             zone: Some(&zone),
             line: None,
         };

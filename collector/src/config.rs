@@ -43,6 +43,9 @@ pub struct Config {
     /// `[reports]`: the daily report.
     #[serde(default)]
     pub reports: ReportsConfig,
+    /// `[[webhooks]]`: incident notifications to other systems.
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 /// `[http]`.
@@ -556,6 +559,11 @@ impl Config {
         if let Some(d) = &mut self.reports.dir {
             fix(d);
         }
+        for w in &mut self.webhooks {
+            if let Some(f) = &mut w.ca_file {
+                fix(f);
+            }
+        }
         if let Some(tls) = &mut self.mqtt.tls {
             fix(&mut tls.ca_file);
             if let Some(p) = &mut tls.client_cert {
@@ -583,6 +591,17 @@ impl Config {
                      plain HTTP: passwords and session cookies would cross it in clear; put a \
                      TLS reverse proxy in front and listen on 127.0.0.1, and set \
                      http.secure_cookie = true"
+                ));
+            }
+        }
+        for (i, h) in self.webhooks.iter().enumerate() {
+            let host = reqwest::Url::parse(&h.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned));
+            if h.url.starts_with("http:") && !host.as_deref().is_some_and(loopback_host) {
+                w.push(format!(
+                    "webhooks[{i}].url: plain http to another machine: incidents cross the \
+                     network in clear (the signature proves who sent them, it hides nothing)"
                 ));
             }
         }
@@ -772,6 +791,17 @@ impl Config {
                 format!("{}: must be at most 60000", self.ingest.batch_wait_ms),
             );
         }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            for (key, message) in w.problems() {
+                push(&format!("webhooks[{i}].{key}"), message);
+            }
+            if self.webhooks[..i].iter().any(|o| o.name == w.name) {
+                push(
+                    &format!("webhooks[{i}].name"),
+                    format!("{:?} is used twice", w.name),
+                );
+            }
+        }
         out
     }
 
@@ -807,6 +837,24 @@ impl Config {
                 });
             }
         }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if w.url.starts_with("https:") {
+                let tls = TlsConfig {
+                    ca_file: w
+                        .ca_file
+                        .clone()
+                        .unwrap_or_else(|| crate::webhook::SYSTEM_CA_BUNDLE.into()),
+                    client_cert: None,
+                    client_key: None,
+                };
+                if let Err(e) = rustls_client_config(&tls) {
+                    problems.push(ConfigProblem {
+                        key: format!("webhooks[{i}].ca_file"),
+                        message: format!("{e:#}"),
+                    });
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -838,6 +886,33 @@ mod tests {
         c.resolve_paths(Path::new("/etc/ioc"));
         c.validate(Path::new("/etc/ioc/collector.toml"))?;
         Ok(c)
+    }
+
+    #[test]
+    fn webhook_problems_are_named_under_their_entry() {
+        let text = format!(
+            "{MIN}\n[[webhooks]]\nname = \"pager\"\nurl = \"http://10.0.0.9/hook\"\n\
+             secret = \"0123456789abcdef\"\n[[webhooks]]\nname = \"pager\"\n\
+             url = \"https://sms.example/hook\"\nsecret = \"x\"\nkinds = [\"intruder\"]\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        for want in [
+            "webhooks[1].secret: must be at least 16 characters",
+            "webhooks[1].kinds: \"intruder\" is not one of intrusion,",
+            "webhooks[1].name: \"pager\" is used twice",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e}");
+        }
+        assert!(!e.contains("webhooks[0]"), "{e}");
+        let ok = Config::parse(
+            &format!("{MIN}\n[[webhooks]]\nname = \"p\"\nurl = \"http://10.0.0.9/h\"\nsecret = \"0123456789abcdef\"\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(ok
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("webhooks[0].url: plain http")));
     }
 
     #[test]

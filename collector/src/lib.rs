@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod report;
 pub mod service;
 pub mod store;
+pub mod webhook;
 pub mod writer;
 
 pub use config::{Config, ConfigError};

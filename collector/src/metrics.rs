@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The collector's ingest counters.
 #[derive(Debug, Default)]
@@ -325,6 +325,36 @@ pub fn render_gauges(
             "Whether ingest is connected to the broker.",
         );
         let _ = writeln!(out, "ioc_collector_broker_connected {}", u8::from(up));
+    }
+    out
+}
+
+/// The outgoing webhooks' counters (`ioc_collector_webhook_notifications_total`).
+pub fn render_webhooks(hooks: &[(String, Arc<crate::webhook::WebhookStats>)]) -> String {
+    let mut out = String::new();
+    if hooks.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ioc_collector_webhook_notifications_total Webhook notifications by outcome \
+         (delivered; retried attempts; failed: refused or out of attempts; dropped: queue full).\n\
+         # TYPE ioc_collector_webhook_notifications_total counter"
+    );
+    for (name, s) in hooks {
+        for (result, n) in [
+            ("delivered", &s.delivered),
+            ("retried", &s.retried),
+            ("failed", &s.failed),
+            ("dropped", &s.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "ioc_collector_webhook_notifications_total{{webhook=\"{}\",result=\"{result}\"}} {}",
+                label(name),
+                n.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
     }
     out
 }

@@ -76,6 +76,8 @@ impl Collector {
             )?),
             Parts::NoIngest => None,
         };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let webhooks = crate::webhook::spawn(&config.webhooks, &hub, shutdown_rx.clone())?;
         let api_config = ApiConfig {
             session: Duration::from_secs(config.http.session_hours * 3600),
             secure_cookie: config.http.secure_cookie,
@@ -86,8 +88,8 @@ impl Collector {
                 .map(|t| t.expose().to_owned()),
             utc_offset_minutes: config.reports.utc_offset_minutes,
             broker: ingest.as_ref().map(|i| i.conn_watch()),
+            webhooks: webhooks.stats.clone(),
         };
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = AppState::new(
             reader,
             writer.clone(),
@@ -107,7 +109,7 @@ impl Collector {
             let _ = tcp.set_nodelay(true);
         });
         info!(%http_addr, "console and API listening");
-        let mut tasks = Vec::new();
+        let mut tasks = webhooks.tasks;
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(
             async move {

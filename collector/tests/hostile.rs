@@ -192,8 +192,11 @@ async fn malformed_and_dead_letter_storm_keeps_every_valid_event_once() {
     }
     agent.wait_acked(1..=400, Duration::from_secs(120)).await;
     let m = site.collector().ingest().unwrap().metrics().clone();
-    until("every bad message counted", || {
-        m.snapshot().dead_lettered >= 400 * 6
+    // Refusals at the door are counted on arrival, the store's after their commit: wait
+    // until every message is committed and acknowledged to the broker.
+    until("every bad message counted and committed", || {
+        let s = m.snapshot();
+        s.dead_lettered >= 400 * 6 && s.mqtt_acks >= s.received
     })
     .await;
     let s = site.store();

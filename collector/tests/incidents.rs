@@ -678,15 +678,27 @@ fn retention_drops_raw_rows_keeps_incidents_and_gap_detection_on(mut s: Store) {
         intrusion(2, "site-a-1", "end", T0 + MIN),
     ])
     .unwrap();
-    s.insert_batch(&[Ingested {
+    let snapshot = || Ingested {
         received_at_ms: T0,
         message: Message::Snapshot {
             agent: "site-a".into(),
             event_id: "site-a-1".into(),
             jpeg: vec![1, 2, 3],
         },
-    }])
-    .unwrap();
+    };
+    let c = s.insert_batch(&[snapshot()]).unwrap();
+    // The picture came after its incident: the incident is announced again (the console's
+    // row gets its thumbnail), once; a repeat of the picture announces nothing.
+    let changed: Vec<_> = c
+        .changes
+        .iter()
+        .map(|c| (c.incident.id, c.change))
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].1, ChangeKind::Changed);
+    assert_eq!(c.changes[0].incident.snapshot.as_deref(), Some("site-a-1"));
+    let again = s.insert_batch(&[snapshot()]).unwrap();
+    assert!(again.changes.is_empty());
     let file = s.snapshot("site-a", "site-a-1").unwrap().unwrap().path;
     assert!(file.exists());
     s.insert_batch(&[intrusion(3, "site-a-3", "start", T0 + 40 * 86_400_000)])

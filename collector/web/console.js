@@ -43,7 +43,7 @@ const L = {
     clock_off: 'off by', clock_before_build: 'not synchronised', clock_jumped: 'just jumped',
     hs_online: 'online', hs_offline: 'offline', hs_streaming: 'streaming', hs_connecting: 'connecting',
     hs_reconnecting: 'reconnecting', hs_failed: 'failed', hs_tampered: 'tampered', hs_stopped: 'stopped',
-    state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'Age',
+    state: 'State', kind: 'Kind', site: 'Site', where: 'Where', severity: 'Severity', age: 'When',
     all: 'All', active: 'Active', more: 'More', agents: 'Agents', cameras: 'Cameras',
     since: 'Since', version: 'Version', events: 'Events', open_incidents: 'Open incidents', days: 'Days', detection: 'Analysed (fps)', dropped: 'dropped', latency: 'latency',
     per_day: 'Incidents per kind per day', per_hour: 'Incidents per hour', counts: 'Traffic counts per line',

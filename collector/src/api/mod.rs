@@ -68,6 +68,8 @@ struct Inner {
     login_guard: LoginGuard,
     /// The broker connection of this collector's ingest (none: ingest not running here).
     broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
+    /// Counters of the outgoing webhooks, by name.
+    webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
 }
 
 /// Settings of the API.
@@ -84,6 +86,8 @@ pub struct ApiConfig {
     /// The broker connection of this collector's ingest, for the health page (none: ingest
     /// does not run in this process).
     pub broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
+    /// Counters of the outgoing webhooks, by name (for `/metrics`).
+    pub webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
 }
 
 impl AppState {
@@ -111,6 +115,7 @@ impl AppState {
                 stopping,
                 login_guard: LoginGuard::default(),
                 broker: config.broker.clone(),
+                webhooks: config.webhooks.clone(),
             }),
         }
     }
@@ -854,6 +859,7 @@ async fn metrics(
         .as_ref()
         .map(|b| *b.borrow() == crate::ingest::ConnState::Connected);
     text.push_str(&crate::metrics::render_gauges(&live, &health, broker_up));
+    text.push_str(&crate::metrics::render_webhooks(&st.inner.webhooks));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -253,6 +253,28 @@ impl<'t> Batch<'t> {
             .map_err(self.err("cannot insert snapshot"))?;
         self.out.count(n);
         self.out.agent(agent).snapshot_ids.push(event_id.to_owned());
+        if n > 0 {
+            // The picture of an incident that came before it: the console shows it now.
+            let ids = self
+                .db
+                .query(
+                    "SELECT i.id FROM incidents i WHERE i.snapshot_event_id = ?2 AND i.id IN \
+                     (SELECT e.incident_id FROM events e WHERE e.agent = ?1 \
+                      AND e.event_id = ?2 AND e.snapshot_sha256 IS NOT NULL)",
+                    &[&agent, &event_id],
+                )
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<i64>(0))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.err("cannot find the incident of a snapshot"))?;
+            for id in ids {
+                if !self.changed.iter().any(|(c, _)| *c == id) {
+                    self.changed.push((id, ChangeKind::Changed));
+                }
+            }
+        }
         Ok(())
     }
 

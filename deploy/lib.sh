@@ -1,5 +1,20 @@
-# ONNX Runtime's C library out of its PyPI wheel, sha256-pinned (sourced by setup.sh and
-# cross-setup.sh). Nothing is downloaded at build or run time.
+# What deploy/setup.sh and deploy/cross-setup.sh share (sourced; both set SUDO first).
+say() { printf '==> %s\n' "$*"; }
+
+# install_missing PKG...: apt-installs those of the Debian packages that are not installed.
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# ONNX Runtime's C library out of its PyPI wheel, sha256-pinned. Nothing is downloaded at
+# build or run time.
 #
 #   fetch_ort PLATFORM WHEEL_SHA256 LIB_SHA256 DIR
 #     PLATFORM is the wheel's platform tag (manylinux_2_28_x86_64, manylinux_2_28_aarch64);
@@ -10,7 +25,7 @@ fetch_ort() {
   local wheel=onnxruntime-${ORT_VERSION}-cp311-cp311-${platform}.whl
   local lib=libonnxruntime.so.${ORT_VERSION}
   echo "$lib_sha  $dir/$lib" | sha256sum -c --status 2>/dev/null && return 0
-  printf '==> %s\n' "fetching ONNX Runtime $ORT_VERSION ($platform) from PyPI"
+  say "fetching ONNX Runtime $ORT_VERSION ($platform) from PyPI"
   mkdir -p "$dir/wheel"
   if ! echo "$wheel_sha  $dir/wheel/$wheel" | sha256sum -c --status 2>/dev/null; then
     python3 -m pip download --quiet --no-deps --only-binary=:all: \

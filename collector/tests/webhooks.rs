@@ -1,0 +1,136 @@
+//! Outgoing webhooks end to end: an agent's events through a real mosquitto, the collector,
+//! and a real HTTP receiver on loopback that refuses the first attempts (HTTP 500). The
+//! critical incident arrives after the retries, once accepted, signed, with one delivery id
+//! across attempts; the warning one is filtered out by severity.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use common::{Agent, Broker};
+use ioc_collector::clock::SystemClock;
+use ioc_collector::service::{Collector, Parts};
+use ioc_collector::webhook::hmac_sha256;
+use ioc_collector::Config;
+use serde_json::{json, Value};
+
+const SECRET: &str = "webhook test secret 0123456789";
+
+#[derive(Default)]
+struct Received {
+    /// `(delivery id, signature header, body)` of every attempt, answered or not.
+    attempts: Vec<(String, String, String)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_incidents_reach_the_receiver_signed_after_retries() {
+    // The receiver: 500 for the first two attempts, 200 after.
+    let got = Arc::new(Mutex::new(Received::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = listener.local_addr().unwrap();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let g = g.clone();
+            async move {
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let mut r = g.lock().unwrap();
+                r.attempts
+                    .push((h("x-ioc-delivery"), h("x-ioc-signature"), body));
+                if r.attempts.len() <= 2 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let broker = Broker::with_users(&[("gate-site", "pw", false), ("c", "pw", true)]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"webhook-test\"\n\
+         username = \"c\"\npassword = \"pw\"\n\
+         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[webhooks]]\nname = \"pager\"\nurl = \"http://{receiver}/hook?token=t\"\n\
+         secret = \"{SECRET}\"\nseverities = [\"critical\"]\nmax_backoff_sec = 1\n",
+        broker.port,
+        dir.path().join("ioc.db").display(),
+        dir.path().join("snaps").display(),
+    );
+    let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+    let collector = Collector::start(&cfg, Arc::new(SystemClock), Parts::All)
+        .await
+        .unwrap();
+    collector
+        .ingest()
+        .unwrap()
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let agent = Agent::connect(broker.port, "gate-site").await;
+    let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+    for (seq, kind, severity) in [(1, "loitering", "warning"), (2, "intrusion", "critical")] {
+        let ev = json!({
+            "schema": "ioc.event/1", "id": format!("gate-site-{seq}"), "seq": seq,
+            "phase": "instant", "agent": "gate-site", "camera": "north-gate", "kind": kind,
+            "severity": severity, "rule": format!("{kind} rule"), "zone": "fence",
+            "observed_at": now.as_str(),
+        });
+        agent.publish("events", ev.to_string().into_bytes()).await;
+    }
+
+    let t0 = Instant::now();
+    while got.lock().unwrap().attempts.len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "only {} attempts arrived",
+            got.lock().unwrap().attempts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried_after = t0.elapsed();
+    // Nothing more comes: the warning was filtered, the accepted one is not sent again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let attempts = std::mem::take(&mut got.lock().unwrap().attempts);
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    // One delivery id across the retries, so the receiver can drop repeats.
+    let delivery = &attempts[0].0;
+    assert!(delivery.starts_with("pager-"), "{delivery}");
+    assert!(attempts.iter().all(|a| &a.0 == delivery));
+    // Waited between attempts (1 s each, jittered).
+    assert!(
+        retried_after > Duration::from_millis(1500),
+        "{retried_after:?}"
+    );
+    for (_, sig, body) in &attempts {
+        // t=UNIX,sha256=HMAC(secret, "UNIX." + body)
+        let (t, mac) = sig
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",sha256="))
+            .unwrap_or_else(|| panic!("signature {sig:?}"));
+        let want = hmac_sha256(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+        assert_eq!(mac, hex::encode(want), "bad signature");
+        let age = ioc_collector::store::now_ms() / 1000 - t.parse::<i64>().unwrap();
+        assert!((0..60).contains(&age), "{age}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["schema"], "ioc.webhook/1");
+        assert_eq!(v["change"], "opened");
+        assert_eq!(v["incident"]["kind"], "intrusion");
+        assert_eq!(v["incident"]["severity"], "critical");
+        assert_eq!(v["incident"]["rule"], "intrusion rule");
+        assert_eq!(v["incident"]["site"], "gate-site");
+    }
+    collector.shutdown(Duration::from_secs(10)).await.unwrap();
+}
