@@ -25,10 +25,17 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-# The arm64 binaries the package test installs and runs under qemu-user.
+# The arm64 binaries the package test installs and runs under qemu-user. If the cross
+# tool chain cannot be installed (no network to Debian or to Rust's distribution server),
+# the test says so and skips the arm64 part; a cross build that fails to compile fails here.
 cross: setup
-	bash deploy/cross-setup.sh
-	bash deploy/cross.sh $(CARGO) build --locked --target $(ARM64) -p ioc-agent -p ioc-collector --bins
+	@mkdir -p target
+	@if bash deploy/cross-setup.sh; then \
+	  rm -f target/cross-unavailable; \
+	  bash deploy/cross.sh $(CARGO) build --locked --target $(ARM64) -p ioc-agent -p ioc-collector --bins; \
+	else \
+	  echo "deploy/cross-setup.sh failed: the arm64 package test will be skipped" | tee target/cross-unavailable >&2; \
+	fi
 
 test: build lint cross
 	$(CARGO) test --workspace --locked
