@@ -1,5 +1,5 @@
-//! Still images for the detector and boxes drawn on them (for `ioc-agent
-//! detect --out` and, later, event snapshots).
+//! Still images for the detector, and boxes, labels and lines drawn on them (for `ioc-agent
+//! detect --out` and event snapshots).
 
 use image::{imageops, Rgb, RgbImage};
 use ioc_detect::{geometry::letterbox_content, BBox, Resize};
