@@ -76,7 +76,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US"]
+                         "--disable-dev-shm-usage", "--window-size=1400,900", "--lang=en-US"]
             }
         }}});
         let r: Value = http

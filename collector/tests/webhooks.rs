@@ -19,6 +19,32 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "webhook test secret 0123456789";
 
+/// A collector on `broker` with a store in `dir` and `extra` appended to its config (the
+/// webhooks), connected to the broker.
+async fn collector(broker: &Broker, dir: &std::path::Path, extra: &str) -> Collector {
+    let text = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"webhook-test\"\n\
+         username = \"c\"\npassword = \"pw\"\n\
+         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n{extra}",
+        broker.port,
+        dir.join("ioc.db").display(),
+        dir.join("snaps").display(),
+    );
+    let path = std::path::Path::new("test.toml");
+    let cfg = Config::parse(&text, path).unwrap();
+    cfg.check_environment(path).unwrap();
+    let collector = Collector::start(&cfg, Arc::new(SystemClock), Parts::All)
+        .await
+        .unwrap();
+    collector
+        .ingest()
+        .unwrap()
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    collector
+}
+
 #[derive(Default)]
 struct Received {
     /// `(delivery id, signature header, body)` of every attempt, answered or not.
@@ -59,26 +85,16 @@ async fn critical_incidents_reach_the_receiver_signed_after_retries() {
 
     let broker = Broker::with_users(&[("gate-site", "pw", false), ("c", "pw", true)]);
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"webhook-test\"\n\
-         username = \"c\"\npassword = \"pw\"\n\
-         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-         [[webhooks]]\nname = \"pager\"\nurl = \"http://{receiver}/hook?token=t\"\n\
-         secret = \"{SECRET}\"\nseverities = [\"critical\"]\nmax_backoff_sec = 1\n",
-        broker.port,
-        dir.path().join("ioc.db").display(),
-        dir.path().join("snaps").display(),
-    );
-    let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    let collector = Collector::start(&cfg, Arc::new(SystemClock), Parts::All)
-        .await
-        .unwrap();
-    collector
-        .ingest()
-        .unwrap()
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let collector = collector(
+        &broker,
+        dir.path(),
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\
+             [[webhooks]]\nname = \"pager\"\nurl = \"http://{receiver}/hook?token=t\"\n\
+             secret = \"{SECRET}\"\nseverities = [\"critical\"]\nmax_backoff_sec = 1\n"
+        ),
+    )
+    .await;
 
     let agent = Agent::connect(broker.port, "gate-site").await;
     let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
@@ -212,33 +228,16 @@ async fn https_receivers_are_checked_against_the_configured_ca() {
     let (port, bodies) = tls_receiver(&pki.cert, &pki.key);
     let broker = Broker::with_users(&[("gate-site", "pw", false), ("c", "pw", true)]);
     let token = "metrics-token-0123456789abcdef0123456789";
-    let text = format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"webhook-tls-test\"\n\
-         username = \"c\"\npassword = \"pw\"\n\
-         [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\nmetrics_token = \"{token}\"\n\
+    let extra = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\nmetrics_token = \"{token}\"\n\
          [[webhooks]]\nname = \"tls\"\nurl = \"https://localhost:{port}/hook\"\n\
          secret = \"{SECRET}\"\nca_file = \"{}\"\n\
          [[webhooks]]\nname = \"wrong-ca\"\nurl = \"https://localhost:{port}/hook\"\n\
          secret = \"{SECRET}\"\nca_file = \"{}\"\nmax_attempts = 1\n",
-        broker.port,
-        dir.path().join("ioc.db").display(),
-        dir.path().join("snaps").display(),
         pki.ca.display(),
         wrong[0].display(),
     );
-    let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    cfg.check_environment(std::path::Path::new("test.toml"))
-        .unwrap();
-    let collector = Collector::start(&cfg, Arc::new(SystemClock), Parts::All)
-        .await
-        .unwrap();
-    collector
-        .ingest()
-        .unwrap()
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let collector = collector(&broker, dir.path(), &extra).await;
     let agent = Agent::connect(broker.port, "gate-site").await;
     let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
     let ev = json!({
