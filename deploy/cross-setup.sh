@@ -30,7 +30,8 @@ PKGS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
       libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-0:arm64 libstdc++6:arm64)
 install_missing "${PKGS[@]}"
 
-qemu_major=$(qemu-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p')
+# (Not installed at all on a fresh machine: that must not stop the script under pipefail.)
+qemu_major=$( (qemu-aarch64 --version 2>/dev/null || true) | sed -n 's/.*version \([0-9]*\)\..*/\1/p')
 if [ "${qemu_major:-0}" -lt 8 ]; then
   if ! apt-cache policy qemu-user | grep -q bookworm-backports; then
     say "adding Debian's bookworm-backports (for qemu-user)"

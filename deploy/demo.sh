@@ -42,6 +42,7 @@ topic write ioc/v1/agents/demo-site/status
 topic write ioc/v1/agents/demo-site/cameras/+/status
 topic write ioc/v1/agents/demo-site/events
 topic write ioc/v1/agents/demo-site/snapshots/+
+topic write ioc/v1/agents/demo-site/clips/+
 topic write ioc/v1/agents/demo-site/counts
 topic read ioc/v1/agents/demo-site/acks
 

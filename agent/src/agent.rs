@@ -1,6 +1,6 @@
 //! `ioc-agent run`: every configured camera feeding one shared pool of detectors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +93,10 @@ pub fn resolve_cameras(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Ca
             (None, Some(f)) => SourceSpec::File(cfg.resolve(f)),
             (None, None) => anyhow::bail!("cameras[{i}]: needs url or file"),
         };
+        // Clips come from the stream as received: RTSP cameras, when they are delivered.
+        let clips =
+            (cfg.clips.enabled && cfg.mqtt.is_some() && matches!(source, SourceSpec::Rtsp(_)))
+                .then(|| Arc::new(crate::clip::ClipRing::for_config(&cfg.clips)));
         let spec = CameraSpec {
             index: cameras.len(),
             id: c.id.clone(),
@@ -111,6 +115,7 @@ pub fn resolve_cameras(cfg: &AgentConfig, epoch: Epoch) -> anyhow::Result<Vec<Ca
             max_backoff: cfg.reconnect.max_backoff(),
             connect_timeout: cfg.reconnect.connect_timeout(),
             idle_timeout: cfg.reconnect.idle_timeout(),
+            clips,
         };
         cameras.push(Camera {
             spec,
@@ -325,7 +330,11 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let sending = start_delivery(&cfg, &cameras, shutdown_rx.clone())?;
     let publisher = sending.as_ref().map(|s| s.publisher.clone());
     let outbox = sending.as_ref().map(|s| s.outbox.clone());
-    let mut delivery = sending.map(|s| s.delivery);
+    let (mut delivery, clipper) = match sending {
+        Some(s) => (Some(s.delivery), s.clipper),
+        None => (None, None),
+    };
+    let clip_stats = clipper.as_ref().map(|c| c.stats.clone());
     let agent = Agent::start_with(
         &cfg,
         cameras,
@@ -360,6 +369,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             detect: agent.detect_stats().clone(),
             queue: Some(agent.scheduler().clone()),
             delivery: publisher.clone().zip(outbox),
+            clips: clip_stats,
         };
         tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
         tokio::spawn(crate::metrics::serve(
@@ -394,6 +404,10 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     // Cameras, then detectors, then rules (which report the open counts interval): all
     // output is in the outbox before the publisher is told to stop.
     agent.shutdown().await;
+    // The rules thread is gone with its delivery: the clipper finishes the clips asked for.
+    if let Some(c) = clipper {
+        let _ = tokio::task::spawn_blocking(move || c.join(Duration::from_secs(20))).await;
+    }
     health.stop().await;
     // The publisher sends what it can, then its offline status; wait for it, a while (the
     // broker's Last Will says offline if it cannot).
@@ -418,6 +432,8 @@ struct Sending {
     delivery: crate::delivery::Delivery,
     publisher: Arc<ioc_outbox::PublisherHandle>,
     outbox: ioc_outbox::Outbox,
+    /// Cuts event clips; `None` when clips are off or no camera is RTSP.
+    clipper: Option<crate::clip::Clipper>,
 }
 
 /// Opens the outbox and starts the publisher when `[mqtt]` is configured.
@@ -451,16 +467,39 @@ fn start_delivery(
         .iter()
         .map(|c| crate::delivery::CameraMeta::new(&c.spec.id, c.analytics.as_ref()))
         .collect();
+    let mut delivery = crate::delivery::Delivery::new(
+        outbox.clone(),
+        publisher.clone(),
+        &cfg.agent.id,
+        metas,
+        cfg.snapshot.clone(),
+    );
+    let rings: Vec<_> = cameras.iter().map(|c| c.spec.clips.clone()).collect();
+    let clipper = if rings.iter().any(Option::is_some) {
+        // Muxing scratch files live next to the outbox (writable under the unit's sandbox).
+        let work = path
+            .parent()
+            .map_or_else(|| PathBuf::from("clips-work"), |d| d.join("clips-work"));
+        let (clipper, requests) = crate::clip::Clipper::spawn(
+            cfg.clips.clone(),
+            rings,
+            work,
+            crate::clip::ClipSink {
+                outbox: outbox.clone(),
+                publisher: publisher.clone(),
+            },
+        )
+        .context("starting the clip thread")?;
+        delivery = delivery.with_clips(requests, cfg.clips.min_severity);
+        Some(clipper)
+    } else {
+        None
+    };
     Ok(Some(Sending {
-        delivery: crate::delivery::Delivery::new(
-            outbox.clone(),
-            publisher.clone(),
-            &cfg.agent.id,
-            metas,
-            cfg.snapshot.clone(),
-        ),
+        delivery,
         publisher,
         outbox,
+        clipper,
     }))
 }
 

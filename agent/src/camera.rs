@@ -58,6 +58,8 @@ pub struct CameraSpec {
     pub connect_timeout: Duration,
     /// Limit between frames.
     pub idle_timeout: Duration,
+    /// The ring event clips are cut from (RTSP cameras with clips on).
+    pub clips: Option<Arc<crate::clip::ClipRing>>,
 }
 
 /// Counters of one camera.
@@ -347,6 +349,9 @@ async fn session(
                 ..spec.decode.clone()
             };
             let clock = session_clock(spec, counters);
+            if let Some(ring) = &spec.clips {
+                ring.reset(stream.codec);
+            }
             let pipeline = Pipeline::for_stream(
                 stream.codec,
                 &settings,
@@ -423,8 +428,18 @@ async fn pump(
             }
         }
         let key = frame.is_random_access_point();
+        let data = bytes::Bytes::from(frame.into_data());
+        if let Some(ring) = &spec.clips {
+            let time = clock.time(pts);
+            ring.push(crate::clip::Unit {
+                t: time.t_sec,
+                wall: time.wall,
+                key,
+                data: data.clone(),
+            });
+        }
         if pipeline
-            .push(frame.into_data(), pts, key)
+            .push(data, pts, key)
             .map_err(|e| SourceError::Decode(e.to_string()))?
             == PushOutcome::Dropped
         {

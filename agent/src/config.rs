@@ -35,6 +35,9 @@ pub struct AgentConfig {
     /// Event snapshots.
     #[serde(default)]
     pub snapshot: crate::snapshot::SnapshotConfig,
+    /// Event clips (MP4 around each incident, sent like snapshots).
+    #[serde(default)]
+    pub clips: crate::clip::ClipConfig,
     /// The cameras.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -560,6 +563,25 @@ impl AgentConfig {
         if self.snapshot.max_width < 64 || !(1..=100).contains(&self.snapshot.quality) {
             e.push("snapshot: max_width must be >= 64 and quality 1..=100".into());
         }
+        if self.clips.enabled {
+            e.extend(
+                self.clips
+                    .problems()
+                    .into_iter()
+                    .map(|(k, m)| format!("{k}: {m}")),
+            );
+            // A part travels as one MQTT message: its header and topic ride along.
+            if let Some(m) = &self.mqtt {
+                let room = (m.max_packet_bytes as u64).saturating_sub(8 * 1024);
+                if self.clips.part_bytes > room {
+                    e.push(format!(
+                        "clips.part_bytes: {} does not fit in one MQTT packet of \
+                         mqtt.max_packet_bytes ({}) with its header; at most {room}",
+                        self.clips.part_bytes, m.max_packet_bytes
+                    ));
+                }
+            }
+        }
         if self.cameras.is_empty() {
             e.push("cameras: no camera configured; add a [[cameras]] table".into());
         }
@@ -710,6 +732,16 @@ impl AgentConfig {
                 }
             }
         }
+        if self.clips.enabled && self.mqtt.is_some() {
+            for name in ["h264parse", "h265parse", "mp4mux"] {
+                if gstreamer::ElementFactory::find(name).is_none() {
+                    e.push(format!(
+                        "clips: GStreamer element {name:?} is not installed (gst-inspect-1.0 \
+                         {name}); install it or set clips.enabled = false"
+                    ));
+                }
+            }
+        }
         e
     }
 }
@@ -808,6 +840,30 @@ file = "clip.mp4"
         )
         .unwrap_err();
         assert!(e[0].starts_with("cameras[0].transport:"), "{e:?}");
+    }
+
+    #[test]
+    fn clip_settings_are_checked_with_their_keys() {
+        let text = OK.replace(
+            "[agent]",
+            "[clips]\npre_s = 40\npart_bytes = 2097152\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nmax_packet_bytes = 1048576\n[agent]",
+        );
+        let e = AgentConfig::parse(&text).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "clips.pre_s: 40 must be within 0..=30 seconds",
+                "clips.part_bytes: 2097152 does not fit in one MQTT packet of \
+                 mqtt.max_packet_bytes (1048576) with its header; at most 1040384"
+            ]
+        );
+        let e =
+            AgentConfig::parse(&OK.replace("[agent]", "[clips]\npost = 3\n[agent]")).unwrap_err();
+        assert!(e[0].starts_with("clips") && e[0].contains("post"), "{e:?}");
+        // Off means unchecked.
+        let off = OK.replace("[agent]", "[clips]\nenabled = false\npre_s = 40\n[agent]");
+        assert!(AgentConfig::parse(&off).is_ok());
     }
 
     #[test]

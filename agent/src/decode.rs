@@ -341,7 +341,7 @@ impl Pipeline {
     /// behind, drops it and every frame up to the next key frame.
     pub fn push(
         &self,
-        data: Vec<u8>,
+        data: impl AsRef<[u8]> + Send + 'static,
         pts: Duration,
         key_frame: bool,
     ) -> Result<PushOutcome, DecodeError> {
@@ -364,8 +364,8 @@ impl Pipeline {
             return Ok(PushOutcome::Dropped);
         }
         self.waiting_for_key.store(false, Ordering::Relaxed);
-        // Takes ownership of the frame's bytes: no copy.
-        let mut buffer = gst::Buffer::from_mut_slice(data);
+        // Takes ownership of the frame's bytes (or a share of them): no copy.
+        let mut buffer = gst::Buffer::from_slice(data);
         {
             let b = buffer.get_mut().expect("new buffer is writable");
             b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));

@@ -14,8 +14,10 @@ use ioc_protocol::{ClassCount, CountDirection, Counts, SnapshotRef, Timestamp};
 use ioc_tracking::AnalyticsConfig;
 
 use crate::analytics::Output;
+use crate::clip::{ClipRequest, ClipRequests};
 use crate::events::EventBuilder;
 use crate::snapshot::{self, Overlay, SnapshotConfig};
+use ioc_tracking::rules::config::Severity;
 
 /// What a camera's events need besides the rule output.
 #[derive(Clone, Debug)]
@@ -61,6 +63,7 @@ pub struct Delivery {
     builder: EventBuilder,
     cameras: Vec<CameraMeta>,
     snapshot: SnapshotConfig,
+    clips: Option<(ClipRequests, Severity)>,
 }
 
 impl Delivery {
@@ -79,7 +82,14 @@ impl Delivery {
             builder: EventBuilder::new(agent),
             cameras,
             snapshot,
+            clips: None,
         }
+    }
+
+    /// Asks `requests` for a clip of every incident of `min_severity` or worse.
+    pub fn with_clips(mut self, requests: ClipRequests, min_severity: Severity) -> Self {
+        self.clips = Some((requests, min_severity));
+        self
     }
 
     /// Handles one output of the rules thread. Errors (disk full, ...) are logged: the
@@ -158,6 +168,17 @@ impl Delivery {
                 })?;
                 if let Some(s) = shot {
                     self.outbox.append_snapshot(&event_id, &s.jpeg)?;
+                }
+                match &self.clips {
+                    Some((requests, min)) if wants && event.severity >= *min => {
+                        requests.request(ClipRequest {
+                            camera,
+                            camera_id: meta.id.clone(),
+                            event_id,
+                            at: event.observed_at_sec,
+                        })
+                    }
+                    _ => {}
                 }
             }
             Output::Counts {

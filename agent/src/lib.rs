@@ -13,6 +13,7 @@ pub mod agent;
 pub mod analytics;
 pub mod annotate;
 pub mod camera;
+pub mod clip;
 pub mod clock;
 pub mod config;
 pub mod decode;

@@ -40,6 +40,8 @@ pub struct Sources {
     pub queue: Option<Arc<Scheduler>>,
     /// The publisher and its outbox, when `[mqtt]` is configured.
     pub delivery: Option<(Arc<ioc_outbox::PublisherHandle>, ioc_outbox::Outbox)>,
+    /// The clip thread's counters, when clips are made.
+    pub clips: Option<Arc<crate::clip::ClipStats>>,
 }
 
 /// A label value, escaped.
@@ -264,6 +266,24 @@ pub fn render(s: &Sources) -> String {
             p.acked
         );
     }
+    if let Some(c) = &s.clips {
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_clips_total Event clips by outcome: stored in the outbox, skipped              (rate cap, no video held, outbox full) or failed.
+             # TYPE ioc_agent_clips_total counter"
+        );
+        for (result, n) in [
+            ("stored", &c.stored),
+            ("skipped", &c.skipped),
+            ("failed", &c.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "ioc_agent_clips_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
     out
 }
 
@@ -334,6 +354,7 @@ mod tests {
                 crate::detect::QueuePolicy::Latest,
             )),
             delivery: None,
+            clips: None,
         };
         s.detect.inference.observe(Duration::from_millis(3));
         s.detect.inference.observe(Duration::from_millis(40));

@@ -7,7 +7,7 @@
 //!    logged at warn, stored) and never stops ingest;
 //! 2. the batch is committed in one transaction on the store's writer thread
 //!    ([`crate::writer`]); a failed commit is retried with backoff and nothing is acked;
-//! 3. an [`Ack`] (compact seq ranges + snapshot ids) is published, QoS 1, on
+//! 3. an [`Ack`] (compact seq ranges, snapshot ids, clip parts) is published, QoS 1, on
 //!    `{root}/v1/agents/{agent}/acks` for each agent in the batch (replays are acked again);
 //! 4. each MQTT message is PUBACKed, in the order received.
 //!
@@ -24,7 +24,7 @@
 //! - `ingest-batch` gathers up to `batch_max` messages or `batch_wait_ms` after the first,
 //!   and runs the steps above. On shutdown it finishes the batch in flight, then disconnects.
 //!
-//! Events, snapshots and counts are subscribed through `$share/{group}/` when
+//! Events, snapshots, clips and counts are subscribed through `$share/{group}/` when
 //! `mqtt.shared_group` is set; status topics never are (no retained messages on shared
 //! subscriptions).
 
@@ -118,12 +118,17 @@ pub fn mqtt_options(config: &Config) -> Result<MqttOptions, IngestError> {
     Ok(o)
 }
 
-/// The subscription filters: events, snapshots and counts (shared when a group is set),
-/// agent and camera status (never shared).
+/// The subscription filters: events, snapshots, clips and counts (shared when a group is
+/// set), agent and camera status (never shared).
 pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
     let topics = config.topics();
     let mut out = Vec::new();
-    for kind in [TopicKind::Events, TopicKind::Snapshots, TopicKind::Counts] {
+    for kind in [
+        TopicKind::Events,
+        TopicKind::Snapshots,
+        TopicKind::Clips,
+        TopicKind::Counts,
+    ] {
         out.push(match &config.mqtt.shared_group {
             Some(g) => topics
                 .shared_filter(g, kind)
@@ -215,6 +220,15 @@ pub fn classify(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Option<M
                 agent,
                 event_id,
                 jpeg: payload.to_vec(),
+            }
+        }
+        Topic::Clip { agent, event_id } => {
+            let (header, data) = ioc_protocol::decode_clip_part(payload).map_err(rejected)?;
+            Message::ClipPart {
+                agent,
+                event_id,
+                header: Box::new(header),
+                data: data.to_vec(),
             }
         }
         Topic::AgentStatus { agent } => {
@@ -764,11 +778,18 @@ impl Batcher {
         let acks: BTreeMap<&String, Ack> = c
             .agents
             .iter()
-            .filter(|(_, a)| !a.seqs.is_empty() || !a.snapshot_ids.is_empty())
+            .filter(|(_, a)| {
+                !a.seqs.is_empty() || !a.snapshot_ids.is_empty() || !a.clip_parts.is_empty()
+            })
             .map(|(agent, a)| {
                 (
                     agent,
-                    Ack::new(a.seqs.iter().copied(), a.snapshot_ids.clone()),
+                    Ack::new(a.seqs.iter().copied(), a.snapshot_ids.clone()).with_clip_parts(
+                        a.clip_parts
+                            .iter()
+                            .map(|(id, part)| ioc_protocol::ClipPartAck(id.clone(), *part))
+                            .collect(),
+                    ),
                 )
             })
             .collect();
@@ -850,6 +871,31 @@ mod tests {
             classify(&t, "ioc/v1/agents/a1/snapshots/a1-1", b"\xff\xd8\xff\xe0"),
             Ok(Some(Message::Snapshot { .. }))
         ));
+        // A clip part without its header line, and one whose bytes run past its clip.
+        assert_eq!(
+            reason("ioc/v1/agents/a1/clips/a1-1", b"\x00\x00\x00\x18ftypmp42"),
+            "invalid"
+        );
+        let header = ioc_protocol::ClipPart {
+            schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
+            camera: "gate".into(),
+            part: 0,
+            parts: 1,
+            offset: 0,
+            size: 4,
+            sha256: "0".repeat(64),
+            duration_s: 1.0,
+            start: ioc_protocol::Timestamp::now(),
+            content_type: "video/mp4".into(),
+        };
+        let mut long = serde_json::to_vec(&header).unwrap();
+        long.extend_from_slice(b"\n12345");
+        assert_eq!(reason("ioc/v1/agents/a1/clips/a1-1", &long), "invalid");
+        long.pop();
+        assert!(matches!(
+            classify(&t, "ioc/v1/agents/a1/clips/a1-1", &long),
+            Ok(Some(Message::ClipPart { .. }))
+        ));
     }
 
     #[test]
@@ -872,6 +918,7 @@ mod tests {
             [
                 "$share/collectors/ioc/v1/agents/+/events",
                 "$share/collectors/ioc/v1/agents/+/snapshots/+",
+                "$share/collectors/ioc/v1/agents/+/clips/+",
                 "$share/collectors/ioc/v1/agents/+/counts",
                 "ioc/v1/agents/+/status",
                 "ioc/v1/agents/+/cameras/+/status",

@@ -356,6 +356,14 @@ async fn operator_handles_a_live_incident_in_chromium() {
         .collect();
     assert_eq!(digits, "99:99 99/99/9999", "{clock}");
     b.screenshot("1-new-incident").await;
+    // Its clip (real footage, as the agent sends one: an MP4 in parts) follows.
+    let mp4 = footage_clip();
+    publish_clip(&agent, "gate-site-1", &mp4).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reader.clip("gate-site", "gate-site-1").unwrap().is_none() {
+        assert!(Instant::now() < deadline, "clip not stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // One click acknowledges.
     b.click("tr.incident button[data-action=\"acknowledge\"]")
@@ -376,6 +384,29 @@ async fn operator_handles_a_live_incident_in_chromium() {
         "document.getElementById('detail-state') && document.getElementById('detail-state').classList.contains('st-resolved')",
     )
     .await;
+    // The detail plays the incident's clip.
+    b.wait(
+        "the clip player",
+        "document.querySelector('#clip') && document.querySelector('#clip').readyState >= 1",
+    )
+    .await;
+    let duration = b
+        .js("return document.querySelector('#clip').duration")
+        .await;
+    assert!(duration.as_f64().unwrap() > 1.0, "clip duration {duration}");
+    b.js("document.querySelector('#clip').play(); return true")
+        .await;
+    b.wait(
+        "the clip playing",
+        "document.querySelector('#clip').currentTime > 0.5",
+    )
+    .await;
+    b.screenshot("2a-clip-playing").await;
+    let detail = b.text("#detail").await;
+    assert!(
+        !detail.contains("null") && !detail.contains("undefined"),
+        "{detail}"
+    );
     // The active list no longer shows it; the audit trail does.
     b.wait(
         "the row to leave the active list",
@@ -517,6 +548,7 @@ async fn operator_handles_a_live_incident_in_chromium() {
         "Nhật ký",
         "hệ thống",
         "mở sự cố",
+        "Chưa có đoạn video",
     ] {
         assert!(
             detail.contains(want),
@@ -558,4 +590,54 @@ async fn operator_handles_a_live_incident_in_chromium() {
     b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
     drop(b);
     collector.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+/// The first 4 s of the real footage as an MP4, not re-encoded (what the agent's clips are).
+fn footage_clip() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!(
+            "location={}",
+            ioc_testkit::footage("vtest_h264.mp4").display()
+        ))
+        .args([
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "identity",
+            "eos-after=40",
+        ])
+        .args(["!", "mp4mux", "faststart=true", "!", "filesink"])
+        .arg(format!("location={}/clip.mp4", dir.path().display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "gst-launch-1.0: {st}");
+    std::fs::read(dir.path().join("clip.mp4")).unwrap()
+}
+
+/// Publishes `mp4` as the clip of `event_id`, in 64 KiB parts.
+async fn publish_clip(agent: &Agent, event_id: &str, mp4: &[u8]) {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(mp4));
+    let chunk = 64 * 1024;
+    let parts = mp4.len().div_ceil(chunk) as u32;
+    for (i, data) in mp4.chunks(chunk).enumerate() {
+        let header = ioc_protocol::ClipPart {
+            schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
+            camera: "north-gate".into(),
+            part: i as u32,
+            parts,
+            offset: (i * chunk) as u64,
+            size: mp4.len() as u64,
+            sha256: sha.clone(),
+            duration_s: 4.0,
+            start: ioc_protocol::Timestamp::now(),
+            content_type: "video/mp4".into(),
+        };
+        let payload = ioc_protocol::encode_clip_part(&header, data).unwrap();
+        agent.publish(&format!("clips/{event_id}"), payload).await;
+    }
 }

@@ -1,7 +1,7 @@
 //! What only the PostgreSQL backend has, on a real server (Debian's package, a temporary
 //! cluster on a free loopback port): migrations shared by collectors starting together,
 //! a newer schema refused, several collectors writing one agent's events at once without
-//! opening an incident twice, and clear errors for a wrong password or a server that is down.
+//! opening an incident twice, a clip whose parts reach two collectors put together once, and clear errors for a wrong password or a server that is down.
 //! The rest of the store's behaviour is tested on both engines by `incidents.rs`, `api.rs`
 //! and `ingest_mosquitto.rs`.
 
@@ -113,6 +113,61 @@ fn collectors_sharing_a_database_migrate_once_and_file_each_event_once() {
             .unwrap(),
         "0",
         "every event filed under the incident"
+    );
+
+    // A clip whose two parts reach two collectors at the same moment is put together once
+    // (the agent's lock serialises the two batches: the second sees both parts).
+    let mp4: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&mp4))
+    };
+    let part = |i: usize| Ingested {
+        received_at_ms: t0,
+        message: Message::ClipPart {
+            agent: "site-a".into(),
+            event_id: "site-a-1".into(),
+            header: Box::new(ioc_protocol::ClipPart {
+                schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
+                camera: "gate".into(),
+                part: i as u32,
+                parts: 2,
+                offset: (i * 25_000) as u64,
+                size: 50_000,
+                sha256: sha.clone(),
+                duration_s: 10.0,
+                start: ioc_protocol::Timestamp::now(),
+                content_type: "video/mp4".into(),
+            }),
+            data: mp4[i * 25_000..(i + 1) * 25_000].to_vec(),
+        },
+    };
+    let start = Arc::new(Barrier::new(2));
+    std::thread::scope(|s| {
+        for i in 0..2 {
+            let (start, config, snaps, item) =
+                (start.clone(), &config, dir.path().join("s"), part(i));
+            s.spawn(move || {
+                let mut store = config.open(&snaps).unwrap();
+                start.wait();
+                let c = store.insert_batch(&[item]).unwrap();
+                assert_eq!(
+                    c.agents["site-a"].clip_parts,
+                    [("site-a-1".to_owned(), i as u32)]
+                );
+            });
+        }
+    });
+    let clip = reader
+        .clip("site-a", "site-a-1")
+        .unwrap()
+        .expect("one clip");
+    assert_eq!(std::fs::read(&clip.path).unwrap(), mp4);
+    assert_eq!(
+        server
+            .psql("shared", "SELECT COUNT(*) FROM clip_parts")
+            .unwrap(),
+        "0"
     );
 
     // A database from a newer collector is refused, by name.

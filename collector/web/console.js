@@ -27,6 +27,7 @@ const L = {
     silences: 'Bảo trì (tạm tắt cảnh báo)', until: 'Đến', reason: 'Lý do', add_silence: 'Tạm tắt', end_silence: 'Kết thúc',
     ago_s: 'giây trước', ago_m: 'phút trước', ago_h: 'giờ trước', ago_d: 'ngày trước',
     ongoing: 'Đang diễn ra', ended: 'Đã kết thúc', rule: 'Quy tắc', started: 'Bắt đầu', lasted: 'kéo dài',
+    clip: 'Đoạn video', no_clip: 'Chưa có đoạn video', play_clip: 'Xem video',
     timeline: 'Diễn biến', more_events: 'và {n} lần khác', counts_hidden: '{n} lượt đếm qua vạch (xem Biểu đồ)',
     dur_s: 'giây', dur_m: 'phút', dur_h: 'giờ', site_ph: 'mã trạm', camera_ph: 'mã camera (* = tất cả)',
     a_opened: 'mở sự cố', a_acknowledge: 'nhận xử lý', a_resolve: 'hoàn tất xử lý', a_dismiss: 'đánh dấu báo động giả',
@@ -60,6 +61,7 @@ const L = {
     silences: 'Maintenance silences', until: 'Until', reason: 'Reason', add_silence: 'Silence', end_silence: 'End',
     ago_s: 's ago', ago_m: 'min ago', ago_h: 'h ago', ago_d: 'd ago',
     ongoing: 'Ongoing', ended: 'Ended', rule: 'Rule', started: 'Started', lasted: 'lasted',
+    clip: 'Video clip', no_clip: 'No video clip yet', play_clip: 'Play clip',
     timeline: 'Timeline', more_events: 'and {n} more', counts_hidden: '{n} line counts (see Charts)',
     dur_s: 's', dur_m: 'min', dur_h: 'h', site_ph: 'site id', camera_ph: 'camera id (* = all)',
     a_opened: 'opened', a_acknowledge: 'acknowledged', a_resolve: 'resolved', a_dismiss: 'marked a false alarm',
@@ -265,6 +267,7 @@ async function openDetail(id, focusResolve) {
   const snap = i.snapshot
     ? snapshotImg(i, { alt: kindLabel(i.kind) }, () => el('p', { class: 'muted' }, t('no_snapshot')))
     : el('p', { class: 'muted' }, t('no_snapshot'));
+  const clip = clipPlayer(i, d.events);
   const note = el('textarea', { id: 'note', placeholder: focusResolve ? t('resolve_note') : t('note') });
   const can = state.me && state.me.role !== 'viewer';
   const buttons = el('p');
@@ -297,8 +300,9 @@ async function openDetail(id, focusResolve) {
       `${t('started')} ${fmtDateTime(i.first_at)} → ${span}`, el('span', { class: 'muted' }, ` (${age(i.first_at)})`),
       i.assignee ? el('span', {}, el('br'), `${t('assignee')}: ${i.assignee}`) : null,
       i.silenced ? el('span', {}, el('br'), t('silenced')) : null),
-    snap, can ? note : '', buttons,
-    el('h3', {}, t('timeline')), timeline(d.events),
+    clip || snap, clip || i.source === 'health' ? '' : el('p', { class: 'muted', id: 'no-clip' }, t('no_clip')),
+    can ? note : '', buttons,
+    el('h3', {}, t('timeline')), timeline(d.events, i),
     el('h3', {}, t('audit')), audit);
   pane.classList.add('open');
   if (focusResolve) note.focus();
@@ -316,13 +320,38 @@ function noteText(n) {
   return n;
 }
 
+function clipUrl(site, eventId) {
+  return '/api/clips/' + encodeURIComponent(site) + '/' + encodeURIComponent(eventId);
+}
+
+// The clip of the moment the incident's picture shows (else its first clip), with that
+// picture (boxes and labels) as its poster: one look says what fired, one click shows what
+// happened around it. `null` until a clip has arrived. A re-render of the same incident (a
+// live update) keeps the player, so a clip being watched goes on.
+function clipPlayer(i, events) {
+  const withClip = events.filter((e) => e.has_clip);
+  if (!withClip.length) return null;
+  const pick = withClip.find((e) => e.event_id === i.snapshot) || withClip[0];
+  const src = clipUrl(i.site, pick.event_id);
+  const old = $('#clip');
+  if (old && old.dataset.incident === String(i.id)) return old.parentNode;
+  const poster = i.snapshot
+    ? '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot) : undefined;
+  const video = el('video', { id: 'clip', controls: '', muted: '', playsinline: '', preload: 'metadata',
+    'data-incident': String(i.id), 'data-event': pick.event_id, src, poster, title: t('clip') });
+  video.muted = true;
+  return el('figure', { class: 'clip' }, video);
+}
+
 // One line per agent incident (its start/update/end messages folded together): when, how
-// long, what was seen. A busy zone gives dozens; the first few show, the rest fold away.
-function timeline(events) {
+// long, what was seen, and its clip. A busy zone gives dozens; the first few show, the
+// rest fold away.
+function timeline(events, incident) {
   const groups = new Map();
   for (const e of events) {
     const ev = e.event || {};
-    const g = groups.get(e.event_id) || { first: Infinity, last: -Infinity, ended: false, classes: new Set(), count: 0 };
+    const g = groups.get(e.event_id) || { id: e.event_id, first: Infinity, last: -Infinity, ended: false, classes: new Set(), count: 0, clip: false };
+    g.clip = g.clip || e.has_clip;
     for (const x of [e.observed_at, ev.started_at, ev.ended_at]) {
       const ms = x ? Date.parse(x) : NaN;
       if (!Number.isNaN(ms)) { g.first = Math.min(g.first, ms); g.last = Math.max(g.last, ms); }
@@ -338,7 +367,15 @@ function timeline(events) {
     const when = g.last > g.first + 999
       ? `${fmtTimeS(g.first)} → ${g.ended ? `${fmtTimeS(g.last)} (${duration(g.last - g.first)})` : t('ongoing')}`
       : fmtTimeS(g.first) + (g.ended ? '' : ' → ' + t('ongoing'));
-    return el('li', {}, when, what ? el('span', { class: 'muted' }, ' · ' + what) : null);
+    const play = g.clip ? el('button', { class: 'act play', title: t('play_clip'), 'data-event': g.id, onclick: (ev) => {
+      ev.stopPropagation();
+      const v = $('#clip');
+      if (!v) return;
+      v.src = clipUrl(incident.site, g.id);
+      v.dataset.event = g.id;
+      v.play().catch(() => {});
+    } }, '▶') : null;
+    return el('li', {}, when, what ? el('span', { class: 'muted' }, ' · ' + what) : null, play ? ' ' : null, play);
   });
   const SHOWN = 8;
   const list = el('ol', { class: 'timeline', id: 'timeline' }, ...items.slice(0, SHOWN));

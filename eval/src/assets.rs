@@ -88,8 +88,15 @@ impl Assets {
         detector: &mut Detector,
     ) -> anyhow::Result<Self> {
         let dir = cache.join(ASSETS_VERSION);
-        if !dir.join("done").is_file() {
-            build(footage, &dir, detector)?;
+        // Tests in one binary run in parallel and may all find the cache missing: one builds,
+        // the others wait; a build in another process is never seen half-written because
+        // it is made in a private folder and renamed into place.
+        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        {
+            let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+            if !dir.join("done").is_file() {
+                build_into_place(footage, &dir, detector)?;
+            }
         }
         let background = image::open(dir.join("background.png"))
             .with_context(|| format!("{}", dir.join("background.png").display()))?
@@ -97,7 +104,10 @@ impl Assets {
         let statics_path = dir.join("background-objects.json");
         if !statics_path.is_file() {
             let found = static_objects(&background, detector)?;
-            std::fs::write(&statics_path, serde_json::to_string_pretty(&found)?)?;
+            write_atomically(
+                &statics_path,
+                serde_json::to_string_pretty(&found)?.as_bytes(),
+            )?;
         }
         let statics: Vec<StaticObject> =
             serde_json::from_str(&std::fs::read_to_string(&statics_path)?)?;
@@ -235,6 +245,43 @@ struct Cut {
     frame: usize,
     bbox: [f32; 4],
     sprite: RgbaImage,
+}
+
+/// Builds the assets in a folder of this process's own and renames it to `dir`; when another
+/// process got there first, its complete copy is kept.
+fn build_into_place(footage: &Path, dir: &Path, detector: &mut Detector) -> anyhow::Result<()> {
+    let parent = dir.parent().context("assets folder has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
+    let tmp = parent.join(format!(
+        ".{}.building-{}",
+        ASSETS_VERSION,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    build(footage, &tmp, detector)?;
+    if dir.join("done").is_file() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
+    // A stale, unfinished folder from an older layout or a killed build.
+    let _ = std::fs::remove_dir_all(dir);
+    if let Err(e) = std::fs::rename(&tmp, dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        anyhow::ensure!(
+            dir.join("done").is_file(),
+            "moving the built assets to {}: {e}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file and a rename, so readers never see half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
+    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+    Ok(())
 }
 
 fn build(footage: &Path, dir: &Path, detector: &mut Detector) -> anyhow::Result<()> {

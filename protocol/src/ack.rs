@@ -3,7 +3,8 @@
 //! The collector publishes an ack only after it has **committed** the messages to its store;
 //! the agent deletes outbox entries only on such an ack (a broker PUBACK is not enough). Events
 //! and counts are acked by `seq`, as inclusive ranges so a burst of 10 000 messages costs one
-//! `[first, last]` pair; snapshots (which carry no seq) are acked by their event id in `ids`.
+//! `[first, last]` pair; snapshots (which carry no seq) are acked by their event id in `ids`,
+//! and each part of a clip by its event id and part number in `clip_parts`.
 //! Acks are idempotent: acking a seq twice, or one the agent already deleted, is harmless.
 //!
 //! Wire form: `{"schema":"ioc.ack/1","seqs":[[1,500],[502,502]],"ids":["site-1-17"]}`;
@@ -85,7 +86,14 @@ pub struct Ack {
     #[serde(default)]
     #[schemars(inner(pattern(crate::topics::EVENT_ID_PATTERN)))]
     pub ids: Vec<String>,
+    /// Clip parts committed, `[event id, part]` (absent when none: older agents read on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clip_parts: Vec<ClipPartAck>,
 }
+
+/// One committed clip part: `[event id, part number]` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClipPartAck(pub String, pub u32);
 
 impl Ack {
     /// An ack of `seqs` (any order, duplicates allowed) and the snapshots of `ids`.
@@ -94,7 +102,14 @@ impl Ack {
             schema: ACK_SCHEMA.to_owned(),
             seqs: compact_seqs(seqs),
             ids,
+            clip_parts: Vec::new(),
         }
+    }
+
+    /// This ack with the clip parts `parts` added.
+    pub fn with_clip_parts(mut self, parts: Vec<ClipPartAck>) -> Self {
+        self.clip_parts = parts;
+        self
     }
 
     /// An ack of `seqs` only.
@@ -155,6 +170,9 @@ impl Ack {
         for (i, id) in self.ids.iter().enumerate() {
             c.id(&format!("ids[{i}]"), validate_event_id(id));
         }
+        for (i, p) in self.clip_parts.iter().enumerate() {
+            c.id(&format!("clip_parts[{i}]"), validate_event_id(&p.0));
+        }
         c.finish()
     }
 }
@@ -200,6 +218,10 @@ mod tests {
             json,
             r#"{"schema":"ioc.ack/1","seqs":[[1,3],[5,5]],"ids":["e-1"]}"#
         );
+        assert_eq!(serde_json::from_str::<Ack>(&json).unwrap(), a);
+        let a = a.with_clip_parts(vec![ClipPartAck("e-1".into(), 3)]);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.ends_with(r#""clip_parts":[["e-1",3]]}"#), "{json}");
         assert_eq!(serde_json::from_str::<Ack>(&json).unwrap(), a);
         let empty: Ack = serde_json::from_str(r#"{"schema":"ioc.ack/1"}"#).unwrap();
         assert_eq!(empty, Ack::from_seqs([]));

@@ -45,6 +45,7 @@ payload!(AgentStatus, crate::AGENT_STATUS_SCHEMA);
 payload!(CameraStatus, crate::CAMERA_STATUS_SCHEMA);
 payload!(Counts, crate::COUNTS_SCHEMA);
 payload!(Ack, crate::ACK_SCHEMA);
+payload!(crate::ClipPart, crate::CLIP_PART_SCHEMA);
 
 /// Why a payload was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,7 @@
 mod macros;
 
 pub mod ack;
+pub mod clip;
 pub mod counts;
 pub mod decode;
 pub mod event;
@@ -57,7 +58,8 @@ pub mod time;
 pub mod topics;
 pub mod validate;
 
-pub use ack::{compact_seqs, Ack, SeqRange, ACK_SCHEMA};
+pub use ack::{compact_seqs, Ack, ClipPartAck, SeqRange, ACK_SCHEMA};
+pub use clip::{decode_clip_part, encode_clip_part, ClipPart, CLIP_PART_SCHEMA};
 pub use counts::{ClassCount, CountDirection, Counts, COUNTS_SCHEMA};
 pub use decode::{
     encode, parse, parse_ack, parse_agent_status, parse_camera_status, parse_counts,

@@ -6,7 +6,7 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::{Ack, AgentStatus, CameraStatus, Counts, Event};
+use crate::{Ack, AgentStatus, CameraStatus, ClipPart, Counts, Event};
 
 /// `(file name, schema)` for every payload, e.g. `("event-v1.schema.json", ...)`.
 pub fn schemas() -> Vec<(&'static str, Schema)> {
@@ -16,6 +16,7 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
         ("camera-status-v1.schema.json", schema_for!(CameraStatus)),
         ("counts-v1.schema.json", schema_for!(Counts)),
         ("ack-v1.schema.json", schema_for!(Ack)),
+        ("clip-part-v1.schema.json", schema_for!(ClipPart)),
     ]
 }
 

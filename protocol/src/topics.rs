@@ -6,6 +6,7 @@
 //! | `ioc/v1/agents/{agent}/cameras/{camera}/status` | 1, retained | [`CameraStatus`](crate::CameraStatus) |
 //! | `ioc/v1/agents/{agent}/events` | 1 | [`Event`](crate::Event) |
 //! | `ioc/v1/agents/{agent}/snapshots/{event_id}` | 1 | JPEG bytes |
+//! | `ioc/v1/agents/{agent}/clips/{event_id}` | 1 | one part of an MP4 clip ([`clip`](crate::clip)) |
 //! | `ioc/v1/agents/{agent}/counts` | 1 | [`Counts`](crate::Counts) |
 //! | `ioc/v1/agents/{agent}/acks` | 1, collector → agent | [`Ack`](crate::Ack) |
 //!
@@ -118,6 +119,8 @@ pub enum TopicKind {
     Events,
     /// `{root}/v1/agents/{agent}/snapshots/{event_id}`
     Snapshots,
+    /// `{root}/v1/agents/{agent}/clips/{event_id}`
+    Clips,
     /// `{root}/v1/agents/{agent}/counts`
     Counts,
     /// `{root}/v1/agents/{agent}/acks`
@@ -142,6 +145,7 @@ impl TopicKind {
             TopicKind::CameraStatus => "cameras/+/status",
             TopicKind::Events => "events",
             TopicKind::Snapshots => "snapshots/+",
+            TopicKind::Clips => "clips/+",
             TopicKind::Counts => "counts",
             TopicKind::Acks => "acks",
         }
@@ -175,6 +179,13 @@ pub enum Topic {
         /// The event (incident) id the snapshot belongs to.
         event_id: String,
     },
+    /// One part of the video clip of one event.
+    Clip {
+        /// Agent id.
+        agent: String,
+        /// The event (incident) id the clip belongs to.
+        event_id: String,
+    },
     /// An agent's line counts.
     Counts {
         /// Agent id.
@@ -195,6 +206,7 @@ impl Topic {
             | Topic::CameraStatus { agent, .. }
             | Topic::Events { agent }
             | Topic::Snapshot { agent, .. }
+            | Topic::Clip { agent, .. }
             | Topic::Counts { agent }
             | Topic::Acks { agent } => agent,
         }
@@ -207,6 +219,7 @@ impl Topic {
             Topic::CameraStatus { .. } => TopicKind::CameraStatus,
             Topic::Events { .. } => TopicKind::Events,
             Topic::Snapshot { .. } => TopicKind::Snapshots,
+            Topic::Clip { .. } => TopicKind::Clips,
             Topic::Counts { .. } => TopicKind::Counts,
             Topic::Acks { .. } => TopicKind::Acks,
         }
@@ -241,7 +254,7 @@ pub enum TopicError {
         version: String,
     },
     /// The topic is under the root but is none of the contract's topics.
-    #[error("topic {topic:?} is not a v1 topic (expected .../v1/agents/{{agent}}/status|events|counts|acks|cameras/{{camera}}/status|snapshots/{{event_id}})")]
+    #[error("topic {topic:?} is not a v1 topic (expected .../v1/agents/{{agent}}/status|events|counts|acks|cameras/{{camera}}/status|snapshots/{{event_id}}|clips/{{event_id}})")]
     Unknown {
         /// The received topic.
         topic: String,
@@ -323,6 +336,7 @@ impl Topics {
             Topic::CameraStatus { camera, .. } => a.camera_status(camera)?,
             Topic::Events { .. } => a.events(),
             Topic::Snapshot { event_id, .. } => a.snapshot(event_id)?,
+            Topic::Clip { event_id, .. } => a.clip(event_id)?,
             Topic::Counts { .. } => a.counts(),
             Topic::Acks { .. } => a.acks(),
         })
@@ -399,6 +413,13 @@ impl Topics {
                     event_id: (*event_id).to_owned(),
                 }
             }
+            ["clips", event_id] => {
+                validate_event_id(event_id).map_err(bad_id)?;
+                Topic::Clip {
+                    agent: agent.to_owned(),
+                    event_id: (*event_id).to_owned(),
+                }
+            }
             ["counts"] => Topic::Counts {
                 agent: agent.to_owned(),
             },
@@ -441,6 +462,12 @@ impl AgentTopics {
         Ok(format!("{}/snapshots/{event_id}", self.prefix))
     }
 
+    /// `{root}/v1/agents/{agent}/clips/{event_id}` (every part of the event's clip).
+    pub fn clip(&self, event_id: &str) -> Result<String, IdError> {
+        validate_event_id(event_id)?;
+        Ok(format!("{}/clips/{event_id}", self.prefix))
+    }
+
     /// `{root}/v1/agents/{agent}/counts`.
     pub fn counts(&self) -> String {
         format!("{}/counts", self.prefix)
@@ -469,6 +496,15 @@ mod tests {
         assert_eq!(
             a.snapshot("site-1-42").unwrap(),
             "ioc/v1/agents/site-1/snapshots/site-1-42"
+        );
+        assert_eq!(
+            a.clip("site-1-42").unwrap(),
+            "ioc/v1/agents/site-1/clips/site-1-42"
+        );
+        assert!(a.clip("site-1/42").is_err());
+        assert_eq!(
+            t.shared_filter("collectors", TopicKind::Clips).unwrap(),
+            "$share/collectors/ioc/v1/agents/+/clips/+"
         );
         assert_eq!(a.counts(), "ioc/v1/agents/site-1/counts");
         assert_eq!(a.acks(), "ioc/v1/agents/site-1/acks");
@@ -516,6 +552,10 @@ mod tests {
                 Topic::Snapshot {
                     agent: "a".into(),
                     event_id: format!("{}-18446744073709551615", "a".repeat(64)),
+                },
+                Topic::Clip {
+                    agent: "a".into(),
+                    event_id: "a-7".into(),
                 },
                 Topic::Counts { agent: "a".into() },
                 Topic::Acks { agent: "a".into() },

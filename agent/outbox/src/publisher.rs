@@ -576,9 +576,10 @@ async fn run_acker(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
         let outbox = ctx.outbox.clone();
         match tokio::task::spawn_blocking(move || outbox.ack(&ack)).await {
             Ok(Ok(out)) => {
-                ctx.shared
-                    .acked
-                    .fetch_add(out.messages + out.snapshots, Ordering::Relaxed);
+                ctx.shared.acked.fetch_add(
+                    out.messages + out.snapshots + out.clip_parts,
+                    Ordering::Relaxed,
+                );
                 ctx.wake.notify_one();
             }
             Ok(Err(e)) => {
@@ -595,6 +596,7 @@ fn entry_topic(topics: &AgentTopics, e: &Entry) -> Option<String> {
         EntryKind::Event => Some(topics.events()),
         EntryKind::Counts => Some(topics.counts()),
         EntryKind::Snapshot => topics.snapshot(e.event_id.as_deref()?).ok(),
+        EntryKind::Clip => topics.clip(e.event_id.as_deref()?).ok(),
     }
 }
 
@@ -701,7 +703,11 @@ async fn run_sender(
         // The oldest `max_in_flight` unacknowledged entries: send those never sent on this
         // connection, and those whose ack is overdue.
         let outbox = ctx.outbox.clone();
-        let entries = match blocking(move || outbox.pending(limit)).await {
+        let due = move |sent: Option<&crate::store::SentInfo>| match sent {
+            None => true,
+            Some(s) => s.connection != current || s.at.elapsed() >= ack_timeout,
+        };
+        let entries = match blocking(move || outbox.pending_where(limit, due)).await {
             Ok(e) => {
                 failed_read = false;
                 e

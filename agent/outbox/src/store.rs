@@ -6,7 +6,8 @@
 //! returned `Ok` has been committed to SQLite with `synchronous=FULL` in WAL mode: the entry
 //! survives a crash, `kill -9` or power loss of the agent from that moment on. An entry leaves
 //! the outbox only when
-//! - an [`Ack`] from the collector names it (its `seq`, or for snapshots its event id), or
+//! - an [`Ack`] from the collector names it (its `seq`, for snapshots its event id, for a
+//!   clip's parts the event id and part number), or
 //! - the outbox is full and the [full policy](#when-full) drops it, which is counted in
 //!   [`Outbox::dropped`], persisted, and logged with `tracing::warn!` (never silent).
 //!
@@ -22,11 +23,16 @@
 //!
 //! # When full
 //! The outbox holds at most [`OutboxConfig::max_bytes`] of payload. Appending an entry that
-//! does not fit first drops the **oldest snapshots**, then (for events and counts only) the
-//! **oldest events/counts**. A snapshot never pushes out an event: when no older snapshot is
-//! left to drop, the new snapshot itself is dropped (counted and logged) and `append_snapshot`
-//! returns `Ok(false)`. An entry larger than `max_bytes` on its own is refused with
-//! [`OutboxError::TooLarge`].
+//! does not fit first drops the **oldest clips** (all parts of each), then the **oldest
+//! snapshots**, then (for events and counts only) the **oldest events/counts**. Pictures never
+//! push out events, and a clip never pushes out a snapshot: when nothing less important is
+//! left to drop, the new clip or snapshot itself is dropped (counted and logged) and
+//! `append_clip` / `append_snapshot` return `Ok(false)`. An entry larger than `max_bytes` on
+//! its own is refused with [`OutboxError::TooLarge`].
+//!
+//! # Format
+//! Format 2 added clips (kind `clip` and the `part` column); a format-1 file is rebuilt in
+//! place when opened, keeping its entries.
 //!
 //! # Locking and latency
 //! One SQLite connection behind a `std::sync::Mutex`. Every call does blocking disk I/O (an
@@ -78,6 +84,8 @@ pub enum EntryKind {
     Counts,
     /// A JPEG (`.../snapshots/{event_id}`), acked by event id.
     Snapshot,
+    /// One part of an MP4 clip (`.../clips/{event_id}`), acked by event id and part.
+    Clip,
 }
 
 impl EntryKind {
@@ -86,6 +94,7 @@ impl EntryKind {
             EntryKind::Event => "event",
             EntryKind::Counts => "counts",
             EntryKind::Snapshot => "snapshot",
+            EntryKind::Clip => "clip",
         }
     }
 
@@ -94,6 +103,7 @@ impl EntryKind {
             "event" => EntryKind::Event,
             "counts" => EntryKind::Counts,
             "snapshot" => EntryKind::Snapshot,
+            "clip" => EntryKind::Clip,
             _ => return None,
         })
     }
@@ -120,9 +130,11 @@ pub struct Entry {
     pub kind: EntryKind,
     /// The message seq (events and counts).
     pub seq: Option<u64>,
-    /// The incident id (events and snapshots).
+    /// The incident id (events, snapshots and clips).
     pub event_id: Option<String>,
-    /// The bytes to publish (JSON, or JPEG for snapshots).
+    /// The part number (clips).
+    pub part: Option<u32>,
+    /// The bytes to publish (JSON, JPEG for snapshots, a clip part's wire form for clips).
     pub payload: Vec<u8>,
     /// Whether and when it was sent in this process (see [`Outbox::mark_sent`]).
     pub sent: Option<SentInfo>,
@@ -137,12 +149,14 @@ pub struct Dropped {
     pub counts: u64,
     /// Snapshots dropped.
     pub snapshots: u64,
+    /// Clips dropped (each with all its parts).
+    pub clips: u64,
 }
 
 impl Dropped {
     /// All kinds together.
     pub fn total(&self) -> u64 {
-        self.events + self.counts + self.snapshots
+        self.events + self.counts + self.snapshots + self.clips
     }
 }
 
@@ -153,6 +167,8 @@ pub struct AckOutcome {
     pub messages: u64,
     /// Snapshot entries deleted.
     pub snapshots: u64,
+    /// Clip parts deleted.
+    pub clip_parts: u64,
 }
 
 /// Why an outbox operation failed. Every variant names the outbox file.
@@ -280,20 +296,46 @@ CREATE TABLE IF NOT EXISTS meta (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('event', 'counts', 'snapshot')),
+    kind TEXT NOT NULL CHECK (kind IN ('event', 'counts', 'snapshot', 'clip')),
     seq INTEGER UNIQUE,
     event_id TEXT,
     payload BLOB NOT NULL,
     size INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    part INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, id);
 CREATE INDEX IF NOT EXISTS entries_event_id ON entries (event_id);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 2);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_events', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_counts', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_snapshots', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_clips', 0);
+";
+
+/// Format 1 to 2: the kind check cannot be altered in SQLite, so the table is rebuilt (ids,
+/// and the counter that keeps them from being reused, carried over).
+const FORMAT_2: &str = "
+CREATE TABLE entries_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('event', 'counts', 'snapshot', 'clip')),
+    seq INTEGER UNIQUE,
+    event_id TEXT,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    part INTEGER
+) STRICT;
+INSERT INTO entries_v2 (id, kind, seq, event_id, payload, size, created_ms)
+    SELECT id, kind, seq, event_id, payload, size, created_ms FROM entries;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'entries_v2', seq FROM sqlite_sequence WHERE name = 'entries';
+DROP TABLE entries;
+ALTER TABLE entries_v2 RENAME TO entries;
+CREATE INDEX entries_kind ON entries (kind, id);
+CREATE INDEX entries_event_id ON entries (event_id);
+UPDATE meta SET value = 2 WHERE key = 'format';
 ";
 
 impl Outbox {
@@ -325,11 +367,19 @@ impl Outbox {
                 r.get(0)
             })
             .map_err(open_err)?;
-        if format != 1 {
-            return Err(OutboxError::Corrupt {
-                path,
-                what: format!("unknown outbox format {format} (this version reads format 1)"),
-            });
+        match format {
+            1 => conn
+                .execute_batch(&format!("BEGIN IMMEDIATE; {FORMAT_2} COMMIT;"))
+                .map_err(open_err)?,
+            2 => {}
+            _ => {
+                return Err(OutboxError::Corrupt {
+                    path,
+                    what: format!(
+                        "unknown outbox format {format} (this version reads formats 1 and 2)"
+                    ),
+                })
+            }
         }
         let (len, bytes): (i64, i64) = conn
             .query_row(
@@ -351,6 +401,7 @@ impl Outbox {
             events: meta("dropped_events")?,
             counts: meta("dropped_counts")?,
             snapshots: meta("dropped_snapshots")?,
+            clips: meta("dropped_clips")?,
         };
         let inner = Inner {
             conn,
@@ -515,26 +566,110 @@ impl Outbox {
         Ok(fits)
     }
 
-    /// The oldest `limit` unacknowledged entries, in append order.
-    pub fn pending(&self, limit: usize) -> Result<Vec<Entry>> {
+    /// Appends the clip of event `event_id` as its parts (each part's wire payload, in order),
+    /// all or nothing. Returns `Ok(true)` when stored (durably), `Ok(false)` when the full
+    /// policy dropped it (counted and logged): a clip only ever displaces older clips.
+    pub fn append_clip(&self, event_id: &str, parts: &[Vec<u8>]) -> Result<bool> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let path = inner.path.clone();
+        if let Err(source) = ioc_protocol::validate_event_id(event_id) {
+            return Err(OutboxError::BadEventId { path, source });
+        }
+        let sql = |op: &'static str| {
+            let path = path.clone();
+            move |source| OutboxError::Sqlite { path, op, source }
+        };
+        let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let tx = inner.conn.transaction().map_err(sql("begin append"))?;
+        let mut room = make_room(
+            &tx,
+            &path,
+            inner.max_bytes,
+            inner.bytes,
+            size,
+            EntryKind::Clip,
+        )?;
+        let fits = room.fits;
+        if fits {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO entries (kind, seq, event_id, payload, size, created_ms, part)
+                     VALUES ('clip', NULL, ?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql("insert clip part"))?;
+            let now = now_ms();
+            for (i, p) in parts.iter().enumerate() {
+                ins.execute(params![event_id, p, p.len() as i64, now, i as i64])
+                    .map_err(sql("insert clip part"))?;
+            }
+        } else {
+            room.dropped.clips += 1;
+            tracing::warn!(
+                error_code = "outbox_full",
+                outbox = %path.display(),
+                event_id,
+                size,
+                max_bytes = inner.max_bytes,
+                "OutboxEntryDropped: outbox full and no older clip to drop: dropped the new clip of event {event_id:?} ({size} bytes) to keep the events and snapshots"
+            );
+        }
+        add_dropped(&tx, &room.dropped).map_err(sql("count dropped entries"))?;
+        tx.commit().map_err(sql("commit append"))?;
+        inner.apply(0, &room);
+        if fits {
+            inner.bytes += size;
+            inner.len += parts.len() as u64;
+        }
+        Ok(fits)
+    }
+
+    /// The oldest `limit` unacknowledged entries for which `want` (given each one's send
+    /// record) holds, in append order. Only those are read with their payload: the others
+    /// (sent and waiting for their ack) cost no I/O, which matters once clips are queued.
+    pub fn pending_where(
+        &self,
+        limit: usize,
+        want: impl Fn(Option<&SentInfo>) -> bool,
+    ) -> Result<Vec<Entry>> {
+        let wanted: Vec<i64> = {
+            let g = self.lock();
+            let ids = g.sql("read pending entries", |c| {
+                let mut st = c.prepare_cached("SELECT id FROM entries ORDER BY id LIMIT ?1")?;
+                let rows = st.query_map([limit.min(i64::MAX as usize) as i64], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<i64>>>()
+            })?;
+            ids.into_iter().filter(|id| want(g.sent.get(id))).collect()
+        };
+        let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = self.entries_between(first, last)?;
+        out.retain(|e| wanted.binary_search(&e.id).is_ok());
+        Ok(out)
+    }
+
+    fn entries_between(&self, first: i64, last: i64) -> Result<Vec<Entry>> {
         let g = self.lock();
         let rows = g.sql("read pending entries", |c| {
             let mut st = c.prepare_cached(
-                "SELECT id, kind, seq, event_id, payload FROM entries ORDER BY id LIMIT ?1",
+                "SELECT id, kind, seq, event_id, payload, part FROM entries \
+                 WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
             )?;
-            let rows = st.query_map([limit.min(i64::MAX as usize) as i64], |r| {
+            let rows = st.query_map([first, last], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, Option<i64>>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         rows.into_iter()
-            .map(|(id, kind, seq, event_id, payload)| {
+            .map(|(id, kind, seq, event_id, payload, part)| {
                 let kind = EntryKind::from_db(&kind).ok_or_else(|| OutboxError::Corrupt {
                     path: g.path.clone(),
                     what: format!("entry {id} has unknown kind {kind:?}"),
@@ -544,6 +679,45 @@ impl Outbox {
                     kind,
                     seq: seq.map(|s| s as u64),
                     event_id,
+                    part: part.map(|p| p as u32),
+                    payload,
+                    sent: g.sent.get(&id).copied(),
+                })
+            })
+            .collect()
+    }
+
+    /// The oldest `limit` unacknowledged entries, in append order.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Entry>> {
+        let g = self.lock();
+        let rows = g.sql("read pending entries", |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, kind, seq, event_id, payload, part FROM entries ORDER BY id LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit.min(i64::MAX as usize) as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, kind, seq, event_id, payload, part)| {
+                let kind = EntryKind::from_db(&kind).ok_or_else(|| OutboxError::Corrupt {
+                    path: g.path.clone(),
+                    what: format!("entry {id} has unknown kind {kind:?}"),
+                })?;
+                Ok(Entry {
+                    id,
+                    kind,
+                    seq: seq.map(|s| s as u64),
+                    event_id,
+                    part: part.map(|p| p as u32),
                     payload,
                     sent: g.sent.get(&id).copied(),
                 })
@@ -572,7 +746,8 @@ impl Outbox {
         self.lock().sent.clear();
     }
 
-    /// Deletes the entries `ack` names (seqs for events and counts, ids for snapshots).
+    /// Deletes the entries `ack` names (seqs for events and counts, ids for snapshots, event
+    /// id and part for clip parts).
     /// Idempotent: entries already gone are ignored.
     pub fn ack(&self, ack: &Ack) -> Result<AckOutcome> {
         let mut g = self.lock();
@@ -589,7 +764,7 @@ impl Outbox {
         {
             let mut sel = tx
                 .prepare_cached(
-                    "SELECT id, size FROM entries WHERE seq BETWEEN ?1 AND ?2 AND kind != 'snapshot'",
+                    "SELECT id, size FROM entries WHERE seq BETWEEN ?1 AND ?2 AND kind IN ('event', 'counts')",
                 )
                 .map_err(sql("read acked entries"))?;
             for r in &ack.seqs {
@@ -622,6 +797,24 @@ impl Outbox {
                     ids.push(id);
                     freed += size as u64;
                     out.snapshots += 1;
+                }
+            }
+            let mut sel = tx
+                .prepare_cached(
+                    "SELECT id, size FROM entries WHERE kind = 'clip' AND event_id = ?1 AND part = ?2",
+                )
+                .map_err(sql("read acked clip parts"))?;
+            for ioc_protocol::ClipPartAck(eid, part) in &ack.clip_parts {
+                let rows = sel
+                    .query_map(params![eid, *part as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sql("read acked clip parts"))?;
+                for (id, size) in rows {
+                    ids.push(id);
+                    freed += size as u64;
+                    out.clip_parts += 1;
                 }
             }
             let mut del = tx
@@ -729,11 +922,13 @@ impl Inner {
         self.dropped.events += d.events;
         self.dropped.counts += d.counts;
         self.dropped.snapshots += d.snapshots;
+        self.dropped.clips += d.clips;
         if let Some(msg) = &room.log {
             tracing::warn!(
                 error_code = "outbox_full",
                 outbox = %self.path.display(),
                 max_bytes = self.max_bytes,
+                dropped_clips = d.clips,
                 dropped_snapshots = d.snapshots,
                 dropped_events = d.events,
                 dropped_counts = d.counts,
@@ -789,7 +984,43 @@ fn make_room(
     let mut dropped_seqs: Vec<u64> = Vec::new();
     let mut dropped_snaps: Vec<String> = Vec::new();
     let mut total = bytes;
-    // Choose victims first, delete only once the new entry is known to fit.
+    // Choose victims first, delete only once the new entry is known to fit. Whole clips first
+    // (a clip missing a part is worth nothing).
+    let mut after = 0i64;
+    while total + size > max_bytes {
+        let clip: Option<(i64, Option<String>)> = tx
+            .query_row(
+                "SELECT id, event_id FROM entries WHERE kind = 'clip' AND id > ?1 ORDER BY id LIMIT 1",
+                [after],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("find oldest clip"))?;
+        let Some((first, eid)) = clip else { break };
+        let mut st = tx
+            .prepare_cached("SELECT id, size FROM entries WHERE kind = 'clip' AND event_id IS ?1")
+            .map_err(sql("find clip parts"))?;
+        let parts = st
+            .query_map([&eid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(sql("find clip parts"))?;
+        for (id, s) in parts {
+            after = after.max(id);
+            if !room.victims.contains(&id) {
+                room.victims.push(id);
+                total = total.saturating_sub(s as u64);
+            }
+        }
+        after = after.max(first);
+        room.dropped.clips += 1;
+    }
+    if total + size > max_bytes && kind == EntryKind::Clip {
+        // Keep snapshots and events over a new clip: drop nothing, refuse the clip.
+        room.fits = false;
+        room.victims.clear();
+        room.dropped = Dropped::default();
+        return Ok(room);
+    }
     let mut after = 0i64;
     while total + size > max_bytes {
         let snap: Option<(i64, i64, Option<String>)> = tx
@@ -818,7 +1049,7 @@ fn make_room(
     while total + size > max_bytes {
         let row: Option<(i64, i64, String, Option<i64>)> = tx
             .query_row(
-                "SELECT id, size, kind, seq FROM entries WHERE kind != 'snapshot' AND id > ?1 ORDER BY id LIMIT 1",
+                "SELECT id, size, kind, seq FROM entries WHERE kind IN ('event', 'counts') AND id > ?1 ORDER BY id LIMIT 1",
                 [after],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -864,8 +1095,9 @@ fn make_room(
     };
     let d = room.dropped;
     room.log = Some(format!(
-        "outbox {} full ({max_bytes} bytes): dropped the oldest {} snapshot(s), {} event(s){seq_range} and {} counts message(s) to make room for a {size} byte {}{snaps}",
+        "outbox {} full ({max_bytes} bytes): dropped the oldest {} clip(s), {} snapshot(s), {} event(s){seq_range} and {} counts message(s) to make room for a {size} byte {}{snaps}",
         path.display(),
+        d.clips,
         d.snapshots,
         d.events,
         d.counts,
@@ -879,6 +1111,7 @@ fn add_dropped(tx: &Transaction<'_>, d: &Dropped) -> rusqlite::Result<()> {
         ("dropped_events", d.events),
         ("dropped_counts", d.counts),
         ("dropped_snapshots", d.snapshots),
+        ("dropped_clips", d.clips),
     ] {
         if n > 0 {
             tx.execute(
@@ -991,7 +1224,8 @@ pub(crate) mod tests {
             out,
             AckOutcome {
                 messages: 1,
-                snapshots: 1
+                snapshots: 1,
+                clip_parts: 0,
             }
         );
         assert_eq!(ob.ack(&Ack::from_seqs([2])).unwrap(), AckOutcome::default());
@@ -1058,7 +1292,8 @@ pub(crate) mod tests {
             Dropped {
                 events: 0,
                 counts: 0,
-                snapshots: 1
+                snapshots: 1,
+                clips: 0,
             }
         );
         let ids: Vec<_> = ob
@@ -1101,6 +1336,119 @@ pub(crate) mod tests {
         let ob = open(&dir, max);
         assert_eq!(ob.dropped(), d);
         assert!(ob.bytes() <= max);
+    }
+
+    #[test]
+    fn clips_are_acked_by_part_and_give_way_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev_size = ioc_protocol::encode(&event("a1", 1)).unwrap().len() as u64;
+        let max = ev_size * 12;
+        let ob = open(&dir, max);
+        ob.append_event(|s| event("a1", s)).unwrap(); // 1
+        let part = vec![7u8; ev_size as usize];
+        assert!(ob
+            .append_clip("a1-1", &[part.clone(), part.clone()])
+            .unwrap());
+        assert!(ob
+            .append_snapshot("a1-1", &vec![0xFF; ev_size as usize])
+            .unwrap());
+        assert!(ob
+            .append_clip("a1-2", &[part.clone(), part.clone()])
+            .unwrap());
+        let clips: Vec<_> = ob
+            .pending(100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Clip)
+            .map(|e| (e.event_id.unwrap(), e.part.unwrap(), e.payload.len()))
+            .collect();
+        assert_eq!(
+            clips,
+            [
+                ("a1-1".to_owned(), 0, part.len()),
+                ("a1-1".to_owned(), 1, part.len()),
+                ("a1-2".to_owned(), 0, part.len()),
+                ("a1-2".to_owned(), 1, part.len()),
+            ]
+        );
+        // One part acked: only it goes; a seq ack never touches clips.
+        let out = ob
+            .ack(
+                &Ack::from_seqs([1, 2, 3])
+                    .with_clip_parts(vec![ioc_protocol::ClipPartAck("a1-2".into(), 1)]),
+            )
+            .unwrap();
+        assert_eq!((out.messages, out.clip_parts), (1, 1));
+        assert_eq!(ob.len(), 4);
+        // Pressure: the oldest clip goes whole, before the snapshot.
+        for _ in 0..9 {
+            ob.append_event(|s| event("a1", s)).unwrap();
+        }
+        let d = ob.dropped();
+        assert_eq!((d.clips, d.snapshots, d.events), (1, 0, 0), "{d:?}");
+        let left: Vec<_> = ob
+            .pending(100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Clip)
+            .map(|e| (e.event_id.unwrap(), e.part.unwrap()))
+            .collect();
+        assert_eq!(left, [("a1-2".to_owned(), 0)]);
+        // A clip never pushes out a snapshot or an event: it is refused and counted.
+        let big = vec![1u8; (ev_size * 4) as usize];
+        assert!(!ob.append_clip("a1-9", &[big.clone(), big]).unwrap());
+        assert_eq!(ob.dropped().clips, 2);
+        assert_eq!(ob.dropped().snapshots, 0);
+        assert!(ob.bytes() <= max);
+        assert!(ob.append_clip("Bad/Id", &[part]).is_err());
+        let n = ob.pending(100).unwrap().len() as u64;
+        assert_eq!(ob.len(), n);
+        let d = ob.dropped();
+        drop(ob);
+        assert_eq!(open(&dir, max).dropped(), d);
+    }
+
+    #[test]
+    fn a_format_1_outbox_is_upgraded_keeping_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) STRICT;
+                 CREATE TABLE entries (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     kind TEXT NOT NULL CHECK (kind IN ('event', 'counts', 'snapshot')),
+                     seq INTEGER UNIQUE, event_id TEXT, payload BLOB NOT NULL,
+                     size INTEGER NOT NULL, created_ms INTEGER NOT NULL) STRICT;
+                 INSERT INTO meta VALUES ('format', 1), ('next_seq', 8), ('dropped_events', 2),
+                     ('dropped_counts', 0), ('dropped_snapshots', 1);
+                 INSERT INTO entries VALUES (41, 'snapshot', NULL, 'a1-7', x'FFD8', 2, 1);",
+            )
+            .unwrap();
+            let json = ioc_protocol::encode(&event("a1", 7)).unwrap();
+            c.execute(
+                "INSERT INTO entries VALUES (40, 'event', 7, 'a1-7', ?1, ?2, 1)",
+                params![json, json.len() as i64],
+            )
+            .unwrap();
+        }
+        let ob = Outbox::open(&path, OutboxConfig::default()).unwrap();
+        let p = ob.pending(10).unwrap();
+        assert_eq!(
+            p.iter().map(|e| (e.id, e.kind)).collect::<Vec<_>>(),
+            [(40, EntryKind::Event), (41, EntryKind::Snapshot)]
+        );
+        assert_eq!(ob.next_seq().unwrap(), 8);
+        assert_eq!(ob.dropped().events, 2);
+        ob.ack(&Ack::new([7], vec!["a1-7".into()])).unwrap();
+        // Ids keep growing past the old ones, and clips can be stored.
+        assert!(ob.append_clip("a1-8", &[vec![1, 2, 3]]).unwrap());
+        assert!(ob.pending(10).unwrap()[0].id > 41);
+        drop(ob);
+        // Opening again finds format 2 and changes nothing.
+        let ob = Outbox::open(&path, OutboxConfig::default()).unwrap();
+        assert_eq!(ob.len(), 1);
     }
 
     #[test]

@@ -241,6 +241,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents/{id}", get(one_incident))
         .route("/api/incidents/{id}/{action}", post(act))
         .route("/api/snapshots/{agent}/{event_id}", get(snapshot))
+        .route("/api/clips/{agent}/{event_id}", get(clip))
         .route("/api/health", get(health))
         .route("/api/stats", get(stats))
         .route("/api/stream", get(stream))
@@ -592,6 +593,80 @@ async fn snapshot(
         .into_response())
 }
 
+/// An event's MP4 clip. Browsers fetch video in ranges (to start playing, to seek): a
+/// `Range: bytes=a-b` request gets `206 Partial Content` with that slice.
+async fn clip(
+    State(st): State<AppState>,
+    _user: User,
+    Path((agent, event_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let clip = st
+        .read(move |s| s.clip(&agent, &event_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no clip for that event (yet)".into()))?;
+    let bytes = tokio::fs::read(&clip.path)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("clip file gone ({e}); retention?")))?;
+    let len = bytes.len() as u64;
+    let common = [
+        (header::CONTENT_TYPE, "video/mp4".to_owned()),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+        (
+            header::CACHE_CONTROL,
+            "private, max-age=86400, immutable".to_owned(),
+        ),
+        (header::ETAG, format!("\"{}\"", clip.sha256)),
+    ];
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| parse_range(r, len));
+    match range {
+        None => Ok((common, bytes).into_response()),
+        Some(Some((start, end))) => Ok((
+            StatusCode::PARTIAL_CONTENT,
+            common,
+            [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))],
+            bytes[start as usize..=end as usize].to_vec(),
+        )
+            .into_response()),
+        Some(None) => Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+        )
+            .into_response()),
+    }
+}
+
+/// One range of `Range: bytes=…` over `len` bytes, inclusive (`a-b`, `a-`, `-n`); `None`
+/// when it cannot be served. Several ranges get the first one only (allowed by RFC 9110).
+fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (a, b) = first.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if len == 0 {
+        return None;
+    }
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len - 1
+        } else {
+            b.parse::<u64>().ok()?.min(len - 1)
+        };
+        (start, end)
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
 async fn health(
     State(st): State<AppState>,
     _user: User,
@@ -886,6 +961,26 @@ pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_served_as_browsers_ask() {
+        assert_eq!(parse_range("bytes=0-", 100), Some((0, 99)));
+        assert_eq!(parse_range("bytes=10-19", 100), Some((10, 19)));
+        assert_eq!(parse_range("bytes=90-200", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=5-9, 20-29", 100), Some((5, 9)));
+        for bad in [
+            "bytes=100-",
+            "bytes=20-10",
+            "bytes=-0",
+            "items=0-1",
+            "bytes=x-1",
+            "bytes=",
+        ] {
+            assert_eq!(parse_range(bad, 100), None, "{bad}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), None);
+    }
 
     #[test]
     fn dummy_hash_costs_a_real_verification() {

@@ -5,7 +5,7 @@
 //! [`crate::incident`]; this module only turns those decisions into SQL.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event};
 
@@ -273,6 +273,156 @@ impl<'t> Batch<'t> {
                 if !self.changed.iter().any(|(c, _)| *c == id) {
                     self.changed.push((id, ChangeKind::Changed));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// One part of a clip. The part that completes a clip puts it together (parts may have
+    /// come through other collectors sharing the database), checks its SHA-256, writes the
+    /// file under `{snapshot_dir}/clips/` and re-announces the incidents the event belongs to.
+    pub(super) fn clip_part(
+        &mut self,
+        agent: &str,
+        event_id: &str,
+        h: &ioc_protocol::ClipPart,
+        data: &[u8],
+        at: i64,
+        snapshot_dir: &Path,
+    ) -> Result<(), StoreError> {
+        self.out
+            .agent(agent)
+            .clip_parts
+            .push((event_id.to_owned(), h.part));
+        let whole: bool = self
+            .db
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM clips WHERE agent = ?1 AND event_id = ?2)",
+                &[&agent, &event_id],
+            )
+            .and_then(|r| r.get(0))
+            .map_err(self.err("cannot look up a clip"))?;
+        if whole {
+            self.out.count(0);
+            return Ok(());
+        }
+        let start_ms = h.start.unix_millis();
+        let duration_ms = (h.duration_s * 1000.0).round() as i64;
+        let n = self
+            .db
+            .execute(
+                "INSERT OR IGNORE INTO clip_parts (agent, event_id, part, parts, size, sha256, \
+                 camera, duration_ms, start_ms, data, received_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                &[
+                    &agent,
+                    &event_id,
+                    &h.part,
+                    &h.parts,
+                    &(h.size.min(i64::MAX as u64) as i64),
+                    &h.sha256,
+                    &h.camera,
+                    &duration_ms,
+                    &start_ms,
+                    &data,
+                    &at,
+                ],
+            )
+            .map_err(self.err("cannot insert clip part"))?;
+        self.out.count(n);
+        if n == 0 {
+            return Ok(());
+        }
+        let have: i64 = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM clip_parts WHERE agent = ?1 AND event_id = ?2 \
+                 AND sha256 = ?3 AND parts = ?4",
+                &[&agent, &event_id, &h.sha256, &h.parts],
+            )
+            .and_then(|r| r.get(0))
+            .map_err(self.err("cannot count clip parts"))?;
+        if have < i64::from(h.parts) {
+            return Ok(());
+        }
+        let rows = self
+            .db
+            .query(
+                "SELECT part, data FROM clip_parts WHERE agent = ?1 AND event_id = ?2 \
+                 AND sha256 = ?3 ORDER BY part",
+                &[&agent, &event_id, &h.sha256],
+            )
+            .map_err(self.err("cannot read clip parts"))?;
+        // Sized by what arrived, not by what a header claims.
+        let mut mp4 = Vec::new();
+        let mut in_order = true;
+        for (i, r) in rows.iter().enumerate() {
+            let part: i64 = r.get(0).map_err(self.err("cannot read clip parts"))?;
+            in_order &= part == i as i64;
+            let bytes: Vec<u8> = r.get(1).map_err(self.err("cannot read clip parts"))?;
+            mp4.extend_from_slice(&bytes);
+        }
+        use sha2::{Digest, Sha256};
+        let sha = hex::encode(Sha256::digest(&mp4));
+        self.db
+            .execute(
+                "DELETE FROM clip_parts WHERE agent = ?1 AND event_id = ?2",
+                &[&agent, &event_id],
+            )
+            .map_err(self.err("cannot delete clip parts"))?;
+        if !in_order || mp4.len() as u64 != h.size || sha != h.sha256 {
+            let r = Refused {
+                agent,
+                reason: "clip_mismatch",
+                topic: format!("agents/{agent}/clips/{event_id}"),
+                payload: &[],
+                error: format!(
+                    "clip_mismatch: the parts of {event_id}'s clip make {} bytes with SHA-256 \
+                     {sha}; the parts declared {} bytes, {}",
+                    mp4.len(),
+                    h.size,
+                    h.sha256
+                ),
+            };
+            return refuse(self.db, r, at, &self.policy, &mut self.out)
+                .map_err(self.err("cannot store dead letter"));
+        }
+        let path = super::write_content_file(&snapshot_dir.join("clips"), &sha, "mp4", &mp4)?;
+        self.db
+            .execute(
+                "INSERT OR IGNORE INTO clips (agent, event_id, camera, sha256, size, \
+                 duration_ms, start_ms, path, received_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                &[
+                    &agent,
+                    &event_id,
+                    &h.camera,
+                    &sha,
+                    &(mp4.len() as i64),
+                    &duration_ms,
+                    &start_ms,
+                    &path.to_string_lossy().as_ref(),
+                    &at,
+                ],
+            )
+            .map_err(self.err("cannot insert clip"))?;
+        // The console shows the clip of an incident that came before it.
+        let ids = self
+            .db
+            .query(
+                "SELECT DISTINCT incident_id FROM events WHERE agent = ?1 AND event_id = ?2 \
+                 AND incident_id IS NOT NULL",
+                &[&agent, &event_id],
+            )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| r.get::<i64>(0))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.err("cannot find the incident of a clip"))?;
+        for id in ids {
+            if !self.changed.iter().any(|(c, _)| *c == id) {
+                self.changed.push((id, ChangeKind::Changed));
             }
         }
         Ok(())

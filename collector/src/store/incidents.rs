@@ -513,6 +513,8 @@ pub struct IncidentEvent {
     pub observed_at: String,
     /// Whether a snapshot of it is stored.
     pub has_snapshot: bool,
+    /// Whether its video clip has arrived whole (`/api/clips/{agent}/{event_id}`).
+    pub has_clip: bool,
     /// The event as received.
     pub event: serde_json::Value,
 }
@@ -590,7 +592,9 @@ impl Store {
             .query(
                 "SELECT e.seq, e.event_id, e.phase, e.observed_at, e.payload, \
                  EXISTS (SELECT 1 FROM snapshots s WHERE s.agent = e.agent \
-                 AND s.event_id = e.event_id) \
+                 AND s.event_id = e.event_id), \
+                 EXISTS (SELECT 1 FROM clips c WHERE c.agent = e.agent \
+                 AND c.event_id = e.event_id) \
                  FROM events e WHERE e.incident_id = ?1 \
                  ORDER BY e.observed_at_ms, e.seq LIMIT 1000",
                 &[&id],
@@ -607,6 +611,7 @@ impl Store {
                             event: serde_json::from_str(&payload)
                                 .unwrap_or(serde_json::Value::Null),
                             has_snapshot: r.get(5)?,
+                            has_clip: r.get(6)?,
                         })
                     })
                     .collect()

@@ -315,6 +315,37 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cameras ADD COLUMN name TEXT;
     ALTER TABLE incidents ADD COLUMN rule TEXT;
     "#,
+    // 6: event clips. Parts wait in the database (collectors sharing a PostgreSQL may each
+    // get some parts of one clip); the whole clip is a content-addressed file.
+    r#"
+    CREATE TABLE clip_parts (
+        agent           TEXT    NOT NULL,
+        event_id        TEXT    NOT NULL,
+        part            INTEGER NOT NULL,
+        parts           INTEGER NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT    NOT NULL,
+        camera          TEXT    NOT NULL,
+        duration_ms     INTEGER NOT NULL,
+        start_ms        INTEGER NOT NULL,
+        data            BLOB    NOT NULL,
+        received_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (agent, event_id, part)
+    );
+    CREATE TABLE clips (
+        agent           TEXT    NOT NULL,
+        event_id        TEXT    NOT NULL,
+        camera          TEXT    NOT NULL,
+        sha256          TEXT    NOT NULL,
+        size            INTEGER NOT NULL,
+        duration_ms     INTEGER NOT NULL,
+        start_ms        INTEGER NOT NULL,
+        path            TEXT    NOT NULL,
+        received_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (agent, event_id)
+    );
+    CREATE INDEX clips_received ON clips (received_at_ms);
+    "#,
 ];
 
 /// Per migration, the statements that read JSON, which the engines spell differently (run
@@ -351,6 +382,7 @@ const BACKFILLS: &[(&str, &str)] = &[
     WHERE source = 'event';
     "#,
     ),
+    ("", ""),
 ];
 
 /// Why a store operation failed.
@@ -434,6 +466,17 @@ pub enum Message {
         /// The JPEG bytes.
         jpeg: Vec<u8>,
     },
+    /// One part of the MP4 clip of one event.
+    ClipPart {
+        /// Agent id (from the topic).
+        agent: String,
+        /// Event id (from the topic).
+        event_id: String,
+        /// The part's header (checked).
+        header: Box<ioc_protocol::ClipPart>,
+        /// The part's bytes.
+        data: Vec<u8>,
+    },
     /// An agent's retained status.
     AgentStatus {
         /// Agent id (from the topic).
@@ -481,6 +524,7 @@ impl Message {
             Message::Event { event, .. } => Some(&event.agent),
             Message::Counts { counts, .. } => Some(&counts.agent),
             Message::Snapshot { agent, .. }
+            | Message::ClipPart { agent, .. }
             | Message::AgentStatus { agent, .. }
             | Message::CameraStatus { agent, .. } => Some(agent),
             Message::DeadLetter { .. } => None,
@@ -495,6 +539,8 @@ pub struct AgentCommit {
     pub seqs: Vec<u64>,
     /// Event ids whose snapshot is committed (new and replayed).
     pub snapshot_ids: Vec<String>,
+    /// Clip parts committed (new and replayed), `(event id, part)`.
+    pub clip_parts: Vec<(String, u32)>,
 }
 
 /// The result of [`Store::insert_batch`].
@@ -511,7 +557,8 @@ pub struct Committed {
     /// Dead letters stored.
     pub dead_lettered: u64,
     /// Messages that passed validation but not the store's checks, now dead letters (never
-    /// acked): `(agent, reason)`; reasons `seq_jump`, `snapshot_mismatch`.
+    /// acked): `(agent, reason)`; reasons `seq_jump`, `snapshot_mismatch`; `clip_mismatch` (acked:
+    /// the same parts again would not help).
     pub rejected: Vec<(String, &'static str)>,
     /// Dead letters whose payload was cut to the stored maximum.
     pub dead_letters_truncated: u64,
@@ -536,6 +583,25 @@ pub struct StoredSnapshot {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A stored clip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClip {
+    /// The event id.
+    pub event_id: String,
+    /// The camera.
+    pub camera: String,
+    /// SHA-256 of the MP4, lower-case hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Length in milliseconds.
+    pub duration_ms: i64,
+    /// Capture time of its first frame (Unix ms).
+    pub start_ms: i64,
     /// The file.
     pub path: PathBuf,
 }
@@ -830,29 +896,7 @@ impl Store {
     /// partial file under a content address.
     fn write_snapshot_file(&self, jpeg: &[u8]) -> Result<(String, PathBuf), StoreError> {
         let sha = hex::encode(Sha256::digest(jpeg));
-        let path = self.snapshot_path(&sha);
-        let io = |path: &Path, what| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, what, source }
-        };
-        if let Ok(m) = fs::metadata(&path) {
-            if m.len() == jpeg.len() as u64 {
-                return Ok((sha, path));
-            }
-        }
-        let dir = path.parent().unwrap_or(&self.snapshot_dir).to_owned();
-        fs::create_dir_all(&dir).map_err(io(&dir, "cannot create snapshot directory"))?;
-        let tmp = dir.join(format!(".{}.tmp-{}", &sha[2..], std::process::id()));
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp, "cannot create snapshot file"))?;
-        f.write_all(jpeg)
-            .and_then(|()| f.sync_all())
-            .map_err(io(&tmp, "cannot write snapshot file"))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io(&path, "cannot rename snapshot file"))?;
-        // The rename itself must survive a power cut before the row that points at it.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        let path = write_content_file(&self.snapshot_dir, &sha, "", jpeg)?;
         Ok((sha, path))
     }
 
@@ -900,6 +944,12 @@ impl Store {
                     event_id,
                     jpeg,
                 } => b.snapshot(agent, event_id, jpeg, file, at)?,
+                Message::ClipPart {
+                    agent,
+                    event_id,
+                    header,
+                    data,
+                } => b.clip_part(agent, event_id, header, data, at, &self.snapshot_dir)?,
                 Message::AgentStatus {
                     agent,
                     status,
@@ -1022,7 +1072,36 @@ impl Store {
                     files.push(PathBuf::from(path));
                 }
             }
+            // Clips are pictures too: they go with the snapshots.
+            let paths: Vec<String> = tx
+                .query(
+                    "SELECT DISTINCT path FROM clips WHERE received_at_ms < ?1",
+                    &[&c],
+                )
+                .and_then(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .map_err(sqlerr(&p, "cannot list old clips"))?;
+            removed.1 += tx
+                .execute("DELETE FROM clips WHERE received_at_ms < ?1", &[&c])
+                .map_err(sqlerr(&p, "cannot delete old clips"))?;
+            for path in paths {
+                let used: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM clips WHERE path = ?1)",
+                        &[&path],
+                    )
+                    .and_then(|r| r.get(0))
+                    .map_err(sqlerr(&p, "cannot check clip use"))?;
+                if !used {
+                    files.push(PathBuf::from(path));
+                }
+            }
         }
+        // Parts of a clip that never came whole (its agent dropped the rest) go after a day.
+        tx.execute(
+            "DELETE FROM clip_parts WHERE received_at_ms < ?1",
+            &[&(now_ms - 86_400_000)],
+        )
+        .map_err(sqlerr(&p, "cannot delete stale clip parts"))?;
         if dead_letters_days > 0 {
             removed.2 = tx
                 .execute(
@@ -1137,6 +1216,30 @@ impl Store {
                 .transpose()
             })
             .map_err(self.err("cannot read snapshot"))
+    }
+
+    /// The clip of `agent`'s event `event_id`, if it has arrived whole.
+    pub fn clip(&self, agent: &str, event_id: &str) -> Result<Option<StoredClip>, StoreError> {
+        self.db
+            .query_opt(
+                "SELECT event_id, camera, sha256, size, duration_ms, start_ms, path FROM clips                  WHERE agent = ?1 AND event_id = ?2",
+                &[&agent, &event_id],
+            )
+            .and_then(|r| {
+                r.map(|r| {
+                    Ok(StoredClip {
+                        event_id: r.get(0)?,
+                        camera: r.get(1)?,
+                        sha256: r.get(2)?,
+                        size: r.get::<i64>(3)?.max(0) as u64,
+                        duration_ms: r.get(4)?,
+                        start_ms: r.get(5)?,
+                        path: PathBuf::from(r.get::<String>(6)?),
+                    })
+                })
+                .transpose()
+            })
+            .map_err(self.err("cannot read clip"))
     }
 
     /// How many dead letters are stored.
@@ -1268,6 +1371,47 @@ fn schema_version(db: &Db) -> Result<u32, DbError> {
     }
 }
 
+/// Writes `bytes` (whose SHA-256 is `sha`) to its content address under `root`,
+/// `{root}/ab/cdef…[.ext]`, unless already there, and returns the path. Written to a
+/// temporary name, fsynced, then renamed: a crash never leaves a partial file under a
+/// content address.
+fn write_content_file(
+    root: &Path,
+    sha: &str,
+    ext: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, StoreError> {
+    let (dir, rest) = sha.split_at(2.min(sha.len()));
+    let dir = root.join(dir);
+    let path = if ext.is_empty() {
+        dir.join(rest)
+    } else {
+        dir.join(format!("{rest}.{ext}"))
+    };
+    let io = |path: &Path, what| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, what, source }
+    };
+    if let Ok(m) = fs::metadata(&path) {
+        if m.len() == bytes.len() as u64 {
+            return Ok(path);
+        }
+    }
+    fs::create_dir_all(&dir).map_err(io(&dir, "cannot create snapshot directory"))?;
+    let tmp = dir.join(format!(".{rest}.tmp-{}", std::process::id()));
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp, "cannot create snapshot file"))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp, "cannot write snapshot file"))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io(&path, "cannot rename snapshot file"))?;
+    // The rename itself must survive a power cut before the row that points at it.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1309,6 +1453,86 @@ pub(crate) mod tests {
 
     fn open(dir: &tempfile::TempDir) -> Store {
         Store::open(&dir.path().join("db/ioc.db"), &dir.path().join("snaps")).unwrap()
+    }
+
+    /// The parts of `mp4` as the agent sends them (`chunk` bytes each), `sha` declared.
+    fn clip_parts(event_id: &str, mp4: &[u8], chunk: usize, sha: &str) -> Vec<Ingested> {
+        let parts = mp4.len().div_ceil(chunk) as u32;
+        mp4.chunks(chunk)
+            .enumerate()
+            .map(|(i, data)| Ingested {
+                received_at_ms: 1,
+                message: Message::ClipPart {
+                    agent: "a1".into(),
+                    event_id: event_id.into(),
+                    header: Box::new(ioc_protocol::ClipPart {
+                        schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
+                        camera: "road".into(),
+                        part: i as u32,
+                        parts,
+                        offset: (i * chunk) as u64,
+                        size: mp4.len() as u64,
+                        sha256: sha.into(),
+                        duration_s: 9.5,
+                        start: Timestamp::from_unix(1_700_000_000, 0),
+                        content_type: "video/mp4".into(),
+                    }),
+                    data: data.to_vec(),
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clip_parts_in_any_order_make_one_checked_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        let mp4: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = hex::encode(Sha256::digest(&mp4));
+        let mut parts = clip_parts("a1-1", &mp4, 4096, &sha);
+        assert_eq!(parts.len(), 3);
+        parts.reverse();
+        // The first two (last parts first): stored, acked, not a clip yet.
+        let c = s.insert_batch(&parts[..2]).unwrap();
+        assert_eq!(c.inserted, 2);
+        assert_eq!(
+            c.agents["a1"].clip_parts,
+            [("a1-1".to_owned(), 2), ("a1-1".to_owned(), 1)]
+        );
+        assert!(s.clip("a1", "a1-1").unwrap().is_none());
+        // A replay changes nothing; the last part completes it.
+        let c = s.insert_batch(&parts[..1]).unwrap();
+        assert_eq!((c.inserted, c.duplicates), (0, 1));
+        s.insert_batch(&parts[2..]).unwrap();
+        let clip = s.clip("a1", "a1-1").unwrap().expect("a whole clip");
+        assert_eq!((clip.size, clip.duration_ms), (10_000, 9_500));
+        assert_eq!(clip.sha256, sha);
+        assert_eq!(std::fs::read(&clip.path).unwrap(), mp4);
+        assert!(clip.path.starts_with(dir.path().join("snaps/clips")));
+        // Parts of a stored clip are acked again and stored no more.
+        let c = s.insert_batch(&parts).unwrap();
+        assert_eq!((c.inserted, c.duplicates), (0, 3));
+        assert_eq!(c.agents["a1"].clip_parts.len(), 3);
+        let left: i64 =
+            s.db.query_one("SELECT COUNT(*) FROM clip_parts", &[])
+                .and_then(|r| r.get(0))
+                .unwrap();
+        assert_eq!(left, 0);
+
+        // Parts that do not add up to what they declare: a dead letter, no clip, acked
+        // (resending the same bytes would not help).
+        let bad = clip_parts("a1-2", &mp4, 4096, &"0".repeat(64));
+        let c = s.insert_batch(&bad).unwrap();
+        assert_eq!(c.rejected, [("a1".to_owned(), "clip_mismatch")]);
+        assert_eq!(c.agents["a1"].clip_parts.len(), 3);
+        assert!(s.clip("a1", "a1-2").unwrap().is_none());
+        assert_eq!(s.count_dead_letters().unwrap(), 1);
+
+        // Retention takes clips with the snapshots, files too.
+        let (_, removed, _) = s.apply_retention(10 * 86_400_000, 0, 1, 0).unwrap();
+        assert_eq!(removed, 1);
+        assert!(s.clip("a1", "a1-1").unwrap().is_none());
+        assert!(!clip.path.exists());
     }
 
     #[test]

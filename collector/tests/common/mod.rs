@@ -161,7 +161,10 @@ pub struct Agent {
 impl Agent {
     pub async fn connect(port: u16, agent: &str) -> Agent {
         let mut o = MqttOptions::new(format!("agent-{agent}"), "127.0.0.1", port);
-        o.set_credentials(agent, "pw").set_inflight(200);
+        // Clip parts are larger than rumqttc's 10 KiB default packet.
+        o.set_credentials(agent, "pw")
+            .set_inflight(200)
+            .set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(o, 1000);
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let (up_tx, mut up_rx) = mpsc::unbounded_channel();
