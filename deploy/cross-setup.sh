@@ -26,8 +26,10 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
 fi
+# liborc-0.4-dev:arm64: gstreamer-video-1.0.pc requires orc-0.4 (pkg-config refuses without it).
 PKGS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
-      libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-0:arm64 libstdc++6:arm64)
+      libgstreamer1.0-dev:arm64 libgstreamer-plugins-base1.0-0:arm64 libstdc++6:arm64
+      liborc-0.4-dev:arm64)
 install_missing "${PKGS[@]}"
 
 # (Not installed at all on a fresh machine: that must not stop the script under pipefail.)
