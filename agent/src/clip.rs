@@ -587,25 +587,19 @@ fn make_clip(
         0.04
     };
     let sha256 = hex::encode(Sha256::digest(&mp4));
-    let chunk = config.part_bytes as usize;
-    let count = mp4.len().div_ceil(chunk);
-    let mut parts = Vec::with_capacity(count);
-    for (i, data) in mp4.chunks(chunk).enumerate() {
-        let header = ioc_protocol::ClipPart {
-            schema: ioc_protocol::CLIP_PART_SCHEMA.to_owned(),
-            camera: req.camera_id.clone(),
-            part: i as u32,
-            parts: count as u32,
-            offset: (i * chunk) as u64,
-            size: mp4.len() as u64,
-            sha256: sha256.clone(),
-            duration_s: ((last.t - first.t) + step)
-                .clamp(0.0, ioc_protocol::clip::MAX_CLIP_SECONDS),
-            start: ioc_protocol::Timestamp::from_system_time(first.wall),
-            content_type: "video/mp4".to_owned(),
-        };
-        parts.push(ioc_protocol::encode_clip_part(&header, data)?);
-    }
+    let seconds = ((last.t - first.t) + step).clamp(0.0, ioc_protocol::clip::MAX_CLIP_SECONDS);
+    let parts = ioc_protocol::split_clip(
+        &req.camera_id,
+        &mp4,
+        &sha256,
+        config.part_bytes as usize,
+        seconds,
+        ioc_protocol::Timestamp::from_system_time(first.wall),
+    )
+    .iter()
+    .map(|(header, data)| ioc_protocol::encode_clip_part(header, data))
+    .collect::<Result<Vec<_>, _>>()?;
+    let count = parts.len();
     let stored = sink.outbox.append_clip(&req.event_id, &parts)?;
     if stored {
         tracing::info!(
@@ -613,7 +607,7 @@ fn make_clip(
             event_id = %req.event_id,
             bytes = mp4.len(),
             parts = count,
-            seconds = format!("{:.1}", last.t - first.t + step),
+            seconds = format!("{seconds:.1}"),
             "clip stored"
         );
     }

@@ -6,6 +6,8 @@
 //! anything moving?) → [`detect`] (a pool of ONNX Runtime sessions behind a fair scheduler
 //! that keeps each camera's newest frame) → [`analytics`] (tracking and rules of crate
 //! `ioc-tracking`, in frame order and frame time) → [`events`] / [`delivery`] (outbox).
+//! Beside the decoder, [`clip`] keeps each camera's encoded stream and cuts an MP4 around
+//! each incident for the outbox.
 //! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`] wires every camera
 //! to the detectors and reports [`health`]; [`config`] is the `agent.toml` file.
 

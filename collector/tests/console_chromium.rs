@@ -622,21 +622,8 @@ fn footage_clip() -> Vec<u8> {
 async fn publish_clip(agent: &Agent, event_id: &str, mp4: &[u8]) {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(mp4));
-    let chunk = 64 * 1024;
-    let parts = mp4.len().div_ceil(chunk) as u32;
-    for (i, data) in mp4.chunks(chunk).enumerate() {
-        let header = ioc_protocol::ClipPart {
-            schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
-            camera: "north-gate".into(),
-            part: i as u32,
-            parts,
-            offset: (i * chunk) as u64,
-            size: mp4.len() as u64,
-            sha256: sha.clone(),
-            duration_s: 4.0,
-            start: ioc_protocol::Timestamp::now(),
-            content_type: "video/mp4".into(),
-        };
+    let now = ioc_protocol::Timestamp::now();
+    for (header, data) in ioc_protocol::split_clip("north-gate", mp4, &sha, 64 * 1024, 4.0, now) {
         let payload = ioc_protocol::encode_clip_part(&header, data).unwrap();
         agent.publish(&format!("clips/{event_id}"), payload).await;
     }

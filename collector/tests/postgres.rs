@@ -122,24 +122,16 @@ fn collectors_sharing_a_database_migrate_once_and_file_each_event_once() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&mp4))
     };
+    let now = ioc_protocol::Timestamp::now();
+    let parts = ioc_protocol::split_clip("gate", &mp4, &sha, 25_000, 10.0, now);
+    assert_eq!(parts.len(), 2);
     let part = |i: usize| Ingested {
         received_at_ms: t0,
         message: Message::ClipPart {
             agent: "site-a".into(),
             event_id: "site-a-1".into(),
-            header: Box::new(ioc_protocol::ClipPart {
-                schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
-                camera: "gate".into(),
-                part: i as u32,
-                parts: 2,
-                offset: (i * 25_000) as u64,
-                size: 50_000,
-                sha256: sha.clone(),
-                duration_s: 10.0,
-                start: ioc_protocol::Timestamp::now(),
-                content_type: "video/mp4".into(),
-            }),
-            data: mp4[i * 25_000..(i + 1) * 25_000].to_vec(),
+            header: Box::new(parts[i].0.clone()),
+            data: parts[i].1.to_vec(),
         },
     };
     let start = Arc::new(Barrier::new(2));

@@ -117,6 +117,39 @@ impl ClipPart {
     }
 }
 
+/// Splits the clip `mp4` (whose SHA-256 is `sha256`, lower-case hex) of camera `camera` into
+/// parts of at most `part_bytes` (at least 1): each part's header (the whole clip's size and
+/// hash, the part's offset) and its bytes.
+pub fn split_clip<'a>(
+    camera: &str,
+    mp4: &'a [u8],
+    sha256: &str,
+    part_bytes: usize,
+    duration_s: f64,
+    start: Timestamp,
+) -> Vec<(ClipPart, &'a [u8])> {
+    let chunk = part_bytes.max(1);
+    let parts = mp4.len().div_ceil(chunk) as u32;
+    mp4.chunks(chunk)
+        .enumerate()
+        .map(|(i, data)| {
+            let header = ClipPart {
+                schema: CLIP_PART_SCHEMA.to_owned(),
+                camera: camera.to_owned(),
+                part: i as u32,
+                parts,
+                offset: (i * chunk) as u64,
+                size: mp4.len() as u64,
+                sha256: sha256.to_owned(),
+                duration_s,
+                start: start.clone(),
+                content_type: "video/mp4".to_owned(),
+            };
+            (header, data)
+        })
+        .collect()
+}
+
 /// One part's payload: the header line, a newline, then `data`.
 pub fn encode_clip_part(header: &ClipPart, data: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     header.validate()?;
@@ -185,6 +218,24 @@ mod tests {
             start: Timestamp::from_unix(1_700_000_000, 0),
             content_type: "video/mp4".into(),
         }
+    }
+
+    #[test]
+    fn a_split_clip_is_every_byte_once_in_valid_parts() {
+        let mp4: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let sha = "ab".repeat(32);
+        let parts = split_clip("gate", &mp4, &sha, 300, 4.0, Timestamp::from_unix(1, 0));
+        assert_eq!(parts.len(), 4);
+        let mut joined = Vec::new();
+        for (h, data) in &parts {
+            h.validate().unwrap();
+            assert_eq!(h.offset as usize, joined.len());
+            assert_eq!((h.parts, h.size), (4, 1000));
+            joined.extend_from_slice(data);
+            let wire = encode_clip_part(h, data).unwrap();
+            assert_eq!(decode_clip_part(&wire).unwrap().1, *data);
+        }
+        assert_eq!(joined, mp4);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub mod topics;
 pub mod validate;
 
 pub use ack::{compact_seqs, Ack, ClipPartAck, SeqRange, ACK_SCHEMA};
-pub use clip::{decode_clip_part, encode_clip_part, ClipPart, CLIP_PART_SCHEMA};
+pub use clip::{decode_clip_part, encode_clip_part, split_clip, ClipPart, CLIP_PART_SCHEMA};
 pub use counts::{ClassCount, CountDirection, Counts, COUNTS_SCHEMA};
 pub use decode::{
     encode, parse, parse_ack, parse_agent_status, parse_camera_status, parse_counts,

@@ -41,8 +41,8 @@ use ioc_base::tls::TlsError;
 use ioc_base::{Backoff, Problem, Secret};
 use ioc_protocol::{AgentState, AgentStatus, AgentTopics, CameraStatus, Counts, Timestamp, Topics};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Outgoing,
-    Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Packet,
+    QoS, TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
@@ -541,17 +541,17 @@ async fn run_eventloop(
             }
         }
     }
-    // Shutdown: let the sender's `offline` status and DISCONNECT go out, briefly.
+    // Shutdown: let the sender's `offline` status and DISCONNECT go out, briefly. After
+    // DISCONNECT, read on until the broker closes the connection: closing our end with its
+    // PUBACK unread makes the kernel reset the connection, and a broker that sees the reset
+    // before the DISCONNECT publishes the Last Will after our own `offline`.
     if connected {
         let deadline = tokio::time::sleep(Duration::from_secs(2));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 _ = &mut deadline => break,
-                ev = eventloop.poll() => match ev {
-                    Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
-                },
+                ev = eventloop.poll() => if ev.is_err() { break },
             }
         }
     }

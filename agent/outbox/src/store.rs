@@ -689,40 +689,7 @@ impl Outbox {
 
     /// The oldest `limit` unacknowledged entries, in append order.
     pub fn pending(&self, limit: usize) -> Result<Vec<Entry>> {
-        let g = self.lock();
-        let rows = g.sql("read pending entries", |c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, kind, seq, event_id, payload, part FROM entries ORDER BY id LIMIT ?1",
-            )?;
-            let rows = st.query_map([limit.min(i64::MAX as usize) as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        rows.into_iter()
-            .map(|(id, kind, seq, event_id, payload, part)| {
-                let kind = EntryKind::from_db(&kind).ok_or_else(|| OutboxError::Corrupt {
-                    path: g.path.clone(),
-                    what: format!("entry {id} has unknown kind {kind:?}"),
-                })?;
-                Ok(Entry {
-                    id,
-                    kind,
-                    seq: seq.map(|s| s as u64),
-                    event_id,
-                    part: part.map(|p| p as u32),
-                    payload,
-                    sent: g.sent.get(&id).copied(),
-                })
-            })
-            .collect()
+        self.pending_where(limit, |_| true)
     }
 
     /// Records that entries `ids` were handed to the MQTT client at `at` on connection number

@@ -1457,26 +1457,15 @@ pub(crate) mod tests {
 
     /// The parts of `mp4` as the agent sends them (`chunk` bytes each), `sha` declared.
     fn clip_parts(event_id: &str, mp4: &[u8], chunk: usize, sha: &str) -> Vec<Ingested> {
-        let parts = mp4.len().div_ceil(chunk) as u32;
-        mp4.chunks(chunk)
-            .enumerate()
-            .map(|(i, data)| Ingested {
+        let start = Timestamp::from_unix(1_700_000_000, 0);
+        ioc_protocol::split_clip("road", mp4, sha, chunk, 9.5, start)
+            .into_iter()
+            .map(|(header, data)| Ingested {
                 received_at_ms: 1,
                 message: Message::ClipPart {
                     agent: "a1".into(),
                     event_id: event_id.into(),
-                    header: Box::new(ioc_protocol::ClipPart {
-                        schema: ioc_protocol::CLIP_PART_SCHEMA.into(),
-                        camera: "road".into(),
-                        part: i as u32,
-                        parts,
-                        offset: (i * chunk) as u64,
-                        size: mp4.len() as u64,
-                        sha256: sha.into(),
-                        duration_s: 9.5,
-                        start: Timestamp::from_unix(1_700_000_000, 0),
-                        content_type: "video/mp4".into(),
-                    }),
+                    header: Box::new(header),
                     data: data.to_vec(),
                 },
             })
