@@ -335,7 +335,8 @@ function clipPlayer(i, events) {
   const src = clipUrl(i.site, pick.event_id);
   const old = $('#clip');
   if (old && old.dataset.incident === String(i.id)) return old.parentNode;
-  const poster = i.snapshot
+  // The picture is a poster only for its own moment's clip.
+  const poster = pick.event_id === i.snapshot
     ? '/api/snapshots/' + encodeURIComponent(i.site) + '/' + encodeURIComponent(i.snapshot) : undefined;
   const video = el('video', { id: 'clip', controls: '', muted: '', playsinline: '', preload: 'metadata',
     'data-incident': String(i.id), 'data-event': pick.event_id, src, poster, title: t('clip') });
