@@ -521,55 +521,19 @@ impl Outbox {
     /// Appends the JPEG snapshot of event (incident) `event_id`. Returns `Ok(true)` when stored
     /// (durably), `Ok(false)` when the full policy dropped it (counted and logged).
     pub fn append_snapshot(&self, event_id: &str, jpeg: &[u8]) -> Result<bool> {
-        let mut g = self.lock();
-        let inner = &mut *g;
-        let path = inner.path.clone();
-        if let Err(source) = ioc_protocol::validate_event_id(event_id) {
-            return Err(OutboxError::BadEventId { path, source });
-        }
-        let sql = |op: &'static str| {
-            let path = path.clone();
-            move |source| OutboxError::Sqlite { path, op, source }
-        };
-        let size = jpeg.len() as u64;
-        let tx = inner.conn.transaction().map_err(sql("begin append"))?;
-        let mut room = make_room(
-            &tx,
-            &path,
-            inner.max_bytes,
-            inner.bytes,
-            size,
-            EntryKind::Snapshot,
-        )?;
-        let fits = room.fits;
-        if fits {
-            tx.execute(
-                "INSERT INTO entries (kind, seq, event_id, payload, size, created_ms)
-                 VALUES ('snapshot', NULL, ?1, ?2, ?3, ?4)",
-                params![event_id, jpeg, size as i64, now_ms()],
-            )
-            .map_err(sql("insert snapshot"))?;
-        } else {
-            room.dropped.snapshots += 1;
-            tracing::warn!(
-                error_code = "outbox_full",
-                outbox = %path.display(),
-                event_id,
-                size,
-                max_bytes = inner.max_bytes,
-                "OutboxEntryDropped: outbox full and no older snapshot to drop: dropped the new snapshot of event {event_id:?} ({size} bytes) to keep the events"
-            );
-        }
-        add_dropped(&tx, &room.dropped).map_err(sql("count dropped entries"))?;
-        tx.commit().map_err(sql("commit append"))?;
-        inner.apply(if fits { size } else { 0 }, &room);
-        Ok(fits)
+        self.append_picture(EntryKind::Snapshot, event_id, &[jpeg])
     }
 
     /// Appends the clip of event `event_id` as its parts (each part's wire payload, in order),
     /// all or nothing. Returns `Ok(true)` when stored (durably), `Ok(false)` when the full
     /// policy dropped it (counted and logged): a clip only ever displaces older clips.
     pub fn append_clip(&self, event_id: &str, parts: &[Vec<u8>]) -> Result<bool> {
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        self.append_picture(EntryKind::Clip, event_id, &parts)
+    }
+
+    /// A snapshot (one row, no part number) or a clip (a row per part), in one transaction.
+    fn append_picture(&self, kind: EntryKind, event_id: &str, parts: &[&[u8]]) -> Result<bool> {
         let mut g = self.lock();
         let inner = &mut *g;
         let path = inner.path.clone();
@@ -582,36 +546,44 @@ impl Outbox {
         };
         let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let tx = inner.conn.transaction().map_err(sql("begin append"))?;
-        let mut room = make_room(
-            &tx,
-            &path,
-            inner.max_bytes,
-            inner.bytes,
-            size,
-            EntryKind::Clip,
-        )?;
+        let mut room = make_room(&tx, &path, inner.max_bytes, inner.bytes, size, kind)?;
         let fits = room.fits;
         if fits {
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO entries (kind, seq, event_id, payload, size, created_ms, part)
-                     VALUES ('clip', NULL, ?1, ?2, ?3, ?4, ?5)",
+                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6)",
                 )
-                .map_err(sql("insert clip part"))?;
+                .map_err(sql("insert picture"))?;
             let now = now_ms();
             for (i, p) in parts.iter().enumerate() {
-                ins.execute(params![event_id, p, p.len() as i64, now, i as i64])
-                    .map_err(sql("insert clip part"))?;
+                let part = (kind == EntryKind::Clip).then_some(i as i64);
+                ins.execute(params![
+                    kind.as_str(),
+                    event_id,
+                    p,
+                    p.len() as i64,
+                    now,
+                    part
+                ])
+                .map_err(sql("insert picture"))?;
             }
         } else {
-            room.dropped.clips += 1;
+            let keeps = if kind == EntryKind::Clip {
+                room.dropped.clips += 1;
+                "the events and snapshots"
+            } else {
+                room.dropped.snapshots += 1;
+                "the events"
+            };
+            let what = kind.as_str();
             tracing::warn!(
                 error_code = "outbox_full",
                 outbox = %path.display(),
                 event_id,
                 size,
                 max_bytes = inner.max_bytes,
-                "OutboxEntryDropped: outbox full and no older clip to drop: dropped the new clip of event {event_id:?} ({size} bytes) to keep the events and snapshots"
+                "OutboxEntryDropped: outbox full and no older {what} to drop: dropped the new {what} of event {event_id:?} ({size} bytes) to keep {keeps}"
             );
         }
         add_dropped(&tx, &room.dropped).map_err(sql("count dropped entries"))?;
