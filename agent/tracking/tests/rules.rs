@@ -498,6 +498,20 @@ fn wrong_way_but_not_a_turning_car() {
     let mut s = Sim::new(LANE);
     s.run(4.0, |t| vec![car(0.6 - 0.02 * t, 0.6)]);
     assert!(s.events(RuleKind::WrongWay).is_empty());
+    // Backing 0.09 into a bay: beyond a 0.05 min_distance, but under half the car's 0.2
+    // length, so not wrong way either (box jitter on top of a short reverse once fired here).
+    let mut s = Sim::new(&LANE.replace("min_distance = 0.1", "min_distance = 0.05"));
+    s.run(2.0, |t| vec![car(0.3 + 0.15 * t, 0.6)]);
+    s.run(3.0, |t| vec![car(0.6 - 0.03 * t, 0.6)]);
+    s.run(2.0, |_| vec![car(0.51, 0.6)]);
+    assert!(
+        s.events(RuleKind::WrongWay).is_empty(),
+        "{:?}",
+        s.out.events
+    );
+    // The same rule still catches a car that keeps going against the lane.
+    s.run(2.0, |t| vec![car(0.51 - 0.15 * t, 0.6)]);
+    assert_eq!(s.events(RuleKind::WrongWay).len(), 1);
 }
 
 #[test]

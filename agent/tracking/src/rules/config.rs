@@ -397,7 +397,8 @@ pub struct RuleConfig {
     /// How close to the opposite of the lane direction counts as wrong way (default 45).
     #[serde(default)]
     pub tolerance_deg: Option<f64>,
-    /// Distance travelled against the lane before it counts (`wrong_way`, default 0.05).
+    /// Distance travelled against the lane before it counts (`wrong_way`, default 0.05); the
+    /// object must also have covered half its own length that way.
     #[serde(default)]
     pub min_distance: Option<Distance>,
     /// Tamper thresholds (`camera_tamper`).

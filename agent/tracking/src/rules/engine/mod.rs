@@ -47,6 +47,11 @@ use crate::units::{Distance, LengthUnit, Speed, SpeedUnit};
 
 /// Net displacement of a track over this window (bounded by its zone entry) decides wrong way.
 const WRONG_WAY_WINDOW_SEC: f64 = 3.0;
+/// ... and it must have gone against the lane by at least this share of its own length along
+/// that heading: a driver going the wrong way covers car lengths in seconds, while a car
+/// backing into a bay or jostling in a queue moves a fraction of one, which box jitter and a
+/// fixed `min_distance` alone cannot tell apart.
+const WRONG_WAY_MIN_LENGTHS: f64 = 0.5;
 
 /// When and where a frame was taken.
 #[derive(Debug, Clone, Copy, PartialEq)]

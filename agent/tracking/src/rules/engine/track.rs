@@ -293,6 +293,13 @@ fn wrong_way(rule: &Rule, tr: &Track, entered_at: f64, t: f64) -> Option<f64> {
         return None;
     }
     let heading = d_img.heading_deg()?;
+    // The box's extent along the heading (both in normalised image units, as the displacement).
+    let b = tr.bbox();
+    let u = Point::from_heading_deg(heading);
+    let length = u.x.abs() * b.width() + u.y.abs() * b.height();
+    if d_img.norm() < WRONG_WAY_MIN_LENGTHS * length {
+        return None;
+    }
     (angle_diff_deg(heading, rule.lane_deg + 180.0) <= rule.tol_deg).then_some(heading)
 }
 
