@@ -44,11 +44,14 @@ topic write ioc/v1/agents/demo-site/events
 topic write ioc/v1/agents/demo-site/snapshots/+
 topic write ioc/v1/agents/demo-site/clips/+
 topic write ioc/v1/agents/demo-site/counts
+topic write ioc/v1/agents/demo-site/previews/+
 topic read ioc/v1/agents/demo-site/acks
+topic read ioc/v1/agents/demo-site/preview-requests
 
 user collector
 topic read ioc/#
 topic write ioc/v1/agents/+/acks
+topic write ioc/v1/agents/+/preview-requests
 ACL
 cat > "$DEMO/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1

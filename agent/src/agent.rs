@@ -335,12 +335,36 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         None => (None, None),
     };
     let clip_stats = clipper.as_ref().map(|c| c.stats.clone());
+    // Previews: the detector workers leave each camera's latest picture; the previewer
+    // answers the center's requests from it.
+    let slots = crate::preview::Slots::new(ids.len(), labels.clone());
+    let previewer = match &publisher {
+        Some(p) => match p.take_preview_requests() {
+            Some(requests) => Some(
+                crate::preview::Previewer::spawn(
+                    cfg.preview.clone(),
+                    ids.clone(),
+                    slots.clone(),
+                    requests,
+                    p.clone(),
+                )
+                .context("starting the preview thread")?,
+            ),
+            None => None,
+        },
+        None => None,
+    };
+    let preview_stats = previewer.as_ref().map(|p| p.stats.clone());
+    let log_detections = detection_logger(ids.clone(), labels, cfg.agent.log_detections);
     let agent = Agent::start_with(
         &cfg,
         cameras,
         epoch,
         detectors,
-        detection_logger(ids.clone(), labels, cfg.agent.log_detections),
+        move |r: &FrameResult| {
+            log_detections(r);
+            slots.put(r);
+        },
         {
             let ids = ids.clone();
             move |o| {
@@ -370,6 +394,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             queue: Some(agent.scheduler().clone()),
             delivery: publisher.clone().zip(outbox),
             clips: clip_stats,
+            previews: preview_stats,
         };
         tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
         tokio::spawn(crate::metrics::serve(
@@ -409,6 +434,9 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         let _ = tokio::task::spawn_blocking(move || c.join(Duration::from_secs(20))).await;
     }
     health.stop().await;
+    if let Some(p) = previewer {
+        let _ = tokio::task::spawn_blocking(move || p.stop()).await;
+    }
     // The publisher sends what it can, then its offline status; wait for it, a while (the
     // broker's Last Will says offline if it cannot).
     let _ = shutdown_tx.send(true);

@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// Event clips (MP4 around each incident, sent like snapshots).
     #[serde(default)]
     pub clips: crate::clip::ClipConfig,
+    /// Camera previews for the center (answered on request; periodic when configured).
+    #[serde(default)]
+    pub preview: crate::preview::PreviewConfig,
     /// The cameras.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -582,6 +585,23 @@ impl AgentConfig {
                 }
             }
         }
+        e.extend(
+            self.preview
+                .problems()
+                .into_iter()
+                .map(|(k, m)| format!("{k}: {m}")),
+        );
+        if let Some(m) = &self.mqtt {
+            // A preview travels as one QoS 0 message with its header (up to 64 KiB of boxes).
+            let room = m.max_packet_bytes.saturating_sub(68 * 1024);
+            if self.preview.enabled && self.preview.max_bytes > room {
+                e.push(format!(
+                    "preview.max_bytes: {} does not fit in one MQTT packet of \
+                     mqtt.max_packet_bytes ({}) with its header; at most {room}",
+                    self.preview.max_bytes, m.max_packet_bytes
+                ));
+            }
+        }
         if self.cameras.is_empty() {
             e.push("cameras: no camera configured; add a [[cameras]] table".into());
         }
@@ -864,6 +884,30 @@ file = "clip.mp4"
         // Off means unchecked.
         let off = OK.replace("[agent]", "[clips]\nenabled = false\npre_s = 40\n[agent]");
         assert!(AgentConfig::parse(&off).is_ok());
+    }
+
+    #[test]
+    fn preview_settings_are_checked_with_their_keys() {
+        let text = OK.replace(
+            "[agent]",
+            "[preview]\nquality = 0\nmax_bytes = 1048576\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nmax_packet_bytes = 1048576\n[agent]",
+        );
+        let e = AgentConfig::parse(&text).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "preview.quality: 0 must be within 1..=100",
+                "preview.max_bytes: 1048576 does not fit in one MQTT packet of \
+                 mqtt.max_packet_bytes (1048576) with its header; at most 978944"
+            ]
+        );
+        let e = AgentConfig::parse(&OK.replace("[agent]", "[preview]\nevery = 3\n[agent]"))
+            .unwrap_err();
+        assert!(
+            e[0].starts_with("preview") && e[0].contains("every"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! that keeps each camera's newest frame) → [`analytics`] (tracking and rules of crate
 //! `ioc-tracking`, in frame order and frame time) → [`events`] / [`delivery`] (outbox).
 //! Beside the decoder, [`clip`] keeps each camera's encoded stream and cuts an MP4 around
-//! each incident for the outbox.
+//! each incident for the outbox; after the detector, [`preview`] keeps each camera's latest
+//! picture and answers the center's preview requests.
 //! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`] wires every camera
 //! to the detectors and reports [`health`]; [`config`] is the `agent.toml` file.
 
@@ -26,6 +27,7 @@ pub mod health;
 pub mod metrics;
 pub mod motion;
 pub mod offline;
+pub mod preview;
 pub mod probe;
 pub mod snapshot;
 pub mod source;

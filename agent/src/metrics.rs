@@ -42,6 +42,8 @@ pub struct Sources {
     pub delivery: Option<(Arc<ioc_outbox::PublisherHandle>, ioc_outbox::Outbox)>,
     /// The clip thread's counters, when clips are made.
     pub clips: Option<Arc<crate::clip::ClipStats>>,
+    /// The preview thread's counters, when `[mqtt]` is configured.
+    pub previews: Option<Arc<crate::preview::PreviewStats>>,
 }
 
 /// A label value, escaped.
@@ -269,7 +271,8 @@ pub fn render(s: &Sources) -> String {
     if let Some(c) = &s.clips {
         let _ = writeln!(
             out,
-            "# HELP ioc_agent_clips_total Event clips by outcome: stored in the outbox, skipped              (rate cap, no video held, outbox full) or failed.
+            "# HELP ioc_agent_clips_total Event clips by outcome: stored in the outbox, skipped \
+             (rate cap, no video held, outbox full) or failed.\n\
              # TYPE ioc_agent_clips_total counter"
         );
         for (result, n) in [
@@ -280,6 +283,25 @@ pub fn render(s: &Sources) -> String {
             let _ = writeln!(
                 out,
                 "ioc_agent_clips_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    if let Some(p) = &s.previews {
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_previews_total Camera previews: sent, skipped (no picture yet, not \
+             connected, too big) or requests rejected (not valid, unknown camera).\n\
+             # TYPE ioc_agent_previews_total counter"
+        );
+        for (result, n) in [
+            ("sent", &p.sent),
+            ("skipped", &p.skipped),
+            ("rejected", &p.rejected),
+        ] {
+            let _ = writeln!(
+                out,
+                "ioc_agent_previews_total{{result=\"{result}\"}} {}",
                 n.load(Ordering::Relaxed)
             );
         }
@@ -355,6 +377,7 @@ mod tests {
             )),
             delivery: None,
             clips: None,
+            previews: Some(Arc::default()),
         };
         s.detect.inference.observe(Duration::from_millis(3));
         s.detect.inference.observe(Duration::from_millis(40));
@@ -372,6 +395,12 @@ mod tests {
         assert!((0.0..5.0).contains(&age), "{age}");
         assert!(!text.contains("ioc_agent_last_frame_age_seconds{camera=\"odd"));
         assert!(text.contains("ioc_agent_frames_detected_total{camera=\"gate\"} 7\n"));
+        assert!(text.contains("ioc_agent_previews_total{result=\"sent\"} 0\n"));
+        // Every line is a sample or a comment from its first column (a text-format parser
+        // rejects indented comment lines).
+        for line in text.lines() {
+            assert!(!line.starts_with(char::is_whitespace), "{line:?}");
+        }
         assert!(text.contains("camera=\"odd\\\"id\""));
         // Cumulative buckets: 3 ms in every one, 40 ms from 50 ms on, 3 s only in +Inf.
         for (le, n) in [

@@ -119,7 +119,7 @@ pub fn mqtt_options(config: &Config) -> Result<MqttOptions, IngestError> {
 }
 
 /// The subscription filters: events, snapshots, clips and counts (shared when a group is
-/// set), agent and camera status (never shared).
+/// set), agent and camera status and previews (never shared).
 pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
     let topics = config.topics();
     let mut out = Vec::new();
@@ -138,6 +138,8 @@ pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
     }
     out.push(topics.filter(TopicKind::AgentStatus));
     out.push(topics.filter(TopicKind::CameraStatus));
+    // Never shared: the preview must reach the collector whose console asked for it.
+    out.push(topics.filter(TopicKind::Previews));
     Ok(out)
 }
 
@@ -252,10 +254,17 @@ pub fn classify(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Option<M
                 retained: false,
             }
         }
-        Topic::Acks { .. } => {
+        Topic::Acks { .. } | Topic::PreviewRequests { .. } => {
             return Err(Rejected {
                 reason: "unexpected_topic",
                 error: format!("topic {topic:?} is written by collectors, not read"),
+            })
+        }
+        // Taken by the poll task before batching (see `Poller::preview`).
+        Topic::Preview { .. } => {
+            return Err(Rejected {
+                reason: "unexpected_topic",
+                error: format!("topic {topic:?} is a preview, not stored"),
             })
         }
     }))
@@ -271,6 +280,7 @@ struct Received {
 /// A running ingest; see the module docs.
 pub struct IngestHandle {
     metrics: Arc<Metrics>,
+    previews: crate::preview::Previews,
     conn_rx: watch::Receiver<ConnState>,
     shutdown_tx: watch::Sender<bool>,
     writer: StoreWriter,
@@ -331,9 +341,12 @@ pub fn start_with_writer(
         subscriptions = ?subs,
         "ingest starting"
     );
+    let previews = crate::preview::Previews::new(client.clone(), topics.clone());
     let poll = Poller {
         eventloop,
         client: client.clone(),
+        topics: topics.clone(),
+        previews: previews.clone(),
         subs,
         in_tx,
         epoch: epoch.clone(),
@@ -362,6 +375,7 @@ pub fn start_with_writer(
     );
     Ok(IngestHandle {
         metrics,
+        previews,
         conn_rx,
         shutdown_tx,
         writer,
@@ -376,6 +390,11 @@ impl IngestHandle {
     /// The counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The camera previews this collector receives, and the way to ask for them.
+    pub fn previews(&self) -> &crate::preview::Previews {
+        &self.previews
     }
 
     /// The connection state now.
@@ -484,6 +503,8 @@ impl IngestHandle {
 struct Poller {
     eventloop: EventLoop,
     client: AsyncClient,
+    topics: Topics,
+    previews: crate::preview::Previews,
     subs: Vec<String>,
     in_tx: mpsc::UnboundedSender<Received>,
     epoch: Arc<AtomicU64>,
@@ -509,6 +530,33 @@ impl Poller {
 }
 
 impl Poller {
+    /// Keeps a camera preview (QoS 0: nothing to acknowledge, nothing to store).
+    fn preview(&self, agent: &str, camera: &str, payload: &[u8]) {
+        let checked = ioc_protocol::decode_preview(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|(h, jpeg)| {
+                if h.camera == camera {
+                    Ok((h, jpeg))
+                } else {
+                    Err(format!(
+                        "camera {:?} in the header is not the topic's {camera:?}",
+                        h.camera
+                    ))
+                }
+            });
+        match checked {
+            Ok((header, jpeg)) => {
+                add(&self.metrics.previews, 1);
+                debug!(agent, camera, bytes = jpeg.len(), "preview received");
+                self.previews.put(agent, header, jpeg.to_vec(), now_ms());
+            }
+            Err(error) => {
+                add(&self.metrics.previews_rejected, 1);
+                warn!(agent, camera, %error, "preview rejected");
+            }
+        }
+    }
+
     async fn run(mut self) {
         // Jitter: collectors that lost the same broker do not all come back at once.
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -516,6 +564,11 @@ impl Poller {
         loop {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Ok(Topic::Preview { agent, camera }) = self.topics.parse(&publish.topic)
+                    {
+                        self.preview(&agent, &camera, &publish.payload);
+                        continue;
+                    }
                     let r = Received {
                         publish,
                         epoch: self.epoch.load(Ordering::Acquire),

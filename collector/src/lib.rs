@@ -35,6 +35,7 @@ pub mod hub;
 pub mod incident;
 pub mod ingest;
 pub mod metrics;
+pub mod preview;
 pub mod report;
 pub mod service;
 pub mod store;

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub dead_letters_removed: AtomicU64,
     /// Events and counts whose agent time was implausible: stored with the receive time.
     pub clock_corrected: AtomicU64,
+    /// Camera previews received and kept.
+    pub previews: AtomicU64,
+    /// Camera previews rejected (not valid; not stored as dead letters: nothing to replay).
+    pub previews_rejected: AtomicU64,
     dead_letter_reasons: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -87,6 +91,10 @@ pub struct MetricsSnapshot {
     pub dead_letters_removed: u64,
     /// See [`Metrics::clock_corrected`].
     pub clock_corrected: u64,
+    /// See [`Metrics::previews`].
+    pub previews: u64,
+    /// See [`Metrics::previews_rejected`].
+    pub previews_rejected: u64,
     /// Dead letters per reason.
     pub dead_letter_reasons: BTreeMap<&'static str, u64>,
 }
@@ -133,6 +141,8 @@ impl Metrics {
             dead_letters_truncated: g(&self.dead_letters_truncated),
             dead_letters_removed: g(&self.dead_letters_removed),
             clock_corrected: g(&self.clock_corrected),
+            previews: g(&self.previews),
+            previews_rejected: g(&self.previews_rejected),
             dead_letter_reasons: self
                 .dead_letter_reasons
                 .lock()
@@ -230,6 +240,16 @@ impl Metrics {
             "ioc_collector_clock_corrected_total",
             "Events and counts whose agent time was implausible: stored with the receive time.",
             s.clock_corrected,
+        );
+        counter(
+            "ioc_collector_previews_total",
+            "Camera previews received and kept (in memory).",
+            s.previews,
+        );
+        counter(
+            "ioc_collector_previews_rejected_total",
+            "Camera previews that were not valid.",
+            s.previews_rejected,
         );
         let _ = writeln!(
             out,

@@ -89,6 +89,7 @@ impl Collector {
             utc_offset_minutes: config.reports.utc_offset_minutes,
             broker: ingest.as_ref().map(|i| i.conn_watch()),
             webhooks: webhooks.stats.clone(),
+            previews: ingest.as_ref().map(|i| i.previews().clone()),
         };
         let state = AppState::new(
             reader,

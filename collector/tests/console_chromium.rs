@@ -440,6 +440,30 @@ async fn operator_handles_a_live_incident_in_chromium() {
     )
     .await;
     b.screenshot("3-health-and-silence").await;
+    // The camera wall: no picture yet; asked for, the site's answer is drawn with the
+    // detections on it. (A stand-in answers for the site here: tests/tests/previews.rs has
+    // the real agent.)
+    let _responder = answer_previews(broker.port).await;
+    b.wait(
+        "the camera's tile",
+        "document.querySelector('#pictures figure[data-camera=\"gate-site/north-gate\"] .pv-empty')",
+    )
+    .await;
+    assert!(b.text("#pictures").await.contains("No picture yet"));
+    b.click("#pictures .pv-get").await;
+    b.wait(
+        "the picture with its box",
+        "(() => { const i = document.querySelector('#pictures img'); \
+         return i && i.complete && i.naturalWidth === 640 && \
+         document.querySelectorAll('#pictures svg rect').length === 1; })()",
+    )
+    .await;
+    let wall = b.text("#pictures").await;
+    assert!(
+        wall.contains("Taken at") && wall.contains("objects: 1"),
+        "{wall}"
+    );
+    b.screenshot("3b-camera-picture").await;
     b.click("header nav button[data-view=\"charts\"]").await;
     b.wait("a chart", "document.querySelector('#chart-day svg rect')")
         .await;
@@ -563,12 +587,20 @@ async fn operator_handles_a_live_incident_in_chromium() {
         "document.querySelector('#cameras tbody td[data-label]')",
     )
     .await;
+    b.wait(
+        "the camera's picture",
+        "document.querySelector('#pictures .pv-when').textContent",
+    )
+    .await;
     b.assert_no_horizontal_scroll("health at 390 px").await;
     let health = b.text("#view-health").await;
     for want in [
         "Cổng Bắc / North gate",
         "Phường Hàng Trống",
         "đang truyền hình",
+        "Chụp lúc",
+        "1 đối tượng",
+        "Lấy hình mới",
     ] {
         assert!(
             health.contains(want),
@@ -627,4 +659,73 @@ async fn publish_clip(agent: &Agent, event_id: &str, mp4: &[u8]) {
         let payload = ioc_protocol::encode_clip_part(&header, data).unwrap();
         agent.publish(&format!("clips/{event_id}"), payload).await;
     }
+}
+
+/// One frame of the real footage as a 640x480 JPEG.
+fn footage_jpeg() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!(
+            "location={}",
+            ioc_testkit::footage("vtest_h264.mp4").display()
+        ))
+        .args([
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "videoconvert",
+        ])
+        .args(["!", "videoscale", "!", "video/x-raw,width=640,height=480"])
+        .args(["!", "jpegenc", "snapshot=true", "!", "filesink"])
+        .arg(format!("location={}/frame.jpg", dir.path().display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "gst-launch-1.0: {st}");
+    std::fs::read(dir.path().join("frame.jpg")).unwrap()
+}
+
+/// Stands in for gate-site's agent on `.../preview-requests`: answers each request with a
+/// frame of the footage and one person on it.
+async fn answer_previews(port: u16) -> tokio::task::JoinHandle<()> {
+    let jpeg = footage_jpeg();
+    let mut site = ioc_testkit::mqtt::raw(
+        port,
+        "gate-site-previews",
+        "gate-site",
+        "pw",
+        &["ioc/v1/agents/gate-site/preview-requests"],
+    )
+    .await;
+    tokio::spawn(async move {
+        while let Some((_, payload)) = site.rx.recv().await {
+            let req: ioc_protocol::PreviewRequest = ioc_protocol::parse(&payload).unwrap();
+            let header = ioc_protocol::Preview {
+                schema: ioc_protocol::PREVIEW_SCHEMA.into(),
+                camera: req.camera.clone(),
+                taken_at: ioc_protocol::Timestamp::now(),
+                width: 640,
+                height: 480,
+                request_id: req.request_id,
+                objects: vec![ioc_protocol::PreviewObject {
+                    class: "person".into(),
+                    score: 0.8,
+                    bbox: [0.4, 0.3, 0.5, 0.7],
+                }],
+            };
+            site.client
+                .publish(
+                    format!("ioc/v1/agents/gate-site/previews/{}", req.camera),
+                    rumqttc::QoS::AtMostOnce,
+                    false,
+                    ioc_protocol::encode_preview(&header, &jpeg).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    })
 }

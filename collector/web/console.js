@@ -35,6 +35,8 @@ const L = {
     a_unsilence: 'kết thúc tạm tắt', ph_start: 'bắt đầu', ph_update: 'cập nhật', ph_end: 'kết thúc', ph_instant: 'tức thời',
     n_agent_back: 'trạm đã kết nối lại', n_camera_back: 'camera đã có hình trở lại',
     n_silenced: 'mở trong thời gian bảo trì', n_overdue: 'quá hạn xử lý (lần {n})', n_silence_ended: 'kết thúc bảo trì số {n}',
+    pictures: 'Hình camera', get_picture: 'Lấy hình mới', getting_picture: 'Đang lấy hình…',
+    no_picture: 'Chưa có hình: bấm "Lấy hình mới"', taken_at: 'Chụp lúc', objects_n: '{n} đối tượng',
     system: 'hệ thống', c_person: 'người', c_bicycle: 'xe đạp', c_car: 'ô tô', c_motorcycle: 'xe máy', c_bus: 'xe buýt', c_truck: 'xe tải',
   },
   en: {
@@ -69,6 +71,8 @@ const L = {
     a_unsilence: 'ended a silence', ph_start: 'start', ph_update: 'update', ph_end: 'end', ph_instant: 'instant',
     n_agent_back: 'the agent is back online', n_camera_back: 'the camera is streaming again',
     n_silenced: 'opened during a maintenance silence', n_overdue: 'open past its deadline ({n}x)', n_silence_ended: 'silence {n} ended',
+    pictures: 'Camera pictures', get_picture: 'Get current picture', getting_picture: 'Getting the picture…',
+    no_picture: 'No picture yet: press "Get current picture"', taken_at: 'Taken at', objects_n: 'objects: {n}',
     system: 'system', c_person: 'person', c_bicycle: 'bicycle', c_car: 'car', c_motorcycle: 'motorcycle', c_bus: 'bus', c_truck: 'truck',
   },
 };
@@ -463,12 +467,80 @@ async function loadHealth() {
     el('td', {}, since(c.heard_at)), el('td', {}, String(c.open_incidents)))));
   labelCells($('#agents'));
   labelCells($('#cameras'));
+  renderPictures(h.cameras);
   const sel = $('#f-site');
   for (const site of [...new Set(h.agents.map((a) => a.site))].sort()) {
     const o = [...sel.options].find((x) => x.value === site) || sel.appendChild(el('option', { value: site }));
     o.textContent = siteName(site);
   }
   await loadSilences();
+}
+
+// The camera wall: each camera's latest preview (sent by its agent on request, or
+// periodically where the site turned that on), with what the detector saw on it.
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function renderPictures(cameras) {
+  const wall = $('#pictures');
+  const tiles = cameras.map((c) => {
+    const key = c.site + '/' + c.camera;
+    const fig = [...wall.children].find((f) => f.dataset.camera === key) || el('figure', { class: 'pv', 'data-camera': key },
+      el('div', { class: 'pv-pic' }),
+      el('figcaption', {}, el('b', {}), ' ', el('span', { class: 'muted pv-when' }), ' ',
+        el('button', { class: 'act operator-only pv-get', onclick: () => askPicture(c.site, c.camera, fig) }, t('get_picture')),
+        el('div', { class: 'pv-error' })));
+    fig.querySelector('b').textContent = siteName(c.site) + ' / ' + cameraName(c.site, c.camera);
+    fig.querySelector('.pv-get').textContent = t('get_picture');
+    if (state.me && state.me.role === 'viewer') fig.querySelector('.pv-get').classList.add('hidden');
+    api(`/api/cameras/${encodeURIComponent(c.site)}/${encodeURIComponent(c.camera)}/preview`)
+      .then((m) => drawPicture(fig, m)).catch(() => { if (!fig.dataset.shown) drawPicture(fig, null); });
+    return fig;
+  });
+  wall.replaceChildren(...tiles);
+}
+
+function drawPicture(fig, m) {
+  const pic = fig.querySelector('.pv-pic');
+  const when = fig.querySelector('.pv-when');
+  if (!m) {
+    pic.replaceChildren(el('div', { class: 'pv-empty muted' }, t('no_picture')));
+    when.textContent = '';
+    return;
+  }
+  // Drawn again only for a new picture or another language (the labels are translated).
+  if (fig.dataset.shown === m.url + ' ' + lang) return;
+  fig.dataset.shown = m.url + ' ' + lang;
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 1 1');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  for (const o of m.objects) {
+    const [x1, y1, x2, y2] = o.bbox;
+    const r = document.createElementNS(SVG_NS, 'rect');
+    for (const [k, v] of Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 })) r.setAttribute(k, v);
+    r.setAttribute('vector-effect', 'non-scaling-stroke');
+    const tip = document.createElementNS(SVG_NS, 'title');
+    tip.textContent = `${classLabel(o.class)} ${Math.round(o.score * 100)}%`;
+    r.appendChild(tip);
+    svg.appendChild(r);
+  }
+  pic.replaceChildren(el('img', { src: m.url, alt: fig.querySelector('b').textContent, width: m.width, height: m.height }), svg);
+  when.textContent = `${t('taken_at')} ${fmtTimeS(m.taken_at)} · ${t('objects_n', m.objects.length)}`;
+}
+
+async function askPicture(site, camera, fig) {
+  const button = fig.querySelector('.pv-get');
+  const error = fig.querySelector('.pv-error');
+  button.disabled = true;
+  button.textContent = t('getting_picture');
+  error.textContent = '';
+  try {
+    drawPicture(fig, await api(`/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(camera)}/preview`, { method: 'POST', body: '{}' }));
+  } catch (e) {
+    error.textContent = e.message;
+  } finally {
+    button.disabled = false;
+    button.textContent = t('get_picture');
+  }
 }
 
 async function loadSilences() {

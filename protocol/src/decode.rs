@@ -46,6 +46,8 @@ payload!(CameraStatus, crate::CAMERA_STATUS_SCHEMA);
 payload!(Counts, crate::COUNTS_SCHEMA);
 payload!(Ack, crate::ACK_SCHEMA);
 payload!(crate::ClipPart, crate::CLIP_PART_SCHEMA);
+payload!(crate::Preview, crate::PREVIEW_SCHEMA);
+payload!(crate::PreviewRequest, crate::PREVIEW_REQUEST_SCHEMA);
 
 /// Why a payload was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -52,6 +52,7 @@ pub mod clip;
 pub mod counts;
 pub mod decode;
 pub mod event;
+pub mod preview;
 pub mod schema;
 pub mod status;
 pub mod time;
@@ -68,6 +69,10 @@ pub use decode::{
 pub use event::{
     incident_id, Event, EventDetails, EventKind, EventObject, Phase, Severity, SnapshotRef, Speed,
     SpeedUnit, EVENT_SCHEMA,
+};
+pub use preview::{
+    decode_preview, encode_preview, Preview, PreviewObject, PreviewRequest, PREVIEW_REQUEST_SCHEMA,
+    PREVIEW_SCHEMA,
 };
 pub use status::{
     AgentState, AgentStatus, CameraState, CameraStatus, ClockState, AGENT_STATUS_SCHEMA,

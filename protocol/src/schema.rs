@@ -6,7 +6,7 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::{Ack, AgentStatus, CameraStatus, ClipPart, Counts, Event};
+use crate::{Ack, AgentStatus, CameraStatus, ClipPart, Counts, Event, Preview, PreviewRequest};
 
 /// `(file name, schema)` for every payload, e.g. `("event-v1.schema.json", ...)`.
 pub fn schemas() -> Vec<(&'static str, Schema)> {
@@ -17,6 +17,11 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
         ("counts-v1.schema.json", schema_for!(Counts)),
         ("ack-v1.schema.json", schema_for!(Ack)),
         ("clip-part-v1.schema.json", schema_for!(ClipPart)),
+        ("preview-v1.schema.json", schema_for!(Preview)),
+        (
+            "preview-request-v1.schema.json",
+            schema_for!(PreviewRequest),
+        ),
     ]
 }
 

@@ -125,6 +125,10 @@ pub enum TopicKind {
     Counts,
     /// `{root}/v1/agents/{agent}/acks`
     Acks,
+    /// `{root}/v1/agents/{agent}/previews/{camera}`
+    Previews,
+    /// `{root}/v1/agents/{agent}/preview-requests`
+    PreviewRequests,
 }
 
 impl TopicKind {
@@ -133,9 +137,13 @@ impl TopicKind {
         matches!(self, TopicKind::AgentStatus | TopicKind::CameraStatus)
     }
 
-    /// The MQTT QoS of this stream (1 for all of v1).
+    /// The MQTT QoS of this stream: 1, except 0 for previews and their requests (worth
+    /// something only now: asked again rather than queued).
     pub fn qos(self) -> u8 {
-        1
+        match self {
+            TopicKind::Previews | TopicKind::PreviewRequests => 0,
+            _ => 1,
+        }
     }
 
     /// The levels after `{agent}`, with `+` for ids.
@@ -148,6 +156,8 @@ impl TopicKind {
             TopicKind::Clips => "clips/+",
             TopicKind::Counts => "counts",
             TopicKind::Acks => "acks",
+            TopicKind::Previews => "previews/+",
+            TopicKind::PreviewRequests => "preview-requests",
         }
     }
 }
@@ -196,6 +206,18 @@ pub enum Topic {
         /// Agent id.
         agent: String,
     },
+    /// A current frame of one camera (`ioc.preview/1`).
+    Preview {
+        /// Agent id.
+        agent: String,
+        /// Camera id.
+        camera: String,
+    },
+    /// The collector's requests for previews (`ioc.preview-request/1`).
+    PreviewRequests {
+        /// Agent id.
+        agent: String,
+    },
 }
 
 impl Topic {
@@ -208,7 +230,9 @@ impl Topic {
             | Topic::Snapshot { agent, .. }
             | Topic::Clip { agent, .. }
             | Topic::Counts { agent }
-            | Topic::Acks { agent } => agent,
+            | Topic::Acks { agent }
+            | Topic::Preview { agent, .. }
+            | Topic::PreviewRequests { agent } => agent,
         }
     }
 
@@ -222,6 +246,8 @@ impl Topic {
             Topic::Clip { .. } => TopicKind::Clips,
             Topic::Counts { .. } => TopicKind::Counts,
             Topic::Acks { .. } => TopicKind::Acks,
+            Topic::Preview { .. } => TopicKind::Previews,
+            Topic::PreviewRequests { .. } => TopicKind::PreviewRequests,
         }
     }
 }
@@ -339,6 +365,8 @@ impl Topics {
             Topic::Clip { event_id, .. } => a.clip(event_id)?,
             Topic::Counts { .. } => a.counts(),
             Topic::Acks { .. } => a.acks(),
+            Topic::Preview { camera, .. } => a.preview(camera)?,
+            Topic::PreviewRequests { .. } => a.preview_requests(),
         })
     }
 
@@ -426,6 +454,16 @@ impl Topics {
             ["acks"] => Topic::Acks {
                 agent: agent.to_owned(),
             },
+            ["previews", camera] => {
+                validate_camera_id(camera).map_err(bad_id)?;
+                Topic::Preview {
+                    agent: agent.to_owned(),
+                    camera: (*camera).to_owned(),
+                }
+            }
+            ["preview-requests"] => Topic::PreviewRequests {
+                agent: agent.to_owned(),
+            },
             _ => return Err(unknown()),
         };
         validate_agent_id(agent).map_err(bad_id)?;
@@ -476,6 +514,18 @@ impl AgentTopics {
     /// `{root}/v1/agents/{agent}/acks` (the agent subscribes, the collector publishes).
     pub fn acks(&self) -> String {
         format!("{}/acks", self.prefix)
+    }
+
+    /// `{root}/v1/agents/{agent}/previews/{camera}` (QoS 0, not retained).
+    pub fn preview(&self, camera: &str) -> Result<String, IdError> {
+        validate_camera_id(camera)?;
+        Ok(format!("{}/previews/{camera}", self.prefix))
+    }
+
+    /// `{root}/v1/agents/{agent}/preview-requests` (the agent subscribes, the collector
+    /// publishes; QoS 0).
+    pub fn preview_requests(&self) -> String {
+        format!("{}/preview-requests", self.prefix)
     }
 }
 
@@ -534,6 +584,8 @@ mod tests {
         );
         assert!(TopicKind::AgentStatus.retained() && TopicKind::CameraStatus.retained());
         assert!(!TopicKind::Events.retained() && TopicKind::Events.qos() == 1);
+        assert!(!TopicKind::Previews.retained() && TopicKind::Previews.qos() == 0);
+        assert_eq!(TopicKind::PreviewRequests.qos(), 0);
     }
 
     #[test]
@@ -559,6 +611,11 @@ mod tests {
                 },
                 Topic::Counts { agent: "a".into() },
                 Topic::Acks { agent: "a".into() },
+                Topic::Preview {
+                    agent: "a".into(),
+                    camera: "gate".into(),
+                },
+                Topic::PreviewRequests { agent: "a".into() },
             ] {
                 let name = t.name(&topic).unwrap();
                 assert_eq!(t.parse(&name).unwrap(), topic, "{name}");

@@ -302,6 +302,15 @@ mod tests {
         assert!(a.contains("pattern write ioc/v1/agents/%u/events"), "{a}");
         assert!(a.contains("pattern read  ioc/v1/agents/%u/acks"), "{a}");
         assert!(!a.contains("pattern write ioc/v1/agents/%u/acks"), "{a}");
+        // Only collectors ask agents for previews.
+        assert!(
+            a.contains("pattern read  ioc/v1/agents/%u/preview-requests"),
+            "{a}"
+        );
+        assert!(
+            !a.contains("pattern write ioc/v1/agents/%u/preview-requests"),
+            "{a}"
+        );
         for c in ["c1", "c2"] {
             assert!(a.contains(&format!("user {c}\ntopic read  ioc/#")), "{a}");
         }

@@ -5,35 +5,18 @@
 //! grouped into the collector's incidents (one per line or zone while they keep coming).
 //! Stopped with SIGTERM, the agent exits cleanly and the center sees it offline.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ioc_testkit::http::{request, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
 use ioc_testkit::{footage, model_manifest, workspace_binary};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A plain HTTP/1.0 GET on loopback: the body.
 fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(
-        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
-        "{text}"
-    );
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    let (status, head, body) = request(port, "GET", path, &[], "");
+    assert_eq!(status, 200, "{head}");
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 #[test]

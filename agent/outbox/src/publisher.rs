@@ -2,7 +2,7 @@
 //! collector's acknowledgement.
 //!
 //! # Contract
-//! - rumqttc 0.25, MQTT 3.1.1, QoS 1 everywhere, persistent session (`clean_session = false`)
+//! - rumqttc 0.25, MQTT 3.1.1, QoS 1 for everything of the outbox, persistent session (`clean_session = false`)
 //!   with a stable client id (default: the agent id), so acks published to `.../acks` while
 //!   the agent was away are delivered when it comes back.
 //! - Last Will: a retained `AgentStatus` `offline` on `.../status` (built at spawn time). After
@@ -14,6 +14,10 @@
 //!   Duplicates are expected: the collector stores by `(agent, seq)`.
 //! - Camera statuses are retained and not queued: only the latest per camera matters, and it
 //!   is re-published after every reconnect.
+//! - Camera previews are the exception to QoS 1: requests on `.../preview-requests` (QoS 0,
+//!   only collectors write them) are handed to the agent's previewer through a small bounded
+//!   channel (more are dropped), and its answers go out at QoS 0 only while connected
+//!   ([`PublisherHandle::publish_preview`]): a picture is worth something only now.
 //!
 //! # Tasks and blocking
 //! `mqtt-eventloop` polls rumqttc's `EventLoop` and does nothing else that can block: it
@@ -319,6 +323,9 @@ impl Publisher {
         let wake = Arc::new(Notify::new());
         let (conn_tx, conn_rx) = watch::channel(0u64);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        // Preview requests are small and answered within a second: a few waiting is plenty,
+        // more are dropped (the collector asks again).
+        let (preview_tx, preview_rx) = std::sync::mpsc::sync_channel(PREVIEW_REQUESTS_QUEUED);
         let ctx = Ctx {
             outbox: outbox.clone(),
             cfg: Arc::new(cfg),
@@ -332,16 +339,27 @@ impl Publisher {
         let tasks = vec![
             spawn_named(
                 "mqtt-eventloop",
-                run_eventloop(ctx.clone(), eventloop, conn_tx, ack_tx, shutdown.clone()),
+                run_eventloop(
+                    ctx.clone(),
+                    eventloop,
+                    conn_tx,
+                    Inbound {
+                        acks: ack_tx,
+                        previews: preview_tx,
+                    },
+                    shutdown.clone(),
+                ),
             ),
             spawn_named("outbox-acker", run_acker(ctx.clone(), ack_rx)),
             spawn_named(
                 "outbox-sender",
-                run_sender(ctx.clone(), client, conn_rx, shutdown),
+                run_sender(ctx.clone(), client.clone(), conn_rx, shutdown),
             ),
         ];
         Ok(PublisherHandle {
             ctx,
+            client,
+            preview_requests: Mutex::new(Some(preview_rx)),
             tasks: Mutex::new(tasks),
         })
     }
@@ -361,7 +379,18 @@ where
 /// Handle to running publisher tasks.
 pub struct PublisherHandle {
     ctx: Ctx,
+    client: AsyncClient,
+    preview_requests: Mutex<Option<std::sync::mpsc::Receiver<Vec<u8>>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Preview requests waiting for the agent to take them; more are dropped.
+const PREVIEW_REQUESTS_QUEUED: usize = 8;
+
+/// Where the event loop hands what the collector sends.
+struct Inbound {
+    acks: mpsc::UnboundedSender<Vec<u8>>,
+    previews: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 impl PublisherHandle {
@@ -407,6 +436,28 @@ impl PublisherHandle {
             .insert(camera.to_owned(), (payload, true));
         self.notify();
         Ok(())
+    }
+
+    /// The payloads received on `.../preview-requests`, unchecked (the agent's previewer
+    /// parses them). `None` after the first call: there is one previewer.
+    pub fn take_preview_requests(&self) -> Option<std::sync::mpsc::Receiver<Vec<u8>>> {
+        self.preview_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Publishes a camera preview (QoS 0, not retained) if connected now; `Ok(false)` when
+    /// not (a preview is worth something only now: it is never queued). Does not wait.
+    pub fn publish_preview(&self, camera: &str, payload: Vec<u8>) -> Result<bool, PublisherError> {
+        let topic = self.ctx.topics.preview(camera)?;
+        if !self.ctx.shared.connected.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        Ok(self
+            .client
+            .try_publish(topic, QoS::AtMostOnce, false, payload)
+            .is_ok())
     }
 
     /// The counters now.
@@ -482,10 +533,11 @@ async fn run_eventloop(
     ctx: Ctx,
     mut eventloop: EventLoop,
     conn_tx: watch::Sender<u64>,
-    ack_tx: mpsc::UnboundedSender<Vec<u8>>,
+    inbound: Inbound,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acks_topic = ctx.topics.acks();
+    let previews_topic = ctx.topics.preview_requests();
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_secs_f64(ctx.cfg.reconnect_max_sec),
@@ -515,7 +567,11 @@ async fn run_eventloop(
             }
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                 if p.topic == acks_topic {
-                    let _ = ack_tx.send(p.payload.to_vec());
+                    let _ = inbound.acks.send(p.payload.to_vec());
+                } else if p.topic == previews_topic {
+                    if inbound.previews.try_send(p.payload.to_vec()).is_err() {
+                        tracing::debug!("preview request dropped: too many waiting");
+                    }
                 } else {
                     tracing::debug!(topic = %p.topic, "ignoring message on unexpected topic");
                 }
@@ -658,6 +714,9 @@ async fn run_sender(
             let r = async {
                 client
                     .subscribe(ctx.topics.acks(), QoS::AtLeastOnce)
+                    .await?;
+                client
+                    .subscribe(ctx.topics.preview_requests(), QoS::AtMostOnce)
                     .await?;
                 if !online.is_empty() {
                     client

@@ -70,6 +70,8 @@ struct Inner {
     broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
     /// Counters of the outgoing webhooks, by name.
     webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
+    /// Camera previews (none: ingest not running in this process).
+    previews: Option<crate::preview::Previews>,
 }
 
 /// Settings of the API.
@@ -88,6 +90,8 @@ pub struct ApiConfig {
     pub broker: Option<tokio::sync::watch::Receiver<crate::ingest::ConnState>>,
     /// Counters of the outgoing webhooks, by name (for `/metrics`).
     pub webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
+    /// Camera previews, from this collector's ingest (none: ingest does not run here).
+    pub previews: Option<crate::preview::Previews>,
 }
 
 impl AppState {
@@ -116,6 +120,7 @@ impl AppState {
                 login_guard: LoginGuard::default(),
                 broker: config.broker.clone(),
                 webhooks: config.webhooks.clone(),
+                previews: config.previews.clone(),
             }),
         }
     }
@@ -176,6 +181,12 @@ pub enum ApiError {
     /// Every password check slot is busy.
     #[error("the server is busy checking passwords: try again")]
     Busy,
+    /// Something this needs is not running here.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An agent did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
     /// Our fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -196,7 +207,8 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "api request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -242,6 +254,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents/{id}/{action}", post(act))
         .route("/api/snapshots/{agent}/{event_id}", get(snapshot))
         .route("/api/clips/{agent}/{event_id}", get(clip))
+        .route(
+            "/api/cameras/{agent}/{camera}/preview",
+            get(preview_meta).post(ask_preview),
+        )
+        .route(
+            "/api/cameras/{agent}/{camera}/preview.jpg",
+            get(preview_jpeg),
+        )
         .route("/api/health", get(health))
         .route("/api/stats", get(stats))
         .route("/api/stream", get(stream))
@@ -665,6 +685,98 @@ fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
         (start, end)
     };
     (start <= end && start < len).then_some((start, end))
+}
+
+/// How long a preview request waits for the agent's answer.
+const PREVIEW_WAIT: Duration = Duration::from_secs(6);
+
+fn previews(st: &AppState) -> Result<&crate::preview::Previews, ApiError> {
+    st.inner.previews.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("previews come through ingest, which does not run here".into())
+    })
+}
+
+fn camera_ids(agent: &str, camera: &str) -> Result<(), ApiError> {
+    ioc_protocol::validate_agent_id(agent)
+        .and_then(|()| ioc_protocol::validate_camera_id(camera))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// What the console needs to draw a preview: the header and where the picture is.
+fn preview_json(agent: &str, p: &crate::preview::StoredPreview, now_ms: i64) -> serde_json::Value {
+    json!({
+        "agent": agent,
+        "camera": p.header.camera,
+        "taken_at": p.header.taken_at.as_str(),
+        "age_s": ((now_ms - p.header.taken_at.unix_millis()).max(0) as f64) / 1000.0,
+        "width": p.header.width,
+        "height": p.header.height,
+        "objects": p.header.objects,
+        "bytes": p.jpeg.len(),
+        // The picture, by its capture time, so a browser never shows a cached older one.
+        "url": format!(
+            "/api/cameras/{agent}/{}/preview.jpg?t={}",
+            p.header.camera,
+            p.header.taken_at.unix_millis()
+        ),
+    })
+}
+
+/// `POST`: asks the agent for a current picture (operators and admins) and answers with it.
+async fn ask_preview(
+    State(st): State<AppState>,
+    user: User,
+    Path((agent, camera)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Operator)?;
+    camera_ids(&agent, &camera)?;
+    let previews = previews(&st)?;
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    match previews
+        .request(&agent, &camera, &request_id, PREVIEW_WAIT)
+        .await
+    {
+        Ok(Some(p)) => Ok(Json(preview_json(&agent, &p, st.now()))),
+        Ok(None) => Err(ApiError::Timeout(format!(
+            "no picture from {agent}/{camera} within {}s: is the agent online and running \
+             that camera, and may it answer (preview.enabled, the broker ACL)?",
+            PREVIEW_WAIT.as_secs()
+        ))),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// `GET`: the latest preview this collector has of the camera.
+async fn preview_meta(
+    State(st): State<AppState>,
+    _user: User,
+    Path((agent, camera)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    camera_ids(&agent, &camera)?;
+    let p = previews(&st)?
+        .get(&agent, &camera)
+        .ok_or_else(|| ApiError::NotFound("no preview of that camera yet: ask for one".into()))?;
+    Ok(Json(preview_json(&agent, &p, st.now())))
+}
+
+/// `GET`: the latest preview's JPEG.
+async fn preview_jpeg(
+    State(st): State<AppState>,
+    _user: User,
+    Path((agent, camera)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    camera_ids(&agent, &camera)?;
+    let p = previews(&st)?
+        .get(&agent, &camera)
+        .ok_or_else(|| ApiError::NotFound("no preview of that camera yet: ask for one".into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (header::CACHE_CONTROL, "private, no-cache".to_owned()),
+        ],
+        p.jpeg.as_ref().clone(),
+    )
+        .into_response())
 }
 
 async fn health(
