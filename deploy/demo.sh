@@ -45,13 +45,16 @@ topic write ioc/v1/agents/demo-site/snapshots/+
 topic write ioc/v1/agents/demo-site/clips/+
 topic write ioc/v1/agents/demo-site/counts
 topic write ioc/v1/agents/demo-site/previews/+
+topic write ioc/v1/agents/demo-site/analytics-state/+
 topic read ioc/v1/agents/demo-site/acks
 topic read ioc/v1/agents/demo-site/preview-requests
+topic read ioc/v1/agents/demo-site/analytics/+
 
 user collector
 topic read ioc/#
 topic write ioc/v1/agents/+/acks
 topic write ioc/v1/agents/+/preview-requests
+topic write ioc/v1/agents/+/analytics/+
 ACL
 cat > "$DEMO/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1

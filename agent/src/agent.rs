@@ -284,6 +284,14 @@ impl Agent {
         self.pool.scheduler()
     }
 
+    /// A function that makes a camera run new analytics without restarting it (see
+    /// [`RulesWorker::analytics_sender`]).
+    pub fn analytics_sender(
+        &self,
+    ) -> impl Fn(usize, CameraAnalytics, Arc<ioc_tracking::AnalyticsConfig>) + Send + 'static {
+        self.rules.analytics_sender()
+    }
+
     /// Stops the cameras (TEARDOWN sent), then drains and stops the detectors and the rules.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
@@ -313,10 +321,25 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         anyhow::bail!("{}: {}", config_path.display(), env_errors.join("\n  "));
     }
     let epoch = Epoch::now();
-    let cameras = resolve_cameras(&cfg, epoch)?;
+    let mut cameras = resolve_cameras(&cfg, epoch)?;
     let ids: Vec<String> = cameras.iter().map(|c| c.spec.id.clone()).collect();
     let size = pool_size(&cfg);
     let detectors = load_detectors(&cfg)?;
+    // Analytics pushed from the center and kept on disk run instead of the file's, also
+    // when the broker is down now.
+    let model = detectors[0].manifest().name.clone();
+    let kept = crate::pushed::Kept::beside(&cfg.resolve(&cfg.outbox.path));
+    let mut pushed_versions = Vec::with_capacity(cameras.len());
+    let mut pushed_states = Vec::with_capacity(cameras.len());
+    for c in &mut cameras {
+        let (run, state) =
+            crate::pushed::at_start(&cfg, &model, detectors[0].labels(), &kept, &c.spec.id);
+        pushed_versions.push((c.spec.id.clone(), run.as_ref().map(|(v, _)| *v)));
+        if let Some((_, a)) = run {
+            c.analytics = Some(a);
+        }
+        pushed_states.push(state);
+    }
     tracing::info!(
         workers = size.workers,
         threads_per_worker = size.threads,
@@ -325,6 +348,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         "detectors loaded"
     );
     let labels = detectors[0].labels().to_vec();
+    let agent_labels = labels.clone();
     // One signal for every task that outlives a frame: the publisher and the metrics server.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sending = start_delivery(&cfg, &cameras, shutdown_rx.clone())?;
@@ -375,6 +399,34 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             }
         },
     )?;
+    if let Some(p) = &publisher {
+        for state in &pushed_states {
+            if let Err(e) = p.publish_analytics_state(&state.camera, state) {
+                tracing::warn!(camera = %state.camera, error = %e, "analytics state not published");
+            }
+        }
+        if let Some(pushes) = p.take_analytics_pushes() {
+            let report = p.clone();
+            let applier = crate::pushed::Applier {
+                cfg: cfg.clone(),
+                model,
+                labels: agent_labels.clone(),
+                cameras: pushed_versions,
+                kept,
+                apply: Box::new(agent.analytics_sender()),
+                report: Box::new(move |state| {
+                    if let Err(e) = report.publish_analytics_state(&state.camera, state) {
+                        tracing::warn!(camera = %state.camera, error = %e, "analytics state not published");
+                    }
+                }),
+            };
+            // Ends when the publisher does (its channel closes).
+            std::thread::Builder::new()
+                .name("ioc-analytics".into())
+                .spawn(move || applier.run(pushes))
+                .context("starting the analytics thread")?;
+        }
+    }
     tracing::info!(agent = %cfg.agent.id, cameras = ids.len(), "ioc-agent running");
     if let Some(m) = &cfg.metrics {
         let listener = crate::metrics::bind(m.listen).await?;
@@ -759,6 +811,16 @@ fn log_output(cameras: &[String], o: &Output) {
                 objects = event.objects.len(),
                 %details,
                 "incident"
+            );
+        }
+        Output::Analytics { camera, config } => {
+            let cam = cameras.get(*camera).map(String::as_str).unwrap_or("?");
+            tracing::info!(
+                camera = cam,
+                zones = config.zones.len(),
+                lines = config.lines.len(),
+                rules = config.rules.len(),
+                "camera runs new analytics"
             );
         }
         Output::Counts { camera, report, .. } => {

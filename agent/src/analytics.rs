@@ -61,6 +61,14 @@ pub enum Output {
         /// The time it was closed at (maps the report's rule-clock times to wall time).
         time: FrameTime,
     },
+    /// Camera `camera` now runs `config` (pushed from the center); its earlier output came
+    /// before this.
+    Analytics {
+        /// Camera index.
+        camera: usize,
+        /// What it runs now.
+        config: Arc<AnalyticsConfig>,
+    },
 }
 
 enum Input {
@@ -69,6 +77,11 @@ enum Input {
         camera: usize,
         up: bool,
         at: Instant,
+    },
+    Analytics {
+        camera: usize,
+        analytics: Box<CameraAnalytics>,
+        config: Arc<AnalyticsConfig>,
     },
     Stop,
 }
@@ -389,6 +402,22 @@ impl RulesWorker {
         }
     }
 
+    /// A function that makes camera `camera` run new analytics (built with
+    /// [`CameraAnalytics::new`] from `config`), without stopping the camera: the open counts
+    /// interval of the old ones is reported, tracks start afresh.
+    pub fn analytics_sender(
+        &self,
+    ) -> impl Fn(usize, CameraAnalytics, Arc<AnalyticsConfig>) + Send + 'static {
+        let tx = self.tx.clone();
+        move |camera, analytics, config| {
+            let _ = tx.send(Input::Analytics {
+                camera,
+                analytics: Box::new(analytics),
+                config,
+            });
+        }
+    }
+
     /// A sender for results, to move into the detector's callback.
     pub fn frame_sender(&self) -> FrameSender {
         FrameSender {
@@ -472,6 +501,29 @@ fn run(
                         a.stream(time.t_sec, up, local, &mut out);
                         emit(camera, &mut out, None, time, on_output);
                     }
+                }
+            }
+            Some(Input::Analytics {
+                camera,
+                analytics,
+                config,
+            }) => {
+                if let Some(c) = cams.get_mut(camera) {
+                    let time = clock_time(c, &epoch, Instant::now());
+                    if let Some(old) = c.cam.analytics.as_mut() {
+                        let t = old.close(time.t_sec, &mut out);
+                        emit(
+                            camera,
+                            &mut out,
+                            None,
+                            FrameTime { t_sec: t, ..time },
+                            on_output,
+                        );
+                    }
+                    c.cam.analytics = Some(*analytics);
+                    // Nothing is stationary yet: motion gating waits for the new tracks.
+                    c.cam.tracker.set(true);
+                    on_output(Output::Analytics { camera, config });
                 }
             }
             Some(Input::Stop) | None => {}

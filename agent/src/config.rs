@@ -663,6 +663,42 @@ impl AgentConfig {
         e
     }
 
+    /// A rule's class the model never reports, or that `detect.classes` filters out, makes a
+    /// rule that can never fire: `(key within the analytics, message)` for each, the model
+    /// being `model` with `labels`.
+    pub fn rule_class_problems(
+        &self,
+        a: &ioc_tracking::AnalyticsConfig,
+        model: &str,
+        labels: &[String],
+    ) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        for (ri, r) in a.rules.iter().enumerate() {
+            for (k, c) in r.classes.iter().enumerate() {
+                let key = format!("rules[{ri}].classes[{k}]");
+                if !labels.iter().any(|l| l == c) {
+                    let hint = did_you_mean(c, labels)
+                        .map(|l| format!(" (did you mean {l:?}?)"))
+                        .unwrap_or_default();
+                    e.push((
+                        key,
+                        format!("{c:?} is not a class of model {model:?}{hint}"),
+                    ));
+                } else if !self.detect.classes.is_empty() && !self.detect.classes.contains(c) {
+                    e.push((
+                        key,
+                        format!(
+                            "{c:?} is filtered out by detect.classes {:?}: rule {:?} can never \
+                             fire; add it there",
+                            self.detect.classes, r.name
+                        ),
+                    ));
+                }
+            }
+        }
+        e
+    }
+
     /// Resolves a path from the config relative to the config file.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
@@ -694,25 +730,10 @@ impl AgentConfig {
                         e.push(format!("detect.classes[{i}]: {}", not_a_class(c)));
                     }
                 }
-                // A rule's class the model never reports, or that detect.classes filters
-                // out, makes a rule that can never fire.
                 for (ci, cam) in self.cameras.iter().enumerate() {
                     let Some(a) = &cam.analytics else { continue };
-                    for (ri, r) in a.rules.iter().enumerate() {
-                        for (k, c) in r.classes.iter().enumerate() {
-                            let key = format!("cameras[{ci}].analytics.rules[{ri}].classes[{k}]");
-                            if !m.label_names.iter().any(|l| l == c) {
-                                e.push(format!("{key}: {}", not_a_class(c)));
-                            } else if !self.detect.classes.is_empty()
-                                && !self.detect.classes.contains(c)
-                            {
-                                e.push(format!(
-                                    "{key}: {c:?} is filtered out by detect.classes {:?}: rule \
-                                     {:?} can never fire; add it there",
-                                    self.detect.classes, r.name
-                                ));
-                            }
-                        }
+                    for (key, message) in self.rule_class_problems(a, &m.name, &m.label_names) {
+                        e.push(format!("cameras[{ci}].analytics.{key}: {message}"));
                     }
                 }
             }

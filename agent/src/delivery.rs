@@ -181,6 +181,11 @@ impl Delivery {
                     _ => {}
                 }
             }
+            Output::Analytics { camera, config } => {
+                if let Some(meta) = self.cameras.get_mut(camera) {
+                    *meta = CameraMeta::new(&meta.id, Some(&config));
+                }
+            }
             Output::Counts {
                 camera,
                 report,

@@ -8,7 +8,8 @@
 //! `ioc-tracking`, in frame order and frame time) → [`events`] / [`delivery`] (outbox).
 //! Beside the decoder, [`clip`] keeps each camera's encoded stream and cuts an MP4 around
 //! each incident for the outbox; after the detector, [`preview`] keeps each camera's latest
-//! picture and answers the center's preview requests.
+//! picture and answers the center's preview requests, and [`pushed`] applies the analytics
+//! the center pushes to a running camera.
 //! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`] wires every camera
 //! to the detectors and reports [`health`]; [`config`] is the `agent.toml` file.
 
@@ -29,5 +30,6 @@ pub mod motion;
 pub mod offline;
 pub mod preview;
 pub mod probe;
+pub mod pushed;
 pub mod snapshot;
 pub mod source;

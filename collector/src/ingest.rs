@@ -138,8 +138,10 @@ pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
     }
     out.push(topics.filter(TopicKind::AgentStatus));
     out.push(topics.filter(TopicKind::CameraStatus));
-    // Never shared: the preview must reach the collector whose console asked for it.
+    // Never shared: the preview must reach the collector whose console asked for it, and
+    // analytics states are retained.
     out.push(topics.filter(TopicKind::Previews));
+    out.push(topics.filter(TopicKind::AnalyticsState));
     Ok(out)
 }
 
@@ -254,17 +256,17 @@ pub fn classify(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Option<M
                 retained: false,
             }
         }
-        Topic::Acks { .. } | Topic::PreviewRequests { .. } => {
+        Topic::Acks { .. } | Topic::PreviewRequests { .. } | Topic::Analytics { .. } => {
             return Err(Rejected {
                 reason: "unexpected_topic",
                 error: format!("topic {topic:?} is written by collectors, not read"),
             })
         }
-        // Taken by the poll task before batching (see `Poller::preview`).
-        Topic::Preview { .. } => {
+        // Taken by the poll task before batching (see `Poller::preview`, `Poller::state`).
+        Topic::Preview { .. } | Topic::AnalyticsState { .. } => {
             return Err(Rejected {
                 reason: "unexpected_topic",
-                error: format!("topic {topic:?} is a preview, not stored"),
+                error: format!("topic {topic:?} is kept in memory, not stored"),
             })
         }
     }))
@@ -281,6 +283,7 @@ struct Received {
 pub struct IngestHandle {
     metrics: Arc<Metrics>,
     previews: crate::preview::Previews,
+    analytics: crate::analytics::Analytics,
     conn_rx: watch::Receiver<ConnState>,
     shutdown_tx: watch::Sender<bool>,
     writer: StoreWriter,
@@ -342,11 +345,13 @@ pub fn start_with_writer(
         "ingest starting"
     );
     let previews = crate::preview::Previews::new(client.clone(), topics.clone());
+    let analytics = crate::analytics::Analytics::new(client.clone(), topics.clone());
     let poll = Poller {
         eventloop,
         client: client.clone(),
         topics: topics.clone(),
         previews: previews.clone(),
+        analytics: analytics.clone(),
         subs,
         in_tx,
         epoch: epoch.clone(),
@@ -376,6 +381,7 @@ pub fn start_with_writer(
     Ok(IngestHandle {
         metrics,
         previews,
+        analytics,
         conn_rx,
         shutdown_tx,
         writer,
@@ -390,6 +396,11 @@ impl IngestHandle {
     /// The counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The analytics states the agents report, and the way to push analytics.
+    pub fn analytics(&self) -> &crate::analytics::Analytics {
+        &self.analytics
     }
 
     /// The camera previews this collector receives, and the way to ask for them.
@@ -505,6 +516,7 @@ struct Poller {
     client: AsyncClient,
     topics: Topics,
     previews: crate::preview::Previews,
+    analytics: crate::analytics::Analytics,
     subs: Vec<String>,
     in_tx: mpsc::UnboundedSender<Received>,
     epoch: Arc<AtomicU64>,
@@ -557,6 +569,32 @@ impl Poller {
         }
     }
 
+    /// Keeps an agent's analytics state of one camera (retained: it comes again after a
+    /// restart, so memory is enough).
+    fn state(&self, agent: &str, camera: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            return; // cleared
+        }
+        match ioc_protocol::parse::<ioc_protocol::AnalyticsState>(payload) {
+            Ok(s) if s.camera == camera => {
+                if let Some(r) = &s.refused {
+                    warn!(
+                        agent,
+                        camera,
+                        version = r.version,
+                        problems = r.problems.len(),
+                        "an agent refused pushed analytics"
+                    );
+                }
+                self.analytics.put_state(agent, s);
+            }
+            Ok(s) => {
+                warn!(agent, camera, other = %s.camera, "analytics state names another camera than its topic")
+            }
+            Err(e) => warn!(agent, camera, error = %e, "analytics state rejected"),
+        }
+    }
+
     async fn run(mut self) {
         // Jitter: collectors that lost the same broker do not all come back at once.
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -564,10 +602,22 @@ impl Poller {
         loop {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if let Ok(Topic::Preview { agent, camera }) = self.topics.parse(&publish.topic)
-                    {
-                        self.preview(&agent, &camera, &publish.payload);
-                        continue;
+                    match self.topics.parse(&publish.topic) {
+                        Ok(Topic::Preview { agent, camera }) => {
+                            self.preview(&agent, &camera, &publish.payload);
+                            continue;
+                        }
+                        Ok(Topic::AnalyticsState { agent, camera }) => {
+                            self.state(&agent, &camera, &publish.payload);
+                            // QoS 1 with manual acks: nothing to commit, so acked at once
+                            // (off this task: never block polling).
+                            let client = self.client.clone();
+                            tokio::spawn(async move {
+                                let _ = client.ack(&publish).await;
+                            });
+                            continue;
+                        }
+                        _ => {}
                     }
                     let r = Received {
                         publish,

@@ -26,6 +26,7 @@
 //!
 //! The binary (`src/main.rs`) is glue: `run`, `check-config`, `stats`, `user`, `report`.
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod broker;

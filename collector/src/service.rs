@@ -90,6 +90,7 @@ impl Collector {
             broker: ingest.as_ref().map(|i| i.conn_watch()),
             webhooks: webhooks.stats.clone(),
             previews: ingest.as_ref().map(|i| i.previews().clone()),
+            analytics: ingest.as_ref().map(|i| i.analytics().clone()),
         };
         let state = AppState::new(
             reader,

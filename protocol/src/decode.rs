@@ -48,6 +48,8 @@ payload!(Ack, crate::ACK_SCHEMA);
 payload!(crate::ClipPart, crate::CLIP_PART_SCHEMA);
 payload!(crate::Preview, crate::PREVIEW_SCHEMA);
 payload!(crate::PreviewRequest, crate::PREVIEW_REQUEST_SCHEMA);
+payload!(crate::AnalyticsPush, crate::ANALYTICS_SCHEMA);
+payload!(crate::AnalyticsState, crate::ANALYTICS_STATE_SCHEMA);
 
 /// Why a payload was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,7 @@
 mod macros;
 
 pub mod ack;
+pub mod analytics;
 pub mod clip;
 pub mod counts;
 pub mod decode;
@@ -60,6 +61,10 @@ pub mod topics;
 pub mod validate;
 
 pub use ack::{compact_seqs, Ack, ClipPartAck, SeqRange, ACK_SCHEMA};
+pub use analytics::{
+    AnalyticsProblem, AnalyticsPush, AnalyticsState, RefusedVersion, ANALYTICS_SCHEMA,
+    ANALYTICS_STATE_SCHEMA,
+};
 pub use clip::{decode_clip_part, encode_clip_part, split_clip, ClipPart, CLIP_PART_SCHEMA};
 pub use counts::{ClassCount, CountDirection, Counts, COUNTS_SCHEMA};
 pub use decode::{

@@ -6,7 +6,10 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::{Ack, AgentStatus, CameraStatus, ClipPart, Counts, Event, Preview, PreviewRequest};
+use crate::{
+    Ack, AgentStatus, AnalyticsPush, AnalyticsState, CameraStatus, ClipPart, Counts, Event,
+    Preview, PreviewRequest,
+};
 
 /// `(file name, schema)` for every payload, e.g. `("event-v1.schema.json", ...)`.
 pub fn schemas() -> Vec<(&'static str, Schema)> {
@@ -21,6 +24,11 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
         (
             "preview-request-v1.schema.json",
             schema_for!(PreviewRequest),
+        ),
+        ("analytics-v1.schema.json", schema_for!(AnalyticsPush)),
+        (
+            "analytics-state-v1.schema.json",
+            schema_for!(AnalyticsState),
         ),
     ]
 }

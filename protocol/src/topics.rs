@@ -129,12 +129,22 @@ pub enum TopicKind {
     Previews,
     /// `{root}/v1/agents/{agent}/preview-requests`
     PreviewRequests,
+    /// `{root}/v1/agents/{agent}/analytics/{camera}`
+    Analytics,
+    /// `{root}/v1/agents/{agent}/analytics-state/{camera}`
+    AnalyticsState,
 }
 
 impl TopicKind {
     /// Whether messages on this stream are published with the retain flag.
     pub fn retained(self) -> bool {
-        matches!(self, TopicKind::AgentStatus | TopicKind::CameraStatus)
+        matches!(
+            self,
+            TopicKind::AgentStatus
+                | TopicKind::CameraStatus
+                | TopicKind::Analytics
+                | TopicKind::AnalyticsState
+        )
     }
 
     /// The MQTT QoS of this stream: 1, except 0 for previews and their requests (worth
@@ -158,6 +168,8 @@ impl TopicKind {
             TopicKind::Acks => "acks",
             TopicKind::Previews => "previews/+",
             TopicKind::PreviewRequests => "preview-requests",
+            TopicKind::Analytics => "analytics/+",
+            TopicKind::AnalyticsState => "analytics-state/+",
         }
     }
 }
@@ -218,6 +230,20 @@ pub enum Topic {
         /// Agent id.
         agent: String,
     },
+    /// A camera's analytics pushed from the center (`ioc.analytics/1`, retained).
+    Analytics {
+        /// Agent id.
+        agent: String,
+        /// Camera id.
+        camera: String,
+    },
+    /// What the agent made of it (`ioc.analytics-state/1`, retained).
+    AnalyticsState {
+        /// Agent id.
+        agent: String,
+        /// Camera id.
+        camera: String,
+    },
 }
 
 impl Topic {
@@ -232,7 +258,9 @@ impl Topic {
             | Topic::Counts { agent }
             | Topic::Acks { agent }
             | Topic::Preview { agent, .. }
-            | Topic::PreviewRequests { agent } => agent,
+            | Topic::PreviewRequests { agent }
+            | Topic::Analytics { agent, .. }
+            | Topic::AnalyticsState { agent, .. } => agent,
         }
     }
 
@@ -248,6 +276,8 @@ impl Topic {
             Topic::Acks { .. } => TopicKind::Acks,
             Topic::Preview { .. } => TopicKind::Previews,
             Topic::PreviewRequests { .. } => TopicKind::PreviewRequests,
+            Topic::Analytics { .. } => TopicKind::Analytics,
+            Topic::AnalyticsState { .. } => TopicKind::AnalyticsState,
         }
     }
 }
@@ -367,6 +397,8 @@ impl Topics {
             Topic::Acks { .. } => a.acks(),
             Topic::Preview { camera, .. } => a.preview(camera)?,
             Topic::PreviewRequests { .. } => a.preview_requests(),
+            Topic::Analytics { camera, .. } => a.analytics(camera)?,
+            Topic::AnalyticsState { camera, .. } => a.analytics_state(camera)?,
         })
     }
 
@@ -464,6 +496,20 @@ impl Topics {
             ["preview-requests"] => Topic::PreviewRequests {
                 agent: agent.to_owned(),
             },
+            ["analytics", camera] => {
+                validate_camera_id(camera).map_err(bad_id)?;
+                Topic::Analytics {
+                    agent: agent.to_owned(),
+                    camera: (*camera).to_owned(),
+                }
+            }
+            ["analytics-state", camera] => {
+                validate_camera_id(camera).map_err(bad_id)?;
+                Topic::AnalyticsState {
+                    agent: agent.to_owned(),
+                    camera: (*camera).to_owned(),
+                }
+            }
             _ => return Err(unknown()),
         };
         validate_agent_id(agent).map_err(bad_id)?;
@@ -526,6 +572,23 @@ impl AgentTopics {
     /// publishes; QoS 0).
     pub fn preview_requests(&self) -> String {
         format!("{}/preview-requests", self.prefix)
+    }
+
+    /// `{root}/v1/agents/{agent}/analytics/{camera}` (retained; collectors publish).
+    pub fn analytics(&self, camera: &str) -> Result<String, IdError> {
+        validate_camera_id(camera)?;
+        Ok(format!("{}/analytics/{camera}", self.prefix))
+    }
+
+    /// `{root}/v1/agents/{agent}/analytics/+` (what the agent subscribes to).
+    pub fn analytics_filter(&self) -> String {
+        format!("{}/analytics/+", self.prefix)
+    }
+
+    /// `{root}/v1/agents/{agent}/analytics-state/{camera}` (retained; the agent publishes).
+    pub fn analytics_state(&self, camera: &str) -> Result<String, IdError> {
+        validate_camera_id(camera)?;
+        Ok(format!("{}/analytics-state/{camera}", self.prefix))
     }
 }
 
@@ -616,6 +679,14 @@ mod tests {
                     camera: "gate".into(),
                 },
                 Topic::PreviewRequests { agent: "a".into() },
+                Topic::Analytics {
+                    agent: "a".into(),
+                    camera: "gate".into(),
+                },
+                Topic::AnalyticsState {
+                    agent: "a".into(),
+                    camera: "gate".into(),
+                },
             ] {
                 let name = t.name(&topic).unwrap();
                 assert_eq!(t.parse(&name).unwrap(), topic, "{name}");

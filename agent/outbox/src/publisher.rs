@@ -43,7 +43,9 @@ pub use ioc_base::mqtt::FailureKind;
 pub use ioc_base::tls::TlsConfig;
 use ioc_base::tls::TlsError;
 use ioc_base::{Backoff, Problem, Secret};
-use ioc_protocol::{AgentState, AgentStatus, AgentTopics, CameraStatus, Counts, Timestamp, Topics};
+use ioc_protocol::{
+    AgentState, AgentStatus, AgentTopics, AnalyticsState, CameraStatus, Counts, Timestamp, Topics,
+};
 use rumqttc::{
     AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Packet,
     QoS, TlsConfiguration, Transport,
@@ -253,8 +255,9 @@ struct Shared {
     acked: AtomicU64,
     bad_acks: AtomicU64,
     last: Mutex<Option<(FailureKind, String)>>,
-    /// Latest camera status payloads and whether they still need publishing.
-    cameras: Mutex<HashMap<String, (Vec<u8>, bool)>>,
+    /// Latest retained payloads by topic (camera statuses, analytics states) and whether they
+    /// still need publishing.
+    retained: Mutex<HashMap<String, (Vec<u8>, bool)>>,
 }
 
 /// Starts the publisher tasks.
@@ -326,6 +329,7 @@ impl Publisher {
         // Preview requests are small and answered within a second: a few waiting is plenty,
         // more are dropped (the collector asks again).
         let (preview_tx, preview_rx) = std::sync::mpsc::sync_channel(PREVIEW_REQUESTS_QUEUED);
+        let (analytics_tx, analytics_rx) = std::sync::mpsc::sync_channel(ANALYTICS_QUEUED);
         let ctx = Ctx {
             outbox: outbox.clone(),
             cfg: Arc::new(cfg),
@@ -346,6 +350,7 @@ impl Publisher {
                     Inbound {
                         acks: ack_tx,
                         previews: preview_tx,
+                        analytics: analytics_tx,
                     },
                     shutdown.clone(),
                 ),
@@ -360,6 +365,7 @@ impl Publisher {
             ctx,
             client,
             preview_requests: Mutex::new(Some(preview_rx)),
+            analytics_pushes: Mutex::new(Some(analytics_rx)),
             tasks: Mutex::new(tasks),
         })
     }
@@ -381,8 +387,12 @@ pub struct PublisherHandle {
     ctx: Ctx,
     client: AsyncClient,
     preview_requests: Mutex<Option<std::sync::mpsc::Receiver<Vec<u8>>>>,
+    analytics_pushes: Mutex<Option<AnalyticsPushes>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// `(camera, payload)` of each analytics push received, for the agent.
+pub type AnalyticsPushes = std::sync::mpsc::Receiver<(String, Vec<u8>)>;
 
 /// Preview requests waiting for the agent to take them; more are dropped.
 const PREVIEW_REQUESTS_QUEUED: usize = 8;
@@ -391,7 +401,11 @@ const PREVIEW_REQUESTS_QUEUED: usize = 8;
 struct Inbound {
     acks: mpsc::UnboundedSender<Vec<u8>>,
     previews: std::sync::mpsc::SyncSender<Vec<u8>>,
+    analytics: std::sync::mpsc::SyncSender<(String, Vec<u8>)>,
 }
+
+/// Pushed analytics waiting for the agent (one per camera at most, normally).
+const ANALYTICS_QUEUED: usize = 64;
 
 impl PublisherHandle {
     /// Tells the sender that entries were appended to the outbox.
@@ -426,16 +440,40 @@ impl PublisherHandle {
         status: &CameraStatus,
     ) -> Result<(), PublisherError> {
         // Validates the camera id too.
-        self.ctx.topics.camera_status(camera)?;
-        let payload = ioc_protocol::encode(status)?;
+        let topic = self.ctx.topics.camera_status(camera)?;
+        self.retain(topic, ioc_protocol::encode(status)?);
+        Ok(())
+    }
+
+    /// Publishes what camera `camera` made of the analytics pushed to it (retained): now if
+    /// connected, else on the next connect. Only the latest is kept.
+    pub fn publish_analytics_state(
+        &self,
+        camera: &str,
+        state: &AnalyticsState,
+    ) -> Result<(), PublisherError> {
+        let topic = self.ctx.topics.analytics_state(camera)?;
+        self.retain(topic, ioc_protocol::encode(state)?);
+        Ok(())
+    }
+
+    fn retain(&self, topic: String, payload: Vec<u8>) {
         self.ctx
             .shared
-            .cameras
+            .retained
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(camera.to_owned(), (payload, true));
+            .insert(topic, (payload, true));
         self.notify();
-        Ok(())
+    }
+
+    /// The analytics the center pushes, as `(camera, payload)` from
+    /// `.../analytics/{camera}`, unchecked. `None` after the first call.
+    pub fn take_analytics_pushes(&self) -> Option<AnalyticsPushes> {
+        self.analytics_pushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The payloads received on `.../preview-requests`, unchecked (the agent's previewer
@@ -538,6 +576,11 @@ async fn run_eventloop(
 ) {
     let acks_topic = ctx.topics.acks();
     let previews_topic = ctx.topics.preview_requests();
+    let analytics_prefix = ctx
+        .topics
+        .analytics_filter()
+        .trim_end_matches('+')
+        .to_owned();
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_secs_f64(ctx.cfg.reconnect_max_sec),
@@ -571,6 +614,15 @@ async fn run_eventloop(
                 } else if p.topic == previews_topic {
                     if inbound.previews.try_send(p.payload.to_vec()).is_err() {
                         tracing::debug!("preview request dropped: too many waiting");
+                    }
+                } else if let Some(camera) = p.topic.strip_prefix(&analytics_prefix) {
+                    // The retained copy comes again on the next connect: nothing is lost.
+                    if inbound
+                        .analytics
+                        .try_send((camera.to_owned(), p.payload.to_vec()))
+                        .is_err()
+                    {
+                        tracing::warn!(camera, "pushed analytics dropped: too many waiting");
                     }
                 } else {
                     tracing::debug!(topic = %p.topic, "ignoring message on unexpected topic");
@@ -718,6 +770,9 @@ async fn run_sender(
                 client
                     .subscribe(ctx.topics.preview_requests(), QoS::AtMostOnce)
                     .await?;
+                client
+                    .subscribe(ctx.topics.analytics_filter(), QoS::AtLeastOnce)
+                    .await?;
                 if !online.is_empty() {
                     client
                         .publish(ctx.topics.status(), QoS::AtLeastOnce, true, online)
@@ -730,7 +785,7 @@ async fn run_sender(
             }
             for (_, (_, dirty)) in ctx
                 .shared
-                .cameras
+                .retained
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter_mut()
@@ -738,9 +793,13 @@ async fn run_sender(
                 *dirty = true;
             }
         }
-        // Camera statuses that changed (or all, after a reconnect).
+        // Retained payloads that changed (or all, after a reconnect).
         let dirty: Vec<(String, Vec<u8>)> = {
-            let mut cams = ctx.shared.cameras.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cams = ctx
+                .shared
+                .retained
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             cams.iter_mut()
                 .filter(|(_, (_, d))| *d)
                 .map(|(k, (p, d))| {
@@ -749,14 +808,12 @@ async fn run_sender(
                 })
                 .collect()
         };
-        for (camera, payload) in dirty {
-            if let Ok(topic) = ctx.topics.camera_status(&camera) {
-                let publish = client.publish(topic, QoS::AtLeastOnce, true, payload);
-                tokio::select! {
-                    biased;
-                    _ = wait_shutdown(&mut shutdown) => return finish(&ctx, &client).await,
-                    r = publish => if r.is_err() { return },
-                }
+        for (topic, payload) in dirty {
+            let publish = client.publish(topic, QoS::AtLeastOnce, true, payload);
+            tokio::select! {
+                biased;
+                _ = wait_shutdown(&mut shutdown) => return finish(&ctx, &client).await,
+                r = publish => if r.is_err() { return },
             }
         }
         // The oldest `max_in_flight` unacknowledged entries: send those never sent on this

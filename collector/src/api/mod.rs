@@ -72,6 +72,8 @@ struct Inner {
     webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
     /// Camera previews (none: ingest not running in this process).
     previews: Option<crate::preview::Previews>,
+    /// Analytics pushes and the agents' states (none: ingest not running here).
+    analytics: Option<crate::analytics::Analytics>,
 }
 
 /// Settings of the API.
@@ -92,6 +94,8 @@ pub struct ApiConfig {
     pub webhooks: Vec<(String, Arc<crate::webhook::WebhookStats>)>,
     /// Camera previews, from this collector's ingest (none: ingest does not run here).
     pub previews: Option<crate::preview::Previews>,
+    /// Analytics pushes, through this collector's ingest (none: ingest does not run here).
+    pub analytics: Option<crate::analytics::Analytics>,
 }
 
 impl AppState {
@@ -121,6 +125,7 @@ impl AppState {
                 broker: config.broker.clone(),
                 webhooks: config.webhooks.clone(),
                 previews: config.previews.clone(),
+                analytics: config.analytics.clone(),
             }),
         }
     }
@@ -261,6 +266,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/cameras/{agent}/{camera}/preview.jpg",
             get(preview_jpeg),
+        )
+        .route(
+            "/api/cameras/{agent}/{camera}/analytics",
+            get(get_analytics).put(put_analytics),
         )
         .route("/api/health", get(health))
         .route("/api/stats", get(stats))
@@ -777,6 +786,103 @@ async fn preview_jpeg(
         p.jpeg.as_ref().clone(),
     )
         .into_response())
+}
+
+/// `GET`: a camera's analytics as the center keeps them (newest version and history) and
+/// what its agent reports running.
+async fn get_analytics(
+    State(st): State<AppState>,
+    _user: User,
+    Path((agent, camera)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    camera_ids(&agent, &camera)?;
+    let (a, c) = (agent.clone(), camera.clone());
+    let versions = st.read(move |s| s.analytics_versions(&a, &c, 20)).await?;
+    let state = st
+        .inner
+        .analytics
+        .as_ref()
+        .and_then(|x| x.state(&agent, &camera));
+    let latest = versions.first();
+    let analytics = match latest {
+        Some(v) => Some(
+            serde_json::from_str::<serde_json::Value>(&v.config)
+                .map_err(|e| ApiError::Internal(format!("stored analytics: {e}")))?,
+        ),
+        None => None,
+    };
+    let running = state.as_ref().and_then(|s| s.running_version);
+    Ok(Json(json!({
+        "agent": agent,
+        "camera": camera,
+        "version": latest.map(|v| v.version),
+        "analytics": analytics,
+        "changed_by": latest.map(|v| v.changed_by.clone()),
+        "changed_at_ms": latest.map(|v| v.changed_at_ms),
+        "history": versions.iter().map(|v| json!({
+            "version": v.version, "changed_by": v.changed_by, "changed_at_ms": v.changed_at_ms,
+        })).collect::<Vec<_>>(),
+        "state": state,
+        // Stored here but not (yet) running there: the agent is away, or refused it.
+        "pending": latest.is_some_and(|v| running.is_none_or(|r| (r as i64) < v.version)),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutAnalyticsBody {
+    /// The camera's analytics section (zones, lines, rules, ...), as in `agent.toml`.
+    analytics: serde_json::Value,
+    /// The version this change was made from (0: none yet); a newer one stored meanwhile
+    /// is a conflict.
+    #[serde(default)]
+    base_version: Option<i64>,
+}
+
+/// `PUT` (admin): stores the next version and pushes it to the agent (retained).
+async fn put_analytics(
+    State(st): State<AppState>,
+    user: User,
+    Path((agent, camera)): Path<(String, String)>,
+    body: Result<Json<PutAnalyticsBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need(&user, Role::Admin)?;
+    camera_ids(&agent, &camera)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !body.analytics.is_object() {
+        return Err(ApiError::BadRequest(
+            "analytics: must be an object (zones, lines, rules, ...)".into(),
+        ));
+    }
+    let text = body.analytics.to_string();
+    if text.len() > ioc_protocol::analytics::MAX_ANALYTICS_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "analytics: {} bytes of JSON is more than {}",
+            text.len(),
+            ioc_protocol::analytics::MAX_ANALYTICS_BYTES
+        )));
+    }
+    let pusher = st.inner.analytics.clone().ok_or_else(|| {
+        ApiError::Unavailable("pushes go through ingest, which does not run here".into())
+    })?;
+    let (a, c, actor, now) = (agent.clone(), camera.clone(), user.name.clone(), st.now());
+    let base = body.base_version;
+    let stored = st
+        .write(move |s| s.put_analytics(&a, &c, &text, base, &actor, now))
+        .await??;
+    let version = match stored {
+        crate::store::PutAnalytics::Stored(v) => v,
+        crate::store::PutAnalytics::Conflict(latest) => {
+            return Err(ApiError::Conflict(format!(
+                "changed meanwhile: version {latest} is the newest; reload and edit that"
+            )))
+        }
+    };
+    pusher
+        .push(&agent, &camera, version as u64, body.analytics, &user.name)
+        .await
+        .map_err(ApiError::Unavailable)?;
+    Ok(Json(json!({ "version": version })))
 }
 
 async fn health(

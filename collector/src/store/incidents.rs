@@ -82,7 +82,7 @@ fn load_for_update(db: &Db, id: i64) -> Result<Option<Incident>, DbError> {
     }
 }
 
-fn audit(
+pub(super) fn audit(
     db: &Db,
     incident: Option<i64>,
     at_ms: i64,

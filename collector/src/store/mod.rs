@@ -45,12 +45,14 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod analytics;
 mod auth;
 mod batch;
 pub mod db;
 mod incidents;
 mod reports;
 
+pub use analytics::{AnalyticsVersion, PutAnalytics};
 pub use auth::{SessionUser, UserRow};
 pub use incidents::{
     ActionError, IncidentEvent, IncidentFilter, LiveCount, Silence, SilenceSpec, SYSTEM,
@@ -346,6 +348,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX clips_received ON clips (received_at_ms);
     "#,
+    // 7: camera analytics pushed from the center, every version kept (who, when, what).
+    r#"
+    CREATE TABLE analytics_versions (
+        agent           TEXT    NOT NULL,
+        camera          TEXT    NOT NULL,
+        version         INTEGER NOT NULL,
+        config          TEXT    NOT NULL,
+        changed_by      TEXT    NOT NULL,
+        changed_at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (agent, camera, version)
+    );
+    "#,
 ];
 
 /// Per migration, the statements that read JSON, which the engines spell differently (run
@@ -382,6 +396,7 @@ const BACKFILLS: &[(&str, &str)] = &[
     WHERE source = 'event';
     "#,
     ),
+    ("", ""),
     ("", ""),
 ];
 

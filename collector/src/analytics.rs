@@ -1,0 +1,87 @@
+//! Camera analytics pushed from the center to the agents (protocol `ioc.analytics/1`), and
+//! what each agent made of them (`ioc.analytics-state/1`).
+//!
+//! The versions live in the store (who changed what, in the audit trail too); the push goes
+//! out retained, QoS 1, so an agent that was away gets the newest when it connects. The
+//! agents' states are retained too: every collector subscribes to them without a shared
+//! group and keeps the latest of each camera in memory (after a restart the broker delivers
+//! them again).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ioc_protocol::{AnalyticsPush, AnalyticsState, Timestamp, Topics};
+use rumqttc::{AsyncClient, QoS};
+
+/// Pushes analytics and keeps the agents' states.
+#[derive(Clone)]
+pub struct Analytics {
+    states: Arc<Mutex<HashMap<(String, String), AnalyticsState>>>,
+    client: AsyncClient,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Analytics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.states.lock().map(|s| s.len()).unwrap_or(0);
+        f.debug_struct("Analytics").field("states", &n).finish()
+    }
+}
+
+impl Analytics {
+    /// Pushes through `client` (the ingest's connection) under `topics`.
+    pub fn new(client: AsyncClient, topics: Topics) -> Self {
+        Self {
+            states: Arc::default(),
+            client,
+            topics,
+        }
+    }
+
+    /// Keeps an agent's state of one camera (checked; `camera` as in its topic).
+    pub fn put_state(&self, agent: &str, state: AnalyticsState) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((agent.to_owned(), state.camera.clone()), state);
+    }
+
+    /// The latest state `agent` reported for `camera`.
+    pub fn state(&self, agent: &str, camera: &str) -> Option<AnalyticsState> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(agent.to_owned(), camera.to_owned()))
+            .cloned()
+    }
+
+    /// Publishes `analytics` as `version` of `agent`'s `camera` (retained, QoS 1; queued by
+    /// the MQTT client while the broker is away).
+    pub async fn push(
+        &self,
+        agent: &str,
+        camera: &str,
+        version: u64,
+        analytics: serde_json::Value,
+        changed_by: &str,
+    ) -> Result<(), String> {
+        let topic = self
+            .topics
+            .agent(agent)
+            .and_then(|a| a.analytics(camera))
+            .map_err(|e| e.to_string())?;
+        let push = AnalyticsPush {
+            schema: ioc_protocol::ANALYTICS_SCHEMA.into(),
+            camera: camera.to_owned(),
+            version,
+            analytics,
+            changed_by: changed_by.to_owned(),
+            changed_at: Timestamp::now(),
+        };
+        let payload = ioc_protocol::encode(&push).map_err(|e| e.to_string())?;
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .map_err(|e| format!("cannot queue the push: {e}"))
+    }
+}

@@ -1,0 +1,267 @@
+//! Analytics pushed from the center, end to end with real processes: the footage served live by
+//! a real RTSP server → `ioc-agent run` (its file has no zones for the camera) ↔ mosquitto (the
+//! shipped ACL) ↔ `ioc-collector run`. An admin stores a zone and a rule through
+//! `PUT /api/cameras/{site}/{camera}/analytics`; the agent applies it without restarting the
+//! camera and says so, and incidents of that rule arrive. A broken version is refused with
+//! every problem by key while the old rules keep running. Restarted with the broker down, the
+//! agent runs the pushed rules from its disk.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ioc_testkit::http::{request as http, Killed};
+use ioc_testkit::mosquitto::{Mosquitto, User};
+use ioc_testkit::{footage, free_port, model_manifest, workspace_binary, RtspServer};
+
+fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
+    let mut add = Command::new(workspace_binary("ioc-collector"))
+        .args(["user", "add", "--config", cfg.to_str().unwrap()])
+        .args(["--name", name, "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+}
+
+fn login(port: u16, name: &str, password: &str) -> String {
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/api/login",
+        &[],
+        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    format!("Bearer {}", v["token"].as_str().unwrap())
+}
+
+fn json(port: u16, method: &str, path: &str, auth: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http(port, method, path, &[("Authorization", auth)], body);
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+/// Waits until `f` gives `Some`, or fails naming `what`.
+fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Events of rule `rule` the collector stored.
+fn stored_events(db: &std::path::Path, rule: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM events WHERE json_extract(payload, '$.rule') = ?1",
+                [rule],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
+fn start_agent(cfg: &std::path::Path, log: &std::path::Path) -> Killed {
+    Killed(
+        Command::new(workspace_binary("ioc-agent"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn rules_pushed_from_the_center_run_at_the_site_and_survive_a_restart_without_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RtspServer::start(
+        &[format!(
+            "/vtest={}:h264",
+            footage("vtest_h264.mp4").display()
+        )],
+        0,
+        None,
+    )
+    .unwrap();
+    let mut broker = Mosquitto::start(
+        &[
+            User::agent("push-site", "agent-pw"),
+            User::collector("central", "central-pw"),
+        ],
+        0,
+    )
+    .unwrap();
+    let http_port = free_port();
+    let db = dir.path().join("ioc.db");
+    let collector_cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector_cfg,
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
+             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            broker.port,
+            db.display(),
+            dir.path().join("snapshots").display()
+        ),
+    )
+    .unwrap();
+    add_user(&collector_cfg, "boss", "admin", "push test admin");
+    add_user(&collector_cfg, "op", "operator", "push test operator");
+    let _collector = Killed(
+        Command::new(workspace_binary("ioc-collector"))
+            .args(["run", "--config", collector_cfg.to_str().unwrap()])
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap(),
+    );
+    let agent_cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            r#"
+[agent]
+id = "push-site"
+[detect]
+model = "{model}"
+fps = 5
+classes = ["person"]
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "push-site"
+password = "agent-pw"
+[outbox]
+path = "{outbox}"
+[clips]
+enabled = false
+[[cameras]]
+id = "vtest"
+url = "{url}"
+"#,
+            model = model_manifest().display(),
+            port = broker.port,
+            outbox = dir.path().join("outbox.db").display(),
+            url = server.url("/vtest"),
+        ),
+    )
+    .unwrap();
+    let log1 = dir.path().join("agent-1.log");
+    let agent = start_agent(&agent_cfg, &log1);
+    let up = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(Instant::now() < up, "the collector does not listen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let admin = login(http_port, "boss", "push test admin");
+    let op = login(http_port, "op", "push test operator");
+    let path = "/api/cameras/push-site/vtest/analytics";
+
+    // The agent reports that the camera runs its file's analytics (none).
+    let first = until("the agent's analytics state", 120, || {
+        let (status, v) = json(http_port, "GET", path, &op, "");
+        assert_eq!(status, 200, "{v}");
+        (!v["state"].is_null()).then_some(v)
+    });
+    assert!(first["state"]["running_version"].is_null(), "{first}");
+    assert!(first["version"].is_null(), "{first}");
+
+    // Operators may not change rules; admins may.
+    let zone = serde_json::json!({
+        "zones": [{ "name": "yard", "points": [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]] }],
+        "rules": [{ "name": "yard entry", "kind": "intrusion", "zone": "yard", "classes": ["person"] }],
+    });
+    let body = serde_json::json!({ "analytics": zone, "base_version": 0 }).to_string();
+    let (status, _) = json(http_port, "PUT", path, &op, &body);
+    assert_eq!(status, 403);
+    let (status, v) = json(http_port, "PUT", path, &admin, &body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["version"], 1);
+    // A change made from a stale version is refused (someone else changed it meanwhile).
+    let (status, v) = json(http_port, "PUT", path, &admin, &body);
+    assert_eq!(status, 409, "{v}");
+
+    // Applied at the site without restarting the camera; incidents of the rule arrive.
+    let v = until("version 1 running", 60, || {
+        let (_, v) = json(http_port, "GET", path, &op, "");
+        (v["state"]["running_version"] == 1).then_some(v)
+    });
+    assert_eq!(v["pending"], false, "{v}");
+    assert_eq!(v["history"][0]["changed_by"], "boss", "{v}");
+    until("an incident of the pushed rule", 120, || {
+        (stored_events(&db, "yard entry") > 0).then_some(())
+    });
+    // One streaming session: the camera was not restarted to apply the rules.
+    let text = std::fs::read_to_string(&log1).unwrap();
+    let sessions = text
+        .lines()
+        .filter(|l| l.contains("streaming") && l.contains("codec="))
+        .count();
+    assert_eq!(sessions, 1, "{text}");
+    assert!(
+        text.contains("applied the analytics pushed from the center"),
+        "{text}"
+    );
+
+    // A broken version: refused with every problem by key, version 1 keeps running.
+    let broken = serde_json::json!({
+        "zones": [{ "name": "yard", "points": [[0.0, 0.3], [1.2, 0.3], [1.0, 1.0]] }],
+        "rules": [{ "name": "yard entry", "kind": "intrusion", "zone": "yard", "classes": ["motorbike"] }],
+    });
+    let body = serde_json::json!({ "analytics": broken, "base_version": 1 }).to_string();
+    let (status, v) = json(http_port, "PUT", path, &admin, &body);
+    assert_eq!(status, 200, "{v}");
+    let v = until("version 2 refused", 60, || {
+        let (_, v) = json(http_port, "GET", path, &op, "");
+        (v["state"]["refused"]["version"] == 2).then_some(v)
+    });
+    assert_eq!(v["state"]["running_version"], 1, "{v}");
+    assert_eq!(v["pending"], true, "{v}");
+    let keys: Vec<&str> = v["state"]["refused"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"zones[0].points"), "{v}");
+    assert!(keys.contains(&"rules[0].classes[0]"), "{v}");
+    let before = stored_events(&db, "yard entry");
+    until("more incidents of version 1 after the refusal", 120, || {
+        (stored_events(&db, "yard entry") > before).then_some(())
+    });
+
+    // Restarted while the broker is down: the kept version runs (the incidents wait in the
+    // outbox), and reach the center once the broker is back.
+    drop(agent);
+    broker.kill();
+    let log2 = dir.path().join("agent-2.log");
+    let _agent = start_agent(&agent_cfg, &log2);
+    until(
+        "the restarted agent's incidents of the pushed rule",
+        120,
+        || {
+            let text = std::fs::read_to_string(&log2).unwrap_or_default();
+            (text.contains("running the analytics pushed from the center")
+                && text.contains("yard entry"))
+            .then_some(())
+        },
+    );
+    let before = stored_events(&db, "yard entry");
+    broker.restart().unwrap();
+    until("the incidents after the broker is back", 120, || {
+        (stored_events(&db, "yard entry") > before).then_some(())
+    });
+}
