@@ -332,12 +332,18 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let mut pushed_versions = Vec::with_capacity(cameras.len());
     let mut pushed_states = Vec::with_capacity(cameras.len());
     for c in &mut cameras {
-        let (run, state) =
-            crate::pushed::at_start(&cfg, &model, detectors[0].labels(), &kept, &c.spec.id);
-        pushed_versions.push((c.spec.id.clone(), run.as_ref().map(|(v, _)| *v)));
-        if let Some((_, a)) = run {
+        let (run, running, state) = crate::pushed::at_start(
+            &cfg,
+            &model,
+            detectors[0].labels(),
+            &kept,
+            &c.spec.id,
+            c.analytics.as_ref(),
+        );
+        if let Some(a) = run {
             c.analytics = Some(a);
         }
+        pushed_versions.push(running);
         pushed_states.push(state);
     }
     tracing::info!(

@@ -139,18 +139,49 @@ impl Kept {
     }
 }
 
-/// A camera's pushed analytics at start-up: the kept version if it still passes the checks
-/// (the model or `detect.classes` may have changed since), with the state to report.
+/// What a camera runs: the pushed version (none: the site file's) and the section itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Running {
+    /// Camera id.
+    pub id: String,
+    /// The pushed version it runs; none: the site file's analytics.
+    pub version: Option<u64>,
+    /// The analytics section it runs, as JSON (none: no analytics).
+    pub analytics: Option<serde_json::Value>,
+}
+
+impl Running {
+    fn state(&self, refused: Option<RefusedVersion>) -> AnalyticsState {
+        AnalyticsState {
+            schema: ioc_protocol::ANALYTICS_STATE_SCHEMA.into(),
+            camera: self.id.clone(),
+            running_version: self.version,
+            refused,
+            analytics: self.analytics.clone(),
+            at: Timestamp::now(),
+        }
+    }
+}
+
+/// A camera's analytics at start-up: the kept push if it still passes the checks (the model
+/// or `detect.classes` may have changed since), else the site file's (`file`). Returns what to
+/// run instead of the file's, what runs, and the state to report.
 pub fn at_start(
     cfg: &AgentConfig,
     model: &str,
     labels: &[String],
     kept: &Kept,
     camera: &str,
-) -> (Option<(u64, AnalyticsConfig)>, AnalyticsState) {
-    let mut state = state(camera, None, None);
+    file: Option<&AnalyticsConfig>,
+) -> (Option<AnalyticsConfig>, Running, AnalyticsState) {
+    let mut running = Running {
+        id: camera.to_owned(),
+        version: None,
+        analytics: file.and_then(|a| serde_json::to_value(a).ok()),
+    };
     let Some(push) = kept.load(camera) else {
-        return (None, state);
+        let state = running.state(None);
+        return (None, running, state);
     };
     match check(cfg, model, labels, &push) {
         Ok(a) => {
@@ -159,27 +190,24 @@ pub fn at_start(
                 version = push.version,
                 "running the analytics pushed from the center (kept on disk)"
             );
-            state.running_version = Some(push.version);
-            (Some((push.version, a)), state)
+            running.version = Some(push.version);
+            running.analytics = Some(push.analytics);
+            let state = running.state(None);
+            (Some(a), running, state)
         }
         Err(problems) => {
-            tracing::error!(camera, version = push.version, problems = %describe(&problems), "the kept analytics no longer pass the checks; running the site file's");
-            state.refused = Some(RefusedVersion {
+            tracing::error!(
+                camera,
+                version = push.version,
+                problems = %describe(&problems),
+                "the kept analytics no longer pass the checks; running the site file's"
+            );
+            let state = running.state(Some(RefusedVersion {
                 version: push.version,
                 problems,
-            });
-            (None, state)
+            }));
+            (None, running, state)
         }
-    }
-}
-
-fn state(camera: &str, running: Option<u64>, refused: Option<RefusedVersion>) -> AnalyticsState {
-    AnalyticsState {
-        schema: ioc_protocol::ANALYTICS_STATE_SCHEMA.into(),
-        camera: camera.to_owned(),
-        running_version: running,
-        refused,
-        at: Timestamp::now(),
     }
 }
 
@@ -199,8 +227,8 @@ pub struct Applier {
     pub model: String,
     /// Its labels.
     pub labels: Vec<String>,
-    /// The enabled cameras' ids (index = camera index) and the pushed version each runs.
-    pub cameras: Vec<(String, Option<u64>)>,
+    /// What each enabled camera runs (index = camera index).
+    pub cameras: Vec<Running>,
     /// Where pushes are kept.
     pub kept: Kept,
     /// Makes a camera run new analytics (the rules thread's).
@@ -219,14 +247,14 @@ impl Applier {
 
     /// One push received on `.../analytics/{camera}`.
     pub fn handle(&mut self, camera: &str, payload: &[u8]) {
-        let Some(i) = self.cameras.iter().position(|(id, _)| id == camera) else {
+        let Some(i) = self.cameras.iter().position(|c| c.id == camera) else {
             tracing::warn!(
                 camera,
                 "analytics pushed for a camera this agent does not run (enabled); ignored"
             );
             return;
         };
-        let running = self.cameras[i].1;
+        let running = self.cameras[i].version;
         if payload.is_empty() {
             // The center cleared the retained push: what runs keeps running (until a restart,
             // which runs the kept copy too). Say so rather than guess.
@@ -250,7 +278,7 @@ impl Applier {
         if running.is_some_and(|v| push.version <= v) {
             // The retained copy again (a reconnect), or an older one: nothing to do; say
             // again what runs.
-            (self.report)(&state(camera, running, None));
+            (self.report)(&self.cameras[i].state(None));
             return;
         }
         match check(&self.cfg, &self.model, &self.labels, &push) {
@@ -258,17 +286,13 @@ impl Applier {
                 // Kept first: a version that runs is one a restart runs too.
                 if let Err(e) = self.kept.store(&push) {
                     tracing::error!(camera, version = push.version, error = %e, "cannot keep the pushed analytics on disk; not applied");
-                    (self.report)(&state(
-                        camera,
-                        running,
-                        Some(RefusedVersion {
-                            version: push.version,
-                            problems: vec![AnalyticsProblem {
-                                key: String::new(),
-                                message: format!("the agent cannot keep it on disk: {e}"),
-                            }],
-                        }),
-                    ));
+                    (self.report)(&self.cameras[i].state(Some(RefusedVersion {
+                        version: push.version,
+                        problems: vec![AnalyticsProblem {
+                            key: String::new(),
+                            message: format!("the agent cannot keep it on disk: {e}"),
+                        }],
+                    })));
                     return;
                 }
                 let analytics = match CameraAnalytics::new(&a, &self.labels) {
@@ -280,20 +304,17 @@ impl Applier {
                     }
                 };
                 (self.apply)(i, analytics, Arc::new(a));
-                self.cameras[i].1 = Some(push.version);
+                self.cameras[i].version = Some(push.version);
+                self.cameras[i].analytics = Some(push.analytics);
                 tracing::info!(camera, version = push.version, by = %push.changed_by, "applied the analytics pushed from the center");
-                (self.report)(&state(camera, Some(push.version), None));
+                (self.report)(&self.cameras[i].state(None));
             }
             Err(problems) => {
                 tracing::warn!(camera, version = push.version, problems = %describe(&problems), "refused the analytics pushed from the center; the camera keeps what it ran");
-                (self.report)(&state(
-                    camera,
-                    running,
-                    Some(RefusedVersion {
-                        version: push.version,
-                        problems,
-                    }),
-                ));
+                (self.report)(&self.cameras[i].state(Some(RefusedVersion {
+                    version: push.version,
+                    problems,
+                })));
             }
         }
     }
@@ -383,7 +404,11 @@ url = "rtsp://10.0.0.1/stream"
             cfg: AgentConfig::parse(CFG).unwrap(),
             model: "m".into(),
             labels: labels(),
-            cameras: vec![("gate".into(), None)],
+            cameras: vec![Running {
+                id: "gate".into(),
+                version: None,
+                analytics: None,
+            }],
             kept: kept.clone(),
             apply: Box::new(move |i, _, cfg: Arc<AnalyticsConfig>| {
                 a2.lock().unwrap().push((i, cfg.rules.len()));
@@ -394,6 +419,11 @@ url = "rtsp://10.0.0.1/stream"
         applier.handle("gate", &payload(&push(1, good())));
         assert_eq!(*applied.lock().unwrap(), [(0, 1)]);
         assert_eq!(reported.lock().unwrap()[0].running_version, Some(1));
+        assert_eq!(
+            reported.lock().unwrap()[0].analytics,
+            Some(good()),
+            "what runs, for the editor"
+        );
         assert_eq!(kept.load("gate").unwrap().version, 1);
         // The same version again (the retained copy after a reconnect): not applied twice.
         applier.handle("gate", &payload(&push(1, good())));
@@ -417,8 +447,16 @@ url = "rtsp://10.0.0.1/stream"
         assert_eq!(applied.lock().unwrap().len(), 1);
         // At the next start the kept version runs.
         let cfg = AgentConfig::parse(CFG).unwrap();
-        let (run, state) = at_start(&cfg, "m", &labels(), &kept, "gate");
-        assert_eq!(run.map(|(v, _)| v), Some(1));
+        let (run, running, state) = at_start(&cfg, "m", &labels(), &kept, "gate", None);
+        assert_eq!(run.map(|a| a.rules.len()), Some(1));
+        assert_eq!(running.version, Some(1));
         assert_eq!(state.running_version, Some(1));
+        assert_eq!(state.analytics, Some(good()));
+        // Without a kept push the file's analytics run, and the state carries them.
+        let empty = Kept::new(dir.path().join("none"));
+        let file: AnalyticsConfig = serde_json::from_value(good()).unwrap();
+        let (run, running, state) = at_start(&cfg, "m", &labels(), &empty, "gate", Some(&file));
+        assert!(run.is_none() && running.version.is_none() && state.running_version.is_none());
+        assert_eq!(state.analytics.unwrap()["rules"][0]["name"], "entry");
     }
 }

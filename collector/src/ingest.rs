@@ -1025,6 +1025,9 @@ mod tests {
                 "$share/collectors/ioc/v1/agents/+/counts",
                 "ioc/v1/agents/+/status",
                 "ioc/v1/agents/+/cameras/+/status",
+                // Never shared: answers to this collector's requests, retained states.
+                "ioc/v1/agents/+/previews/+",
+                "ioc/v1/agents/+/analytics-state/+",
             ]
         );
         c.mqtt.shared_group = None;

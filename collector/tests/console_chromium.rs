@@ -8,216 +8,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::{free_port, Agent, Broker};
+use common::{Agent, Broker};
 use ioc_collector::clock::SystemClock;
 use ioc_collector::service::{Collector, Parts};
 use ioc_collector::{Config, Store};
+use ioc_testkit::browser::Browser;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "console test password";
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// chromedriver and one browser session.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-fn find_binary(names: &[&str]) -> String {
-    names
-        .iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| {
-            panic!(
-                "none of {names:?} found: run `make setup` (installs chromium and chromium-driver)"
-            )
-        })
-}
-
-impl Browser {
-    async fn start() -> Browser {
-        let driver_bin = find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
-        let chromium = find_binary(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]);
-        let port = free_port();
-        let driver = Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,900", "--lang=en-US"]
-            }
-        }}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no browser session: {r}"))
-            .to_owned();
-        Browser {
-            driver,
-            base,
-            session,
-            http,
-        }
-    }
-
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut req = self.http.request(method, url);
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        let r: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(err) = r["value"].get("error") {
-            panic!("webdriver {path}: {err}: {}", r["value"]["message"]);
-        }
-        r["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }))
-            .await;
-    }
-
-    async fn js(&self, script: &str) -> Value {
-        self.cmd(
-            reqwest::Method::POST,
-            "/execute/sync",
-            json!({ "script": script, "args": [] }),
-        )
-        .await
-    }
-
-    /// Waits until `script` (a JS expression) is truthy.
-    async fn wait(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self.js(&format!("return !!({script});")).await;
-            if v == Value::Bool(true) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn element(&self, css: &str) -> String {
-        let v = self
-            .cmd(
-                reqwest::Method::POST,
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        v[ELEMENT].as_str().unwrap().to_owned()
-    }
-
-    async fn click(&self, css: &str) {
-        let e = self.element(css).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{e}/click"),
-            json!({}),
-        )
-        .await;
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let e = self.element(css).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{e}/value"),
-            json!({ "text": text }),
-        )
-        .await;
-    }
-
-    async fn resize(&self, width: u32, height: u32) {
-        self.cmd(
-            reqwest::Method::POST,
-            "/window/rect",
-            json!({ "width": width, "height": height }),
-        )
-        .await;
-    }
-
-    /// Fails unless the page fits the window's width (no sideways scrolling).
-    async fn assert_no_horizontal_scroll(&self, what: &str) {
-        let v = self
-            .js("return [document.documentElement.scrollWidth, window.innerWidth];")
-            .await;
-        let (page, window) = (v[0].as_f64().unwrap(), v[1].as_f64().unwrap());
-        assert!(
-            page <= window + 0.5,
-            "{what}: page {page} px wide in a {window} px window"
-        );
-    }
-
-    async fn text(&self, css: &str) -> String {
-        let v = self
-            .js(&format!(
-                "const e = document.querySelector({}); return e ? e.textContent : null;",
-                serde_json::to_string(css).unwrap()
-            ))
-            .await;
-        v.as_str()
-            .unwrap_or_else(|| panic!("no {css} on the page"))
-            .to_owned()
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let png = self
-            .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
-            .await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().unwrap())
-            .unwrap();
-        let path =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-{name}.png"));
-        std::fs::write(&path, bytes).unwrap();
-        eprintln!("screenshot: {}", path.display());
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_handles_a_live_incident_in_chromium() {
     let mut broker = Broker::with_users(&[("gate-site", "pw", false), ("c", "pw", true)]);
@@ -282,7 +82,7 @@ async fn operator_handles_a_live_incident_in_chromium() {
         assert!(Instant::now() < deadline, "camera status not stored");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b = Browser::start().await;
+    let b = Browser::start(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))).await;
 
     // Without a session the console sends us to the login page.
     b.goto(&format!("{site}/")).await;
@@ -619,7 +419,7 @@ async fn operator_handles_a_live_incident_in_chromium() {
         trail.last().unwrap().note.as_deref(),
         Some("Guard checked the fence, nobody there")
     );
-    b.cmd(reqwest::Method::DELETE, "", Value::Null).await;
+    b.quit().await;
     drop(b);
     collector.shutdown(Duration::from_secs(10)).await.unwrap();
 }

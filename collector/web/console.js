@@ -37,6 +37,16 @@ const L = {
     n_silenced: 'mở trong thời gian bảo trì', n_overdue: 'quá hạn xử lý (lần {n})', n_silence_ended: 'kết thúc bảo trì số {n}',
     pictures: 'Hình camera', get_picture: 'Lấy hình mới', getting_picture: 'Đang lấy hình…',
     no_picture: 'Chưa có hình: bấm "Lấy hình mới"', taken_at: 'Chụp lúc', objects_n: '{n} đối tượng',
+    edit_zones: 'Sửa vùng & quy tắc', edit_title: 'Vùng & quy tắc', rules: 'Quy tắc', zone: 'Vùng', line: 'Vạch',
+    edit_help: 'Chọn một vùng rồi bấm lên hình để thêm góc; kéo góc để sửa; bấm đúp vào góc để xoá. Vạch có đúng 2 điểm.',
+    name: 'Tên', in_side: 'Phía "vào"', points_n: '{n} điểm', clear_points: 'Xoá các điểm', delete: 'Xoá',
+    classes: 'Loại đối tượng', min_duration: 'Tối thiểu (giây)', min_count: 'Số lượng tối thiểu',
+    advanced_json: 'Nâng cao (JSON, như [cameras.analytics] trong agent.toml)', apply_json: 'Dùng JSON này',
+    json_object: 'cần một đối tượng JSON', save_push: 'Lưu và gửi xuống trạm', pushing: 'Đang gửi…',
+    ed_no_state: 'Trạm chưa báo cấu hình đang chạy (trạm mất kết nối?)', ed_running_file: 'Camera đang chạy cấu hình trong tệp tại trạm',
+    ed_running: 'Camera đang chạy phiên bản {n} (từ trung tâm)', ed_stored: 'Phiên bản mới nhất ở trung tâm: {n}',
+    ed_refused: 'Trạm từ chối phiên bản {n}, vẫn chạy cấu hình cũ:', ed_applied: 'Đã áp dụng: camera đang chạy phiên bản {n}',
+    ed_waiting: 'Đã lưu phiên bản {n}; trạm sẽ áp dụng khi kết nối lại', ed_refused_see: 'Trạm từ chối phiên bản {n}: xem lỗi ở trên', in_mark: 'VÀO', side_left: 'trái', side_right: 'phải',
     system: 'hệ thống', c_person: 'người', c_bicycle: 'xe đạp', c_car: 'ô tô', c_motorcycle: 'xe máy', c_bus: 'xe buýt', c_truck: 'xe tải',
   },
   en: {
@@ -73,6 +83,16 @@ const L = {
     n_silenced: 'opened during a maintenance silence', n_overdue: 'open past its deadline ({n}x)', n_silence_ended: 'silence {n} ended',
     pictures: 'Camera pictures', get_picture: 'Get current picture', getting_picture: 'Getting the picture…',
     no_picture: 'No picture yet: press "Get current picture"', taken_at: 'Taken at', objects_n: 'objects: {n}',
+    edit_zones: 'Edit zones & rules', edit_title: 'Zones & rules', rules: 'Rules', zone: 'Zone', line: 'Line',
+    edit_help: 'Choose a zone, then click the picture to add corners; drag a corner to move it; double-click a corner to remove it. A line has exactly 2 points.',
+    name: 'Name', in_side: '"In" side', points_n: '{n} points', clear_points: 'Clear points', delete: 'Delete',
+    classes: 'Classes', min_duration: 'At least (s)', min_count: 'At least (count)',
+    advanced_json: 'Advanced (JSON, as [cameras.analytics] in agent.toml)', apply_json: 'Use this JSON',
+    json_object: 'needs a JSON object', save_push: 'Save and push to the site', pushing: 'Pushing…',
+    ed_no_state: 'The site has not said what it runs (agent offline?)', ed_running_file: 'The camera runs the site file\'s analytics',
+    ed_running: 'The camera runs version {n} (from the center)', ed_stored: 'Newest version at the center: {n}',
+    ed_refused: 'The site refused version {n} and keeps what it ran:', ed_applied: 'Applied: the camera runs version {n}',
+    ed_waiting: 'Stored as version {n}; the site applies it when it is back', ed_refused_see: 'The site refused version {n}: see the problems above', in_mark: 'IN', side_left: 'left', side_right: 'right',
     system: 'system', c_person: 'person', c_bicycle: 'bicycle', c_car: 'car', c_motorcycle: 'motorcycle', c_bus: 'bus', c_truck: 'truck',
   },
 };
@@ -265,6 +285,7 @@ async function onAction(id, action, note) {
 
 async function openDetail(id, focusResolve) {
   state.selected = id;
+  ed.site = null; // the editor, if it was open, is closed by this
   const d = await api('/api/incidents/' + id);
   const i = d.incident;
   const pane = $('#detail');
@@ -487,11 +508,14 @@ function renderPictures(cameras) {
     const fig = [...wall.children].find((f) => f.dataset.camera === key) || el('figure', { class: 'pv', 'data-camera': key },
       el('div', { class: 'pv-pic' }),
       el('figcaption', {}, el('b', {}), ' ', el('span', { class: 'muted pv-when' }), ' ',
-        el('button', { class: 'act operator-only pv-get', onclick: () => askPicture(c.site, c.camera, fig) }, t('get_picture')),
+        el('button', { class: 'act operator-only pv-get', onclick: () => askPicture(c.site, c.camera, fig) }, t('get_picture')), ' ',
+        el('button', { class: 'act pv-edit hidden', onclick: () => openEditor(c.site, c.camera).catch((e) => alert(e.message)) }, t('edit_zones')),
         el('div', { class: 'pv-error' })));
     fig.querySelector('b').textContent = siteName(c.site) + ' / ' + cameraName(c.site, c.camera);
     fig.querySelector('.pv-get').textContent = t('get_picture');
     if (state.me && state.me.role === 'viewer') fig.querySelector('.pv-get').classList.add('hidden');
+    fig.querySelector('.pv-edit').textContent = t('edit_zones');
+    fig.querySelector('.pv-edit').classList.toggle('hidden', !(state.me && state.me.role === 'admin'));
     api(`/api/cameras/${encodeURIComponent(c.site)}/${encodeURIComponent(c.camera)}/preview`)
       .then((m) => drawPicture(fig, m)).catch(() => { if (!fig.dataset.shown) drawPicture(fig, null); });
     return fig;
@@ -541,6 +565,303 @@ async function askPicture(site, camera, fig) {
     button.disabled = false;
     button.textContent = t('get_picture');
   }
+}
+
+// Zone and line editor (admins): the camera's current picture with what the detector sees on
+// it, the zones and lines drawn over it (drag a corner; click the picture to add a corner to
+// the chosen zone; double-click a corner to remove it), and the rules. Saving stores the next
+// version at the center and pushes it; the agent checks it as check-config does and says
+// which version runs, or what is wrong, by key.
+const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'stopped_vehicle', 'wrong_way', 'congestion', 'camera_tamper', 'camera_offline'];
+const NEEDS = { intrusion: 'zone', loitering: 'zone', crowd: 'zone', stopped_vehicle: 'zone', wrong_way: 'zone', congestion: 'zone', line_crossing: 'line' };
+const ed = { site: null, camera: null, base: 0, a: null, sel: null, timer: null, picture: null, drag: null };
+const camPath = (site, cam) => `/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(cam)}`;
+const round = (v) => Math.round(Math.min(1, Math.max(0, v)) * 1000) / 1000;
+
+async function openEditor(site, camera) {
+  const cur = await api(camPath(site, camera) + '/analytics');
+  Object.assign(ed, { site, camera, base: cur.version || 0, picture: null, drag: null });
+  state.selected = null; // live incident updates must not replace the editor
+  // Start from what the center stored, else from what the camera runs (its site file).
+  const a = structuredClone(cur.analytics || (cur.state && cur.state.analytics) || {});
+  for (const k of ['zones', 'lines', 'rules']) a[k] = a[k] || [];
+  ed.a = a;
+  ed.sel = a.zones.length ? { type: 'zones', i: 0 } : a.lines.length ? { type: 'lines', i: 0 } : null;
+  const d = $('#detail');
+  d.replaceChildren(
+    el('button', { class: 'act', onclick: closeEditor }, '×'),
+    el('h2', {}, t('edit_title') + ': ' + siteName(site) + ' / ' + cameraName(site, camera)),
+    el('p', { id: 'ed-state', class: 'facts' }),
+    el('div', { class: 'pv-pic', id: 'ed-pic' }, el('div', { class: 'pv-empty muted' }, t('getting_picture'))),
+    el('p', { class: 'muted' }, t('edit_help')),
+    el('div', { class: 'bar', id: 'ed-shapes' }),
+    el('div', { id: 'ed-shape' }),
+    el('h3', {}, t('rules')),
+    el('div', { id: 'ed-rules' }),
+    el('p', {}, el('button', { class: 'act', onclick: () => { ed.a.rules.push(newRule()); renderEditor(); } }, '+ ' + t('rule'))),
+    el('details', {}, el('summary', {}, t('advanced_json')),
+      el('textarea', { id: 'ed-json', rows: 12, spellcheck: 'false' }),
+      el('p', {}, el('button', { class: 'act', onclick: applyJson }, t('apply_json')), ' ', el('span', { id: 'ed-json-error', class: 'pv-error' }))),
+    el('p', { class: 'bar' },
+      el('button', { class: 'act primary', id: 'ed-save', onclick: saveAnalytics }, t('save_push')),
+      el('button', { class: 'act', onclick: refreshEditorPicture }, t('get_picture'))),
+    el('div', { id: 'ed-result' }),
+  );
+  d.classList.add('open');
+  showEditorState(cur);
+  renderEditor();
+  refreshEditorPicture();
+  clearInterval(ed.timer);
+  // Live: a new picture with its detections every few seconds while the editor is open.
+  ed.timer = setInterval(() => {
+    if (!$('#ed-pic')) return clearInterval(ed.timer);
+    if (!ed.drag) refreshEditorPicture();
+  }, 4000);
+}
+
+function closeEditor() {
+  clearInterval(ed.timer);
+  ed.site = null;
+  $('#detail').classList.remove('open');
+}
+
+function newRule() {
+  const zone = ed.a.zones[0];
+  return zone ? { name: 'rule ' + (ed.a.rules.length + 1), kind: 'intrusion', zone: zone.name, classes: ['person'] }
+    : { name: 'rule ' + (ed.a.rules.length + 1), kind: 'camera_tamper' };
+}
+
+async function refreshEditorPicture() {
+  const [site, camera] = [ed.site, ed.camera];
+  if (!site) return;
+  try {
+    const m = await api(camPath(site, camera) + '/preview', { method: 'POST', body: '{}' });
+    if (ed.site !== site || ed.camera !== camera) return;
+    ed.picture = m;
+    drawEditor();
+    // The camera wall shows the same new picture.
+    const tile = [...document.querySelectorAll('#pictures figure')].find((f) => f.dataset.camera === site + '/' + camera);
+    if (tile) drawPicture(tile, m);
+  } catch (e) {
+    if (!ed.picture) $('#ed-pic').replaceChildren(el('div', { class: 'pv-empty muted' }, e.message));
+  }
+}
+
+function showEditorState(cur) {
+  const s = cur.state;
+  const box = $('#ed-state');
+  const lines = [];
+  if (!s) lines.push(el('div', { class: 'muted' }, t('ed_no_state')));
+  else lines.push(el('div', {}, s.running_version ? t('ed_running', s.running_version) : t('ed_running_file')));
+  if (cur.version) lines.push(el('div', { class: 'muted' }, t('ed_stored', cur.version) + ' (' + cur.changed_by + ', ' + fmtDateTime(cur.changed_at_ms) + ')'));
+  if (s && s.refused) {
+    lines.push(el('div', { class: 'pv-error' }, t('ed_refused', s.refused.version)));
+    lines.push(el('ul', { class: 'pv-error', id: 'ed-problems' }, ...s.refused.problems.map((p) => el('li', {}, el('code', {}, p.key || '*'), ' ' + p.message))));
+  }
+  box.replaceChildren(...lines);
+}
+
+// The shapes list, the chosen shape's fields, the rules, the JSON: from `ed.a`.
+function renderEditor() {
+  const a = ed.a;
+  const chip = (type, i, s) => el('button', {
+    class: 'act' + (ed.sel && ed.sel.type === type && ed.sel.i === i ? ' primary' : ''),
+    onclick: () => { ed.sel = { type, i }; renderEditor(); },
+  }, (type === 'zones' ? '▱ ' : '╱ ') + s.name);
+  $('#ed-shapes').replaceChildren(
+    ...a.zones.map((z, i) => chip('zones', i, z)), ...a.lines.map((l, i) => chip('lines', i, l)),
+    el('button', { class: 'act', id: 'ed-add-zone', onclick: () => addShape('zones') }, '+ ' + t('zone')),
+    el('button', { class: 'act', id: 'ed-add-line', onclick: () => addShape('lines') }, '+ ' + t('line')));
+  const s = ed.sel && a[ed.sel.type][ed.sel.i];
+  $('#ed-shape').replaceChildren(...(s ? [el('div', { class: 'bar' },
+    el('label', {}, t('name') + ' ', el('input', { id: 'ed-name', value: s.name, size: 14, onchange: (e) => renameShape(e.target.value.trim()) })),
+    ed.sel.type === 'lines' ? el('label', {}, t('in_side') + ' ', selectOf(['left', 'right'], s.in_side || 'left', (v) => { s.in_side = v; renderEditor(); }, (v) => t('side_' + v))) : '',
+    el('span', { class: 'muted' }, t('points_n', s.points.length)),
+    el('button', { class: 'act', onclick: () => { s.points = []; renderEditor(); } }, t('clear_points')),
+    el('button', { class: 'act', onclick: removeShape }, t('delete')))] : []));
+  const places = (kind) => (NEEDS[kind] === 'zone' ? a.zones : NEEDS[kind] === 'line' ? a.lines : []).map((x) => x.name);
+  $('#ed-rules').replaceChildren(...a.rules.map((r, i) => {
+    const where = NEEDS[r.kind];
+    return el('div', { class: 'card ed-rule' },
+      el('div', { class: 'bar' },
+        el('input', { value: r.name, size: 14, 'aria-label': t('name'), onchange: (e) => { r.name = e.target.value.trim(); renderEditor(); } }),
+        selectOf(KINDS, r.kind, (v) => { r.kind = v; fixRule(r); renderEditor(); }, kindLabel),
+        where ? selectOf(places(r.kind), r[where] || '', (v) => { r[where] = v; renderEditor(); }) : '',
+        selectOf(['info', 'warning', 'critical'], r.severity || 'warning', (v) => { r.severity = v; renderEditor(); }, (v) => label('sev_', v))),
+      el('div', { class: 'bar' },
+        el('label', {}, t('classes') + ' ', el('input', { value: (r.classes || []).join(', '), size: 18, list: 'ed-classes', placeholder: 'person, car',
+          onchange: (e) => { r.classes = e.target.value.split(',').map((x) => x.trim()).filter(Boolean); renderEditor(); } })),
+        ['loitering', 'stopped_vehicle', 'crowd', 'congestion', 'intrusion'].includes(r.kind)
+          ? el('label', {}, t('min_duration') + ' ', el('input', { type: 'number', min: 0, step: 1, value: r.min_duration_sec ?? '', style: 'width:5em',
+            onchange: (e) => { if (e.target.value === '') delete r.min_duration_sec; else r.min_duration_sec = Number(e.target.value); renderEditor(); } })) : '',
+        ['crowd', 'congestion'].includes(r.kind)
+          ? el('label', {}, t('min_count') + ' ', el('input', { type: 'number', min: 1, step: 1, value: r.min_count ?? '', style: 'width:4em',
+            onchange: (e) => { if (e.target.value === '') delete r.min_count; else r.min_count = Number(e.target.value); renderEditor(); } })) : '',
+        el('button', { class: 'act', onclick: () => { a.rules.splice(i, 1); renderEditor(); } }, t('delete'))));
+  }), el('datalist', { id: 'ed-classes' }, ...['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'].map((c) => el('option', { value: c }))));
+  const json = $('#ed-json');
+  if (json && document.activeElement !== json) json.value = JSON.stringify(a, null, 2);
+  drawEditor();
+}
+
+function selectOf(values, current, onchange, show = (v) => v) {
+  const s = el('select', { onchange: (e) => onchange(e.target.value) }, ...values.map((v) => el('option', { value: v }, show(v))));
+  if (current && !values.includes(current)) s.prepend(el('option', { value: current }, current));
+  s.value = current;
+  return s;
+}
+
+// A rule keeps only the place its kind uses.
+function fixRule(r) {
+  const where = NEEDS[r.kind];
+  for (const k of ['zone', 'line']) if (k !== where) delete r[k];
+  if (where && !r[where]) { const first = (where === 'zone' ? ed.a.zones : ed.a.lines)[0]; if (first) r[where] = first.name; }
+}
+
+function addShape(type) {
+  const names = new Set(ed.a[type].map((s) => s.name));
+  let n = ed.a[type].length + 1;
+  while (names.has((type === 'zones' ? 'zone ' : 'line ') + n)) n += 1;
+  const shape = { name: (type === 'zones' ? 'zone ' : 'line ') + n, points: [] };
+  if (type === 'lines') shape.in_side = 'left';
+  ed.a[type].push(shape);
+  ed.sel = { type, i: ed.a[type].length - 1 };
+  renderEditor();
+}
+
+function renameShape(name) {
+  const s = ed.a[ed.sel.type][ed.sel.i];
+  if (!name || name === s.name) return;
+  const key = ed.sel.type === 'zones' ? 'zone' : 'line';
+  for (const r of ed.a.rules) if (r[key] === s.name) r[key] = name;
+  s.name = name;
+  renderEditor();
+}
+
+function removeShape() {
+  const s = ed.a[ed.sel.type][ed.sel.i];
+  const key = ed.sel.type === 'zones' ? 'zone' : 'line';
+  ed.a.rules = ed.a.rules.filter((r) => r[key] !== s.name);
+  ed.a[ed.sel.type].splice(ed.sel.i, 1);
+  ed.sel = null;
+  renderEditor();
+}
+
+function svgEl(tag, attrs) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+
+// The picture, the detections (green), zones (yellow) and lines (blue) with their corners.
+function drawEditor() {
+  const pic = $('#ed-pic');
+  if (!pic) return;
+  const m = ed.picture;
+  let img = pic.querySelector('img');
+  if (m && (!img || img.dataset.url !== m.url)) {
+    img = el('img', { src: m.url, alt: '', width: m.width, height: m.height });
+    img.dataset.url = m.url;
+  }
+  // Without a picture yet the shapes are drawn on a 16:9 placeholder.
+  const base = img || el('div', { class: 'ed-blank' });
+  const svg = svgEl('svg', { viewBox: '0 0 1000 1000', preserveAspectRatio: 'none', id: 'ed-svg' });
+  for (const o of (m ? m.objects : [])) {
+    const [x1, y1, x2, y2] = o.bbox;
+    svg.appendChild(svgEl('rect', { x: x1 * 1000, y: y1 * 1000, width: (x2 - x1) * 1000, height: (y2 - y1) * 1000, class: 'det' }));
+  }
+  for (const type of ['zones', 'lines']) {
+    ed.a[type].forEach((s, i) => {
+      const chosen = ed.sel && ed.sel.type === type && ed.sel.i === i;
+      const pts = s.points.map(([x, y]) => `${x * 1000},${y * 1000}`).join(' ');
+      // Chosen with the buttons above, not on the picture: a click there adds a corner to the
+      // chosen shape, also inside another zone.
+      svg.appendChild(svgEl(type === 'zones' ? 'polygon' : 'polyline', { points: pts, class: (type === 'zones' ? 'zone' : 'line') + (chosen ? ' chosen' : '') }));
+      const label = svgEl('text', { x: (s.points[0] || [0, 0])[0] * 1000 + 8, y: (s.points[0] || [0, 0])[1] * 1000 - 8, class: 'shape-name' });
+      label.textContent = s.name;
+      if (s.points.length) svg.appendChild(label);
+      // A line's "in" side: an arrow from its middle (left or right of first → second, as
+      // seen on the picture).
+      if (type === 'lines' && s.points.length === 2) {
+        const [[ax, ay], [bx, by]] = s.points.map(([x, y]) => [x * 1000, y * 1000]);
+        const len = Math.hypot(bx - ax, by - ay) || 1;
+        const sign = (s.in_side || 'left') === 'left' ? 1 : -1;
+        const [nx, ny] = [sign * (by - ay) / len, sign * -(bx - ax) / len];
+        const [mx, my] = [(ax + bx) / 2, (ay + by) / 2];
+        svg.appendChild(svgEl('line', { x1: mx, y1: my, x2: mx + nx * 70, y2: my + ny * 70, class: 'in-arrow' }));
+        const tag = svgEl('text', { x: mx + nx * 90 - 20, y: my + ny * 90 + 10, class: 'shape-name' });
+        tag.textContent = t('in_mark');
+        svg.appendChild(tag);
+      }
+      if (!chosen) return;
+      s.points.forEach(([x, y], k) => {
+        const c = svgEl('circle', { cx: x * 1000, cy: y * 1000, r: 14, class: 'corner', 'data-k': k });
+        c.addEventListener('pointerdown', (e) => { e.stopPropagation(); e.preventDefault(); ed.drag = { k }; svg.setPointerCapture(e.pointerId); });
+        c.addEventListener('dblclick', (e) => { e.stopPropagation(); s.points.splice(k, 1); renderEditor(); });
+        svg.appendChild(c);
+      });
+    });
+  }
+  const at = (e) => { const r = svg.getBoundingClientRect(); return [round((e.clientX - r.left) / r.width), round((e.clientY - r.top) / r.height)]; };
+  svg.addEventListener('pointermove', (e) => {
+    if (!ed.drag || !ed.sel) return;
+    ed.a[ed.sel.type][ed.sel.i].points[ed.drag.k] = at(e);
+    drawEditor();
+  });
+  svg.addEventListener('pointerup', () => { if (ed.drag) { ed.drag = null; renderEditor(); } });
+  svg.addEventListener('pointerdown', (e) => {
+    if (!ed.sel) return;
+    const s = ed.a[ed.sel.type][ed.sel.i];
+    if (ed.sel.type === 'lines' && s.points.length >= 2) return;
+    s.points.push(at(e));
+    renderEditor();
+  });
+  // Keep the svg that holds the pointer while dragging: swap only its children.
+  const old = pic.querySelector('svg');
+  if (ed.drag && old) { old.replaceChildren(...svg.childNodes); return; }
+  pic.replaceChildren(base, svg);
+}
+
+function applyJson() {
+  const err = $('#ed-json-error');
+  try {
+    const a = JSON.parse($('#ed-json').value);
+    if (!a || typeof a !== 'object' || Array.isArray(a)) throw new Error(t('json_object'));
+    for (const k of ['zones', 'lines', 'rules']) a[k] = a[k] || [];
+    ed.a = a;
+    ed.sel = null;
+    err.textContent = '';
+    renderEditor();
+  } catch (e) { err.textContent = e.message; }
+}
+
+async function saveAnalytics() {
+  const out = $('#ed-result');
+  const button = $('#ed-save');
+  button.disabled = true;
+  out.replaceChildren(el('p', { class: 'muted' }, t('pushing')));
+  try {
+    const r = await api(camPath(ed.site, ed.camera) + '/analytics', { method: 'PUT', body: JSON.stringify({ analytics: ed.a, base_version: ed.base }) });
+    ed.base = r.version;
+    // The agent answers within a second or two when it is online; otherwise it applies the
+    // version when it comes back (retained).
+    const until = Date.now() + 15000;
+    let cur = null;
+    while (Date.now() < until) {
+      cur = await api(camPath(ed.site, ed.camera) + '/analytics');
+      const s = cur.state;
+      if (s && (s.running_version === r.version || (s.refused && s.refused.version === r.version))) break;
+      await new Promise((ok) => setTimeout(ok, 700));
+    }
+    showEditorState(cur);
+    const s = cur && cur.state;
+    out.replaceChildren(el('p', { class: s && s.running_version === r.version ? 'ok' : 'pv-error' },
+      s && s.running_version === r.version ? t('ed_applied', r.version)
+        : s && s.refused && s.refused.version === r.version ? t('ed_refused_see', r.version) : t('ed_waiting', r.version)));
+    if (s && s.refused && s.refused.version === r.version) $('#ed-state').scrollIntoView({ block: 'start', behavior: 'smooth' });
+  } catch (e) {
+    out.replaceChildren(el('p', { class: 'pv-error' }, e.message));
+  } finally { button.disabled = false; }
 }
 
 async function loadSilences() {

@@ -107,6 +107,10 @@ pub struct AnalyticsState {
     /// The newest version refused after the one running, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<RefusedVersion>,
+    /// The analytics section the camera runs (the site file's or the pushed one), so the
+    /// center's editor starts from what runs; none: the camera has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<serde_json::Value>,
     /// When the agent decided.
     pub at: Timestamp,
 }
@@ -167,6 +171,7 @@ mod tests {
                     message: "outside 0..1".into(),
                 }],
             }),
+            analytics: Some(serde_json::json!({ "zones": [] })),
             at: Timestamp::from_unix(1_800_000_000, 0),
         };
         let back: AnalyticsState = crate::parse(&crate::encode(&state).unwrap()).unwrap();
