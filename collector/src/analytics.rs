@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex};
 use ioc_protocol::{AnalyticsPush, AnalyticsState, Timestamp, Topics};
 use rumqttc::{AsyncClient, QoS};
 
+/// Most camera states kept (a site cannot grow the collector's memory without bound by
+/// inventing cameras).
+pub const MAX_STATES: usize = 10_000;
+/// Largest state payload accepted (it carries the camera's analytics section).
+pub const MAX_STATE_BYTES: usize = 2 * ioc_protocol::analytics::MAX_ANALYTICS_BYTES;
+
 /// Pushes analytics and keeps the agents' states.
 #[derive(Clone)]
 pub struct Analytics {
@@ -38,12 +44,16 @@ impl Analytics {
         }
     }
 
-    /// Keeps an agent's state of one camera (checked; `camera` as in its topic).
-    pub fn put_state(&self, agent: &str, state: AnalyticsState) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((agent.to_owned(), state.camera.clone()), state);
+    /// Keeps an agent's state of one camera (checked; `camera` as in its topic). False when
+    /// it is a new camera and [`MAX_STATES`] are kept already.
+    pub fn put_state(&self, agent: &str, state: AnalyticsState) -> bool {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (agent.to_owned(), state.camera.clone());
+        if states.len() >= MAX_STATES && !states.contains_key(&key) {
+            return false;
+        }
+        states.insert(key, state);
+        true
     }
 
     /// The latest state `agent` reported for `camera`.
@@ -83,5 +93,35 @@ impl Analytics {
             .publish(topic, QoS::AtLeastOnce, true, payload)
             .await
             .map_err(|e| format!("cannot queue the push: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_are_kept_per_camera_and_bounded() {
+        let (client, _eventloop) =
+            AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 10);
+        let a = Analytics::new(client, Topics::default());
+        let state = |camera: &str, v: u64| AnalyticsState {
+            schema: ioc_protocol::ANALYTICS_STATE_SCHEMA.into(),
+            camera: camera.into(),
+            running_version: Some(v),
+            refused: None,
+            analytics: None,
+            at: Timestamp::now(),
+        };
+        assert!(a.put_state("s", state("gate", 1)));
+        assert!(a.put_state("s", state("gate", 2)));
+        assert_eq!(a.state("s", "gate").unwrap().running_version, Some(2));
+        assert!(a.state("other", "gate").is_none());
+        for i in 1..MAX_STATES {
+            assert!(a.put_state("s", state(&format!("c{i}"), 1)));
+        }
+        // Full: a new camera is not kept, a known one still is.
+        assert!(!a.put_state("s", state("one-too-many", 1)));
+        assert!(a.put_state("s", state("gate", 3)));
     }
 }

@@ -575,6 +575,15 @@ impl Poller {
         if payload.is_empty() {
             return; // cleared
         }
+        if payload.len() > crate::analytics::MAX_STATE_BYTES {
+            warn!(
+                agent,
+                camera,
+                bytes = payload.len(),
+                "analytics state too big; rejected"
+            );
+            return;
+        }
         match ioc_protocol::parse::<ioc_protocol::AnalyticsState>(payload) {
             Ok(s) if s.camera == camera => {
                 if let Some(r) = &s.refused {
@@ -586,7 +595,12 @@ impl Poller {
                         "an agent refused pushed analytics"
                     );
                 }
-                self.analytics.put_state(agent, s);
+                if !self.analytics.put_state(agent, s) {
+                    warn!(
+                        agent,
+                        camera, "too many cameras' analytics states; this one not kept"
+                    );
+                }
             }
             Ok(s) => {
                 warn!(agent, camera, other = %s.camera, "analytics state names another camera than its topic")
