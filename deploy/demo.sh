@@ -92,6 +92,7 @@ dir = "$DEMO/collector/reports"
 utc_offset_minutes = 420
 TOML
 OPERATOR_LINE=$("$BIN/ioc-collector" user add --config "$DEMO/collector.toml" --name operator --role operator)
+ADMIN_LINE=$("$BIN/ioc-collector" user add --config "$DEMO/collector.toml" --name admin --role admin)
 RUST_LOG=${RUST_LOG:-info} "$BIN/ioc-collector" run --config "$DEMO/collector.toml" > "$DEMO/collector.log" 2>&1 &
 PIDS+=($!)
 
@@ -175,6 +176,7 @@ cat <<MSG
 
   Console:   http://127.0.0.1:$HTTP_PORT/
   Log in as: $OPERATOR_LINE
+  or, to edit zones and rules (Health → Edit zones & rules): $ADMIN_LINE
   (people crossing the walkway in the vtest camera become incidents within a minute)
   Metrics:   http://127.0.0.1:${IOC_DEMO_METRICS_PORT:-9464}/metrics (agent), /metrics on the console (collector, token or login)
 
