@@ -19,7 +19,9 @@ pub enum SpeedUnit {
 }
 
 /// A speed threshold; metric values are stored in m/s whatever unit they were written in.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Written back as config writes it (a number, or `"… m/s"`), so a config read and written
+/// again reads the same (the center edits what an agent runs that way).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Speed {
     /// The value in `unit`.
     pub value: f64,
@@ -72,6 +74,15 @@ impl Speed {
     }
 }
 
+impl Serialize for Speed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.unit {
+            SpeedUnit::NormPerSec => s.serialize_f64(self.value),
+            SpeedUnit::MetresPerSec => s.serialize_str(&format!("{} m/s", self.value)),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Speed {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match NumOrStr::deserialize(d)? {
@@ -94,8 +105,8 @@ pub enum LengthUnit {
     Metres,
 }
 
-/// A distance threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// A distance threshold, written back as config writes it (a number, or `"… m"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Distance {
     /// The value in `unit`.
     pub value: f64,
@@ -119,6 +130,15 @@ impl Distance {
             return Err(format!("distance {s:?} must be a non-negative number"));
         }
         Ok(Distance { value, unit })
+    }
+}
+
+impl Serialize for Distance {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.unit {
+            LengthUnit::Norm => s.serialize_f64(self.value),
+            LengthUnit::Metres => s.serialize_str(&format!("{} m", self.value)),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use ioc_tracking::rules::{CrossDirection, EngineOutput};
-use ioc_tracking::{Detection, LocalTime, Phase, RuleKind, Weekday};
+use ioc_tracking::{AnalyticsConfig, Detection, LocalTime, Phase, RuleKind, Weekday};
 
 const LINE: &str = r#"
     counts_interval_sec = 60
@@ -700,4 +700,67 @@ fn held_frames_advance_dwell_timers_without_detections() {
     assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start]);
     let tr = &s.a.tracker().tracks()[0];
     assert_eq!(tr.state(), ioc_tracking::track::TrackState::Tracked);
+}
+
+/// What an agent runs is written out as JSON for the center's editor, edited there and pushed
+/// back: every config must read the same after being written, or the first push of an
+/// untouched camera would be refused (speeds and distances once were written as structs).
+#[test]
+fn every_config_reads_the_same_after_being_written_back() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut corpus: Vec<(String, toml::Value)> = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            if let Some(a) = v.get("analytics") {
+                corpus.push((path.display().to_string(), a.clone()));
+            }
+        }
+    }
+    let agent: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("config/agent.toml")).unwrap()).unwrap();
+    for (i, c) in agent["cameras"].as_array().unwrap().iter().enumerate() {
+        if let Some(a) = c.get("analytics") {
+            corpus.push((format!("config/agent.toml cameras[{i}]"), a.clone()));
+        }
+    }
+    // Metric units and the less common keys.
+    corpus.push((
+        "metric".into(),
+        toml::from_str(
+            r#"
+            reacquire_sec = 3
+            [calibration]
+            image = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+            ground_m = [[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]]
+            [[zones]]
+            name = "road"
+            points = [[0.0, 0.3], [1.0, 0.3], [1.0, 0.95], [0.0, 0.95]]
+            [[rules]]
+            name = "stopped"
+            kind = "stopped_vehicle"
+            zone = "road"
+            classes = ["car"]
+            max_speed = "5 km/h"
+            min_duration_sec = 20
+            schedule = { days = ["mon", "sat"], windows = ["22:00-05:30"] }
+            [[rules]]
+            name = "wrong"
+            kind = "wrong_way"
+            zone = "road"
+            lane_direction_deg = 90
+            min_distance = "5 m"
+            "#,
+        )
+        .unwrap(),
+    ));
+    assert!(corpus.len() > 15, "{} configs", corpus.len());
+    for (name, a) in corpus {
+        let cfg: AnalyticsConfig = a.try_into().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json = serde_json::to_value(&cfg).unwrap();
+        let back: AnalyticsConfig =
+            serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{name}: {e}\n{json}"));
+        assert_eq!(back, cfg, "{name}");
+    }
 }
