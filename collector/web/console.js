@@ -577,13 +577,16 @@ const NEEDS = { intrusion: 'zone', loitering: 'zone', crowd: 'zone', stopped_veh
 const ed = { site: null, camera: null, base: 0, a: null, sel: null, timer: null, picture: null, drag: null };
 const camPath = (site, cam) => `/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(cam)}`;
 const round = (v) => Math.round(Math.min(1, Math.max(0, v)) * 1000) / 1000;
+// Unset keys come back as null from what an agent runs: left out, they read the same.
+const prune = (v) => (Array.isArray(v) ? v.map(prune)
+  : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, prune(x)])) : v);
 
 async function openEditor(site, camera) {
   const cur = await api(camPath(site, camera) + '/analytics');
   Object.assign(ed, { site, camera, base: cur.version || 0, picture: null, drag: null });
   state.selected = null; // live incident updates must not replace the editor
   // Start from what the center stored, else from what the camera runs (its site file).
-  const a = structuredClone(cur.analytics || (cur.state && cur.state.analytics) || {});
+  const a = prune(structuredClone(cur.analytics || (cur.state && cur.state.analytics) || {}));
   for (const k of ['zones', 'lines', 'rules']) a[k] = a[k] || [];
   ed.a = a;
   ed.sel = a.zones.length ? { type: 'zones', i: 0 } : a.lines.length ? { type: 'lines', i: 0 } : null;
@@ -689,8 +692,10 @@ function renderEditor() {
         where ? selectOf(places(r.kind), r[where] || '', (v) => { r[where] = v; renderEditor(); }) : '',
         selectOf(['info', 'warning', 'critical'], r.severity || 'warning', (v) => { r.severity = v; renderEditor(); }, (v) => label('sev_', v))),
       el('div', { class: 'bar' },
-        el('label', {}, t('classes') + ' ', el('input', { value: (r.classes || []).join(', '), size: 18, list: 'ed-classes', placeholder: 'person, car',
-          onchange: (e) => { r.classes = e.target.value.split(',').map((x) => x.trim()).filter(Boolean); renderEditor(); } })),
+        // Camera rules look at the picture, not at objects.
+        r.kind === 'camera_tamper' || r.kind === 'camera_offline' ? ''
+          : el('label', {}, t('classes') + ' ', el('input', { value: (r.classes || []).join(', '), size: 18, list: 'ed-classes', placeholder: 'person, car',
+            onchange: (e) => { r.classes = e.target.value.split(',').map((x) => x.trim()).filter(Boolean); renderEditor(); } })),
         ['loitering', 'stopped_vehicle', 'crowd', 'congestion', 'intrusion'].includes(r.kind)
           ? el('label', {}, t('min_duration') + ' ', el('input', { type: 'number', min: 0, step: 1, value: r.min_duration_sec ?? '', style: 'width:5em',
             onchange: (e) => { if (e.target.value === '') delete r.min_duration_sec; else r.min_duration_sec = Number(e.target.value); renderEditor(); } })) : '',
