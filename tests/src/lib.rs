@@ -17,6 +17,7 @@
 //! The end-to-end tests of the whole chain live in this crate's `tests/`.
 
 pub mod browser;
+pub mod center;
 pub mod http;
 pub mod mosquitto;
 pub mod mqtt;

@@ -6,42 +6,13 @@
 //! every problem by key while the old rules keep running. Restarted with the broker down, the
 //! agent runs the pushed rules from its disk.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ioc_testkit::center::{stored_events, vtest_camera, Center, COLLECTOR_USER};
 use ioc_testkit::http::{request as http, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{footage, free_port, model_manifest, workspace_binary, RtspServer};
-
-fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
-    let mut add = Command::new(workspace_binary("ioc-collector"))
-        .args(["user", "add", "--config", cfg.to_str().unwrap()])
-        .args(["--name", name, "--role", role, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-}
-
-fn login(port: u16, name: &str, password: &str) -> String {
-    let (status, _, body) = http(
-        port,
-        "POST",
-        "/api/login",
-        &[],
-        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    format!("Bearer {}", v["token"].as_str().unwrap())
-}
+use ioc_testkit::{model_manifest, workspace_binary};
 
 fn json(port: u16, method: &str, path: &str, auth: &str, body: &str) -> (u16, serde_json::Value) {
     let (status, _, body) = http(port, method, path, &[("Authorization", auth)], body);
@@ -60,19 +31,6 @@ fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Events of rule `rule` the collector stored.
-fn stored_events(db: &std::path::Path, rule: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM events WHERE json_extract(payload, '$.rule') = ?1",
-                [rule],
-                |r| r.get(0),
-            )
-        })
-        .unwrap_or(0)
-}
-
 fn start_agent(cfg: &std::path::Path, log: &std::path::Path) -> Killed {
     Killed(
         Command::new(workspace_binary("ioc-agent"))
@@ -88,46 +46,24 @@ fn start_agent(cfg: &std::path::Path, log: &std::path::Path) -> Killed {
 #[test]
 fn rules_pushed_from_the_center_run_at_the_site_and_survive_a_restart_without_the_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let server = RtspServer::start(
-        &[format!(
-            "/vtest={}:h264",
-            footage("vtest_h264.mp4").display()
-        )],
-        0,
-        None,
-    )
-    .unwrap();
+    let server = vtest_camera();
     let mut broker = Mosquitto::start(
         &[
             User::agent("push-site", "agent-pw"),
-            User::collector("central", "central-pw"),
+            User::collector(COLLECTOR_USER.0, COLLECTOR_USER.1),
         ],
         0,
     )
     .unwrap();
-    let http_port = free_port();
-    let db = dir.path().join("ioc.db");
-    let collector_cfg = dir.path().join("collector.toml");
-    std::fs::write(
-        &collector_cfg,
-        format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
-             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            broker.port,
-            db.display(),
-            dir.path().join("snapshots").display()
-        ),
-    )
-    .unwrap();
-    add_user(&collector_cfg, "boss", "admin", "push test admin");
-    add_user(&collector_cfg, "op", "operator", "push test operator");
-    let _collector = Killed(
-        Command::new(workspace_binary("ioc-collector"))
-            .args(["run", "--config", collector_cfg.to_str().unwrap()])
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
+    let center = Center::start(
+        dir.path(),
+        broker.port,
+        &[
+            ("boss", "admin", "push test admin"),
+            ("op", "operator", "push test operator"),
+        ],
     );
+    let (db, http_port) = (center.db.clone(), center.http_port);
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
@@ -161,13 +97,8 @@ url = "{url}"
     .unwrap();
     let log1 = dir.path().join("agent-1.log");
     let agent = start_agent(&agent_cfg, &log1);
-    let up = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(Instant::now() < up, "the collector does not listen");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let admin = login(http_port, "boss", "push test admin");
-    let op = login(http_port, "op", "push test operator");
+    let admin = center.login("boss", "push test admin");
+    let op = center.login("op", "push test operator");
     let path = "/api/cameras/push-site/vtest/analytics";
 
     // The agent reports that the camera runs its file's analytics (none).

@@ -6,70 +6,34 @@
 //! clip is decoded again to prove it plays: frames over the configured window, around the
 //! moment the incident was decided.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ioc_testkit::center::{vtest_camera, Center, COLLECTOR_USER};
 use ioc_testkit::http::{request as http, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{footage, free_port, model_manifest, workspace_binary, RtspServer};
+use ioc_testkit::{model_manifest, workspace_binary};
 
 #[test]
 fn an_incident_on_live_footage_arrives_with_a_playable_clip() {
     let dir = tempfile::tempdir().unwrap();
-    let server = RtspServer::start(
-        &[format!(
-            "/vtest={}:h264",
-            footage("vtest_h264.mp4").display()
-        )],
-        0,
-        None,
-    )
-    .unwrap();
+    let server = vtest_camera();
     let broker = Mosquitto::start(
         &[
             User::agent("clip-site", "agent-pw"),
-            User::collector("central", "central-pw"),
+            User::collector(COLLECTOR_USER.0, COLLECTOR_USER.1),
         ],
         0,
     )
     .unwrap();
-    let http_port = free_port();
-    let db = dir.path().join("ioc.db");
-    let collector_cfg = dir.path().join("collector.toml");
-    std::fs::write(
-        &collector_cfg,
-        format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
-             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            broker.port,
-            db.display(),
-            dir.path().join("snapshots").display()
-        ),
-    )
-    .unwrap();
-    let mut add = Command::new(workspace_binary("ioc-collector"))
-        .args(["user", "add", "--config", collector_cfg.to_str().unwrap()])
-        .args(["--name", "op", "--role", "viewer", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"clip test password\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-    let _collector = Killed(
-        Command::new(workspace_binary("ioc-collector"))
-            .args(["run", "--config", collector_cfg.to_str().unwrap()])
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
+    let center = Center::start(
+        dir.path(),
+        broker.port,
+        &[("op", "viewer", "clip test password")],
     );
+    let (db, http_port) = (center.db.clone(), center.http_port);
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
@@ -170,16 +134,7 @@ classes = ["person"]
     assert_eq!((left, dead), (0, 0));
 
     // As the console's <video> gets it.
-    let (status, _, body) = http(
-        http_port,
-        "POST",
-        "/api/login",
-        &[],
-        r#"{"username":"op","password":"clip test password"}"#,
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let login: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let auth = format!("Bearer {}", login["token"].as_str().unwrap());
+    let auth = center.login("op", "clip test password");
     let path = format!("/api/clips/clip-site/{event_id}");
     let (status, head, _) = http(http_port, "GET", &path, &[], "");
     assert_eq!(status, 401, "no session, no clip: {head}");

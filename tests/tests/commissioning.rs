@@ -7,29 +7,16 @@
 //! problems by key while the old rules keep running. At phone size the editor fits the
 //! screen. Screenshots go to `target/tmp/console-commission-*.png`.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ioc_testkit::browser::Browser;
+use ioc_testkit::center::{stored_events, vtest_camera, Center, COLLECTOR_USER};
 use ioc_testkit::http::Killed;
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{footage, free_port, model_manifest, workspace_binary, RtspServer};
+use ioc_testkit::{model_manifest, workspace_binary};
 
 const PASSWORD: &str = "commissioning test password";
-
-/// Events of rule `rule` the collector stored.
-fn stored_events(db: &std::path::Path, rule: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM events WHERE json_extract(payload, '$.rule') = ?1",
-                [rule],
-                |r| r.get(0),
-            )
-        })
-        .unwrap_or(0)
-}
 
 async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -42,57 +29,17 @@ async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_draws_a_zone_on_the_picture_and_the_site_runs_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = RtspServer::start(
-        &[format!(
-            "/vtest={}:h264",
-            footage("vtest_h264.mp4").display()
-        )],
-        0,
-        None,
-    )
-    .unwrap();
+    let server = vtest_camera();
     let broker = Mosquitto::start(
         &[
             User::agent("yard-site", "agent-pw"),
-            User::collector("central", "central-pw"),
+            User::collector(COLLECTOR_USER.0, COLLECTOR_USER.1),
         ],
         0,
     )
     .unwrap();
-    let http_port = free_port();
-    let db = dir.path().join("ioc.db");
-    let collector_cfg = dir.path().join("collector.toml");
-    std::fs::write(
-        &collector_cfg,
-        format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
-             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            broker.port,
-            db.display(),
-            dir.path().join("snapshots").display()
-        ),
-    )
-    .unwrap();
-    let mut add = Command::new(workspace_binary("ioc-collector"))
-        .args(["user", "add", "--config", collector_cfg.to_str().unwrap()])
-        .args(["--name", "boss", "--role", "admin", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-    let _collector = Killed(
-        Command::new(workspace_binary("ioc-collector"))
-            .args(["run", "--config", collector_cfg.to_str().unwrap()])
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
-    );
+    let center = Center::start(dir.path(), broker.port, &[("boss", "admin", PASSWORD)]);
+    let db = center.db.clone();
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
@@ -136,12 +83,7 @@ url = "{url}"
             .spawn()
             .unwrap(),
     );
-    let up = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(Instant::now() < up, "the collector does not listen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let site = format!("http://127.0.0.1:{http_port}");
+    let site = format!("http://127.0.0.1:{}", center.http_port);
     let screens = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let b = Browser::start(screens).await;
     b.goto(&format!("{site}/login")).await;

@@ -7,42 +7,13 @@
 //! cannot be topics, another site that tries to ask (refused by the broker) and a forged
 //! preview (rejected by the collector).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ioc_testkit::center::{vtest_camera, Center, COLLECTOR_USER};
 use ioc_testkit::http::{request as http, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{footage, free_port, model_manifest, workspace_binary, RtspServer};
-
-fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
-    let mut add = Command::new(workspace_binary("ioc-collector"))
-        .args(["user", "add", "--config", cfg.to_str().unwrap()])
-        .args(["--name", name, "--role", role, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-}
-
-fn login(port: u16, name: &str, password: &str) -> String {
-    let (status, _, body) = http(
-        port,
-        "POST",
-        "/api/login",
-        &[],
-        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    format!("Bearer {}", v["token"].as_str().unwrap())
-}
+use ioc_testkit::{free_port, model_manifest, workspace_binary};
 
 /// The agent's `ioc_agent_previews_total{result="…"}`.
 fn agent_previews(metrics_port: u16, result: &str) -> u64 {
@@ -57,46 +28,25 @@ fn agent_previews(metrics_port: u16, result: &str) -> u64 {
 #[test]
 fn the_center_asks_a_site_for_a_current_picture_of_its_camera() {
     let dir = tempfile::tempdir().unwrap();
-    let server = RtspServer::start(
-        &[format!(
-            "/vtest={}:h264",
-            footage("vtest_h264.mp4").display()
-        )],
-        0,
-        None,
-    )
-    .unwrap();
+    let server = vtest_camera();
     let broker = Mosquitto::start(
         &[
             User::agent("prev-site", "agent-pw"),
             User::agent("other-site", "other-pw"),
-            User::collector("central", "central-pw"),
+            User::collector(COLLECTOR_USER.0, COLLECTOR_USER.1),
         ],
         0,
     )
     .unwrap();
-    let http_port = free_port();
-    let collector_cfg = dir.path().join("collector.toml");
-    std::fs::write(
-        &collector_cfg,
-        format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"c1\"\nusername = \"central\"\npassword = \"central-pw\"\n\
-             [store]\npath = \"{}\"\nsnapshot_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            broker.port,
-            dir.path().join("ioc.db").display(),
-            dir.path().join("snapshots").display()
-        ),
-    )
-    .unwrap();
-    add_user(&collector_cfg, "op", "operator", "preview test op");
-    add_user(&collector_cfg, "watch", "viewer", "preview test viewer");
-    let _collector = Killed(
-        Command::new(workspace_binary("ioc-collector"))
-            .args(["run", "--config", collector_cfg.to_str().unwrap()])
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
+    let center = Center::start(
+        dir.path(),
+        broker.port,
+        &[
+            ("op", "operator", "preview test op"),
+            ("watch", "viewer", "preview test viewer"),
+        ],
     );
+    let http_port = center.http_port;
     let metrics_port = free_port();
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
@@ -138,13 +88,8 @@ url = "{url}"
             .spawn()
             .unwrap(),
     );
-    let up = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(Instant::now() < up, "the collector does not listen");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let op = login(http_port, "op", "preview test op");
-    let viewer = login(http_port, "watch", "preview test viewer");
+    let op = center.login("op", "preview test op");
+    let viewer = center.login("watch", "preview test viewer");
     let path = "/api/cameras/prev-site/vtest/preview";
 
     // Asked as the console asks, until the agent is up and has a picture with people on it.
