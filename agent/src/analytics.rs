@@ -462,17 +462,7 @@ fn run(
             Ok(Input::Stop) => {
                 // A graceful stop: the counts of the open interval are reported, not dropped.
                 for (camera, c) in cams.iter_mut().enumerate() {
-                    let time = clock_time(c, &epoch, Instant::now());
-                    if let Some(a) = c.cam.analytics.as_mut() {
-                        let t = a.close(time.t_sec, &mut out);
-                        emit(
-                            camera,
-                            &mut out,
-                            None,
-                            FrameTime { t_sec: t, ..time },
-                            on_output,
-                        );
-                    }
+                    close_counts(camera, c, &epoch, &mut out, on_output);
                 }
                 break;
             }
@@ -509,17 +499,7 @@ fn run(
                 config,
             }) => {
                 if let Some(c) = cams.get_mut(camera) {
-                    let time = clock_time(c, &epoch, Instant::now());
-                    if let Some(old) = c.cam.analytics.as_mut() {
-                        let t = old.close(time.t_sec, &mut out);
-                        emit(
-                            camera,
-                            &mut out,
-                            None,
-                            FrameTime { t_sec: t, ..time },
-                            on_output,
-                        );
-                    }
+                    close_counts(camera, c, &epoch, &mut out, on_output);
                     c.cam.analytics = Some(*analytics);
                     // Nothing is stationary yet: motion gating waits for the new tracks.
                     c.cam.tracker.set(true);
@@ -544,6 +524,21 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// Reports camera `camera`'s open counts interval (at a stop, or before new analytics).
+fn close_counts(
+    camera: usize,
+    c: &mut CameraRt,
+    epoch: &Epoch,
+    out: &mut EngineOutput,
+    on_output: &mut impl FnMut(Output),
+) {
+    let time = clock_time(c, epoch, Instant::now());
+    if let Some(a) = c.cam.analytics.as_mut() {
+        let t = a.close(time.t_sec, out);
+        emit(camera, out, None, FrameTime { t_sec: t, ..time }, on_output);
     }
 }
 
