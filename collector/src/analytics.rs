@@ -16,6 +16,8 @@ use rumqttc::{AsyncClient, QoS};
 /// Most camera states kept (a site cannot grow the collector's memory without bound by
 /// inventing cameras).
 pub const MAX_STATES: usize = 10_000;
+/// How long a push may wait for room in the MQTT client's queue.
+const PUSH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest state payload accepted (it carries the camera's analytics section).
 pub const MAX_STATE_BYTES: usize = 2 * ioc_protocol::analytics::MAX_ANALYTICS_BYTES;
 
@@ -89,10 +91,19 @@ impl Analytics {
             changed_at: Timestamp::now(),
         };
         let payload = ioc_protocol::encode(&push).map_err(|e| e.to_string())?;
-        self.client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-            .map_err(|e| format!("cannot queue the push: {e}"))
+        // Queued by the client while the broker is away, unless its queue is full.
+        tokio::time::timeout(
+            PUSH_QUEUE_WAIT,
+            self.client.publish(topic, QoS::AtLeastOnce, true, payload),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "stored as version {version}, but the broker connection is not taking messages; \
+                 save again when it is back"
+            )
+        })?
+        .map_err(|e| format!("stored as version {version}, but cannot queue the push: {e}"))
     }
 }
 

@@ -131,10 +131,16 @@ impl Previews {
         let arrived = self.inner.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        self.client
-            .publish(topic, QoS::AtMostOnce, false, payload)
-            .await
-            .map_err(|e| PreviewError::Request(e.to_string()))?;
+        // The client's queue may be full while the broker is away: never wait past `wait`.
+        match tokio::time::timeout_at(
+            until,
+            self.client.publish(topic, QoS::AtMostOnce, false, payload),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| PreviewError::Request(e.to_string()))?,
+            Err(_) => return Ok(None),
+        }
         loop {
             if let Some(p) = self.get(agent, camera).filter(answered) {
                 return Ok(Some(p));

@@ -596,6 +596,7 @@ async function openEditor(site, camera) {
     el('h2', {}, t('edit_title') + ': ' + siteName(site) + ' / ' + cameraName(site, camera)),
     el('p', { id: 'ed-state', class: 'facts' }),
     el('div', { class: 'pv-pic', id: 'ed-pic' }, el('div', { class: 'pv-empty muted' }, t('getting_picture'))),
+    el('p', { class: 'pv-error', id: 'ed-pic-error' }),
     el('p', { class: 'muted' }, t('edit_help')),
     el('div', { class: 'bar', id: 'ed-shapes' }),
     el('div', { id: 'ed-shape' }),
@@ -641,12 +642,15 @@ async function refreshEditorPicture() {
     const m = await api(camPath(site, camera) + '/preview', { method: 'POST', body: '{}' });
     if (ed.site !== site || ed.camera !== camera) return;
     ed.picture = m;
+    $('#ed-pic-error').textContent = '';
     drawEditor();
     // The camera wall shows the same new picture.
     const tile = [...document.querySelectorAll('#pictures figure')].find((f) => f.dataset.camera === site + '/' + camera);
     if (tile) drawPicture(tile, m);
   } catch (e) {
-    if (!ed.picture) $('#ed-pic').replaceChildren(el('div', { class: 'pv-empty muted' }, e.message));
+    // Without a picture the shapes can still be drawn, on a blank of the usual shape.
+    const msg = $('#ed-pic-error');
+    if (msg) msg.textContent = e.message;
   }
 }
 
