@@ -120,7 +120,13 @@ impl Browser {
 
     /// Waits until `script` (a JS expression) is truthy.
     pub async fn wait(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_up_to(what, script, Duration::from_secs(20)).await;
+    }
+
+    /// Waits up to `limit` until `script` (a JS expression) is truthy (for what a real agent
+    /// must do first, slower on a loaded machine).
+    pub async fn wait_up_to(&self, what: &str, script: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             let v = self.js(&format!("return !!({script});")).await;
             if v == Value::Bool(true) {

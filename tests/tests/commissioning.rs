@@ -116,10 +116,11 @@ url = "{url}"
     }
     b.click(&format!("{tile} .pv-edit")).await;
     // The editor: the camera's current picture at a useful size, with the detector's boxes.
-    b.wait(
+    b.wait_up_to(
         "the picture in the editor",
         "(() => { const i = document.querySelector('#ed-pic img'); return i && i.complete && i.naturalWidth >= 640 \
          && document.querySelectorAll('#ed-svg rect.det').length > 0; })()",
+        Duration::from_secs(120),
     )
     .await;
     assert!(
@@ -173,9 +174,10 @@ url = "{url}"
     .await;
     b.screenshot("commission-1-drawn").await;
     b.click("#ed-save").await;
-    b.wait(
+    b.wait_up_to(
         "the site runs version 1",
         "document.querySelector('#ed-result').textContent.includes('runs version 1')",
+        Duration::from_secs(120),
     )
     .await;
     until("an incident of the drawn zone", 120, || {
@@ -197,9 +199,10 @@ url = "{url}"
         .await;
     b.click("#ed-json + p button").await; // Apply JSON
     b.click("#ed-save").await;
-    b.wait(
+    b.wait_up_to(
         "the refusal with its problems",
         "document.querySelector('#ed-problems') && document.querySelector('#ed-problems').textContent.includes('zones[0].points')",
+        Duration::from_secs(120),
     )
     .await;
     let problems = b.text("#ed-problems").await;
