@@ -366,23 +366,26 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     };
     let clip_stats = clipper.as_ref().map(|c| c.stats.clone());
     // Previews: the detector workers leave each camera's latest picture; the previewer
-    // answers the center's requests from it.
-    let slots = crate::preview::Slots::new(ids.len(), labels.clone());
-    let previewer = match &publisher {
+    // answers the center's requests from it. Without a broker, or with previews off, no
+    // frame is held for them.
+    let wants_previews = cfg.preview.enabled || cfg.preview.every_sec > 0.0;
+    let (slots, previewer) = match publisher.as_ref().filter(|_| wants_previews) {
         Some(p) => match p.take_preview_requests() {
-            Some(requests) => Some(
-                crate::preview::Previewer::spawn(
+            Some(requests) => {
+                let slots = crate::preview::Slots::new(ids.len(), labels.clone());
+                let previewer = crate::preview::Previewer::spawn(
                     cfg.preview.clone(),
                     ids.clone(),
                     slots.clone(),
                     requests,
                     p.clone(),
                 )
-                .context("starting the preview thread")?,
-            ),
-            None => None,
+                .context("starting the preview thread")?;
+                (Some(slots), Some(previewer))
+            }
+            None => (None, None),
         },
-        None => None,
+        None => (None, None),
     };
     let preview_stats = previewer.as_ref().map(|p| p.stats.clone());
     let log_detections = detection_logger(ids.clone(), labels, cfg.agent.log_detections);
@@ -393,7 +396,9 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         detectors,
         move |r: &FrameResult| {
             log_detections(r);
-            slots.put(r);
+            if let Some(s) = &slots {
+                s.put(r);
+            }
         },
         {
             let ids = ids.clone();
