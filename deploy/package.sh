@@ -105,7 +105,7 @@ a=$WORK/ioc-agent
 install_bin "$BIN/ioc-agent" "$a/usr/bin/ioc-agent"
 install -D -m 0644 "$ORT" "$a/usr/lib/ioc-edge/$(basename "$ORT")"
 install -d "$a/usr/share/ioc-edge/models"
-install -m 0644 models/* "$a/usr/share/ioc-edge/models/"
+install -m 0644 models/*.onnx models/*.toml models/*.txt models/NOTICE models/PROVENANCE.md "$a/usr/share/ioc-edge/models/"
 install -D -m 0644 deploy/systemd/ioc-agent.service "$a/lib/systemd/system/ioc-agent.service"
 install -d "$a/etc/ioc-edge"
 # The example config with the installed paths: the model under /usr/share, the outbox

@@ -44,6 +44,8 @@ pub fn load_detector_with(cfg: &AgentConfig, threads: usize) -> anyhow::Result<D
         inter_threads: d.inter_threads,
         spinning: d.ort_spinning,
         ort_library: d.ort_library.as_ref().map(|p| cfg.resolve(p)),
+        precision: d.precision,
+        input_size: d.input_size,
     };
     Detector::load(&manifest, dc).with_context(|| format!("detect.model {}", manifest.display()))
 }
@@ -320,6 +322,9 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     if !env_errors.is_empty() {
         anyhow::bail!("{}: {}", config_path.display(), env_errors.join("\n  "));
     }
+    for w in cfg.warnings() {
+        tracing::warn!("{}: {w}", config_path.display());
+    }
     let epoch = Epoch::now();
     let mut cameras = resolve_cameras(&cfg, epoch)?;
     let ids: Vec<String> = cameras.iter().map(|c| c.spec.id.clone()).collect();
@@ -346,7 +351,18 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
         pushed_versions.push(running);
         pushed_states.push(state);
     }
+    let pick = detectors[0].precision().clone();
+    let detector_info = crate::metrics::DetectorInfo {
+        model: detectors[0].manifest().name.clone(),
+        precision: pick.precision.as_str().into(),
+        provider: "cpu".into(),
+    };
     tracing::info!(
+        model = %detector_info.model,
+        file = %detectors[0].model_path().display(),
+        precision = pick.precision.as_str(),
+        why = %pick.reason,
+        input_size = %cfg.detect.input_size,
         workers = size.workers,
         threads_per_worker = size.threads,
         motion_gating = cfg.detect.motion.enabled,
@@ -458,6 +474,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             delivery: publisher.clone().zip(outbox),
             clips: clip_stats,
             previews: preview_stats,
+            detector: detector_info,
         };
         tracing::info!(listen = %m.listen, "metrics on http://{}/metrics", m.listen);
         tokio::spawn(crate::metrics::serve(

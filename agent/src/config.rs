@@ -114,6 +114,15 @@ pub struct DetectConfig {
     /// Path of `libonnxruntime.so`; default: `$ORT_DYLIB_PATH`, then system paths.
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
+    /// `"float"` (default), `"int8"`, or `"auto"` (INT8 where the CPU has fast INT8 and the
+    /// model an INT8 file).
+    #[serde(default)]
+    pub precision: ioc_detect::PrecisionChoice,
+    /// The model input's shape: `"model"` (default, its manifest's size), `"auto"` (each
+    /// camera's aspect ratio when the model takes any size: 416x320 for 4:3, 416x256 for
+    /// 16:9), or `"WIDTHxHEIGHT"` for every camera.
+    #[serde(default)]
+    pub input_size: ioc_detect::InputSize,
 }
 
 impl Default for DetectConfig {
@@ -498,6 +507,24 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// What is allowed but probably wrong, each naming its key (printed by `check-config`,
+    /// logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(user) = self.mqtt.as_ref().and_then(|m| m.username.as_deref()) {
+            if user != self.agent.id {
+                w.push(format!(
+                    "mqtt.username: {user:?} is not agent.id {:?}: the shipped broker ACL \
+                     (config/mosquitto.acl) lets a user write only under its own name, so every \
+                     event would be refused; use the id as the user name (ioc-collector agents \
+                     add {:?})",
+                    self.agent.id, self.agent.id
+                ));
+            }
+        }
+        w
+    }
+
     /// Pure checks; returns every problem, each naming its key.
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
@@ -715,9 +742,26 @@ impl AgentConfig {
         let manifest_path = self.resolve(&self.detect.model);
         match ioc_detect::ModelManifest::load(&manifest_path) {
             Err(err) => e.push(format!("detect.model: {err}")),
-            Ok((m, model_path)) => {
-                if let Err(err) = m.read_model(&model_path) {
-                    e.push(format!("detect.model: {err}"));
+            Ok((m, _)) => {
+                // The file that would run here (float or INT8), and the input shape.
+                match ioc_detect::choice::pick_precision(
+                    self.detect.precision,
+                    &m,
+                    ioc_detect::choice::fast_int8_feature(),
+                ) {
+                    Err(msg) => e.push(msg),
+                    Ok(pick) => {
+                        let (file, sha) = m.variant(pick.precision).expect("picked");
+                        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+                        if let Err(err) = ioc_detect::manifest::read_checked(&dir.join(file), sha) {
+                            e.push(format!("detect.model: {err}"));
+                        }
+                    }
+                }
+                if let Err(msg) =
+                    ioc_detect::choice::check_input_size(self.detect.input_size, &m.input)
+                {
+                    e.push(msg);
                 }
                 let not_a_class = |c: &str| {
                     let hint = did_you_mean(c, &m.label_names)

@@ -60,6 +60,13 @@ enum Command {
         /// Video: frames per second to detect on (0 = every frame).
         #[arg(long, default_value_t = 5.0)]
         fps: f64,
+        /// Which file of the model: float, int8 or auto (INT8 where the CPU has fast INT8).
+        #[arg(long, default_value = "float", value_parser = parse_precision)]
+        precision: ioc_detect::PrecisionChoice,
+        /// The model input's shape: model (its own size), auto (the picture's aspect ratio)
+        /// or WIDTHxHEIGHT.
+        #[arg(long, default_value = "model")]
+        input_size: ioc_detect::InputSize,
         /// Print one JSON object per frame.
         #[arg(long)]
         json: bool,
@@ -158,12 +165,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             score,
             fps,
+            precision,
+            input_size,
             json,
         } => {
             let model = find_model(model)?;
-            let mut dc = ioc_detect::DetectorConfig::default();
+            let mut dc = ioc_detect::DetectorConfig {
+                precision,
+                input_size,
+                ..Default::default()
+            };
             dc.decode.score_threshold = score;
             let mut detector = ioc_detect::Detector::load(&model, dc)?;
+            let pick = detector.precision();
+            tracing::info!(
+                file = %detector.model_path().display(),
+                precision = pick.precision.as_str(),
+                why = %pick.reason,
+                "model loaded"
+            );
             let print = |f: &ioc_agent::offline::FrameOut| {
                 if json {
                     println!("{}", serde_json::to_string(f).unwrap_or_default());
@@ -219,6 +239,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::FAILURE);
             }
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok (agent {:?}, {} cameras)",
                 file.display(),
@@ -263,4 +286,13 @@ fn find_model(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
                 candidates.join(", ")
             )
         })
+}
+
+fn parse_precision(s: &str) -> Result<ioc_detect::PrecisionChoice, String> {
+    match s {
+        "auto" => Ok(ioc_detect::PrecisionChoice::Auto),
+        "float" => Ok(ioc_detect::PrecisionChoice::Float),
+        "int8" => Ok(ioc_detect::PrecisionChoice::Int8),
+        _ => Err(format!("{s:?} is not auto, float or int8")),
+    }
 }

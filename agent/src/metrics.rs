@@ -44,6 +44,19 @@ pub struct Sources {
     pub clips: Option<Arc<crate::clip::ClipStats>>,
     /// The preview thread's counters, when `[mqtt]` is configured.
     pub previews: Option<Arc<crate::preview::PreviewStats>>,
+    /// What the detectors run.
+    pub detector: DetectorInfo,
+}
+
+/// What the detectors run, for `ioc_agent_detector_info`.
+#[derive(Clone, Debug, Default)]
+pub struct DetectorInfo {
+    /// The manifest's model name.
+    pub model: String,
+    /// `float` or `int8`.
+    pub precision: String,
+    /// ONNX Runtime's execution provider.
+    pub provider: String,
 }
 
 /// A label value, escaped.
@@ -180,6 +193,16 @@ pub fn render(s: &Sources) -> String {
             );
         }
     }
+    let d = &s.detector;
+    let _ = writeln!(
+        out,
+        "# HELP ioc_agent_detector_info The model, precision and execution provider the \
+         detectors run (always 1).\n# TYPE ioc_agent_detector_info gauge\n\
+         ioc_agent_detector_info{{model=\"{}\",precision=\"{}\",provider=\"{}\"}} 1",
+        label(&d.model),
+        label(&d.precision),
+        label(&d.provider)
+    );
     let _ = writeln!(
         out,
         "# HELP ioc_agent_inferences_total Inferences run by the detector pool.\n\
@@ -378,6 +401,11 @@ mod tests {
             delivery: None,
             clips: None,
             previews: Some(Arc::default()),
+            detector: DetectorInfo {
+                model: "nanodet".into(),
+                precision: "int8".into(),
+                provider: "cpu".into(),
+            },
         };
         s.detect.inference.observe(Duration::from_millis(3));
         s.detect.inference.observe(Duration::from_millis(40));
@@ -416,6 +444,9 @@ mod tests {
         assert!(text.contains("ioc_agent_inference_duration_seconds_count 3\n"));
         assert!(text.contains("ioc_agent_inference_duration_seconds_sum 3.043000\n"));
         assert!(text.contains("ioc_agent_detect_queue_depth 0\n"));
+        assert!(text.contains(
+            "ioc_agent_detector_info{model=\"nanodet\",precision=\"int8\",provider=\"cpu\"} 1\n"
+        ));
         assert!(text.contains("ioc_agent_camera_state{camera=\"gate\",state=\"connecting\"} 1\n"));
         // Every series follows its own family's TYPE line, and no family comes back later.
         let mut seen = std::collections::HashSet::new();

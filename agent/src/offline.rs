@@ -71,7 +71,7 @@ pub fn detect_image(
     let img = image::open(path)
         .with_context(|| format!("cannot read image {}", path.display()))?
         .to_rgb8();
-    let (w, h) = detector.input_size();
+    let (w, h) = detector.input_size_for(img.dimensions());
     let fitted = crate::annotate::fit(&img, w, h, detector.manifest().input.resize);
     let mut dets = Vec::new();
     detector.detect(

@@ -27,8 +27,14 @@ fn footage(name: &str) -> PathBuf {
     p
 }
 
+/// The reference configuration the stills' expectations were taken with (the float model
+/// on a square input); `model_variants.rs` holds the INT8 twin and camera shapes to it.
+const REFERENCE: [&str; 4] = ["--precision", "float", "--input-size", "416x416"];
+
 fn detect_json(image: &Path) -> FrameOut {
-    let o = agent(&["detect", "--json", image.to_str().unwrap()]);
+    let mut args = vec!["detect", "--json", image.to_str().unwrap()];
+    args.extend(REFERENCE);
+    let o = agent(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
@@ -37,38 +43,63 @@ fn centre(b: [f32; 4]) -> (f32, f32) {
     ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
 }
 
+/// The centre of the first detection of `class`; panics with what was found when none.
+fn centre_of(f: &FrameOut, class: &str) -> (f32, f32) {
+    let d = f.detections.iter().find(|d| d.class == class);
+    centre(
+        d.unwrap_or_else(|| panic!("no {class} in {:?}", f.detections))
+            .bbox,
+    )
+}
+
 #[test]
 fn detect_finds_the_dog_the_bicycle_and_the_truck_where_they_are() {
     let img = footage("dog.jpg"); // 768x576
     let out = tempfile::Builder::new().suffix(".jpg").tempfile().unwrap();
-    let o = agent(&[
+    let mut args = vec![
         "detect",
         "--json",
         "--out",
         out.path().to_str().unwrap(),
         img.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(REFERENCE);
+    let o = agent(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let f: FrameOut = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(f.size, (768, 576));
-    let find = |c: &str| {
-        f.detections
-            .iter()
-            .find(|d| d.class == c)
-            .unwrap_or_else(|| panic!("no {c} in {:?}", f.detections))
-    };
-    // The dog sits lower left, the bicycle across the middle, the truck upper right.
-    let (x, y) = centre(find("dog").bbox);
-    assert!(x < 384.0 && y > 288.0, "dog at {x},{y}");
-    let (x, y) = centre(find("bicycle").bbox);
-    assert!(
-        (200.0..500.0).contains(&x) && (150.0..450.0).contains(&y),
-        "bicycle at {x},{y}"
-    );
-    let (x, y) = centre(find("truck").bbox);
-    assert!(x > 450.0 && y < 250.0, "truck at {x},{y}");
+    let reference: FrameOut = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(reference.size, (768, 576));
     let annotated = image::open(out.path()).expect("annotated JPEG written");
     assert_eq!((annotated.width(), annotated.height()), (768, 576));
+    // INT8 where the CPU is fast at it, on an input of the picture's shape (416x320 here),
+    // finds the dog and the bicycle too, and the log says which file ran.
+    let o = agent(&[
+        "detect",
+        "--json",
+        "--precision",
+        "auto",
+        "--input-size",
+        "auto",
+        img.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && log.contains("nanodet_g_416_coco"),
+        "{log}"
+    );
+    let fast: FrameOut = serde_json::from_slice(&o.stdout).unwrap();
+    for f in [&reference, &fast] {
+        // The dog sits lower left, the bicycle across the middle.
+        let (x, y) = centre_of(f, "dog");
+        assert!(x < 384.0 && y > 288.0, "dog at {x},{y}");
+        let (x, y) = centre_of(f, "bicycle");
+        assert!(
+            (200.0..500.0).contains(&x) && (150.0..450.0).contains(&y),
+            "bicycle at {x},{y}"
+        );
+    }
+    // The truck, upper right (0.37 on the reference: under the threshold on the others).
+    let (x, y) = centre_of(&reference, "truck");
+    assert!(x > 450.0 && y < 250.0, "truck at {x},{y}");
 }
 
 #[test]
@@ -143,34 +174,36 @@ fn model_copy(truncate: bool, keep_sha: bool) -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn a_truncated_model_is_refused_by_its_sha256_and_without_one_by_onnx_runtime() {
-    let img = footage("dog.jpg");
-    let dir = model_copy(true, true);
+/// `detect` on dog.jpg with the manifest in `dir` and `precision`: it must fail; its stderr.
+fn detect_fails_with(dir: &tempfile::TempDir, precision: &str) -> String {
     let o = agent(&[
         "detect",
+        "--precision",
+        precision,
         "--model",
         dir.path().join("m.toml").to_str().unwrap(),
-        img.to_str().unwrap(),
+        footage("dog.jpg").to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_truncated_model_is_refused_by_its_sha256_and_without_one_by_onnx_runtime() {
+    let err = detect_fails_with(&model_copy(true, true), "float");
     assert!(
         err.contains("nanodet_g_416_coco.onnx") && err.contains("damaged, truncated"),
         "{err}"
     );
-
-    let dir = model_copy(true, false);
-    let o = agent(&[
-        "detect",
-        "--model",
-        dir.path().join("m.toml").to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = detect_fails_with(&model_copy(true, false), "float");
     assert!(
         err.contains("ONNX Runtime cannot load it") && err.contains("complete ONNX file"),
+        "{err}"
+    );
+    // The INT8 twin the manifest names is missing: the error names its file.
+    let err = detect_fails_with(&model_copy(false, true), "int8");
+    assert!(
+        err.contains("nanodet_g_416_coco_int8.onnx") && err.contains("cannot read it"),
         "{err}"
     );
 }
@@ -255,6 +288,50 @@ fn check_config_names_the_file_and_every_bad_key() {
         agent(&["check-config", "--no-environment", p.to_str().unwrap()])
             .status
             .success()
+    );
+}
+
+#[test]
+fn check_config_checks_the_model_variant_the_input_shape_and_the_broker_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("site.toml");
+    let model = root().join("models/nanodet-g-416.toml");
+    let write = |detect: &str, mqtt: &str| {
+        std::fs::write(
+            &p,
+            format!(
+                "[agent]\nid = \"site-7\"\n[detect]\nmodel = \"{}\"\n{detect}\n{mqtt}\n\
+                 [[cameras]]\nid = \"a\"\nurl = \"rtsp://h/s\"\n",
+                model.display()
+            ),
+        )
+        .unwrap();
+    };
+    // A shape the model cannot take, and a precision that does not exist.
+    write("input_size = \"400x300\"", "");
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("detect.input_size") && err.contains("multiples of 32"),
+        "{err}"
+    );
+    write("precision = \"fp16\"", "");
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("precision"), "{err}");
+    // Right ones pass; a broker user that is not the agent id passes with a warning that
+    // says why every event would be refused.
+    write(
+        "precision = \"int8\"\ninput_size = \"384x288\"",
+        "[mqtt]\nhost = \"127.0.0.1\"\nusername = \"site7\"\npassword = \"pw\"",
+    );
+    let o = agent(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: mqtt.username") && err.contains("\"site-7\""),
+        "{err}"
     );
 }
 

@@ -321,7 +321,7 @@ fn quiet_clip() -> PathBuf {
     let root = workspace_root();
     let dirs = ioc_eval::eval::Dirs::under(&root);
     let s = ioc_eval::scenario::Scenario::load(&root.join("benches/quiet_site.toml")).unwrap();
-    let mut det = ioc_eval::eval::load_detector(&dirs.model).unwrap();
+    let mut det = ioc_eval::eval::load_asset_detector(&dirs.model).unwrap();
     let assets =
         ioc_eval::assets::Assets::load_or_build(&dirs.footage, &dirs.assets, &mut det).unwrap();
     ioc_eval::generate::generate(&s, &assets, &dirs.clips)
@@ -365,7 +365,11 @@ fn bench_d() {
 }
 
 /// Bare ONNX Runtime loops: `workers` sessions of `threads` intra-op threads running back
-/// to back in parallel for `secs`; inferences per second, all together.
+/// to back in parallel for `secs`, on the input shape the agent gives vtest's 768×576
+/// frames (the shipped config: precision and shape as the agent picks them); inferences
+/// per second, all together.
+const VTEST_SIZE: (u32, u32) = (768, 576);
+
 fn bare_loop(workers: usize, threads: usize, spinning: bool, secs: f64) -> f64 {
     let start = Arc::new(std::sync::Barrier::new(workers));
     let handles: Vec<_> = (0..workers)
@@ -381,12 +385,12 @@ fn bare_loop(workers: usize, threads: usize, spinning: bool, secs: f64) -> f64 {
                     },
                 )
                 .unwrap();
-                d.run_session_only().unwrap();
+                d.run_session_only(VTEST_SIZE).unwrap();
                 start.wait();
                 let t0 = Instant::now();
                 let mut n = 0u64;
                 while t0.elapsed().as_secs_f64() < secs {
-                    d.run_session_only().unwrap();
+                    d.run_session_only(VTEST_SIZE).unwrap();
                     n += 1;
                 }
                 n as f64 / t0.elapsed().as_secs_f64()

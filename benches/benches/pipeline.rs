@@ -117,12 +117,13 @@ fn pipeline_detect_fps(file: &Path, limit: u64) -> f64 {
     limit as f64 / secs
 }
 
-/// (a) Reference: the same session, same threads, run `limit` times on a ready tensor.
-fn raw_session_fps(limit: u64) -> f64 {
+/// (a) Reference: the same session, same threads, run `limit` times on a ready tensor of
+/// the shape a `source` frame gets.
+fn raw_session_fps(limit: u64, source: (u32, u32)) -> f64 {
     let mut d = detector();
     let t0 = Instant::now();
     for _ in 0..limit {
-        d.run_session_only().unwrap();
+        d.run_session_only(source).unwrap();
     }
     limit as f64 / t0.elapsed().as_secs_f64()
 }
@@ -186,15 +187,15 @@ fn bench_a() {
     println!("## (a) decode + detect vs a bare ORT session loop (1 intra-op thread)");
     println!("| footage | pipeline fps (median) | bare session fps (median) | ratio |");
     println!("|---|---|---|---|");
-    for (name, limit) in [
-        ("vtest_h264.mp4", 60u64),
-        ("synthetic_1080p_h264.mp4", 60),
-        ("synthetic_1080p_h265.mp4", 60),
+    for (name, limit, source) in [
+        ("vtest_h264.mp4", 60u64, (768, 576)),
+        ("synthetic_1080p_h264.mp4", 60, (1920, 1080)),
+        ("synthetic_1080p_h265.mp4", 60, (1920, 1080)),
     ] {
         let file = footage(name);
         let (mut ours, mut reference) = (Vec::new(), Vec::new());
         for _ in 0..rounds() {
-            reference.push(raw_session_fps(limit));
+            reference.push(raw_session_fps(limit, source));
             ours.push(pipeline_detect_fps(&file, limit));
         }
         let (o, r) = (median(ours), median(reference));
@@ -309,7 +310,7 @@ fn bench_c() {
             .unwrap();
         let (ref_cpu, ref_rss) = measure(&mut reference);
         // What 5 inferences a second cost alone, for comparison.
-        let raw = raw_session_fps(20);
+        let raw = raw_session_fps(20, (1920, 1080));
         println!(
             "| {name} | {agent_cpu:.1} | {agent_rss:.0} | {ref_cpu:.1} | {ref_rss:.0} | {:.1} | {:.1} |",
             agent_cpu - ref_cpu,

@@ -147,6 +147,31 @@ impl Drop for Hog {
     }
 }
 
+/// The detector the scenario assets (the people cut out of vtest) are made with: always the
+/// float model on its square input, so the clips, and the truth they carry, stay the same
+/// whatever the agent's defaults are (a model change must not change the test material).
+pub fn load_asset_detector(model: &Path) -> anyhow::Result<Detector> {
+    Ok(Detector::load(
+        model,
+        DetectorConfig {
+            precision: ioc_detect::PrecisionChoice::Float,
+            input_size: ioc_detect::InputSize::Fixed(416, 416),
+            ..DetectorConfig::default()
+        },
+    )?)
+}
+
+/// The precision under evaluation: `$IOC_EVAL_PRECISION` (`float`, `int8`) or the agent's
+/// default (`auto`), so one build compares both on the same library (and
+/// `$IOC_EVAL_INPUT_SIZE`, e.g. `416x416`, the input shape).
+fn precision() -> ioc_detect::PrecisionChoice {
+    match std::env::var("IOC_EVAL_PRECISION").as_deref() {
+        Ok("float") => ioc_detect::PrecisionChoice::Float,
+        Ok("int8") => ioc_detect::PrecisionChoice::Int8,
+        _ => ioc_detect::PrecisionChoice::Auto,
+    }
+}
+
 /// The agent's default detector on one thread (as each of its workers runs).
 pub fn load_detector(model: &Path) -> anyhow::Result<Detector> {
     let d = ioc_agent::config::DetectConfig::default();
@@ -162,6 +187,11 @@ pub fn load_detector(model: &Path) -> anyhow::Result<Detector> {
             inter_threads: 1,
             spinning: false,
             ort_library: None,
+            precision: precision(),
+            input_size: std::env::var("IOC_EVAL_INPUT_SIZE")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(d.input_size),
         },
     )?)
 }
@@ -181,8 +211,12 @@ pub fn evaluate(dir: &Path, dirs: &Dirs, opts: &EvalOptions) -> anyhow::Result<R
         "{}: no scenario to run",
         dir.display()
     );
+    let assets = Assets::load_or_build(
+        &dirs.footage,
+        &dirs.assets,
+        &mut load_asset_detector(&dirs.model)?,
+    )?;
     let mut detector = load_detector(&dirs.model)?;
-    let assets = Assets::load_or_build(&dirs.footage, &dirs.assets, &mut detector)?;
     let mut report = Report::default();
     for s in &scenarios {
         let g = generate(s, &assets, &dirs.clips)?;

@@ -113,7 +113,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate { path, preview, out } => {
             let scenarios = ioc_eval::scenario::Scenario::load_all(&path)?;
-            let mut detector = ioc_eval::eval::load_detector(&dirs.model)?;
+            let mut detector = ioc_eval::eval::load_asset_detector(&dirs.model)?;
             let assets = ioc_eval::assets::Assets::load_or_build(
                 &dirs.footage,
                 &dirs.assets,

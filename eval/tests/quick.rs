@@ -95,7 +95,7 @@ fn the_same_seed_makes_the_same_frames_and_truth() {
     let dirs = Dirs::under(&root);
     let s = ioc_eval::scenario::Scenario::load(&root.join("tests/scenarios/line_two_way.toml"))
         .unwrap();
-    let mut det = ioc_eval::eval::load_detector(&dirs.model).unwrap();
+    let mut det = ioc_eval::eval::load_asset_detector(&dirs.model).unwrap();
     let assets =
         ioc_eval::assets::Assets::load_or_build(&dirs.footage, &dirs.assets, &mut det).unwrap();
     let frames = |s: &ioc_eval::scenario::Scenario| {

@@ -60,12 +60,13 @@ fn build_and_unpack(bin: &Path, arch: &str, tmp: &Path, root: &Path) {
     }
 }
 
-const PACKAGED: [&str; 7] = [
+const PACKAGED: [&str; 8] = [
     "usr/bin/ioc-agent",
     "usr/bin/ioc-collector",
     "usr/lib/ioc-edge/libonnxruntime.so.1.31.1",
     "usr/share/ioc-edge/models/nanodet-g-416.toml",
     "usr/share/ioc-edge/models/nanodet_g_416_coco.onnx",
+    "usr/share/ioc-edge/models/nanodet_g_416_coco_int8.onnx",
     "etc/ioc-edge/agent.toml",
     "etc/ioc-edge/collector.toml",
 ];

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{TensorRef, ValueType};
 
+use crate::choice::{self, InputSize, PrecisionChoice, PrecisionPick};
 use crate::geometry::{letterbox_content, Resize};
-use crate::manifest::{BoxOrder, ColourOrder, ModelManifest, OutputFormat};
+use crate::manifest::{self, BoxOrder, ColourOrder, ModelManifest, OutputFormat};
 use crate::postprocess::{self, DecodeParams, NanodetLevel, SsdLayout};
 use crate::yuv::{Order, Placement, Resampler, YuvImage};
 use crate::{preprocess, runtime, Detection, Error, ResizeMap, Result};
@@ -33,6 +34,10 @@ pub struct DetectorConfig {
     pub spinning: bool,
     /// Explicit path of the ONNX Runtime library.
     pub ort_library: Option<PathBuf>,
+    /// Float or INT8 file of the model (`detect.precision`).
+    pub precision: PrecisionChoice,
+    /// The input's shape per camera (`detect.input_size`).
+    pub input_size: InputSize,
 }
 
 impl Default for DetectorConfig {
@@ -43,11 +48,14 @@ impl Default for DetectorConfig {
             inter_threads: 1,
             spinning: false,
             ort_library: None,
+            precision: PrecisionChoice::default(),
+            input_size: InputSize::default(),
         }
     }
 }
 
-/// A frame already fitted to the model's input size.
+/// A frame already fitted to the model's input size for its source
+/// ([`Detector::input_size_for`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
     /// Packed 3-byte pixels.
@@ -85,10 +93,12 @@ pub struct Detector {
     model_path: PathBuf,
     plan: Plan,
     config: DetectorConfig,
+    precision: PrecisionPick,
     num_classes: usize,
     input: Vec<f32>,
     candidates: Vec<Detection>,
-    // Decoded frames are scaled and converted here, only when detected.
+    // Decoded frames are scaled and converted here, only when detected. Both buffers grow to
+    // the largest input shape seen and are reused from then on.
     resampler: Resampler,
     packed: Vec<u8>,
 }
@@ -97,8 +107,20 @@ impl Detector {
     /// Loads the manifest at `manifest_path`, its labels and model, and checks
     /// the model against the manifest by running it once on a blank frame.
     pub fn load(manifest_path: &Path, config: DetectorConfig) -> Result<Self> {
-        let (manifest, model_path) = ModelManifest::load(manifest_path)?;
-        let bytes = manifest.read_model(&model_path)?;
+        let (manifest, _) = ModelManifest::load(manifest_path)?;
+        let manifest_err = |msg: String| Error::Manifest {
+            path: manifest_path.to_owned(),
+            msg,
+        };
+        let precision =
+            choice::pick_precision(config.precision, &manifest, choice::fast_int8_feature())
+                .map_err(manifest_err)?;
+        choice::check_input_size(config.input_size, &manifest.input).map_err(manifest_err)?;
+        let (file, sha256) = manifest
+            .variant(precision.precision)
+            .expect("pick_precision picks a variant the manifest has");
+        let model_path = manifest_path.parent().unwrap_or(Path::new(".")).join(file);
+        let bytes = manifest::read_checked(&model_path, sha256)?;
         let (env, _) = runtime::environment(config.ort_library.as_deref())?;
         let model_err = |msg: String| Error::Model {
             path: model_path.clone(),
@@ -147,6 +169,7 @@ impl Detector {
                 transposed: false,
             },
             config,
+            precision,
             input: vec![0.0; 3 * w * h],
             candidates: Vec::with_capacity(1024),
             resampler: Resampler::new(),
@@ -166,16 +189,34 @@ impl Detector {
         &self.manifest.label_names
     }
 
-    /// The model's input size (width, height): frames must be fitted to it.
+    /// The model's reference input size (width, height), from its manifest.
     pub fn input_size(&self) -> (u32, u32) {
         (self.manifest.input.width, self.manifest.input.height)
+    }
+
+    /// The input size a frame of `source` (width, height) is fitted to: the camera's shape
+    /// when the model takes any size (`detect.input_size`, [`choice::shape_for`]).
+    pub fn input_size_for(&self, source: (u32, u32)) -> (u32, u32) {
+        choice::shape_for(&self.manifest.input, self.config.input_size, source)
+    }
+
+    /// The precision that runs and why it was chosen.
+    pub fn precision(&self) -> &PrecisionPick {
+        &self.precision
+    }
+
+    /// The model file that runs.
+    pub fn model_path(&self) -> &Path {
+        &self.model_path
     }
 
     /// Detects objects in `frame`, writing them into `out` (cleared first) in
     /// source-frame pixels, highest score first.
     pub fn detect(&mut self, frame: &Frame<'_>, out: &mut Vec<Detection>) -> Result<()> {
+        let (w, h) = self.input_size_for(frame.source_size);
+        let (w, h) = (w as usize, h as usize);
+        self.fit_buffers(w, h);
         let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
         let need = frame.stride * (h - 1) + w * 3;
         if frame.stride < w * 3 || frame.data.len() < need {
             return Err(Error::Inference(format!(
@@ -195,15 +236,25 @@ impl Detector {
             spec.std,
             &mut self.input,
         );
-        self.finish(frame.source_size, out)
+        self.finish(frame.source_size, (w as u32, h as u32), out)
+    }
+
+    /// Sizes the input buffers for a `w`×`h` input; allocates only for a larger shape than
+    /// any before.
+    fn fit_buffers(&mut self, w: usize, h: usize) {
+        let n = 3 * w * h;
+        self.input.resize(n, 0.0);
+        self.packed.resize(n, 0);
     }
 
     /// Detects objects in a decoded YUV frame of any size: it is scaled (area filter) and
     /// converted to the model's input in one pass. Boxes come out in the frame's pixels.
     pub fn detect_yuv(&mut self, frame: &YuvImage<'_>, out: &mut Vec<Detection>) -> Result<()> {
-        let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
         let (sw, sh) = (frame.width as u32, frame.height as u32);
+        let (iw, ih) = self.input_size_for((sw, sh));
+        let (w, h) = (iw as usize, ih as usize);
+        self.fit_buffers(w, h);
+        let spec = &self.manifest.input;
         let place = match spec.resize {
             Resize::Stretch => Placement {
                 x: 0,
@@ -212,7 +263,7 @@ impl Detector {
                 height: h,
             },
             Resize::Letterbox => {
-                let (cw, ch) = letterbox_content(sw, sh, spec.width, spec.height);
+                let (cw, ch) = letterbox_content(sw, sh, iw, ih);
                 // Black bars, as GStreamer's videoscale add-borders paints them.
                 self.packed.fill(0);
                 Placement {
@@ -241,20 +292,25 @@ impl Detector {
             spec.std,
             &mut self.input,
         );
-        self.finish((sw, sh), out)
+        self.finish((sw, sh), (iw, ih), out)
     }
 
-    /// Runs the model on the prepared input and maps the boxes to a `source_size` frame.
-    fn finish(&mut self, source_size: (u32, u32), out: &mut Vec<Detection>) -> Result<()> {
-        let spec = &self.manifest.input;
+    /// Runs the model on the prepared `input` (width, height) and maps the boxes to a
+    /// `source_size` frame.
+    fn finish(
+        &mut self,
+        source_size: (u32, u32),
+        input: (u32, u32),
+        out: &mut Vec<Detection>,
+    ) -> Result<()> {
         let map = ResizeMap::new(
-            spec.resize,
+            self.manifest.input.resize,
             source_size.0,
             source_size.1,
-            spec.width,
-            spec.height,
+            input.0,
+            input.1,
         );
-        self.run_decode()?;
+        self.run_decode(input)?;
         out.clear();
         out.extend(self.candidates.iter().map(|d| Detection {
             bbox: map.to_source(&d.bbox),
@@ -263,14 +319,13 @@ impl Detector {
         Ok(())
     }
 
-    /// Runs the session on the current input tensor only, for benchmarks that
-    /// compare the pipeline with a bare session loop.
-    pub fn run_session_only(&mut self) -> Result<()> {
-        let (w, h) = (
-            self.manifest.input.width as usize,
-            self.manifest.input.height as usize,
-        );
-        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..]))
+    /// Runs the session alone on the input tensor a frame of `source` (width, height) gets,
+    /// for benchmarks that compare the pipeline with a bare session loop on the same shape.
+    pub fn run_session_only(&mut self, source: (u32, u32)) -> Result<()> {
+        let (w, h) = self.input_size_for(source);
+        let (w, h) = (w as usize, h as usize);
+        self.fit_buffers(w, h);
+        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..3 * w * h]))
             .map_err(|e| Error::Inference(e.to_string()))?;
         self.session
             .run(ort::inputs![t])
@@ -278,11 +333,11 @@ impl Detector {
         Ok(())
     }
 
-    /// Runs the session on `self.input` and decodes into `self.candidates` (model pixels, after NMS).
-    fn run_decode(&mut self) -> Result<()> {
-        let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
-        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..]))
+    /// Runs the session on `self.input` holding a `width`×`height` input and decodes into
+    /// `self.candidates` (model pixels, after NMS).
+    fn run_decode(&mut self, (width, height): (u32, u32)) -> Result<()> {
+        let (w, h) = (width as usize, height as usize);
+        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..3 * w * h]))
             .map_err(|e| Error::Inference(e.to_string()))?;
         let outputs = self
             .session
@@ -310,7 +365,7 @@ impl Detector {
                     &lv,
                     self.num_classes,
                     self.manifest.output.reg_max,
-                    spec.width,
+                    width,
                     params,
                     out,
                 );
@@ -344,7 +399,7 @@ impl Detector {
                     tensor(*classes)?,
                     n,
                     layout,
-                    (spec.width, spec.height),
+                    (width, height),
                     params,
                     out,
                 );
@@ -366,7 +421,7 @@ impl Detector {
             .iter()
             .map(|o| o.name().to_lowercase())
             .collect();
-        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..]))
+        let t = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..3 * w * h]))
             .map_err(|e| Error::Inference(e.to_string()))?;
         let outputs = self
             .session
@@ -470,6 +525,14 @@ fn check_input(session: &Session, manifest: &ModelManifest) -> std::result::Resu
     }
     if let ValueType::Tensor { shape, .. } = inputs[0].dtype() {
         let (w, h) = (manifest.input.width as i64, manifest.input.height as i64);
+        if manifest.input.multiple.is_some() && shape.len() == 4 && (shape[2] > 0 || shape[3] > 0) {
+            return Err(format!(
+                "input {:?} has the fixed shape {:?}, but the manifest's input.multiple says it takes \
+                 any size: remove input.multiple or use a file with symbolic height and width",
+                inputs[0].name(),
+                &shape[..]
+            ));
+        }
         let ok = shape.len() == 4
             && (shape[1] == 3 || shape[1] < 0)
             && (shape[2] == h || shape[2] < 0)

@@ -11,6 +11,7 @@
 //! Threading: a [`Detector`] is `Send` but not shared; the agent owns one per
 //! model on a dedicated thread and feeds it through a bounded queue.
 
+pub mod choice;
 pub mod detector;
 pub mod geometry;
 pub mod manifest;
@@ -19,9 +20,10 @@ pub mod preprocess;
 pub mod runtime;
 pub mod yuv;
 
+pub use choice::{InputSize, PrecisionChoice, PrecisionPick};
 pub use detector::{Detector, DetectorConfig, Frame, PixelFormat};
 pub use geometry::{BBox, Resize, ResizeMap};
-pub use manifest::{ModelManifest, OutputFormat};
+pub use manifest::{ModelManifest, OutputFormat, Precision};
 
 /// One detected object, in source-frame pixel coordinates.
 #[derive(Clone, Debug, PartialEq)]

@@ -29,9 +29,24 @@ pub struct ModelManifest {
     pub input: InputSpec,
     /// Output description.
     pub output: OutputSpec,
+    /// The same weights quantized to INT8 (see `models/make_variants.py`): run where the CPU
+    /// has fast INT8 instructions (`detect.precision`).
+    #[serde(default)]
+    pub int8: Option<Variant>,
     /// Label names, read from `labels` at load.
     #[serde(skip)]
     pub label_names: Vec<String>,
+}
+
+/// Another file of the same model (same input, output and labels), e.g. its INT8 twin.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// The ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// Expected sha256 of the file (hex).
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Channel order of the model's input tensor.
@@ -52,6 +67,11 @@ pub struct InputSpec {
     pub width: u32,
     /// Input height in pixels.
     pub height: u32,
+    /// The graph takes any width and height that are multiples of this (its largest stride):
+    /// `width`×`height` is then the reference size the input shape of each camera is derived
+    /// from (`detect.input_size`). Unset: the model takes only `width`×`height`.
+    #[serde(default)]
+    pub multiple: Option<u32>,
     /// Channel order of the tensor.
     pub colour: ColourOrder,
     /// How a frame is fitted into width×height.
@@ -190,10 +210,23 @@ impl ModelManifest {
         if let Some(k) = i.std.iter().position(|s| *s == 0.0 || !s.is_finite()) {
             return Err(format!("input.std[{k}]: must be a non-zero number"));
         }
-        if let Some(h) = &self.sha256 {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("sha256: {h:?} is not 64 hex digits"));
+        if let Some(m) = i.multiple {
+            if m == 0 || !i.width.is_multiple_of(m) || !i.height.is_multiple_of(m) {
+                return Err(format!(
+                    "input.multiple: {m} must be non-zero and divide input.width and input.height ({}x{})",
+                    i.width, i.height
+                ));
             }
+        }
+        let hex64 = |key: &str, h: &Option<String>| match h {
+            Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Err(format!("{key}: {h:?} is not 64 hex digits"))
+            }
+            _ => Ok(()),
+        };
+        hex64("sha256", &self.sha256)?;
+        if let Some(v) = &self.int8 {
+            hex64("int8.sha256", &v.sha256)?;
         }
         if self.output.format == OutputFormat::Nanodet {
             if self.output.strides.is_empty() || self.output.strides.contains(&0) {
@@ -209,27 +242,64 @@ impl ModelManifest {
         Ok(())
     }
 
+    /// The file and expected sha256 of a precision, relative to the manifest's directory
+    /// (`None`: the manifest has no such variant).
+    pub fn variant(&self, precision: Precision) -> Option<(&Path, Option<&str>)> {
+        match precision {
+            Precision::Float => Some((&self.file, self.sha256.as_deref())),
+            Precision::Int8 => self
+                .int8
+                .as_ref()
+                .map(|v| (v.file.as_path(), v.sha256.as_deref())),
+        }
+    }
+
     /// Reads the model file and checks it against `sha256` when the manifest has one.
     pub fn read_model(&self, model_path: &Path) -> Result<Vec<u8>> {
-        let bytes = std::fs::read(model_path).map_err(|source| Error::Model {
-            path: model_path.to_owned(),
-            msg: format!("cannot read it: {source}"),
-        })?;
-        if let Some(want) = &self.sha256 {
-            let got = hex::encode(Sha256::digest(&bytes));
-            if !got.eq_ignore_ascii_case(want) {
-                return Err(Error::Model {
-                    path: model_path.to_owned(),
-                    msg: format!(
-                        "sha256 is {got} ({} bytes) but the manifest expects {want}: the file is damaged, \
-                         truncated or a different model; restore it or update the manifest",
-                        bytes.len()
-                    ),
-                });
-            }
-        }
-        Ok(bytes)
+        read_checked(model_path, self.sha256.as_deref())
     }
+}
+
+/// Numeric precision of a model file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit float weights and activations.
+    Float,
+    /// 8-bit integer (quantized) weights and activations.
+    Int8,
+}
+
+impl Precision {
+    /// The name used in configs, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Float => "float",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+/// Reads a model file and checks it against `sha256` when one is given.
+pub fn read_checked(model_path: &Path, sha256: Option<&str>) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(model_path).map_err(|source| Error::Model {
+        path: model_path.to_owned(),
+        msg: format!("cannot read it: {source}"),
+    })?;
+    if let Some(want) = sha256 {
+        let got = hex::encode(Sha256::digest(&bytes));
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(Error::Model {
+                path: model_path.to_owned(),
+                msg: format!(
+                    "sha256 is {got} ({} bytes) but the manifest expects {want}: the file is damaged, \
+                     truncated or a different model; restore it or update the manifest",
+                    bytes.len()
+                ),
+            });
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -195,6 +195,8 @@ pub struct Track {
     lost_behind: bool,
     // Where it was first seen, and whether it has scored `confirm_score` or moved from there.
     born: Point,
+    // Its first box touched the picture's edge: it may be coming into view.
+    born_at_edge: bool,
     credible: bool,
 }
 
@@ -512,6 +514,7 @@ impl Tracker {
                 lost_still: false,
                 lost_behind: false,
                 born: d.bbox.ground_point(),
+                born_at_edge: edge_gap(&d.bbox) <= EDGE_TOUCH,
                 credible: false,
             };
             self.next_id += 1;
@@ -677,9 +680,27 @@ fn record_hit(
     }
     tr.lost_still = false;
     tr.lost_behind = false;
+    // Credible: detected surely once, seen to move from where it was born, or seen to come
+    // into the picture (first seen cut by its edge, now clear of every edge): scenery does
+    // not walk in from outside the frame, so a faint car that drives in and stops at once
+    // counts like one that drove further.
     tr.credible = tr.credible
         || tr.score >= cfg.confirm_score
-        || ground.dist(tr.born) > 0.5 * tr.det_bbox.height();
+        || ground.dist(tr.born) > 0.5 * tr.det_bbox.height()
+        || (tr.born_at_edge && edge_gap(&tr.det_bbox) >= EDGE_CLEAR);
+}
+
+/// A box this close to the picture's edge (normalised) is cut by it.
+const EDGE_TOUCH: f64 = 0.005;
+/// A box this far from every edge has come into the picture (box jitter is far smaller).
+const EDGE_CLEAR: f64 = 0.02;
+
+/// The box's distance to the nearest edge of the picture (normalised coordinates).
+fn edge_gap(b: &BBox) -> f64 {
+    f64::from(b.x1)
+        .min(f64::from(b.y1))
+        .min(1.0 - f64::from(b.x2))
+        .min(1.0 - f64::from(b.y2))
 }
 
 #[cfg(test)]
@@ -719,6 +740,33 @@ mod tests {
         assert!(a.velocity().unwrap().x > 0.05, "{:?}", a.velocity());
         assert!(b.velocity().unwrap().x < -0.05, "{:?}", b.velocity());
         assert!(tr.removed().is_empty());
+    }
+
+    #[test]
+    fn a_faint_object_that_comes_into_the_picture_is_credible_scenery_at_the_edge_is_not() {
+        let cfg = TrackerConfig::default();
+        let faint = cfg.confirm_score - 0.1;
+        let run = |boxes: &dyn Fn(f64) -> Detection| {
+            let mut tr = Tracker::new(TrackerConfig::default(), None);
+            for f in 0..30u64 {
+                let t = f as f64 * 0.2;
+                tr.update(t, f, &[boxes(t)]);
+            }
+            tr.tracks()[0].is_credible()
+        };
+        // A car driving in from the right edge (first seen cut by it, [0.92, 1.0]) and
+        // stopping a short way in ([0.77, 0.97]): its ground point moved 0.09, less than
+        // half its height (0.3) from where it was first seen.
+        let car = |t: f64| {
+            let right = (1.0 - 0.05 * t).max(0.97);
+            let left = (0.92 - 0.25 * t).max(0.77);
+            det(2, faint, (left + right) / 2.0, 0.4, right - left, 0.3)
+        };
+        assert!(run(&car), "came into the picture");
+        // A faint box cut by the edge that stays there (a poster, a shadow): not credible.
+        assert!(!run(&|_| det(2, faint, 0.95, 0.4, 0.1, 0.1)));
+        // Nor a faint box that never moves in the middle of the picture.
+        assert!(!run(&|_| det(2, faint, 0.5, 0.4, 0.1, 0.1)));
     }
 
     #[test]
