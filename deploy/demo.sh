@@ -68,6 +68,8 @@ persistence_location $DEMO/
 # would re-send them, but there is no reason to make it). Bounded: see config/mosquitto.conf.
 max_queued_messages 100000
 max_inflight_messages 1000
+max_inflight_bytes 33554432
+max_queued_bytes 536870912
 user $(id -un)
 CONF
 mosquitto -c "$DEMO/mosquitto.conf" > "$DEMO/mosquitto.log" 2>&1 &

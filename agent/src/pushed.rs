@@ -39,17 +39,13 @@ pub fn check(
             ),
         )]);
     }
-    let a: AnalyticsConfig = serde_path_to_error::deserialize(&push.analytics).map_err(|e| {
-        let path = e.path().to_string();
-        vec![problem(
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )]
-    })?;
-    let mut problems: Vec<AnalyticsProblem> = match a.validate() {
-        Ok(()) => Vec::new(),
-        Err(e) => e.0.into_iter().map(|e| problem(e.key, e.message)).collect(),
+    // The same structural checks the center ran before storing it (one code path,
+    // `AnalyticsConfig::from_json`); the classes only the agent can check.
+    let to_problems = |e: ioc_tracking::ConfigErrors| -> Vec<AnalyticsProblem> {
+        e.0.into_iter().map(|e| problem(e.key, e.message)).collect()
     };
+    let a = AnalyticsConfig::parse_json(&push.analytics).map_err(to_problems)?;
+    let mut problems = a.validate().err().map(to_problems).unwrap_or_default();
     problems.extend(
         cfg.rule_class_problems(&a, model, labels)
             .into_iter()

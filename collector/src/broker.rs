@@ -73,9 +73,13 @@ pub fn generate_password() -> String {
     )
 }
 
-/// Sets `user`'s line in the password file `file` (created if missing, written through a
-/// temporary file and a rename, owner-only permissions kept or set). Returns whether the
-/// user was there before.
+/// Sets `user`'s line in the password file `file`. Returns whether the user was there before.
+///
+/// The broker reads this file after dropping to its own user, so the rewrite (a temporary
+/// file and a rename, so a crash never leaves half a file) keeps the old file's owner, group
+/// and mode; a new file is made `mosquitto:mosquitto 0600` where that user exists (owner-only
+/// for the current user elsewhere). Edits are serialised by an exclusive lock on
+/// `FILE.lock`, so `agents add` run twice at once loses no entry.
 pub fn set_user(file: &Path, user: &str, password: &str) -> std::io::Result<bool> {
     let line = format!("{user}:{}", mosquitto_hash(password));
     edit(file, user, Some(&line))
@@ -87,7 +91,14 @@ pub fn remove_user(file: &Path, user: &str) -> std::io::Result<bool> {
 }
 
 fn edit(file: &Path, user: &str, line: Option<&str>) -> std::io::Result<bool> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lock_path(file))?;
+    lock.lock()?; // released when `lock` is dropped, after the rename
     let old = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -108,18 +119,55 @@ fn edit(file: &Path, user: &str, line: Option<&str>) -> std::io::Result<bool> {
         out.push_str(line);
         out.push('\n');
     }
-    let mode = std::fs::metadata(file)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o600);
+    let (mode, owner) = match std::fs::metadata(file) {
+        Ok(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+        Err(_) => (0o600, broker_user()),
+    };
     let tmp = file.with_extension("ioc-tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(out.as_bytes())?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, file)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable once the directory is.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(found)
+}
+
+fn lock_path(file: &Path) -> std::path::PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    file.with_file_name(name)
+}
+
+/// The uid and gid of the `mosquitto` system user (Debian's broker runs as it), if it exists.
+fn broker_user() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = text.lines().find(|l| l.starts_with("mosquitto:"))?;
+    let mut f = line.split(':').skip(2);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// The names of the `user` blocks of a mosquitto ACL file: an agent of that name would get
+/// the block's rights instead of only its own topics.
+pub fn acl_users(acl: &str) -> Vec<String> {
+    acl.lines()
+        .filter_map(|l| l.trim().strip_prefix("user "))
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// The `[mqtt]` section of agent `agent` for a broker at `host:port`.
@@ -174,5 +222,50 @@ mod tests {
         assert!(remove_user(&f, "a").unwrap());
         assert!(!remove_user(&f, "a").unwrap());
         assert!(std::fs::read_to_string(&f).unwrap().starts_with("b:"));
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_files_owner_group_and_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("passwd");
+        std::fs::write(&f, "x:1\n").unwrap();
+        // A group the broker reads through, as an admin may set it (any group not ours).
+        let gid = 65534; // nogroup
+        std::os::unix::fs::chown(&f, None, Some(gid)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        set_user(&f, "a", "pw").unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(m.gid(), gid);
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert!(std::fs::read_to_string(&f)
+            .unwrap()
+            .starts_with("x:1\na:$7$"));
+    }
+
+    #[test]
+    fn concurrent_edits_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("passwd");
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let f = f.clone();
+                std::thread::spawn(move || set_user(&f, &format!("agent-{i}"), "pw").unwrap())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 12);
+    }
+
+    #[test]
+    fn acl_user_blocks_are_found() {
+        let acl = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mosquitto.acl"),
+        )
+        .unwrap();
+        assert_eq!(acl_users(&acl), ["collector"]);
+        assert_eq!(acl_users("pattern read x\n  user  a-b \nuser\n"), ["a-b"]);
     }
 }

@@ -380,6 +380,10 @@ pub struct IngestConfig {
     /// Most rejected messages kept; the oldest go first (default 10000).
     #[serde(default = "default_dead_letters_max")]
     pub dead_letters_max: u64,
+    /// Most bytes of clip parts kept per agent for clips not yet whole (default 128 MiB, two
+    /// clips of the largest size): past it an agent's parts wait in its outbox.
+    #[serde(default = "default_pending_clip_bytes")]
+    pub pending_clip_bytes_per_agent: u64,
 }
 
 impl Default for IngestConfig {
@@ -389,8 +393,13 @@ impl Default for IngestConfig {
             batch_wait_ms: default_batch_wait(),
             dead_letter_bytes: default_dead_letter_bytes(),
             dead_letters_max: default_dead_letters_max(),
+            pending_clip_bytes_per_agent: default_pending_clip_bytes(),
         }
     }
+}
+
+fn default_pending_clip_bytes() -> u64 {
+    2 * ioc_protocol::clip::MAX_CLIP_BYTES
 }
 
 fn default_root() -> String {
@@ -502,6 +511,7 @@ impl Config {
         crate::incident::Policy {
             dead_letter_bytes: self.ingest.dead_letter_bytes,
             dead_letters_max: i64::try_from(self.ingest.dead_letters_max).unwrap_or(i64::MAX),
+            pending_clip_bytes_per_agent: self.ingest.pending_clip_bytes_per_agent,
             ..self.incidents.policy()
         }
     }

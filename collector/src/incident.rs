@@ -178,6 +178,8 @@ pub struct Policy {
     pub dead_letter_bytes: usize,
     /// Most rejected messages kept.
     pub dead_letters_max: i64,
+    /// Most bytes of clip parts kept per agent for clips not yet whole.
+    pub pending_clip_bytes_per_agent: u64,
 }
 
 impl Default for Policy {
@@ -192,6 +194,7 @@ impl Default for Policy {
             stale_after_ms: 90_000,
             dead_letter_bytes: 4096,
             dead_letters_max: 10_000,
+            pending_clip_bytes_per_agent: 2 * ioc_protocol::clip::MAX_CLIP_BYTES,
         }
     }
 }
@@ -337,6 +340,9 @@ pub enum ChangeKind {
     Changed,
     /// It went past a deadline.
     Escalated,
+    /// Its snapshot or clip arrived: the console shows it; webhooks are not told (nothing
+    /// about the incident itself changed).
+    Evidence,
 }
 
 /// An incident after a change.

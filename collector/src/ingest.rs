@@ -118,9 +118,13 @@ pub fn mqtt_options(config: &Config) -> Result<MqttOptions, IngestError> {
     Ok(o)
 }
 
-/// The subscription filters: events, snapshots, clips and counts (shared when a group is
-/// set), agent and camera status and previews (never shared).
-pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
+/// The subscription filters and their QoS: events, snapshots, clips and counts (shared when a
+/// group is set), agent and camera status, previews and analytics states (never shared).
+///
+/// Previews are taken at QoS 0 whatever QoS an agent publishes them with: the broker then
+/// never waits for this collector to acknowledge one, so an agent flooding its own preview
+/// topic at QoS 1 cannot fill the in-flight window that every site's events share.
+pub fn subscriptions(config: &Config) -> Result<Vec<(String, QoS)>, IngestError> {
     let topics = config.topics();
     let mut out = Vec::new();
     for kind in [
@@ -129,19 +133,20 @@ pub fn subscriptions(config: &Config) -> Result<Vec<String>, IngestError> {
         TopicKind::Clips,
         TopicKind::Counts,
     ] {
-        out.push(match &config.mqtt.shared_group {
+        let filter = match &config.mqtt.shared_group {
             Some(g) => topics
                 .shared_filter(g, kind)
                 .map_err(|e| IngestError::Topics(e.to_string()))?,
             None => topics.filter(kind),
-        });
+        };
+        out.push((filter, QoS::AtLeastOnce));
     }
-    out.push(topics.filter(TopicKind::AgentStatus));
-    out.push(topics.filter(TopicKind::CameraStatus));
+    out.push((topics.filter(TopicKind::AgentStatus), QoS::AtLeastOnce));
+    out.push((topics.filter(TopicKind::CameraStatus), QoS::AtLeastOnce));
     // Never shared: the preview must reach the collector whose console asked for it, and
     // analytics states are retained.
-    out.push(topics.filter(TopicKind::Previews));
-    out.push(topics.filter(TopicKind::AnalyticsState));
+    out.push((topics.filter(TopicKind::Previews), QoS::AtMostOnce));
+    out.push((topics.filter(TopicKind::AnalyticsState), QoS::AtLeastOnce));
     Ok(out)
 }
 
@@ -517,7 +522,7 @@ struct Poller {
     topics: Topics,
     previews: crate::preview::Previews,
     analytics: crate::analytics::Analytics,
-    subs: Vec<String>,
+    subs: Vec<(String, QoS)>,
     in_tx: mpsc::UnboundedSender<Received>,
     epoch: Arc<AtomicU64>,
     conn_tx: watch::Sender<ConnState>,
@@ -558,9 +563,17 @@ impl Poller {
             });
         match checked {
             Ok((header, jpeg)) => {
-                add(&self.metrics.previews, 1);
                 debug!(agent, camera, bytes = jpeg.len(), "preview received");
-                self.previews.put(agent, header, jpeg.to_vec(), now_ms());
+                if self.previews.put(agent, header, jpeg.to_vec(), now_ms()) {
+                    add(&self.metrics.previews, 1);
+                } else {
+                    add(&self.metrics.previews_rejected, 1);
+                    warn!(
+                        agent,
+                        camera,
+                        "preview not kept: that agent has the most cameras' previews kept already"
+                    );
+                }
             }
             Err(error) => {
                 add(&self.metrics.previews_rejected, 1);
@@ -573,7 +586,8 @@ impl Poller {
     /// restart, so memory is enough).
     fn state(&self, agent: &str, camera: &str, payload: &[u8]) {
         if payload.is_empty() {
-            return; // cleared
+            self.analytics.clear_state(agent, camera);
+            return;
         }
         if payload.len() > crate::analytics::MAX_STATE_BYTES {
             warn!(
@@ -595,11 +609,9 @@ impl Poller {
                         "an agent refused pushed analytics"
                     );
                 }
-                if !self.analytics.put_state(agent, s) {
-                    warn!(
-                        agent,
-                        camera, "too many cameras' analytics states; this one not kept"
-                    );
+                drop(s); // kept as its bytes (see `crate::analytics`)
+                if let Err(why) = self.analytics.put_state(agent, camera, payload) {
+                    warn!(agent, camera, %why, "analytics state not kept");
                 }
             }
             Ok(s) => {
@@ -619,6 +631,14 @@ impl Poller {
                     match self.topics.parse(&publish.topic) {
                         Ok(Topic::Preview { agent, camera }) => {
                             self.preview(&agent, &camera, &publish.payload);
+                            // Subscribed at QoS 0; a QoS 1 copy (a session from before) is
+                            // acknowledged all the same, so none can hold the window.
+                            if publish.qos != QoS::AtMostOnce {
+                                let client = self.client.clone();
+                                tokio::spawn(async move {
+                                    let _ = client.ack(&publish).await;
+                                });
+                            }
                             continue;
                         }
                         Ok(Topic::AnalyticsState { agent, camera }) => {
@@ -661,7 +681,7 @@ impl Poller {
                     let filters: Vec<_> = self
                         .subs
                         .iter()
-                        .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+                        .map(|(f, qos)| SubscribeFilter::new(f.clone(), *qos))
                         .collect();
                     tokio::spawn(async move {
                         if let Err(e) = client.subscribe_many(filters).await {
@@ -671,7 +691,7 @@ impl Poller {
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     let _ = self.conn_tx.send(ConnState::Connected);
-                    for (code, filter) in ack.return_codes.iter().zip(&self.subs) {
+                    for (code, (filter, _)) in ack.return_codes.iter().zip(&self.subs) {
                         if matches!(code, SubscribeReasonCode::Failure) {
                             error!(
                                 %filter,
@@ -1030,8 +1050,10 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap();
+        let subs = subscriptions(&c).unwrap();
+        let filters: Vec<_> = subs.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
-            subscriptions(&c).unwrap(),
+            filters,
             [
                 "$share/collectors/ioc/v1/agents/+/events",
                 "$share/collectors/ioc/v1/agents/+/snapshots/+",
@@ -1044,8 +1066,17 @@ mod tests {
                 "ioc/v1/agents/+/analytics-state/+",
             ]
         );
+        // Only previews at QoS 0: nothing an agent publishes there waits for an ack.
+        for (f, qos) in &subs {
+            let want = if f.contains("/previews/") {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            assert_eq!(*qos, want, "{f}");
+        }
         c.mqtt.shared_group = None;
-        assert_eq!(subscriptions(&c).unwrap()[0], "ioc/v1/agents/+/events");
+        assert_eq!(subscriptions(&c).unwrap()[0].0, "ioc/v1/agents/+/events");
         let o = mqtt_options(&c).unwrap();
         assert!(!o.clean_session() && o.manual_acks());
     }

@@ -98,12 +98,16 @@ enum AgentsCmd {
         /// The broker as the agent reaches it.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// The broker's port as the agent reaches it.
-        #[arg(long, default_value_t = 8883)]
-        port: u16,
+        /// The broker's port as the agent reaches it [default: 8883 with --ca-file, else 1883].
+        #[arg(long)]
+        port: Option<u16>,
         /// The CA certificate on the agent's box, for TLS (omit for a plain connection).
         #[arg(long)]
         ca_file: Option<String>,
+        /// The broker's ACL file, checked so that ID is not one of its `user` blocks (it would
+        /// get that block's rights) [default: `acl` beside the password file, if there].
+        #[arg(long)]
+        acl: Option<PathBuf>,
     },
     /// Revoke agent ID: remove it from the password file.
     Remove {
@@ -167,8 +171,23 @@ fn main() -> ExitCode {
                     host,
                     port,
                     ca_file,
+                    acl,
                 },
-        } => agents_add(&id, passwd.as_deref(), &host, port, ca_file.as_deref()),
+        } => {
+            let port = port.unwrap_or(if ca_file.is_some() { 8883 } else { 1883 });
+            let acl = acl.or_else(|| {
+                let beside = passwd.as_deref()?.parent()?.join("acl");
+                beside.is_file().then_some(beside)
+            });
+            agents_add(
+                &id,
+                passwd.as_deref(),
+                acl.as_deref(),
+                &host,
+                port,
+                ca_file.as_deref(),
+            )
+        }
         Cmd::Agents {
             cmd: AgentsCmd::Remove { id, passwd },
         } => agents_remove(&id, &passwd),
@@ -219,12 +238,34 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 fn agents_add(
     id: &str,
     passwd: Option<&Path>,
+    acl: Option<&Path>,
     host: &str,
     port: u16,
     ca_file: Option<&str>,
 ) -> anyhow::Result<()> {
     use ioc_collector::broker;
     ioc_protocol::validate_agent_id(id).map_err(|e| anyhow::anyhow!("agent id {id:?}: {e}"))?;
+    let acl_note = match acl {
+        Some(acl) => {
+            let text = std::fs::read_to_string(acl)
+                .with_context(|| format!("cannot read the ACL {}", acl.display()))?;
+            if broker::acl_users(&text).iter().any(|u| u == id) {
+                anyhow::bail!(
+                    "agent id {id:?} is a `user {id}` block of {}: an agent of that name would get \
+                     that block's rights (a collector's), not only its own topics; choose another id",
+                    acl.display()
+                );
+            }
+            format!(
+                "{id:?} falls under the `pattern` lines of {} (its own topics only)",
+                acl.display()
+            )
+        }
+        None => format!(
+            "no ACL checked (--acl FILE checks that {id:?} is not one of its `user` blocks); \
+             the shipped ACL (config/mosquitto.acl) limits agents to their own topics"
+        ),
+    };
     let password = broker::generate_password();
     match passwd {
         Some(file) => {
@@ -243,7 +284,7 @@ fn agents_add(
         ),
     }
     eprintln!(
-        "the shipped ACL (config/mosquitto.acl) already limits {id:?} to its own topics.\n\
+        "{acl_note}.\nthe agent's [agent] id must be {id:?} (the broker's ACL keys on it).\n\
          put this in the agent's config and keep it secret (it is not stored anywhere else):"
     );
     print!(

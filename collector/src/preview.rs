@@ -4,7 +4,14 @@
 //! Every collector subscribes to previews without a shared group: a preview is small, rare,
 //! and must reach the collector whose console asked for it. Nothing is stored in the
 //! database: a preview is worth something only now. Memory is bounded by
-//! [`MAX_TOTAL_BYTES`] (the oldest pictures go first).
+//! [`MAX_TOTAL_BYTES`] (JPEGs and headers; the oldest pictures go first) and by
+//! [`MAX_CAMERAS_PER_AGENT`] (an agent inventing cameras fills only its own room).
+//!
+//! Requests are coalesced per camera: while one asked less than [`ASK_EVERY`] ago waits for
+//! its answer, another operator's request waits for the same picture instead of sending
+//! again (the agent renders at most one a second per camera anyway), and every waiter takes
+//! the first picture of that camera that arrives after the request it waits on, whichever
+//! request it answers: concurrent requests never lose their answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +21,12 @@ use ioc_protocol::{Preview, PreviewRequest, Topics};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::Notify;
 
-/// Most bytes of JPEG kept over all cameras.
+/// Most bytes (JPEGs and headers) kept over all cameras.
 pub const MAX_TOTAL_BYTES: usize = 256 * 1024 * 1024;
+/// Most cameras' previews kept per agent (a site box runs 1–16 cameras).
+pub const MAX_CAMERAS_PER_AGENT: usize = 64;
+/// A camera is asked at most this often; requests in between wait for the same answer.
+pub const ASK_EVERY: Duration = Duration::from_secs(1);
 
 /// One camera's latest preview.
 #[derive(Debug, Clone)]
@@ -28,10 +39,48 @@ pub struct StoredPreview {
     pub received_at_ms: i64,
 }
 
+impl StoredPreview {
+    /// What it costs to keep: the JPEG and its header (strings and objects).
+    fn cost(&self) -> usize {
+        let h = &self.header;
+        std::mem::size_of::<Self>()
+            + self.jpeg.len()
+            + h.camera.len()
+            + h.request_id.as_ref().map_or(0, String::len)
+            + h.objects.len() * std::mem::size_of::<ioc_protocol::PreviewObject>()
+            + h.objects.iter().map(|o| o.class.len()).sum::<usize>()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    latest: Mutex<HashMap<(String, String), StoredPreview>>,
+    latest: Mutex<Latest>,
+    /// When each camera was last asked (ms since the Unix epoch).
+    asked: Mutex<HashMap<(String, String), i64>>,
     arrived: Notify,
+}
+
+#[derive(Default)]
+struct Latest {
+    map: HashMap<(String, String), StoredPreview>,
+    /// Cost of everything in `map`, kept as it changes (no scan per preview).
+    bytes: usize,
+    /// Cameras kept per agent.
+    per_agent: HashMap<String, usize>,
+}
+
+impl Latest {
+    fn remove(&mut self, key: &(String, String)) {
+        if let Some(p) = self.map.remove(key) {
+            self.bytes -= p.cost();
+            if let Some(n) = self.per_agent.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_agent.remove(&key.0);
+                }
+            }
+        }
+    }
 }
 
 /// The previews this collector has received, and a way to ask for more.
@@ -55,7 +104,7 @@ pub enum PreviewError {
 
 impl std::fmt::Debug for Previews {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.inner.latest.lock().map(|l| l.len()).unwrap_or(0);
+        let n = self.inner.latest.lock().map(|l| l.map.len()).unwrap_or(0);
         f.debug_struct("Previews").field("cameras", &n).finish()
     }
 }
@@ -70,32 +119,39 @@ impl Previews {
         }
     }
 
-    /// Keeps a received preview of `agent`'s camera (the header already checked).
-    pub fn put(&self, agent: &str, header: Preview, jpeg: Vec<u8>, received_at_ms: i64) {
+    /// Keeps a received preview of `agent`'s camera (the header already checked). False
+    /// when it is a new camera of an agent that has [`MAX_CAMERAS_PER_AGENT`] kept already.
+    pub fn put(&self, agent: &str, header: Preview, jpeg: Vec<u8>, received_at_ms: i64) -> bool {
+        let key = (agent.to_owned(), header.camera.clone());
+        let p = StoredPreview {
+            header,
+            jpeg: Arc::new(jpeg),
+            received_at_ms,
+        };
         let mut latest = self.inner.latest.lock().unwrap_or_else(|p| p.into_inner());
-        latest.insert(
-            (agent.to_owned(), header.camera.clone()),
-            StoredPreview {
-                header,
-                jpeg: Arc::new(jpeg),
-                received_at_ms,
-            },
-        );
-        let mut total: usize = latest.values().map(|p| p.jpeg.len()).sum();
-        while total > MAX_TOTAL_BYTES {
+        let known = latest.map.contains_key(&key);
+        if !known && latest.per_agent.get(agent).copied().unwrap_or(0) >= MAX_CAMERAS_PER_AGENT {
+            return false;
+        }
+        latest.remove(&key);
+        latest.bytes += p.cost();
+        *latest.per_agent.entry(key.0.clone()).or_default() += 1;
+        latest.map.insert(key, p);
+        // Over the budget (rare: it is far above what honest sites send): the oldest go.
+        while latest.bytes > MAX_TOTAL_BYTES {
             let Some(oldest) = latest
+                .map
                 .iter()
                 .min_by_key(|(_, p)| p.received_at_ms)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some(p) = latest.remove(&oldest) {
-                total -= p.jpeg.len();
-            }
+            latest.remove(&oldest);
         }
         drop(latest);
         self.inner.arrived.notify_waiters();
+        true
     }
 
     /// The latest preview of `agent`'s `camera`, if one arrived.
@@ -104,13 +160,15 @@ impl Previews {
             .latest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .map
             .get(&(agent.to_owned(), camera.to_owned()))
             .cloned()
     }
 
-    /// Asks `agent` for a current picture of `camera` and waits up to `wait` for the answer
-    /// to `request_id`; `Ok(None)` when none came in time (agent offline, camera without a
-    /// picture yet, previews off there).
+    /// Asks `agent` for a current picture of `camera` (unless it was asked less than
+    /// [`ASK_EVERY`] ago) and waits up to `wait` for the first picture received since that
+    /// request; `Ok(None)` when none came in time (agent offline, camera without a picture
+    /// yet, previews off there).
     pub async fn request(
         &self,
         agent: &str,
@@ -125,22 +183,47 @@ impl Previews {
             .preview_requests();
         let req = PreviewRequest::new(camera, Some(request_id.to_owned()));
         let payload = ioc_protocol::encode(&req).map_err(|e| PreviewError::BadId(e.to_string()))?;
-        let answered = |p: &StoredPreview| p.header.request_id.as_deref() == Some(request_id);
         let until = tokio::time::Instant::now() + wait;
         // Registered before the request goes out, so an answer that comes at once is seen.
         let arrived = self.inner.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        // The client's queue may be full while the broker is away: never wait past `wait`.
-        match tokio::time::timeout_at(
-            until,
-            self.client.publish(topic, QoS::AtMostOnce, false, payload),
-        )
-        .await
-        {
-            Ok(r) => r.map_err(|e| PreviewError::Request(e.to_string()))?,
-            Err(_) => return Ok(None),
-        }
+        let now = crate::store::now_ms();
+        let key = (agent.to_owned(), camera.to_owned());
+        let since = {
+            let mut asked = self.inner.asked.lock().unwrap_or_else(|p| p.into_inner());
+            let every = ASK_EVERY.as_millis() as i64;
+            match asked.get(&key) {
+                Some(&at) if now - at < every => Some(at),
+                _ => {
+                    asked.retain(|_, at| now - *at < 10 * every);
+                    asked.insert(key, now);
+                    None
+                }
+            }
+        };
+        // A picture received since the request this one waits on answers it (received
+        // times are this collector's clock, like `now`).
+        let since = match since {
+            Some(at) => at,
+            None => {
+                // The client's queue may be full while the broker is away: never wait past
+                // `wait`.
+                match tokio::time::timeout_at(
+                    until,
+                    self.client.publish(topic, QoS::AtMostOnce, false, payload),
+                )
+                .await
+                {
+                    Ok(r) => r.map_err(|e| PreviewError::Request(e.to_string()))?,
+                    Err(_) => return Ok(None),
+                }
+                now
+            }
+        };
+        let answered = |p: &StoredPreview| {
+            p.received_at_ms >= since || p.header.request_id.as_deref() == Some(request_id)
+        };
         loop {
             if let Some(p) = self.get(agent, camera).filter(answered) {
                 return Ok(Some(p));
@@ -154,5 +237,72 @@ impl Previews {
             arrived.set(self.inner.arrived.notified());
             arrived.as_mut().enable();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn previews() -> (Previews, rumqttc::EventLoop) {
+        let (client, eventloop) =
+            AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 64);
+        (Previews::new(client, Topics::default()), eventloop)
+    }
+
+    fn header(camera: &str, request_id: Option<&str>) -> Preview {
+        Preview {
+            schema: ioc_protocol::PREVIEW_SCHEMA.into(),
+            camera: camera.into(),
+            taken_at: ioc_protocol::Timestamp::now(),
+            width: 4,
+            height: 4,
+            request_id: request_id.map(str::to_owned),
+            objects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_agent_inventing_cameras_fills_only_its_own_room() {
+        let (p, _el) = previews();
+        for i in 0..MAX_CAMERAS_PER_AGENT {
+            assert!(p.put("evil", header(&format!("c{i}"), None), vec![0; 8], 1));
+        }
+        assert!(!p.put("evil", header("one-more", None), vec![0; 8], 1));
+        assert!(
+            p.put("evil", header("c0", None), vec![1; 8], 2),
+            "a known camera"
+        );
+        assert!(p.put("honest", header("gate", None), vec![0; 8], 3));
+        assert_eq!(p.get("evil", "c0").unwrap().jpeg[0], 1);
+        let l = p.inner.latest.lock().unwrap();
+        let cost: usize = l.map.values().map(StoredPreview::cost).sum();
+        assert_eq!(l.bytes, cost, "the running total is exact");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_for_one_camera_all_get_the_answer() {
+        let (p, _el) = previews();
+        let ask = |id: &'static str| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.request("s", "gate", id, Duration::from_secs(5))
+                    .await
+                    .unwrap()
+            })
+        };
+        let (a, b) = (ask("A"), ask("B"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The second request was coalesced into the first: one ask, one answer for both.
+        assert_eq!(p.inner.asked.lock().unwrap().len(), 1);
+        let now = crate::store::now_ms();
+        p.put("s", header("gate", Some("A")), vec![7; 8], now);
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!(a.unwrap().jpeg[0], 7);
+        assert_eq!(
+            b.unwrap().jpeg[0],
+            7,
+            "B's request is answered by A's picture"
+        );
     }
 }

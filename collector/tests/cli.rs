@@ -3,6 +3,7 @@
 //! add/remove` against a real mosquitto reading the password file they write.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -134,6 +135,18 @@ fn users_are_added_and_reports_printed() {
 
 /// Starts mosquitto on a free port with `passwd` as its password file; returns it and the port.
 fn mosquitto_with(passwd: &std::path::Path, dir: &std::path::Path) -> (std::process::Child, u16) {
+    // As root, mosquitto would switch to its own user, which cannot read our files.
+    let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    mosquitto_as(passwd, dir, me.trim())
+}
+
+/// Like [`mosquitto_with`], the broker dropping to `user` before it reads the password file
+/// (as Debian's mosquitto does: started as root, it runs as `mosquitto`).
+fn mosquitto_as(
+    passwd: &std::path::Path,
+    dir: &std::path::Path,
+    user: &str,
+) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -144,12 +157,8 @@ fn mosquitto_with(passwd: &std::path::Path, dir: &std::path::Path) -> (std::proc
         &conf,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
-             use_username_as_clientid true\nlog_dest stderr\nlog_type error\nuser {}\n",
+             use_username_as_clientid true\nlog_dest stderr\nlog_type error\nuser {user}\n",
             passwd.display(),
-            // As root, mosquitto would switch to its own user, which cannot read our files.
-            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-                .unwrap()
-                .trim()
         ),
     )
     .unwrap();
@@ -257,4 +266,116 @@ async fn agents_add_gives_a_password_the_real_broker_accepts_and_remove_revokes_
     assert!(!ok && err.contains("agent id"), "{err}");
     let (ok, _, err) = run(&["agents", "remove", "nobody", "--passwd", p], None);
     assert!(!ok && err.contains("is not in"), "{err}");
+}
+
+/// What an admin in a hurry meets: `agents add` as root on the password file of a broker that
+/// reads it as its own user, twelve adds at once, and an id that names an ACL `user` block.
+#[tokio::test]
+async fn agents_add_keeps_the_broker_able_to_read_its_file_and_loses_no_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let p = passwd.to_str().unwrap();
+    // Twelve at once: every one is in the file afterwards.
+    let children: Vec<_> = (0..12)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_ioc-collector"))
+                .args(["agents", "add", &format!("site-{i}"), "--passwd", p])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut passwords = Vec::new();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        // Without --ca-file the section is a plain connection on 1883, as printed.
+        assert!(
+            out.contains("port = 1883\n") && !out.contains("[mqtt.tls]"),
+            "{out}"
+        );
+        let pw = out
+            .lines()
+            .find_map(|l| l.strip_prefix("password = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap()
+            .to_owned();
+        passwords.push(pw);
+    }
+    let lines = std::fs::read_to_string(&passwd).unwrap();
+    assert_eq!(lines.lines().count(), 12, "{lines}");
+    // An id named like a `user` block of the ACL beside the file is refused, nothing written.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mosquitto.acl"),
+        dir.path().join("acl"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["agents", "add", "collector", "--passwd", p], None);
+    assert!(!ok && err.contains("`user collector` block"), "{err}");
+    let (ok, _, err) = run(&["agents", "add", "site-12", "--passwd", p], None);
+    assert!(
+        ok && err.contains("falls under the `pattern` lines"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&passwd).unwrap().lines().count(),
+        13
+    );
+
+    // A broker that drops to its own user (Debian's) still reads the file after a rewrite
+    // made as root: only where this test runs as root and that user exists.
+    let is_root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0";
+    let has_user = Command::new("id")
+        .arg("mosquitto")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(is_root && has_user) {
+        eprintln!("skipping the broker-user part: not root, or no user `mosquitto`");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = fresh.path().join("passwd");
+    let f = file.to_str().unwrap();
+    let add = |id: &str| {
+        let (ok, out, err) = run(&["agents", "add", id, "--passwd", f], None);
+        assert!(ok, "{err}");
+        out.lines()
+            .find_map(|l| l.strip_prefix("password = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap()
+            .to_owned()
+    };
+    let first = add("site-a");
+    // Created for the broker's user, owner-only.
+    let m = std::fs::metadata(&file).unwrap();
+    let uid: u32 = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "mosquitto"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!((m.uid(), m.permissions().mode() & 0o777), (uid, 0o600));
+    let second = add("site-b"); // a rewrite, as root
+    let m = std::fs::metadata(&file).unwrap();
+    assert_eq!((m.uid(), m.permissions().mode() & 0o777), (uid, 0o600));
+    let (mut broker, port) = mosquitto_as(&file, fresh.path(), "mosquitto");
+    assert!(
+        accepts(port, "site-a", &first).await,
+        "the broker reads the file"
+    );
+    assert!(accepts(port, "site-b", &second).await);
+    let _ = broker.kill();
+    let _ = broker.wait();
 }

@@ -12,7 +12,8 @@
 //!   early;
 //! - CSRF with a foreign Origin; the Content-Security-Policy;
 //! - stale health: broker gone, states shown as unknown, the collector's own link shown down;
-//! - a crashed agent: its Last Will (dated when it started) marks it offline.
+//! - a crashed agent: its Last Will (dated when it started) marks it offline;
+//! - a preview flood at QoS 1 on an agent's own topic: every other site's events still flow.
 
 mod common;
 
@@ -666,5 +667,27 @@ async fn a_crashed_agent_goes_offline_by_its_last_will() {
         state().as_deref() == Some("offline")
     })
     .await;
+    site.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_flood_at_qos_1_does_not_stop_other_sites_events() {
+    let site = Site::start(&["evil", "a1"], "").await;
+    let evil = Agent::connect(site.broker.port, "evil").await;
+    // More QoS 1 previews than the broker lets be in flight to the collector (1000): were
+    // they not acknowledged (or taken at QoS 0), every later event would wait behind them.
+    for i in 0..1_500u32 {
+        let payload = format!("{{\"schema\":\"ioc.preview/1\",\"n\":{i}}}\n").into_bytes();
+        evil.publish("previews/gate", payload).await;
+    }
+    // Let them all reach the broker (and the collector's window) first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut honest = Agent::connect(site.broker.port, "a1").await;
+    let now = now_iso();
+    for seq in 1..=20u64 {
+        honest.publish("events", event("a1", seq, &now, None)).await;
+    }
+    honest.wait_acked(1..=20, T).await;
+    assert_eq!(site.store().count_events("a1").unwrap(), 20);
     site.shutdown().await;
 }

@@ -687,15 +687,16 @@ fn retention_drops_raw_rows_keeps_incidents_and_gap_detection_on(mut s: Store) {
         },
     };
     let c = s.insert_batch(&[snapshot()]).unwrap();
-    // The picture came after its incident: the incident is announced again (the console's
-    // row gets its thumbnail), once; a repeat of the picture announces nothing.
+    // The picture came after its incident: the incident is announced again as `evidence`
+    // (the console's row gets its thumbnail; webhooks are not told), once; a repeat of the
+    // picture announces nothing.
     let changed: Vec<_> = c
         .changes
         .iter()
         .map(|c| (c.incident.id, c.change))
         .collect();
     assert_eq!(changed.len(), 1, "{changed:?}");
-    assert_eq!(changed[0].1, ChangeKind::Changed);
+    assert_eq!(changed[0].1, ChangeKind::Evidence);
     assert_eq!(c.changes[0].incident.snapshot.as_deref(), Some("site-a-1"));
     let again = s.insert_batch(&[snapshot()]).unwrap();
     assert!(again.changes.is_empty());

@@ -16,6 +16,7 @@ use ioc_collector::service::{Collector, Parts};
 use ioc_collector::webhook::hmac_sha256;
 use ioc_collector::Config;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 const SECRET: &str = "webhook test secret 0123456789";
 
@@ -91,22 +92,33 @@ async fn critical_incidents_reach_the_receiver_signed_after_retries() {
         &format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n\
              [[webhooks]]\nname = \"pager\"\nurl = \"http://{receiver}/hook?token=t\"\n\
-             secret = \"{SECRET}\"\nseverities = [\"critical\"]\nmax_backoff_sec = 1\n"
+             secret = \"{SECRET}\"\nseverities = [\"critical\"]\nmax_backoff_sec = 1\n\
+             changes = [\"opened\", \"changed\", \"escalated\"]\n"
         ),
     )
     .await;
 
-    let agent = Agent::connect(broker.port, "gate-site").await;
+    let mut agent = Agent::connect(broker.port, "gate-site").await;
     let now = ioc_collector::incident::ts(ioc_collector::store::now_ms());
+    // The critical event's snapshot arrives after it: that is evidence, not a `changed`
+    // incident, so it is not announced (the receiver asked for `changed` too).
+    let jpeg = b"\xff\xd8\xff\xe0 a snapshot".to_vec();
     for (seq, kind, severity) in [(1, "loitering", "warning"), (2, "intrusion", "critical")] {
-        let ev = json!({
+        let mut ev = json!({
             "schema": "ioc.event/1", "id": format!("gate-site-{seq}"), "seq": seq,
             "phase": "instant", "agent": "gate-site", "camera": "north-gate", "kind": kind,
             "severity": severity, "rule": format!("{kind} rule"), "zone": "fence",
             "observed_at": now.as_str(),
         });
+        if seq == 2 {
+            ev["snapshot"] = json!({
+                "sha256": hex::encode(Sha256::digest(&jpeg)), "size": jpeg.len(),
+                "width": 4, "height": 4,
+            });
+        }
         agent.publish("events", ev.to_string().into_bytes()).await;
     }
+    agent.publish("snapshots/gate-site-2", jpeg.clone()).await;
 
     let t0 = Instant::now();
     while got.lock().unwrap().attempts.len() < 3 {
@@ -118,7 +130,10 @@ async fn critical_incidents_reach_the_receiver_signed_after_retries() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let retried_after = t0.elapsed();
-    // Nothing more comes: the warning was filtered, the accepted one is not sent again.
+    agent
+        .wait_acked_id("gate-site-2", Duration::from_secs(10))
+        .await; // the snapshot is stored
+                // Nothing more comes: the warning was filtered, the accepted one is not sent again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let attempts = std::mem::take(&mut got.lock().unwrap().attempts);
     assert_eq!(attempts.len(), 3, "{attempts:?}");

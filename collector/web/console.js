@@ -46,7 +46,8 @@ const L = {
     ed_no_state: 'Trạm chưa báo cấu hình đang chạy (trạm mất kết nối?)', ed_running_file: 'Camera đang chạy cấu hình trong tệp tại trạm',
     ed_running: 'Camera đang chạy phiên bản {n} (từ trung tâm)', ed_stored: 'Phiên bản mới nhất ở trung tâm: {n}',
     ed_refused: 'Trạm từ chối phiên bản {n}, vẫn chạy cấu hình cũ:', ed_applied: 'Đã áp dụng: camera đang chạy phiên bản {n}',
-    ed_waiting: 'Đã lưu phiên bản {n}; trạm sẽ áp dụng khi kết nối lại', ed_refused_see: 'Trạm từ chối phiên bản {n}: xem lỗi ở trên', in_mark: 'VÀO', side_left: 'trái', side_right: 'phải',
+    ed_waiting: 'Đã lưu phiên bản {n}; trạm sẽ áp dụng khi kết nối lại', ed_invalid: 'Không lưu: cấu hình có lỗi, trạm không thể chạy',
+    ed_site_ahead: 'Trạm đang chạy phiên bản {n}, mới hơn bản trung tâm đang giữ (cơ sở dữ liệu đã được khôi phục?); lần lưu tới sẽ đánh số cao hơn', ed_refused_see: 'Trạm từ chối phiên bản {n}: xem lỗi ở trên', in_mark: 'VÀO', side_left: 'trái', side_right: 'phải',
     system: 'hệ thống', c_person: 'người', c_bicycle: 'xe đạp', c_car: 'ô tô', c_motorcycle: 'xe máy', c_bus: 'xe buýt', c_truck: 'xe tải',
   },
   en: {
@@ -92,7 +93,8 @@ const L = {
     ed_no_state: 'The site has not said what it runs (agent offline?)', ed_running_file: 'The camera runs the site file\'s analytics',
     ed_running: 'The camera runs version {n} (from the center)', ed_stored: 'Newest version at the center: {n}',
     ed_refused: 'The site refused version {n} and keeps what it ran:', ed_applied: 'Applied: the camera runs version {n}',
-    ed_waiting: 'Stored as version {n}; the site applies it when it is back', ed_refused_see: 'The site refused version {n}: see the problems above', in_mark: 'IN', side_left: 'left', side_right: 'right',
+    ed_waiting: 'Stored as version {n}; the site applies it when it is back', ed_invalid: 'Not stored: no site could run these analytics',
+    ed_site_ahead: 'The site runs version {n}, newer than the one this center keeps (was its database restored?); the next save is numbered above it', ed_refused_see: 'The site refused version {n}: see the problems above', in_mark: 'IN', side_left: 'left', side_right: 'right',
     system: 'system', c_person: 'person', c_bicycle: 'bicycle', c_car: 'car', c_motorcycle: 'motorcycle', c_bus: 'bus', c_truck: 'truck',
   },
 };
@@ -144,7 +146,11 @@ async function api(path, opts = {}) {
   });
   if (r.status === 401) { location.href = '/login'; throw new Error('logged out'); }
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || ('HTTP ' + r.status));
+  if (!r.ok) {
+    const err = new Error(body.error || ('HTTP ' + r.status));
+    err.problems = body.problems; // every problem by key, when the server lists them
+    throw err;
+  }
   return body;
 }
 
@@ -661,6 +667,7 @@ function showEditorState(cur) {
   if (!s) lines.push(el('div', { class: 'muted' }, t('ed_no_state')));
   else lines.push(el('div', {}, s.running_version ? t('ed_running', s.running_version) : t('ed_running_file')));
   if (cur.version) lines.push(el('div', { class: 'muted' }, t('ed_stored', cur.version) + ' (' + cur.changed_by + ', ' + fmtDateTime(cur.changed_at_ms) + ')'));
+  if (cur.site_ahead && s) lines.push(el('div', { class: 'pv-error' }, t('ed_site_ahead', s.running_version)));
   if (s && s.refused) {
     lines.push(el('div', { class: 'pv-error' }, t('ed_refused', s.refused.version)));
     lines.push(el('ul', { class: 'pv-error', id: 'ed-problems' }, ...s.refused.problems.map((p) => el('li', {}, el('code', {}, p.key || '*'), ' ' + p.message))));
@@ -869,7 +876,9 @@ async function saveAnalytics() {
         : s && s.refused && s.refused.version === r.version ? t('ed_refused_see', r.version) : t('ed_waiting', r.version)));
     if (s && s.refused && s.refused.version === r.version) $('#ed-state').scrollIntoView({ block: 'start', behavior: 'smooth' });
   } catch (e) {
-    out.replaceChildren(el('p', { class: 'pv-error' }, e.message));
+    const list = (e.problems || []).map((p) => el('li', {}, el('code', {}, p.key || '*'), ' ' + p.message));
+    out.replaceChildren(el('p', { class: 'pv-error' }, list.length ? t('ed_invalid') : e.message),
+      ...(list.length ? [el('ul', { class: 'pv-error', id: 'ed-invalid' }, ...list)] : []));
   } finally { button.disabled = false; }
 }
 

@@ -147,9 +147,54 @@ url = "{url}"
         "{text}"
     );
 
-    // A broken version: refused with every problem by key, version 1 keeps running.
-    let broken = serde_json::json!({
+    // What no agent can run (a point off the picture, an unknown rule kind, a missing
+    // zone) is refused by the center with every problem by key, with the agent's own checks:
+    // nothing is stored or pushed.
+    let off = serde_json::json!({
         "zones": [{ "name": "yard", "points": [[0.0, 0.3], [1.2, 0.3], [1.0, 1.0]] }],
+        "rules": [{ "name": "yard entry", "kind": "intrusion", "zone": "yard" },
+                  { "name": "odd", "kind": "teleport", "zone": "yard" }],
+    });
+    let body = serde_json::json!({ "analytics": off, "base_version": 1 }).to_string();
+    let (status, v) = json(http_port, "PUT", path, &admin, &body);
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["problems"][0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("rules[1]"),
+        "{v}"
+    );
+    let missing = serde_json::json!({
+        "zones": [{ "name": "yard", "points": [[0.0, 0.3], [1.2, 0.3], [1.0, 1.0]] }],
+        "rules": [{ "name": "yard entry", "kind": "intrusion", "zone": "lawn" }],
+    });
+    let body = serde_json::json!({ "analytics": missing, "base_version": 1 }).to_string();
+    let (status, v) = json(http_port, "PUT", path, &admin, &body);
+    assert_eq!(status, 422, "{v}");
+    let keys: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"zones[0].points"), "{v}");
+    assert!(keys.iter().any(|k| k.starts_with("rules[0]")), "{v}");
+    // A camera the agent does not run: refused, however right the analytics.
+    let valid = serde_json::json!({ "analytics": zone, "base_version": 0 }).to_string();
+    let (status, v) = json(
+        http_port,
+        "PUT",
+        "/api/cameras/push-site/no-such-camera/analytics",
+        &admin,
+        &valid,
+    );
+    assert_eq!(status, 404, "{v}");
+
+    // What only the agent can check (its model's classes): stored, pushed, refused there with
+    // every problem by key; version 1 keeps running.
+    let broken = serde_json::json!({
+        "zones": [{ "name": "yard", "points": [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0]] }],
         "rules": [{ "name": "yard entry", "kind": "intrusion", "zone": "yard", "classes": ["motorbike"] }],
     });
     let body = serde_json::json!({ "analytics": broken, "base_version": 1 }).to_string();
@@ -167,7 +212,6 @@ url = "{url}"
         .iter()
         .map(|p| p["key"].as_str().unwrap())
         .collect();
-    assert!(keys.contains(&"zones[0].points"), "{v}");
     assert!(keys.contains(&"rules[0].classes[0]"), "{v}");
     let before = stored_events(&db, "yard entry");
     until("more incidents of version 1 after the refusal", 120, || {

@@ -191,17 +191,31 @@ url = "{url}"
         .count();
     assert_eq!(sessions, 1, "the camera was not restarted: {text}");
 
-    // A broken version: every problem by key in the editor; the site keeps running version 1.
+    // What no site can run (a point off the picture): the center refuses it at once with
+    // every problem by key, nothing is stored or pushed.
     b.click("#detail details summary").await; // open "Advanced (JSON)"
     b.js("const t = document.querySelector('#ed-json'); \
-          const a = JSON.parse(t.value); a.zones[0].points[1] = [1.2, 0.35]; \
+          const a = JSON.parse(t.value); window.keptPoint = a.zones[0].points[1]; \
+          a.zones[0].points[1] = [1.2, 0.35]; t.value = JSON.stringify(a); return 1;")
+        .await;
+    b.click("#ed-json + p button").await; // Apply JSON
+    b.click("#ed-save").await;
+    b.wait(
+        "the center's refusal with its problems",
+        "document.querySelector('#ed-invalid') && document.querySelector('#ed-invalid').textContent.includes('zones[0].points')",
+    )
+    .await;
+    // What only the site can check (its model's classes): pushed, refused there with every
+    // problem by key; the site keeps running version 1.
+    b.js("const t = document.querySelector('#ed-json'); \
+          const a = JSON.parse(t.value); a.zones[0].points[1] = window.keptPoint; \
           a.rules[0].classes = ['persn']; t.value = JSON.stringify(a); return 1;")
         .await;
     b.click("#ed-json + p button").await; // Apply JSON
     b.click("#ed-save").await;
     b.wait_up_to(
         "the refusal with its problems",
-        "document.querySelector('#ed-problems') && document.querySelector('#ed-problems').textContent.includes('zones[0].points')",
+        "document.querySelector('#ed-problems') && document.querySelector('#ed-problems').textContent.includes('rules[0].classes[0]')",
         Duration::from_secs(120),
     )
     .await;

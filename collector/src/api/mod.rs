@@ -180,6 +180,9 @@ pub enum ApiError {
     /// Bad input.
     #[error("{0}")]
     BadRequest(String),
+    /// Input that is well-formed but wrong: every problem, by key.
+    #[error("{0}")]
+    Invalid(String, Vec<ioc_base::Problem>),
     /// Too many failed logins from this client or for this user.
     #[error("too many failed attempts: try again in {}s", .0.as_secs().max(1))]
     Throttled(Duration),
@@ -211,6 +214,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -224,7 +228,15 @@ impl IntoResponse for ApiError {
             ApiError::Busy => Some(1),
             _ => None,
         };
-        let mut r = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let body = match &self {
+            ApiError::Invalid(_, problems) => json!({
+                "error": self.to_string(),
+                "problems": problems.iter().map(|p| json!({"key": p.key, "message": p.message}))
+                    .collect::<Vec<_>>(),
+            }),
+            _ => json!({ "error": self.to_string() }),
+        };
+        let mut r = (status, Json(body)).into_response();
         if let Some(s) = retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -623,7 +635,9 @@ async fn snapshot(
 }
 
 /// An event's MP4 clip. Browsers fetch video in ranges (to start playing, to seek): a
-/// `Range: bytes=a-b` request gets `206 Partial Content` with that slice.
+/// `Range: bytes=a-b` request gets `206 Partial Content` with that slice. The file is
+/// streamed from disk in small chunks, never read whole: many small range requests on a
+/// large clip cost file reads, not memory.
 async fn clip(
     State(st): State<AppState>,
     _user: User,
@@ -634,10 +648,9 @@ async fn clip(
         .read(move |s| s.clip(&agent, &event_id))
         .await?
         .ok_or_else(|| ApiError::NotFound("no clip for that event (yet)".into()))?;
-    let bytes = tokio::fs::read(&clip.path)
-        .await
-        .map_err(|e| ApiError::NotFound(format!("clip file gone ({e}); retention?")))?;
-    let len = bytes.len() as u64;
+    let gone = |e: std::io::Error| ApiError::NotFound(format!("clip file gone ({e}); retention?"));
+    let mut file = tokio::fs::File::open(&clip.path).await.map_err(gone)?;
+    let len = file.metadata().await.map_err(gone)?.len();
     let common = [
         (header::CONTENT_TYPE, "video/mp4".to_owned()),
         (header::ACCEPT_RANGES, "bytes".to_owned()),
@@ -652,20 +665,63 @@ async fn clip(
         .and_then(|v| v.to_str().ok())
         .map(|r| parse_range(r, len));
     match range {
-        None => Ok((common, bytes).into_response()),
-        Some(Some((start, end))) => Ok((
-            StatusCode::PARTIAL_CONTENT,
+        None => Ok((
             common,
-            [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))],
-            bytes[start as usize..=end as usize].to_vec(),
+            [(header::CONTENT_LENGTH, len.to_string())],
+            file_body(file, len),
         )
             .into_response()),
+        Some(Some((start, end))) => {
+            use tokio::io::AsyncSeekExt;
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(gone)?;
+            let n = end - start + 1;
+            Ok((
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [
+                    (header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")),
+                    (header::CONTENT_LENGTH, n.to_string()),
+                ],
+                file_body(file, n),
+            )
+                .into_response())
+        }
         Some(None) => Ok((
             StatusCode::RANGE_NOT_SATISFIABLE,
             [(header::CONTENT_RANGE, format!("bytes */{len}"))],
         )
             .into_response()),
     }
+}
+
+/// The next `len` bytes of `file` as a response body, read 64 KiB at a time as the client
+/// takes them.
+fn file_body(file: tokio::fs::File, len: u64) -> axum::body::Body {
+    use tokio::io::AsyncReadExt;
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = futures::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; left.min(CHUNK) as usize];
+        match file.read(&mut buf).await {
+            Ok(0) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "clip file shrank while being served",
+                )),
+                (file, 0),
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), (file, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    axum::body::Body::from_stream(chunks)
 }
 
 /// One range of `Range: bytes=…` over `len` bytes, inclusive (`a-b`, `a-`, `-n`); `None`
@@ -825,6 +881,9 @@ async fn get_analytics(
         "state": state,
         // Stored here but not (yet) running there: the agent is away, or refused it.
         "pending": latest.is_some_and(|v| running.is_none_or(|r| (r as i64) < v.version)),
+        // The site runs a version this center does not have (its database was restored or
+        // replaced): the next save is numbered above it.
+        "site_ahead": running.is_some_and(|r| latest.is_none_or(|v| (r as i64) > v.version)),
     })))
 }
 
@@ -862,11 +921,45 @@ async fn put_analytics(
             ioc_protocol::analytics::MAX_ANALYTICS_BYTES
         )));
     }
+    // The agent's own structural checks (the tracking crate's), so nothing is stored or
+    // pushed that no agent can run; the classes are the agent's to check (its model).
+    if let Err(e) = ioc_tracking::AnalyticsConfig::from_json(&body.analytics) {
+        return Err(ApiError::Invalid(
+            format!(
+                "the analytics have {} problem(s); nothing was stored",
+                e.0.len()
+            ),
+            e.0,
+        ));
+    }
     let pusher = st.inner.analytics.clone().ok_or_else(|| {
         ApiError::Unavailable("pushes go through ingest, which does not run here".into())
     })?;
+    let a = agent.clone();
+    match st.read(move |s| s.agent_cameras(&a)).await? {
+        Some(cams) if !cams.contains(&camera) => {
+            return Err(ApiError::NotFound(format!(
+                "agent {agent:?} does not run a camera {camera:?} (it runs {})",
+                cams.join(", ")
+            )))
+        }
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "no agent {agent:?} has reported to this center yet"
+            )))
+        }
+        Some(_) => {}
+    }
+    let site_has = pusher.state(&agent, &camera).map_or(0, |s| {
+        let running = s.running_version.unwrap_or(0);
+        let refused = s.refused.as_ref().map_or(0, |r| r.version);
+        i64::try_from(running.max(refused)).unwrap_or(i64::MAX - 1)
+    });
     let (a, c, actor, now) = (agent.clone(), camera.clone(), user.name.clone(), st.now());
-    let base = body.base_version;
+    let base = crate::store::VersionBase {
+        expected: body.base_version,
+        site_has,
+    };
     let stored = st
         .write(move |s| s.put_analytics(&a, &c, &text, base, &actor, now))
         .await??;

@@ -54,14 +54,34 @@ impl Store {
             .map_err(self.err("cannot read analytics versions"))
     }
 
+    /// The cameras `agent` last said it runs (its status); none when it never reported.
+    pub fn agent_cameras(&self, agent: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let rows = self
+            .db
+            .query("SELECT cameras FROM agents WHERE agent = ?1", &[&agent])
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| r.get::<String>(0))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.err("cannot read the agent's cameras"))?;
+        Ok(rows
+            .first()
+            .map(|t| serde_json::from_str(t).unwrap_or_default()))
+    }
+
     /// Stores `config` as the next version of `agent`'s `camera`, with an audit entry, if the
-    /// latest version is still `base_version` (none: not checked; 0: no version yet).
+    /// latest version is still `base.expected` (none: not checked; 0: no version yet).
+    ///
+    /// The next version is above both this store's latest and `base.site_has` (the newest the
+    /// site ran or refused): after the center's database is restored or replaced, versions
+    /// do not start again below what the agents know, which they would ignore as old.
     pub fn put_analytics(
         &mut self,
         agent: &str,
         camera: &str,
         config: &str,
-        base_version: Option<i64>,
+        base: VersionBase,
         actor: &str,
         now_ms: i64,
     ) -> Result<PutAnalytics, StoreError> {
@@ -78,10 +98,10 @@ impl Store {
                     &[&agent, &camera],
                 )?
                 .get(0)?;
-            if base_version.is_some_and(|b| b != latest) {
+            if base.expected.is_some_and(|b| b != latest) {
                 return Ok(PutAnalytics::Conflict(latest));
             }
-            let version = latest + 1;
+            let version = latest.max(base.site_has) + 1;
             // Two collectors storing at once: the primary key lets one win, the other fails
             // its commit and the user tries again.
             tx.execute(
@@ -106,6 +126,16 @@ impl Store {
     }
 }
 
+/// What a new analytics version is made from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionBase {
+    /// The version the change was edited from (none: not checked; 0: none yet); another
+    /// stored meanwhile is a conflict.
+    pub expected: Option<i64>,
+    /// The newest version the site ran or refused (0: none known).
+    pub site_has: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,8 +144,13 @@ mod tests {
     fn versions_grow_and_a_stale_base_is_a_conflict() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("t.db"), &dir.path().join("snaps")).unwrap();
-        let put =
-            |s: &mut Store, cfg: &str, base| s.put_analytics("a", "gate", cfg, base, "lan", 5);
+        let put = |s: &mut Store, cfg: &str, expected| {
+            let base = VersionBase {
+                expected,
+                site_has: 0,
+            };
+            s.put_analytics("a", "gate", cfg, base, "lan", 5)
+        };
         assert_eq!(put(&mut s, "{}", Some(0)).unwrap(), PutAnalytics::Stored(1));
         assert_eq!(
             put(&mut s, "{\"zones\":[]}", None).unwrap(),
@@ -127,6 +162,17 @@ mod tests {
         );
         let v = s.analytics_versions("a", "gate", 10).unwrap();
         assert_eq!(v.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+        // A center whose database was replaced: the site runs version 7 of an older one.
+        let base = VersionBase {
+            expected: Some(0),
+            site_has: 7,
+        };
+        assert_eq!(
+            s.put_analytics("a", "new-cam", "{}", base, "lan", 6)
+                .unwrap(),
+            PutAnalytics::Stored(8),
+            "above what the site knows"
+        );
         assert_eq!(v[0].config, "{\"zones\":[]}");
         assert!(s.analytics_versions("a", "other", 10).unwrap().is_empty());
         let trail = s.audit_trail(None).unwrap();

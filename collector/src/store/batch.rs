@@ -271,16 +271,30 @@ impl<'t> Batch<'t> {
                 .map_err(self.err("cannot find the incident of a snapshot"))?;
             for id in ids {
                 if !self.changed.iter().any(|(c, _)| *c == id) {
-                    self.changed.push((id, ChangeKind::Changed));
+                    self.changed.push((id, ChangeKind::Evidence));
                 }
             }
         }
         Ok(())
     }
 
+    /// Acks a clip part to its agent once the batch commits.
+    fn ack_clip_part(&mut self, agent: &str, event_id: &str, part: u32) {
+        self.out
+            .agent(agent)
+            .clip_parts
+            .push((event_id.to_owned(), part));
+    }
+
     /// One part of a clip. The part that completes a clip puts it together (parts may have
     /// come through other collectors sharing the database), checks its SHA-256, writes the
     /// file under `{snapshot_dir}/clips/` and re-announces the incidents the event belongs to.
+    ///
+    /// Bounded per agent: parts of clips not yet whole take at most
+    /// `policy.pending_clip_bytes_per_agent`; a part past it is refused and not acked (the
+    /// agent's outbox sends it again later), so no agent fills the database with parts of
+    /// clips that never complete. A clip is put together only once the parts' sizes add up to
+    /// what they declared, reading one part at a time.
     pub(super) fn clip_part(
         &mut self,
         agent: &str,
@@ -290,10 +304,6 @@ impl<'t> Batch<'t> {
         at: i64,
         snapshot_dir: &Path,
     ) -> Result<(), StoreError> {
-        self.out
-            .agent(agent)
-            .clip_parts
-            .push((event_id.to_owned(), h.part));
         let whole: bool = self
             .db
             .query_one(
@@ -303,9 +313,70 @@ impl<'t> Batch<'t> {
             .and_then(|r| r.get(0))
             .map_err(self.err("cannot look up a clip"))?;
         if whole {
+            self.ack_clip_part(agent, event_id, h.part);
             self.out.count(0);
             return Ok(());
         }
+        // Room is reserved by what clips declare: the other clips of this agent not yet
+        // whole, and this one, must fit the budget together; and no clip's parts may carry
+        // more than it declared. So the agent's pending parts never pass the budget.
+        let others: i64 = self
+            .db
+            .query_one(
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM (SELECT DISTINCT event_id, \
+                 size FROM clip_parts WHERE agent = ?1 AND event_id <> ?2) AS pending",
+                &[&agent, &event_id],
+            )
+            .and_then(|r| r.get(0))
+            .map_err(self.err("cannot sum an agent's clip parts"))?;
+        let mine: i64 = self
+            .db
+            .query_one(
+                // Its other parts: a replay of this one is not counted twice.
+                "SELECT CAST(COALESCE(SUM(LENGTH(data)), 0) AS BIGINT) FROM clip_parts \
+                 WHERE agent = ?1 AND event_id = ?2 AND part <> ?3",
+                &[&agent, &event_id, &h.part],
+            )
+            .and_then(|r| r.get(0))
+            .map_err(self.err("cannot sum a clip's parts"))?;
+        let budget = self.policy.pending_clip_bytes_per_agent;
+        let refusal = if others as u64 + h.size > budget {
+            Some((
+                "clip_budget",
+                format!(
+                    "clip_budget: {agent}'s clips not yet whole declare {others} bytes; \
+                     {event_id}'s {} more would pass {budget} (its part {} waits in the \
+                     agent's outbox)",
+                    h.size, h.part
+                ),
+            ))
+        } else if mine as u64 + data.len() as u64 > h.size {
+            Some((
+                "clip_mismatch",
+                format!(
+                    "clip_mismatch: {event_id}'s parts carry more than the {} bytes they declare",
+                    h.size
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            if reason == "clip_mismatch" {
+                // Sending the same bytes again would not help.
+                self.ack_clip_part(agent, event_id, h.part);
+            }
+            let r = Refused {
+                agent,
+                reason,
+                topic: format!("agents/{agent}/clips/{event_id}"),
+                payload: &[],
+                error,
+            };
+            return refuse(self.db, r, at, &self.policy, &mut self.out)
+                .map_err(self.err("cannot store dead letter"));
+        }
+        self.ack_clip_part(agent, event_id, h.part);
         let start_ms = h.start.unix_millis();
         let duration_ms = (h.duration_s * 1000.0).round() as i64;
         let n = self
@@ -345,43 +416,58 @@ impl<'t> Batch<'t> {
         if have < i64::from(h.parts) {
             return Ok(());
         }
-        let rows = self
+        // What the parts make, before any of their bytes are read: a forged header or parts
+        // that do not add up cost a query, not the clip's size in memory.
+        let (total, first, last, distinct): (i64, i64, i64, i64) = self
             .db
-            .query(
-                "SELECT part, data FROM clip_parts WHERE agent = ?1 AND event_id = ?2 \
-                 AND sha256 = ?3 ORDER BY part",
+            .query_one(
+                "SELECT CAST(COALESCE(SUM(LENGTH(data)), 0) AS BIGINT), MIN(part), MAX(part), \
+                 COUNT(DISTINCT part) FROM clip_parts \
+                 WHERE agent = ?1 AND event_id = ?2 AND sha256 = ?3",
                 &[&agent, &event_id, &h.sha256],
             )
-            .map_err(self.err("cannot read clip parts"))?;
-        // Sized by what arrived, not by what a header claims.
-        let mut mp4 = Vec::new();
-        let mut in_order = true;
-        for (i, r) in rows.iter().enumerate() {
-            let part: i64 = r.get(0).map_err(self.err("cannot read clip parts"))?;
-            in_order &= part == i as i64;
-            let bytes: Vec<u8> = r.get(1).map_err(self.err("cannot read clip parts"))?;
-            mp4.extend_from_slice(&bytes);
-        }
+            .and_then(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.err("cannot sum clip parts"))?;
+        let parts = i64::from(h.parts);
+        let adds_up = total as u64 == h.size
+            && h.size <= ioc_protocol::clip::MAX_CLIP_BYTES
+            && (first, last, distinct) == (0, parts - 1, parts);
         use sha2::{Digest, Sha256};
-        let sha = hex::encode(Sha256::digest(&mp4));
+        let (mut mp4, mut sha) = (Vec::new(), String::new());
+        if adds_up {
+            // One copy, sized by what arrived (checked above), read a part at a time.
+            mp4.reserve_exact(total as usize);
+            for part in 0..parts {
+                let bytes: Vec<u8> = self
+                    .db
+                    .query_one(
+                        "SELECT data FROM clip_parts WHERE agent = ?1 AND event_id = ?2 \
+                         AND sha256 = ?3 AND part = ?4",
+                        &[&agent, &event_id, &h.sha256, &part],
+                    )
+                    .and_then(|r| r.get(0))
+                    .map_err(self.err("cannot read clip parts"))?;
+                mp4.extend_from_slice(&bytes);
+            }
+            sha = hex::encode(Sha256::digest(&mp4));
+        }
         self.db
             .execute(
                 "DELETE FROM clip_parts WHERE agent = ?1 AND event_id = ?2",
                 &[&agent, &event_id],
             )
             .map_err(self.err("cannot delete clip parts"))?;
-        if !in_order || mp4.len() as u64 != h.size || sha != h.sha256 {
+        if !adds_up || sha != h.sha256 {
             let r = Refused {
                 agent,
                 reason: "clip_mismatch",
                 topic: format!("agents/{agent}/clips/{event_id}"),
                 payload: &[],
                 error: format!(
-                    "clip_mismatch: the parts of {event_id}'s clip make {} bytes with SHA-256 \
-                     {sha}; the parts declared {} bytes, {}",
-                    mp4.len(),
-                    h.size,
-                    h.sha256
+                    "clip_mismatch: the parts of {event_id}'s clip make {total} bytes (parts \
+                     {first}..={last}, {distinct} distinct) with SHA-256 {sha}; the parts \
+                     declared {} bytes in {parts} parts, {}",
+                    h.size, h.sha256
                 ),
             };
             return refuse(self.db, r, at, &self.policy, &mut self.out)
@@ -422,7 +508,7 @@ impl<'t> Batch<'t> {
             .map_err(self.err("cannot find the incident of a clip"))?;
         for id in ids {
             if !self.changed.iter().any(|(c, _)| *c == id) {
-                self.changed.push((id, ChangeKind::Changed));
+                self.changed.push((id, ChangeKind::Evidence));
             }
         }
         Ok(())
@@ -636,12 +722,13 @@ impl<'t> Batch<'t> {
             .flush(self.db)
             .map_err(self.err("cannot update incidents"))?;
         // The incidents as they are after the batch, once each, in the order they last
-        // changed; "opened" wins over later updates in the same batch.
+        // changed; "opened" wins over later updates in the same batch, and new evidence
+        // never hides a real change.
         let mut last: BTreeMap<i64, (usize, ChangeKind)> = BTreeMap::new();
         for (pos, (id, change)) in self.changed.iter().enumerate() {
             let e = last.entry(*id).or_insert((pos, *change));
             e.0 = pos;
-            if e.1 != ChangeKind::Opened {
+            if e.1 != ChangeKind::Opened && *change != ChangeKind::Evidence {
                 e.1 = *change;
             }
         }

@@ -52,7 +52,7 @@ pub mod db;
 mod incidents;
 mod reports;
 
-pub use analytics::{AnalyticsVersion, PutAnalytics};
+pub use analytics::{AnalyticsVersion, PutAnalytics, VersionBase};
 pub use auth::{SessionUser, UserRow};
 pub use incidents::{
     ActionError, IncidentEvent, IncidentFilter, LiveCount, Silence, SilenceSpec, SYSTEM,
@@ -1537,6 +1537,87 @@ pub(crate) mod tests {
         assert_eq!(removed, 1);
         assert!(s.clip("a1", "a1-1").unwrap().is_none());
         assert!(!clip.path.exists());
+    }
+
+    #[test]
+    fn clip_parts_are_bounded_per_agent_and_checked_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir);
+        s.set_policy(Policy {
+            pending_clip_bytes_per_agent: 20_000,
+            ..Policy::default()
+        });
+        let mp4: Vec<u8> = (0..12_000u32).map(|i| (i % 241) as u8).collect();
+        let sha = hex::encode(Sha256::digest(&mp4));
+        // A clip of 12,000 bytes missing its last part: its declared size is reserved.
+        let a = clip_parts("a1-1", &mp4, 4096, &sha);
+        let b = clip_parts("a1-2", &mp4, 4096, &sha);
+        let c = s.insert_batch(&a[..2]).unwrap();
+        assert_eq!(c.agents["a1"].clip_parts.len(), 2);
+        // A replay (the outbox sends again what was not acked) is acked, not refused.
+        let c = s.insert_batch(&a[1..2]).unwrap();
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        assert_eq!(c.agents["a1"].clip_parts, [("a1-1".to_owned(), 1)]);
+        // A second one would pass the 20,000-byte budget: refused, not acked (the agent
+        // sends it again later), not stored.
+        let c = s.insert_batch(&b[..2]).unwrap();
+        assert!(!c.agents.contains_key("a1") || c.agents["a1"].clip_parts.is_empty());
+        assert_eq!(c.rejected.len(), 2);
+        assert!(
+            c.rejected.iter().all(|r| r.1 == "clip_budget"),
+            "{:?}",
+            c.rejected
+        );
+        // Completing a clip frees its room; another agent was never limited by this one.
+        s.insert_batch(&a[2..]).unwrap();
+        assert!(s.clip("a1", "a1-1").unwrap().is_some());
+        let c = s.insert_batch(&b).unwrap();
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        assert!(s.clip("a1", "a1-2").unwrap().is_some());
+
+        // Parts whose header declares another size than they carry: refused from the sums,
+        // before any part is read.
+        let mut forged = clip_parts("a1-3", &mp4, 4096, &sha);
+        for p in &mut forged {
+            if let Message::ClipPart { header, .. } = &mut p.message {
+                header.size = 30_000_000;
+            }
+        }
+        s.set_policy(Policy::default());
+        let c = s.insert_batch(&forged).unwrap();
+        assert_eq!(c.rejected, [("a1".to_owned(), "clip_mismatch")]);
+        assert!(s.clip("a1", "a1-3").unwrap().is_none());
+        let letters = s.dead_letters(10).unwrap();
+        let text = &letters
+            .iter()
+            .find(|d| d.error.starts_with("clip_mismatch"))
+            .unwrap()
+            .error;
+        assert!(
+            text.contains("12000 bytes") && text.contains("30000000"),
+            "{text}"
+        );
+        // Parts carrying more than their clip declares: refused part by part.
+        let mut stuffed = clip_parts("a1-4", &mp4, 4096, &sha);
+        for p in &mut stuffed {
+            if let Message::ClipPart { header, .. } = &mut p.message {
+                header.size = 5000;
+            }
+        }
+        let c = s.insert_batch(&stuffed).unwrap();
+        assert!(
+            c.rejected.iter().any(|r| r.1 == "clip_mismatch"),
+            "{:?}",
+            c.rejected
+        );
+        let kept: i64 =
+            s.db.query_one(
+                "SELECT COUNT(*) FROM clip_parts WHERE event_id = 'a1-4'",
+                &[],
+            )
+            .and_then(|r| r.get(0))
+            .unwrap();
+        assert!(kept <= 1, "{kept}");
     }
 
     #[test]

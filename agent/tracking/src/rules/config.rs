@@ -468,6 +468,28 @@ impl RuleConfig {
 }
 
 impl AnalyticsConfig {
+    /// Reads a camera's analytics given as JSON (as the center pushes them) and checks them
+    /// with [`AnalyticsConfig::validate`]: the first parse error by its key, else every
+    /// problem by key. The center runs this before storing a push and the agent again before
+    /// running it (it also checks the classes against its model, which only it knows).
+    pub fn from_json(v: &serde_json::Value) -> Result<Self, ConfigErrors> {
+        let a = Self::parse_json(v)?;
+        a.validate()?;
+        Ok(a)
+    }
+
+    /// Reads a camera's analytics given as JSON, without [`AnalyticsConfig::validate`]; the
+    /// error names the key.
+    pub fn parse_json(v: &serde_json::Value) -> Result<Self, ConfigErrors> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigErrors(vec![ConfigError {
+                key: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            }])
+        })
+    }
+
     /// Pure checks (no class names needed); every error, each with its key path.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs: Vec<ConfigError> = Vec::new();
