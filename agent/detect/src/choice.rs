@@ -1,7 +1,7 @@
 //! What a detector runs: which file of the model (float or INT8) and which input shape for a
 //! camera. Pure decisions, so they are tested without ONNX Runtime.
 //!
-//! - **Precision.** INT8 runs about 3× faster than float on CPUs with 8-bit dot-product
+//! - **Precision.** INT8 takes about half the time of float on CPUs with 8-bit dot-product
 //!   instructions (x86 VNNI), keeping ≥ 95 % of the float model's detections
 //!   (`agent/tests/model_variants.rs`); elsewhere its kernels are emulated and the gain is
 //!   not measured, so `auto` picks it only where it was.
