@@ -119,9 +119,13 @@ fn edit(file: &Path, user: &str, line: Option<&str>) -> std::io::Result<bool> {
         out.push_str(line);
         out.push('\n');
     }
-    let (mode, owner) = match std::fs::metadata(file) {
-        Ok(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
-        Err(_) => (0o600, broker_user()),
+    let (mode, owner, existed) = match std::fs::metadata(file) {
+        Ok(m) => (
+            m.permissions().mode() & 0o7777,
+            Some((m.uid(), m.gid())),
+            true,
+        ),
+        Err(_) => (0o600, broker_user(), false),
     };
     let tmp = file.with_extension("ioc-tmp");
     {
@@ -132,7 +136,22 @@ fn edit(file: &Path, user: &str, line: Option<&str>) -> std::io::Result<bool> {
             .mode(0o600)
             .open(&tmp)?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            match std::os::unix::fs::fchown(&f, Some(uid), Some(gid)) {
+                Ok(()) => {}
+                // Not root: a new file stays ours (the broker must be given it by hand).
+                Err(e) if !existed && e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot keep {}'s owner ({uid}:{gid}) on the rewritten file: {e}; \
+                             run as root, or as that user",
+                            file.display()
+                        ),
+                    ));
+                }
+            }
         }
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(out.as_bytes())?;
