@@ -347,7 +347,14 @@ fn bench_d() {
             RtspServer::start(&[format!("/cam={}:h264:loop", file.display())], 0, None).unwrap();
         let url = server.url("/cam");
         let (py, py_seen) = largest(32, |n| run_python(&url, n), &format!("python {name}"));
-        let (ours, seen) = largest(32, |n| run_agent(&url, n, ""), &format!("agent {name}"));
+        // BENCH_DETECT adds `[detect]` keys to the agent's config, e.g.
+        // `precision = "auto"` and `input_size = "auto"` for INT8 at the camera's shape.
+        let detect = std::env::var("BENCH_DETECT").unwrap_or_default();
+        let (ours, seen) = largest(
+            32,
+            |n| run_agent(&url, n, &detect),
+            &format!("agent {name}"),
+        );
         let rss4 = seen
             .iter()
             .find(|(n, _)| *n == 4)
