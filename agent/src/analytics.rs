@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ioc_detect::yuv::Resampler;
 use ioc_tracking::{
-    Analytics, AnalyticsConfig, EngineOutput, FrameInfo, LocalTime, LumaFrame, RuleEvent, Weekday,
+    Analytics, AnalyticsConfig, Appearance, EngineOutput, FrameInfo, LocalTime, LumaFrame,
+    RuleEvent, Weekday,
 };
 
 use crate::clock::{Epoch, FrameTime};
@@ -228,16 +229,31 @@ impl CameraAnalytics {
             Outcome::Detected(d) => {
                 let (w, h) = (r.frame.width.max(1) as f32, r.frame.height.max(1) as f32);
                 self.dets.clear();
-                self.dets.extend(d.iter().map(|d| ioc_tracking::Detection {
-                    class_id: d.class_id,
-                    score: d.score,
-                    bbox: ioc_tracking::BBox::new(
-                        d.bbox.x1 / w,
-                        d.bbox.y1 / h,
-                        d.bbox.x2 / w,
-                        d.bbox.y2 / h,
-                    ),
+                self.dets.extend(d.iter().map(|d| {
+                    ioc_tracking::Detection::new(
+                        d.class_id,
+                        d.score,
+                        ioc_tracking::BBox::new(
+                            d.bbox.x1 / w,
+                            d.bbox.y1 / h,
+                            d.bbox.x2 / w,
+                            d.bbox.y2 / h,
+                        ),
+                    )
                 }));
+                // What each object looks like, for the tracker's and the rules' hand-overs
+                // (a few hundred pixel reads a box, on the frame as decoded).
+                let dets = &mut self.dets;
+                let measured = r.frame.with_image(|img| {
+                    for d in dets.iter_mut() {
+                        d.look = Appearance::measure(d.bbox, img.width, img.height, |x, y| {
+                            img.pixel(x, y)
+                        });
+                    }
+                });
+                if let Err(e) = measured {
+                    tracing::debug!(error = %e, "looks not measured");
+                }
                 self.analytics.process_frame(&info, &self.dets, out);
                 let threshold = self.analytics.tracker().config().new_track_score;
                 let scores = self.dets.iter().map(|d| d.score);

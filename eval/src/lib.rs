@@ -8,11 +8,13 @@
 //! (boxes per frame, the incidents that must be raised) → [`simulate`] (the agent's real
 //! pipeline on the clip, as a live camera would meet it, in simulated time) → [`metrics`]
 //! (precision, recall, time to detect, line counts, MOTA/IDF1) → [`eval`] (the runs and the
-//! report, `ioc-eval run`).
+//! report, `ioc-eval run`). [`looks`] measures how well objects' looks tell them apart
+//! (`ioc-eval looks`).
 
 pub mod assets;
 pub mod eval;
 pub mod generate;
+pub mod looks;
 pub mod metrics;
 pub mod render;
 pub mod rng;

@@ -36,6 +36,12 @@ enum Command {
         #[arg(long, default_value = "scenario-preview")]
         out: PathBuf,
     },
+    /// How well looks tell objects apart: the same object at two times against two objects
+    /// of one class, on every scenario's clip.
+    Looks {
+        /// A scenario file or a folder of them.
+        path: PathBuf,
+    },
     /// Runs the agent's pipeline on every scenario and scores it.
     Run {
         /// A scenario file or a folder of them.
@@ -104,6 +110,12 @@ fn parse_infer(s: &str) -> anyhow::Result<Infer> {
     anyhow::bail!("--infer {s:?}: expected measured, measured*K or a time like 80ms")
 }
 
+/// The pictures scenarios are drawn from (made once, cached).
+fn load_assets(dirs: &Dirs) -> anyhow::Result<ioc_eval::assets::Assets> {
+    let mut detector = ioc_eval::eval::load_asset_detector(&dirs.model)?;
+    ioc_eval::assets::Assets::load_or_build(&dirs.footage, &dirs.assets, &mut detector)
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = match cli.root {
         Some(r) => r,
@@ -113,12 +125,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate { path, preview, out } => {
             let scenarios = ioc_eval::scenario::Scenario::load_all(&path)?;
-            let mut detector = ioc_eval::eval::load_asset_detector(&dirs.model)?;
-            let assets = ioc_eval::assets::Assets::load_or_build(
-                &dirs.footage,
-                &dirs.assets,
-                &mut detector,
-            )?;
+            let assets = load_assets(&dirs)?;
             for s in &scenarios {
                 let g = ioc_eval::generate::generate(s, &assets, &dirs.clips)?;
                 println!(
@@ -151,6 +158,34 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     ioc_eval::render::write_previews(s, &assets, &g.truth, &preview, &out)?;
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Looks { path } => {
+            let scenarios = ioc_eval::scenario::Scenario::load_all(&path)?;
+            let assets = load_assets(&dirs)?;
+            let mut all = ioc_eval::looks::LookStats::default();
+            for s in &scenarios {
+                let g = ioc_eval::generate::generate(s, &assets, &dirs.clips)?;
+                let actors = ioc_eval::world::actors(s, &assets);
+                let sprite = |id: u32| {
+                    actors
+                        .iter()
+                        .find(|a| a.id == id)
+                        .map_or(usize::MAX, |a| a.sprite)
+                };
+                let samples = ioc_eval::looks::sample_clip(&g.clip, &g.truth, sprite)?;
+                let mut one = ioc_eval::looks::LookStats::default();
+                one.add(&samples);
+                println!(
+                    "{:<28} {} looks, {} same-object pairs, {} two-object pairs",
+                    s.name,
+                    samples.len(),
+                    one.same.len(),
+                    one.different.len()
+                );
+                all.add(&samples);
+            }
+            println!("\n{}", all.table());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -79,6 +79,13 @@ impl YuvImage<'_> {
         Ok(())
     }
 
+    /// The `[Y, U, V]` samples of pixel `(x, y)` (chroma of its 2×2 block). Panics outside
+    /// a frame that passed [`Self::check`].
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let (u, v) = self.chroma(y / 2, x / 2);
+        [self.y[y * self.y_stride + x], u, v]
+    }
+
     fn chroma(&self, row: usize, x: usize) -> (u8, u8) {
         match self.layout {
             YuvLayout::I420 => (

@@ -1,6 +1,6 @@
 //! Per-frame cost of the tracker and the rule engine at 50 moving objects, with a realistic
-//! rule set (three zones, two lines, every object rule kind), plus the tamper measure of one
-//! luma frame. Detections are precomputed outside the timed loop on smooth periodic paths, so
+//! rule set (three zones, two lines, every object rule kind), plus the looks of 50 boxes
+//! (and the tracker comparing them), and the tamper measure of one luma frame. Detections are precomputed outside the timed loop on smooth periodic paths, so
 //! cycling through them never teleports an object.
 
 use std::f64::consts::TAU;
@@ -8,8 +8,8 @@ use std::f64::consts::TAU;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ioc_tracking::rules::{EngineOutput, LumaFrame};
 use ioc_tracking::{
-    Analytics, AnalyticsConfig, BBox, Detection, FrameInfo, LocalTime, Tracker, TrackerConfig,
-    Weekday,
+    Analytics, AnalyticsConfig, Appearance, BBox, Detection, FrameInfo, LocalTime, Tracker,
+    TrackerConfig, Weekday,
 };
 
 const CONFIG: &str = r#"
@@ -109,6 +109,7 @@ fn frames() -> Vec<Vec<Detection>> {
                             (x + w / 2.0) as f32,
                             y as f32,
                         ),
+                        look: None,
                     }
                 })
                 .collect()
@@ -166,8 +167,50 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    // Tamper measures of one 1280×720 luma frame (run about once a second per camera).
+    // Looks of every detection of a busy frame (what the agent measures on each detected
+    // frame before tracking): the 50 boxes above on a 1280×720 frame.
     let (w, h) = (1280usize, 720usize);
+    let pixel = |x: usize, y: usize| {
+        [
+            ((x / 7 * 13 + y / 5 * 29) % 220 + 16) as u8,
+            (x / 3 % 255) as u8,
+            (y / 2 % 255) as u8,
+        ]
+    };
+    let mut boxes = frames[0].clone();
+    c.bench_function("looks_50_boxes_1280x720", |b| {
+        b.iter(|| {
+            for d in boxes.iter_mut() {
+                d.look = Appearance::measure(d.bbox, w, h, pixel);
+            }
+        })
+    });
+    // The tracker with looks on every detection (the association compares them).
+    let looked: Vec<Vec<Detection>> = frames
+        .iter()
+        .map(|f| {
+            f.iter()
+                .map(|d| Detection {
+                    look: Appearance::measure(d.bbox, w, h, pixel),
+                    ..*d
+                })
+                .collect()
+        })
+        .collect();
+    let mut tr = Tracker::new(TrackerConfig::default(), None);
+    let mut k = 0u64;
+    for _ in 0..PERIOD {
+        tr.update(k as f64 * 0.2, k, &looked[k as usize % PERIOD]);
+        k += 1;
+    }
+    c.bench_function("tracker_only_with_looks", |b| {
+        b.iter(|| {
+            tr.update(k as f64 * 0.2, k, &looked[k as usize % PERIOD]);
+            k += 1;
+        })
+    });
+
+    // Tamper measures of one 1280×720 luma frame (run about once a second per camera).
     let img: Vec<u8> = (0..w * h)
         .map(|i| ((i % w) / 7 * 13 + (i / w) / 5 * 29) as u8)
         .collect();

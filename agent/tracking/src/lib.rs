@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`geometry`]: normalised points, boxes, polygons, segment tests, headings.
+//! - [`appearance`]: what an object looks like (colour histograms), to tell objects apart.
 //! - [`track`]: the ByteTrack-style tracker ([`track::Tracker`]).
 //! - [`calibration`]: optional image→ground homography for metric speeds.
 //! - [`rules`]: zones, lines and rules config, the engine and its events.
@@ -10,6 +11,7 @@
 //! Times are `f64` seconds on one monotonic clock per camera ("stream seconds"); frames are
 //! numbered by the caller. Wall-clock local time, needed only by schedules, is passed in too.
 
+pub mod appearance;
 pub mod assign;
 pub mod calibration;
 pub mod geometry;
@@ -18,6 +20,7 @@ pub mod rules;
 pub mod track;
 pub mod units;
 
+pub use appearance::Appearance;
 pub use geometry::{BBox, Point};
 pub use rules::{
     AnalyticsConfig, ConfigErrors, Engine, EngineOutput, FrameInfo, LocalTime, LumaFrame, Phase,

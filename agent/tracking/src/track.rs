@@ -1,6 +1,7 @@
 //! ByteTrack-style multi-object tracker: per-track Kalman filter, two-stage IoU association,
-//! lost-track buffer, confirmation after N hits, class-aware; per-track ground-point history,
-//! velocity, speed and stillness.
+//! lost-track buffer, confirmation after N hits, class-aware, with looks ([`Appearance`]) where
+//! the caller measured them (someone who looks else is never matched); per-track ground-point
+//! history, velocity, speed, stillness and running look.
 //!
 //! Contract: call [`Tracker::update`] once per detector frame with timestamps (seconds on one
 //! monotonic clock per camera) that never go backwards; a frame with an earlier timestamp is
@@ -12,6 +13,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::appearance::{self, Appearance};
 use crate::assign::Assigner;
 use crate::calibration::Calibration;
 use crate::geometry::{BBox, Point};
@@ -27,6 +29,22 @@ pub struct Detection {
     pub score: f32,
     /// Normalised box.
     pub bbox: BBox,
+    /// What the object in the box looks like, when the caller measured it (see
+    /// [`Appearance::measure`]); the tracker uses it for hand-overs and keeps it per track.
+    #[serde(skip)]
+    pub look: Option<Appearance>,
+}
+
+impl Detection {
+    /// A detection without a measured look.
+    pub fn new(class_id: u16, score: f32, bbox: BBox) -> Detection {
+        Detection {
+            class_id,
+            score,
+            bbox,
+            look: None,
+        }
+    }
 }
 
 /// Tracker knobs. All have defaults; times in seconds.
@@ -198,6 +216,9 @@ pub struct Track {
     // Its first box touched the picture's edge: it may be coming into view.
     born_at_edge: bool,
     credible: bool,
+    // What it looks like: a running average over sightings in the clear (no other box over
+    // it, not cut by the picture's edge).
+    look: Option<Appearance>,
 }
 
 /// A track still this recently when it is lost counts as stationary: the last moments before
@@ -281,6 +302,11 @@ impl Track {
     pub fn still_sec(&self, now: f64) -> f64 {
         self.still_since.map_or(0.0, |s| (now - s).max(0.0))
     }
+    /// What the object looks like (a running average over its sightings in the clear), once
+    /// it was seen in the clear with a measured look.
+    pub fn look(&self) -> Option<&Appearance> {
+        self.look.as_ref()
+    }
     /// Whether the track is lost and was stationary when it was (kept in place, longer).
     pub fn lost_while_still(&self) -> bool {
         self.state == TrackState::Lost && self.lost_still
@@ -321,6 +347,8 @@ pub struct Tracker {
     high: Vec<usize>,
     low: Vec<usize>,
     det_used: Vec<bool>,
+    // Whether each detection shows its object in the clear (see `in_the_clear`).
+    det_clear: Vec<bool>,
     trk_matched: Vec<bool>,
     pool_rows: Vec<usize>,
     pool_cols: Vec<usize>,
@@ -341,6 +369,7 @@ impl Tracker {
             high: Vec::new(),
             low: Vec::new(),
             det_used: Vec::new(),
+            det_clear: Vec::new(),
             trk_matched: Vec::new(),
             pool_rows: Vec::new(),
             pool_cols: Vec::new(),
@@ -405,6 +434,9 @@ impl Tracker {
         }
         self.det_used.clear();
         self.det_used.resize(dets.len(), false);
+        self.det_clear.clear();
+        self.det_clear
+            .extend((0..dets.len()).map(|i| in_the_clear(dets, i)));
         self.trk_matched.clear();
         self.trk_matched.resize(self.tracks.len(), false);
 
@@ -516,7 +548,9 @@ impl Tracker {
                 born: d.bbox.ground_point(),
                 born_at_edge: edge_gap(&d.bbox) <= EDGE_TOUCH,
                 credible: false,
+                look: None,
             };
+            take_look(&mut tr, dets, &self.det_clear, di);
             self.next_id += 1;
             record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
             self.tracks.push(tr);
@@ -558,16 +592,48 @@ impl Tracker {
                     continue; // stays FORBIDDEN: class-aware association
                 }
                 let iou = pb.iou(&d.bbox);
-                if iou >= min_iou {
-                    // A lost track sits where it was last seen; a newcomer stopping on that
-                    // spot belongs to its own, live track.
-                    let penalty = if tr.state == TrackState::Lost {
-                        LOST_COST
-                    } else {
-                        0.0
-                    };
-                    m[r * cols + c] = 1.0 - iou + penalty;
+                if iou < min_iou {
+                    continue;
                 }
+                // Feet do not move while an object stands: a still track does not take a
+                // box standing nearer or farther when a moving track can explain it (someone
+                // walking in front of it), unless the box is part of it (the rest hidden).
+                if (tr.still_since.is_some() || tr.lost_still)
+                    && !tr.still_box.is_some_and(|w| partial_view(&w, &d.bbox))
+                    && (d.bbox.ground_point().y - pb.ground_point().y).abs()
+                        > STILL_FEET_TOLERANCE * pb.height()
+                    && self
+                        .tracks
+                        .iter()
+                        .any(|o| o.still_since.is_none() && could_be(o, d))
+                {
+                    continue;
+                }
+                // A lost track sits where it was last seen; a newcomer stopping on that
+                // spot belongs to its own, live track.
+                let mut cost = 1.0 - iou;
+                if tr.state == TrackState::Lost {
+                    cost += LOST_COST;
+                }
+                // Looks, where both are known and the detection shows its object in the
+                // clear: someone else is never matched (two people crossing, one hidden
+                // behind the other, must not swap ids), and between two candidates the one
+                // that looks more alike wins. A lost track waits for its own object: a
+                // newcomer on its spot must look like it.
+                let look = self.det_clear[di].then_some(d.look.as_ref()).flatten();
+                if let (Some(own), Some(seen)) = (tr.look.as_ref(), look) {
+                    let sim = own.similarity(seen);
+                    let floor = if tr.state == TrackState::Lost {
+                        appearance::SAME_OBJECT
+                    } else {
+                        appearance::OTHER_OBJECT
+                    };
+                    if sim < floor {
+                        continue;
+                    }
+                    cost += LOOK_COST * f64::from(1.0 - sim);
+                }
+                m[r * cols + c] = cost;
             }
         }
         let assignment = self.assigner.solve(rows, cols);
@@ -586,12 +652,62 @@ impl Tracker {
             } else {
                 tr.kf.update(&d.bbox, &self.kp);
                 tr.det_bbox = d.bbox;
+                take_look(tr, dets, &self.det_clear, di);
             }
             tr.score = d.score;
             tr.last_seen_sec = t_sec;
             tr.last_frame = frame;
             record_hit(tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
         }
+    }
+}
+
+/// Weight of a new sighting in a track's running look: a few sightings make it.
+const LOOK_WEIGHT: f32 = 0.3;
+
+/// How far (in box heights, up or down the picture) the feet of a still track's box may be
+/// from where they stood: a person setting off covers about 0.15 of their height in a frame
+/// at 5 detections/s; someone passing in front stands lower by much more than that.
+const STILL_FEET_TOLERANCE: f64 = 0.25;
+
+/// Whether `d` could be the next box of the moving, confirmed track `o`: same class, feet
+/// within a quarter of its height of its predicted feet line and within one and a half widths
+/// across (a walker's predicted box lags a frame's step behind at 5 detections/s).
+fn could_be(o: &Track, d: &Detection) -> bool {
+    let p = o.kf.bbox();
+    let (g, pg) = (d.bbox.ground_point(), p.ground_point());
+    o.state != TrackState::Tentative
+        && o.class_id == d.class_id
+        && (g.y - pg.y).abs() <= STILL_FEET_TOLERANCE * p.height()
+        && (g.x - pg.x).abs() <= 1.5 * p.width()
+}
+
+/// Weight of looks in the association cost (`1 - IoU`, 0..1): a tie-breaker, not a rival
+/// of the boxes.
+const LOOK_COST: f64 = 0.3;
+
+/// Whether `dets[di]` shows its object in the clear: no other detection over more than a
+/// tenth of its box, not cut by the picture's edge. Only such looks are kept or compared: a
+/// passer-by's colours must not become the look of the person they walk in front of.
+fn in_the_clear(dets: &[Detection], di: usize) -> bool {
+    let d = &dets[di];
+    let area = d.bbox.area();
+    d.bbox.is_valid()
+        && edge_gap(&d.bbox) > EDGE_TOUCH
+        && !dets
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != di && o.bbox.is_valid() && overlap(&d.bbox, &o.bbox) > 0.1 * area)
+}
+
+/// Folds the look of the matched detection `di` into the track's, when seen in the clear.
+fn take_look(tr: &mut Track, dets: &[Detection], clear: &[bool], di: usize) {
+    let Some(new) = dets[di].look.as_ref().filter(|_| clear[di]) else {
+        return;
+    };
+    match tr.look.as_mut() {
+        Some(l) => l.blend(new, LOOK_WEIGHT),
+        None => tr.look = Some(*new),
     }
 }
 
@@ -712,6 +828,7 @@ mod tests {
             class_id,
             score,
             bbox: BBox::from_cxcywh(cx, cy, w, h),
+            look: None,
         }
     }
 
@@ -857,6 +974,86 @@ mod tests {
         );
     }
 
+    /// A look painted on a 1000-pixel frame: the box's upper half `upper`, lower half `lower`.
+    fn looked(d: Detection, upper: [u8; 3], lower: [u8; 3]) -> Detection {
+        let waist = 500.0 * f64::from(d.bbox.y1 + d.bbox.y2);
+        let paint = move |_: usize, y: usize| if (y as f64) < waist { upper } else { lower };
+        Detection {
+            look: Appearance::measure(d.bbox, 1000, 1000, paint),
+            ..d
+        }
+    }
+
+    #[test]
+    fn someone_walking_in_front_of_a_stander_does_not_take_their_track() {
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        // A stander (feet at y 0.62) and someone walking by in front (feet at 0.70).
+        let stander = det(0, 0.9, 0.5, 0.50, 0.08, 0.24);
+        let walker = |x: f64| det(0, 0.9, x, 0.58, 0.08, 0.24);
+        let (mut t, mut f) = (0.0, 0u64);
+        while t < 3.0 {
+            tr.update(t, f, &[stander]);
+            t += 0.2;
+            f += 1;
+        }
+        let mut x = 0.30;
+        while x < 0.41 {
+            tr.update(t, f, &[stander, walker(x)]);
+            t += 0.2;
+            f += 1;
+            x += 0.02;
+        }
+        // The walker now hides the stander, and their box jumps ahead (people merging into
+        // one box do that): it overlaps the stander's box more than the walker's prediction.
+        tr.update(t, f, &[walker(0.47)]);
+        let first = tr.tracks().iter().find(|t| t.id() == 1).expect("kept");
+        let c = first.bbox().centre();
+        assert!(
+            (c.x - 0.5).abs() < 0.01 && (c.y - 0.5).abs() < 0.01,
+            "the stander's track took the walker's box: {c:?}"
+        );
+        assert!(first.lost_while_still());
+        let w = tr.tracks().iter().find(|t| t.id() != 1).expect("walker");
+        assert_eq!(w.state(), TrackState::Tracked);
+        assert!((w.det_bbox().centre().x - 0.47).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_lost_stander_is_not_refound_in_someone_who_looks_else() {
+        let dark = [40, 128, 128];
+        let blue = [70, 170, 110];
+        let red = [90, 110, 180];
+        let grey = [140, 128, 128];
+        let mut tr = Tracker::new(TrackerConfig::default(), None);
+        let (mut t, mut f) = (0.0, 0u64);
+        while t < 3.0 {
+            tr.update(
+                t,
+                f,
+                &[looked(det(0, 0.9, 0.5, 0.54, 0.04, 0.12), dark, blue)],
+            );
+            t += 0.2;
+            f += 1;
+        }
+        tr.update(t, f, &[]);
+        assert!(tr.tracks()[0].lost_while_still());
+        // Someone else on the very spot: a new track. The first person back: their own.
+        let other = looked(det(0, 0.9, 0.5, 0.54, 0.04, 0.12), red, grey);
+        tr.update(t + 0.2, f + 1, &[other]);
+        assert_eq!(tr.tracks()[0].state(), TrackState::Lost);
+        assert_eq!(tr.tracks().len(), 2);
+        let back = looked(det(0, 0.9, 0.5, 0.54, 0.04, 0.12), dark, blue);
+        tr.update(
+            t + 0.4,
+            f + 2,
+            &[back, looked(det(0, 0.9, 0.7, 0.54, 0.04, 0.12), red, grey)],
+        );
+        assert_eq!(
+            (tr.tracks()[0].id(), tr.tracks()[0].state()),
+            (1, TrackState::Tracked)
+        );
+    }
+
     #[test]
     fn class_aware_and_low_score_rescue() {
         let mut tr = Tracker::new(TrackerConfig::default(), None);
@@ -910,11 +1107,13 @@ mod tests {
             class_id: 0,
             score: f32::NAN,
             bbox: BBox::new(0.1, 0.1, 0.2, 0.2),
+            look: None,
         };
         let inverted = Detection {
             class_id: 0,
             score: 0.9,
             bbox: BBox::new(0.3, 0.3, 0.2, 0.2),
+            look: None,
         };
         tr.update(0.0, 0, &[nan, inverted]);
         assert!(tr.tracks().is_empty());

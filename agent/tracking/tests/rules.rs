@@ -687,6 +687,109 @@ fn a_newcomer_does_not_inherit_a_vanished_persons_timer() {
 }
 
 #[test]
+fn the_same_look_back_on_the_spot_keeps_the_timer() {
+    let mut s = Sim::new(LOITER10);
+    let a = |x: f64| dressed(person(x, 0.6), DARK, BLUE);
+    s.run(6.0, |_| vec![a(0.5)]);
+    s.run(1.0, |_| vec![]);
+    s.run(8.0, |_| vec![a(0.53)]);
+    let lo = s.events(RuleKind::Loitering);
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start], "{lo:?}");
+    assert!(lo[0].started_at_sec.abs() < 0.5, "{:?}", lo[0]);
+}
+
+#[test]
+fn a_second_person_on_the_same_spot_gets_a_timer_of_their_own() {
+    let mut s = Sim::new(LOITER10);
+    // One person waits 6 s and is gone; someone else is found on the same spot a second
+    // later (born where the first stood: the place alone would hand over the timer).
+    s.run(6.0, |_| vec![dressed(person(0.5, 0.6), DARK, BLUE)]);
+    s.run(1.0, |_| vec![]);
+    let b = || dressed(person(0.53, 0.6), RED, GREY);
+    s.run(8.0, |_| vec![b()]);
+    assert!(
+        s.events(RuleKind::Loitering).is_empty(),
+        "6 s + 8 s of two people is not 10 s of one: {:?}",
+        s.events(RuleKind::Loitering)
+    );
+    // The second person stays: their own 10 s, counted from when they were first seen.
+    s.run(4.0, |_| vec![b()]);
+    let lo = s.events(RuleKind::Loitering);
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start], "{lo:?}");
+    assert!(lo[0].started_at_sec >= 6.5, "{:?}", lo[0]);
+}
+
+#[test]
+fn a_newcomer_first_seen_mixed_up_with_others_waits_for_its_look() {
+    let mut s = Sim::new(LOITER10);
+    s.run(6.0, |_| vec![dressed(person(0.5, 0.6), DARK, BLUE)]);
+    s.run(1.0, |_| vec![]);
+    // Someone is found a box-width aside (a new track), at first without a look (seen only
+    // mixed up with passers-by), then in the clear: someone else.
+    s.run(0.6, |_| vec![person(0.53, 0.6)]);
+    s.run(8.0, |_| vec![dressed(person(0.53, 0.6), RED, GREY)]);
+    assert!(
+        s.events(RuleKind::Loitering).is_empty(),
+        "the first person's timer went to the newcomer: {:?}",
+        s.events(RuleKind::Loitering)
+    );
+    // The same with the first person coming back: their timer goes on.
+    let mut s = Sim::new(LOITER10);
+    s.run(6.0, |_| vec![dressed(person(0.5, 0.6), DARK, BLUE)]);
+    s.run(1.0, |_| vec![]);
+    s.run(0.6, |_| vec![person(0.53, 0.6)]);
+    s.run(4.0, |_| vec![dressed(person(0.53, 0.6), DARK, BLUE)]);
+    let lo = s.events(RuleKind::Loitering);
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start], "{lo:?}");
+    assert!(lo[0].started_at_sec.abs() < 0.5, "{:?}", lo[0]);
+}
+
+#[test]
+fn someone_else_in_the_same_box_is_not_the_same_track() {
+    let mut s = Sim::new(LOITER10);
+    s.run(12.0, |_| vec![dressed(person(0.5, 0.6), DARK, BLUE)]);
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start]);
+    let first = s.a.tracker().tracks()[0].id();
+    // The same box now holds someone else (the first person left as the second stepped
+    // into their place, one hidden behind the other): a new track, timed anew, and the first
+    // person's incident ends where they were last seen.
+    // (The first person's track waits, lost, in case they come back: their incident ends
+    // once it is given up, dated at their last sighting.)
+    s.run(30.0, |_| vec![dressed(person(0.5, 0.6), RED, GREY)]);
+    let lo = s.events(RuleKind::Loitering);
+    let ends: Vec<_> = lo.iter().filter(|e| e.phase == Phase::End).collect();
+    let starts: Vec<_> = lo.iter().filter(|e| e.phase == Phase::Start).collect();
+    assert_eq!((starts.len(), ends.len()), (2, 1), "{lo:?}");
+    assert_eq!(ends[0].objects[0].track_id, first);
+    assert!(
+        ends[0].ended_at_sec.is_some_and(|e| e <= 12.0),
+        "{:?}",
+        ends[0]
+    );
+    assert_ne!(starts[1].objects[0].track_id, first);
+    assert!(starts[1].started_at_sec >= 11.9, "{:?}", starts[1]);
+}
+
+#[test]
+fn a_look_seen_behind_passers_by_changes_nothing() {
+    let mut s = Sim::new(LOITER10);
+    s.run(4.0, |_| vec![dressed(person(0.5, 0.6), DARK, BLUE)]);
+    // People in red walk across in front: the stander's boxes overlap theirs, so what the
+    // stander's box shows then is not their look.
+    s.run(8.0, |t| {
+        let x = 0.35 + 0.05 * t;
+        let mixed = (x - 0.5).abs() < 0.04;
+        let stander = if mixed { (RED, GREY) } else { (DARK, BLUE) };
+        vec![
+            dressed(person(0.5, 0.6), stander.0, stander.1),
+            dressed(person(x, 0.63), RED, GREY),
+        ]
+    });
+    let lo = s.events(RuleKind::Loitering);
+    assert_eq!(s.phases(RuleKind::Loitering), vec![Phase::Start], "{lo:?}");
+}
+
+#[test]
 fn held_frames_advance_dwell_timers_without_detections() {
     let mut s = Sim::new(LOITER10);
     s.run(2.0, |_| vec![person(0.5, 0.6)]);

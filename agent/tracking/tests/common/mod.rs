@@ -28,6 +28,7 @@ pub fn person(x: f64, y: f64) -> Detection {
             (x + 0.02) as f32,
             y as f32,
         ),
+        look: None,
     }
 }
 
@@ -42,8 +43,26 @@ pub fn car(x: f64, y: f64) -> Detection {
             (x + 0.1) as f32,
             y as f32,
         ),
+        look: None,
     }
 }
+
+/// `d` with the look of someone dressed `upper` over `lower` (`[Y, U, V]` colours).
+pub fn dressed(d: Detection, upper: [u8; 3], lower: [u8; 3]) -> Detection {
+    // On a 1000-pixel frame, the box's upper half in one colour, its lower half in the other.
+    let waist = 500.0 * f64::from(d.bbox.y1 + d.bbox.y2);
+    let paint = move |_: usize, y: usize| if (y as f64) < waist { upper } else { lower };
+    Detection {
+        look: ioc_tracking::Appearance::measure(d.bbox, 1000, 1000, paint),
+        ..d
+    }
+}
+
+/// Colours for [`dressed`].
+pub const DARK: [u8; 3] = [40, 128, 128];
+pub const RED: [u8; 3] = [90, 110, 180];
+pub const BLUE: [u8; 3] = [70, 170, 110];
+pub const GREY: [u8; 3] = [140, 128, 128];
 
 /// A camera at 5 detector frames per second.
 pub struct Sim {

@@ -13,6 +13,10 @@
 //!   false for `clear_sec`. Cooldown: after a rule starts an incident or emits an instant
 //!   event, it starts nothing new for `cooldown_sec`; a condition that still holds afterwards
 //!   then starts.
+//! - A lasting per-object timer belongs to the object, not to the track id: a new track born
+//!   where a stationary one was lost takes over its timers only when the two look alike (or
+//!   when either was never seen in the clear: then the place decides). The tracker itself never
+//!   lets a track follow someone who looks unlike it (`appearance`).
 //! - Allocation: per-track state is pooled; events and counts reports allocate (they are rare).
 //!
 //! Layout: this module holds the engine's state and its entry points (frames, luma frames,
@@ -27,8 +31,9 @@ use std::collections::HashMap;
 
 use aggregate::judge_aggregates;
 use counts::{flush_counts, take_counts};
-use track::{end_track, judge_track, reacquire, step_point};
+use track::{end_track, judge_track, reacquire, reacquire_pending, step_point};
 
+use crate::appearance::Appearance;
 use crate::geometry::{
     angle_diff_deg, segment_contact, BBox, Point, Polygon, SegmentContact, Side,
 };
@@ -262,6 +267,8 @@ struct TrackCtx {
     retired: bool,
     // Not judged (lost, or waiting as a ghost) since it was last.
     frozen: bool,
+    // What the object whose timers these are looks like (the track's look, see `Track::look`).
+    look: Option<Appearance>,
 }
 
 impl TrackCtx {
@@ -284,6 +291,11 @@ struct Ghost {
 /// A new track born on the ground line (within this many box heights) and within half a width
 /// of the box of a stationary track that was lost or dropped there takes over its zone timers and incidents.
 const REACQUIRE_RADIUS_H: f64 = 0.5;
+
+/// A new track that could take over a lost one's timers but was not yet seen in the clear is
+/// left unjudged this long (its points are judged afterwards, in order) so that its look can
+/// decide; after it, the place alone decides.
+const LOOK_WAIT_SEC: f64 = 2.0;
 
 /// The rule engine of one camera.
 #[derive(Debug)]
@@ -562,6 +574,13 @@ impl Engine {
 
         for tr in tracks.iter().filter(|t| t.is_credible()) {
             if !ctxs.contains_key(&tr.id()) {
+                if tr.state() == TrackState::Tracked
+                    && tr.look().is_none()
+                    && t - tr.first_seen_sec() < LOOK_WAIT_SEC
+                    && reacquire_pending(tr, tracks, ctxs, &self.ghosts)
+                {
+                    continue; // judged once its look can say whose timers it takes over
+                }
                 let inherited = if tr.state() == TrackState::Tracked {
                     reacquire(tr, tracks, ctxs, &mut self.ghosts)
                 } else {
@@ -581,6 +600,7 @@ impl Engine {
                     c.still_at = None;
                     c.still_box = None;
                     c.frozen = false;
+                    c.look = None;
                     c
                 });
                 ctxs.insert(tr.id(), c);
@@ -603,6 +623,9 @@ impl Engine {
             if tr.state() != TrackState::Tracked {
                 ctx.frozen = true;
                 continue; // lost: frozen
+            }
+            if let Some(look) = tr.look() {
+                ctx.look = Some(*look);
             }
             if std::mem::take(&mut ctx.frozen) {
                 // Back from hiding (or found again under a new id): what it was doing is

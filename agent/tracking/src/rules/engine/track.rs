@@ -3,6 +3,7 @@
 //! reacquisition and its end.
 
 use super::*;
+use crate::appearance::SAME_OBJECT;
 
 /// One new ground point of a track: zone membership, zone transits, line crossings.
 pub(super) fn step_point(
@@ -303,9 +304,63 @@ fn wrong_way(rule: &Rule, tr: &Track, entered_at: f64, t: f64) -> Option<f64> {
     (angle_diff_deg(heading, rule.lane_deg + 180.0) <= rule.tol_deg).then_some(heading)
 }
 
+/// Whether the timers of `c` (a stationary track lost or dropped) may be those of the object
+/// of `tr`, a new track born at `born`: same class, born where that object stood, within half
+/// a width of its whole box across (it may reappear part by part from behind what hid it, and
+/// a box shifted by more than about half its width is what the tracker fails to match), and on
+/// its ground line.
+fn stood_here(c: &TrackCtx, tr: &Track, born: Point) -> bool {
+    let b = c.still_box.unwrap_or(c.bbox);
+    let (w, h) = (b.width(), b.height());
+    let (x1, x2) = (f64::from(b.x1), f64::from(b.x2));
+    c.class_id == tr.class_id()
+        && c.still
+        && !c.retired
+        && c.has_rule_state()
+        && place(c).is_some_and(|p| {
+            (born.y - p.y).abs() <= REACQUIRE_RADIUS_H * h
+                && born.x >= x1 - 0.5 * w
+                && born.x <= x2 + 0.5 * w
+        })
+}
+
+fn place(c: &TrackCtx) -> Option<Point> {
+    c.still_at.or(c.prev)
+}
+
+/// Whether the object of `c` and that of `tr` may be one: they look alike, or either was never
+/// seen in the clear (then the place alone decides, as it did before looks).
+fn looks_agree(c: &TrackCtx, tr: &Track) -> bool {
+    match (c.look.as_ref(), tr.look()) {
+        (Some(a), Some(b)) => a.similarity(b) >= SAME_OBJECT,
+        _ => true,
+    }
+}
+
+/// Whether a new track, not yet seen in the clear, was born where a stationary object that was
+/// seen in the clear stood: its look will say whether it takes over that object's timers.
+pub(super) fn reacquire_pending(
+    tr: &Track,
+    tracks: &[Track],
+    ctxs: &HashMap<u64, TrackCtx>,
+    ghosts: &[Ghost],
+) -> bool {
+    let Some(born) = tr.history().front().map(|h| h.ground) else {
+        return false;
+    };
+    let waits = |c: &TrackCtx| c.look.is_some() && stood_here(c, tr, born);
+    tracks
+        .iter()
+        .filter(|o| o.id() != tr.id() && o.state() == TrackState::Lost)
+        .filter_map(|o| ctxs.get(&o.id()))
+        .any(waits)
+        || ghosts.iter().any(|g| waits(&g.ctx))
+}
+
 /// The zone state a new track takes over: that of a stationary track of the same class that
-/// was lost or dropped where the new one was born (an id switch behind passers-by, a parked
-/// car re-found after a bus). A lost donor is retired, so its state lives on in one place only.
+/// was lost or dropped where the new one was born and looks like it (an id switch behind
+/// passers-by, a parked car re-found after a bus; not someone else stopping on the spot the
+/// first one left). A lost donor is retired, so its state lives on in one place only.
 pub(super) fn reacquire(
     tr: &Track,
     tracks: &[Track],
@@ -313,24 +368,7 @@ pub(super) fn reacquire(
     ghosts: &mut Vec<Ghost>,
 ) -> Option<TrackCtx> {
     let born = tr.history().front()?.ground;
-    let place = |c: &TrackCtx| c.still_at.or(c.prev);
-    // Born where the object stood: within half a width of its whole box across (it may
-    // reappear part by part from behind what hid it, and a box shifted by more than about
-    // half its width is what the tracker fails to match), and on its ground line.
-    let near = |c: &TrackCtx| {
-        let b = c.still_box.unwrap_or(c.bbox);
-        let (w, h) = (b.width(), b.height());
-        let (x1, x2) = (f64::from(b.x1), f64::from(b.x2));
-        c.class_id == tr.class_id()
-            && c.still
-            && !c.retired
-            && c.has_rule_state()
-            && place(c).is_some_and(|p| {
-                (born.y - p.y).abs() <= REACQUIRE_RADIUS_H * h
-                    && born.x >= x1 - 0.5 * w
-                    && born.x <= x2 + 0.5 * w
-            })
-    };
+    let near = |c: &TrackCtx| stood_here(c, tr, born) && looks_agree(c, tr);
     let dist = |c: &TrackCtx| place(c).map_or(f64::INFINITY, |p| p.dist(born));
     let lost = tracks
         .iter()
@@ -364,6 +402,7 @@ pub(super) fn reacquire(
             c.prev = donor.prev;
             c.still_at = donor.still_at;
             c.still_box = donor.still_box;
+            c.look = donor.look;
             c.frozen = true;
             Some(c)
         }
