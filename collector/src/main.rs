@@ -481,7 +481,10 @@ fn report(path: &Path, date: Option<&str>, format: &str) -> anyhow::Result<()> {
     };
     let r = store.daily_report(day, off, now)?;
     let text = match format {
-        "html" => ioc_collector::report::html(&r),
+        "html" => {
+            let files = ioc_collector::report::picture_files(&store, &r)?;
+            ioc_collector::report::html(&r, &ioc_collector::report::pictures(files))
+        }
         "csv" => ioc_collector::report::csv(&r),
         "json" => serde_json::to_string_pretty(&r)? + "\n",
         other => anyhow::bail!("--format {other:?}: expected html, csv or json"),

@@ -1,10 +1,70 @@
-//! The daily report for leaders: one self-contained HTML page (inline SVG charts, prints on
-//! A4) and a CSV of the same figures. Labels and values are Vietnamese with English beside;
-//! times are the district's clock, dates day first.
+//! The daily report for leaders: one self-contained HTML page (inline SVG charts, the
+//! incidents' pictures inside as small JPEGs, readable on a phone, prints on A4) and a CSV of
+//! the same figures. Labels and values are Vietnamese with English beside; times are the
+//! district's clock, dates day first.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::path::PathBuf;
 
-use crate::store::DailyReport;
+use base64::Engine as _;
+
+use crate::store::{DailyReport, Store, StoreError};
+
+/// The pictures a report carries: `(site, event id)` of an incident's snapshot → `data:` URI.
+pub type Pictures = HashMap<(String, String), String>;
+
+/// Where the pictures of a report's incidents are stored: `(site, event id)` → file.
+pub type PictureFiles = Vec<((String, String), PathBuf)>;
+
+/// Width of the pictures a report carries: twice the 120 px it shows them at (phones' dense
+/// screens), about 10 KB each, so a full day's report stays small enough to e-mail.
+const PICTURE_WIDTH: u32 = 240;
+
+/// Where the snapshots of `r`'s incidents are stored (database look-ups only: cheap enough for
+/// the store's thread; reading and shrinking them is [`pictures`]'s, off it).
+pub fn picture_files(store: &Store, r: &DailyReport) -> Result<PictureFiles, StoreError> {
+    let mut out = Vec::new();
+    for i in &r.incidents {
+        if let Some(ev) = &i.snapshot {
+            if let Some(snap) = store.snapshot(&i.site, ev)? {
+                out.push(((i.site.clone(), ev.clone()), snap.path));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and shrinks the pictures `picture_files` found; one that cannot be read or decoded is
+/// left out (the report shows no picture there, never a broken link).
+pub fn pictures(files: PictureFiles) -> Pictures {
+    files
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let jpeg = std::fs::read(&path).ok()?;
+            Some((key, thumbnail(&jpeg)?))
+        })
+        .collect()
+}
+
+/// `jpeg` at most [`PICTURE_WIDTH`] wide, as a `data:image/jpeg;base64,…` URI.
+pub fn thumbnail(jpeg: &[u8]) -> Option<String> {
+    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).ok()?;
+    let img = if img.width() > PICTURE_WIDTH {
+        let h = (u64::from(img.height()) * u64::from(PICTURE_WIDTH) / u64::from(img.width())).max(1)
+            as u32;
+        img.resize_exact(PICTURE_WIDTH, h, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 75);
+    img.to_rgb8().write_with_encoder(enc).ok()?;
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&out)
+    ))
+}
 
 /// HTML-escapes `s`.
 pub fn esc(s: &str) -> String {
@@ -142,12 +202,13 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-/// The report as a standalone HTML page.
-pub fn html(r: &DailyReport) -> String {
+/// The report as a standalone HTML page, with `pictures` inside.
+pub fn html(r: &DailyReport, pictures: &Pictures) -> String {
     let mut s = String::with_capacity(16 * 1024);
     let _ = write!(
         s,
         "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>Báo cáo ngày {d} — ioc-edge</title><style>\
          body{{font-family:system-ui,sans-serif;max-width:720px;margin:2em auto;color:#222}}\
          h1{{font-size:1.4em}} h2{{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}}\
@@ -157,7 +218,9 @@ pub fn html(r: &DailyReport) -> String {
          .kpi div{{border:1px solid #ddd;padding:.5em 1em}} .kpi b{{font-size:1.4em;display:block}}\
          table.list{{width:100%;font-size:.9em}} table.list td{{vertical-align:top}}\
          table.list img{{width:120px;height:68px;object-fit:cover;display:block}}\
-         .note{{color:#555;font-style:italic}}\
+         .note{{color:#555;font-style:italic}} svg{{max-width:100%;height:auto}}\
+         @media (max-width:600px){{body{{margin:.6em}} table.list img{{width:88px;height:50px}}\
+         table.list{{font-size:.85em}} td,th{{padding:2px 4px}}}}\
          @page{{size:A4;margin:14mm}}\
          @media print{{body{{margin:0;max-width:none}} h2{{break-after:avoid}} svg{{break-inside:avoid}}\
          table.list tr{{break-inside:avoid}}}}\
@@ -235,7 +298,7 @@ pub fn html(r: &DailyReport) -> String {
         );
     }
     s.push_str("</table>");
-    incident_list(&mut s, r);
+    incident_list(&mut s, r, pictures);
     s.push_str("</body></html>\n");
     s
 }
@@ -245,7 +308,7 @@ fn named(rows: &[(String, i64)], name: fn(&str) -> String) -> Vec<(String, i64)>
 }
 
 /// The day's incidents: when, where, what, the picture, who handled it and their notes.
-fn incident_list(s: &mut String, r: &DailyReport) {
+fn incident_list(s: &mut String, r: &DailyReport, pictures: &Pictures) {
     let _ = write!(
         s,
         "<h2>Danh sách sự cố <span class=\"en\">The day's incidents</span></h2>"
@@ -276,13 +339,11 @@ fn incident_list(s: &mut String, r: &DailyReport) {
         .map(|p| esc(p))
         .collect::<Vec<_>>()
         .join(" / ");
-        let picture = i.snapshot.as_deref().map_or(String::new(), |ev| {
-            format!(
-                "<img src=\"/api/snapshots/{}/{}\" alt=\"\" loading=\"lazy\">",
-                esc(&urlencoding(&i.site)),
-                esc(&urlencoding(ev))
-            )
-        });
+        let picture = i
+            .snapshot
+            .as_ref()
+            .and_then(|ev| pictures.get(&(i.site.clone(), ev.clone())))
+            .map_or(String::new(), |uri| format!("<img src=\"{uri}\" alt=\"\">"));
         let notes: String = i
             .notes
             .iter()
@@ -308,16 +369,6 @@ fn incident_list(s: &mut String, r: &DailyReport) {
         );
     }
     s.push_str("</table>");
-}
-
-/// Percent-encodes a path segment (ids are `[a-z0-9_-]`, but a report must not trust that).
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One CSV cell. A cell a spreadsheet would run as a formula (`= + - @`, or a tab or
@@ -405,6 +456,91 @@ pub fn csv(r: &DailyReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Durations, ReportIncident};
+
+    fn report_with(snapshot: Option<&str>) -> DailyReport {
+        let none = Durations {
+            n: 0,
+            median_s: None,
+            p90_s: None,
+        };
+        DailyReport {
+            date: "2026-12-06".into(),
+            utc_offset_minutes: 420,
+            total: 1,
+            by_kind: vec![("loitering".into(), 1)],
+            by_site: vec![("north".into(), 1)],
+            by_hour: vec![0; 24],
+            by_state: vec![("new".into(), 1)],
+            overdue: 0,
+            time_to_acknowledge: none,
+            time_to_resolve: none,
+            false_alarm_share: None,
+            uptime: Vec::new(),
+            counts: Vec::new(),
+            incidents: vec![ReportIncident {
+                id: 7,
+                first_at_ms: 0,
+                site: "north".into(),
+                site_name: None,
+                camera: "gate".into(),
+                camera_name: None,
+                kind: "loitering".into(),
+                place: "corner".into(),
+                rule: None,
+                severity: "warning".into(),
+                state: "new".into(),
+                handled_by: None,
+                notes: Vec::new(),
+                snapshot: snapshot.map(str::to_owned),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_page_carries_its_pictures_and_fits_a_phone() {
+        // A real JPEG as an agent sends it (640 px wide).
+        let img = image::RgbImage::from_fn(640, 360, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .encode_image(&img)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.jpg");
+        std::fs::write(&path, &jpeg).unwrap();
+        let key = ("north".to_string(), "ev-1".to_string());
+        let pics = pictures(vec![
+            (key.clone(), path),
+            (
+                ("north".into(), "gone".into()),
+                dir.path().join("missing.jpg"),
+            ),
+        ]);
+        assert_eq!(pics.len(), 1, "an unreadable picture is left out");
+        let uri = &pics[&key];
+        let b64 = uri.strip_prefix("data:image/jpeg;base64,").expect(uri);
+        let small = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let small = image::load_from_memory(&small).unwrap();
+        assert_eq!((small.width(), small.height()), (240, 135));
+        assert!(b64.len() < jpeg.len(), "smaller than the original");
+
+        let page = html(&report_with(Some("ev-1")), &pics);
+        assert!(
+            page.contains(&format!("<img src=\"{uri}\"")),
+            "picture inside"
+        );
+        assert!(
+            !page.contains("/api/"),
+            "nothing points back at the console"
+        );
+        assert!(page.contains("name=\"viewport\""), "laid out for a phone");
+        // No picture stored: no image and no broken link.
+        let page = html(&report_with(Some("ev-9")), &pics);
+        assert!(!page.contains("<img"));
+        assert!(thumbnail(b"not a jpeg").is_none());
+    }
 
     #[test]
     fn escapes_and_quotes() {
@@ -428,6 +564,5 @@ mod tests {
             "Đi qua vạch đếm / Line crossing"
         );
         assert_eq!(kind_name("<x>"), "<x>");
-        assert_eq!(urlencoding("a b/é"), "a%20b%2F%C3%A9");
     }
 }

@@ -296,7 +296,11 @@ impl Periodic {
         let offm = self.utc_offset_minutes;
         let report = match self
             .writer
-            .call(move |s| s.daily_report(day, offm, now))
+            .call(move |s| {
+                let r = s.daily_report(day, offm, now)?;
+                let files = crate::report::picture_files(s, &r)?;
+                Ok::<_, crate::store::StoreError>((r, files))
+            })
             .await
         {
             Ok(Ok(r)) => r,
@@ -306,7 +310,14 @@ impl Periodic {
             }
             Err(_) => return,
         };
-        if let Err(e) = write_report(dir, &report) {
+        let (report, files) = report;
+        // Reading and shrinking the pictures is file work: off the store's thread.
+        let pictures =
+            match tokio::task::spawn_blocking(move || crate::report::pictures(files)).await {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+        if let Err(e) = write_report(dir, &report, &pictures) {
             error!(error = %format!("{e:#}"), dir = %dir.display(), "cannot write the daily report");
         } else {
             info!(date = %report.date, dir = %dir.display(), "daily report written");
@@ -314,12 +325,17 @@ impl Periodic {
     }
 }
 
-/// Writes `{date}.csv` then `{date}.html` into `dir` (the HTML last: its presence means done).
-pub fn write_report(dir: &Path, r: &crate::store::DailyReport) -> anyhow::Result<()> {
+/// Writes `{date}.csv` then `{date}.html` (with `pictures` inside) into `dir` (the HTML last:
+/// its presence means done).
+pub fn write_report(
+    dir: &Path,
+    r: &crate::store::DailyReport,
+    pictures: &crate::report::Pictures,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (ext, body) in [
         ("csv", crate::report::csv(r)),
-        ("html", crate::report::html(r)),
+        ("html", crate::report::html(r, pictures)),
     ] {
         let path = dir.join(format!("{}.{ext}", r.date));
         let tmp = dir.join(format!(".{}.{ext}.tmp", r.date));

@@ -647,7 +647,8 @@ fn daily_report_counts_kinds_hours_times_and_traffic_on(mut s: Store) {
     assert_eq!(r.incidents[1].state, "dismissed");
     assert_eq!(r.incidents[3].kind, "wrong_way");
     assert!(r.incidents[3].handled_by.is_none() && r.incidents[3].notes.is_empty());
-    let html = ioc_collector::report::html(&r);
+    let files = ioc_collector::report::picture_files(&s, &r).unwrap();
+    let html = ioc_collector::report::html(&r, &ioc_collector::report::pictures(files));
     assert!(html.contains("<svg") && html.contains("Báo cáo"), "{html}");
     // Values in words (Vietnamese / English), dates day first, times on the district's clock,
     // notes escaped.

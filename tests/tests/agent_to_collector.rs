@@ -217,6 +217,37 @@ classes = ["person"]
     let filed: i64 = incidents.iter().map(|i| i.2).sum();
     assert_eq!(filed, distinct, "every event filed under one incident");
 
+    // The leaders' report of that day carries its pictures inside (it must read once saved or
+    // e-mailed, away from the console) and is laid out for a phone.
+    let first_ms: i64 = conn
+        .query_row(
+            "SELECT MIN(first_at_ms) FROM incidents WHERE snapshot_event_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let day = ioc_collector::store::day_name(first_ms.div_euclid(86_400_000));
+    let out = Command::new(workspace_binary("ioc-collector"))
+        .args(["report", "--config", collector_cfg.to_str().unwrap()])
+        .args(["--date", &day])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        html.contains("<img src=\"data:image/jpeg;base64,"),
+        "no picture inside the report"
+    );
+    assert!(
+        !html.contains("/api/"),
+        "the report points back at the console"
+    );
+    assert!(html.contains("name=\"viewport\""));
+
     // The agent's own metrics, as Prometheus would scrape them.
     let metrics = http_get(metrics_port, "/metrics");
     let value = |series: &str| -> f64 {

@@ -1141,9 +1141,26 @@ async fn daily_report(
             .ok_or_else(|| ApiError::BadRequest(format!("date {d:?}: expected YYYY-MM-DD")))?,
         None => (now + off * 60_000).div_euclid(86_400_000) - 1,
     };
-    let r = st.read(move |s| s.daily_report(day, off, now)).await?;
+    let html = q.format.as_deref().unwrap_or("html") == "html";
+    let (r, files) = st
+        .read(move |s| {
+            let r = s.daily_report(day, off, now)?;
+            // The pictures only for the page (it must read once saved or e-mailed).
+            let files = if html {
+                report::picture_files(s, &r)?
+            } else {
+                Vec::new()
+            };
+            Ok((r, files))
+        })
+        .await?;
     Ok(match q.format.as_deref().unwrap_or("html") {
-        "html" => Html(report::html(&r)).into_response(),
+        "html" => {
+            let pictures = tokio::task::spawn_blocking(move || report::pictures(files))
+                .await
+                .unwrap_or_default();
+            Html(report::html(&r, &pictures)).into_response()
+        }
         "csv" => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -58,7 +58,8 @@ pub use incidents::{
     ActionError, IncidentEvent, IncidentFilter, LiveCount, Silence, SilenceSpec, SYSTEM,
 };
 pub use reports::{
-    day_name, parse_day, DailyReport, Health, ReportIncident, Stats, REPORT_INCIDENTS,
+    day_name, parse_day, DailyReport, Durations, Health, ReportIncident, Stats, Uptime,
+    REPORT_INCIDENTS,
 };
 
 use ioc_protocol::{AgentStatus, CameraStatus, Counts, Event, Phase, Timestamp};
