@@ -1,12 +1,12 @@
 //! What an object looks like, cheaply: colour histograms of the upper and the lower part of
 //! its box, so that a dwell timer can tell "the same person, hidden for a moment" from
-//! "someone else, arriving as the first one leaves" (the rules' re-acquisition, and a track
-//! whose object changed under it).
+//! "someone else, arriving as the first one leaves" (the tracker's association and the rules'
+//! re-acquisition).
 //!
 //! The histogram is joint over luma and the two chroma channels of the decoded frame (YUV is
 //! an opponent colour space close to how people tell colours apart, and the agent has it
-//! without conversion). Luma gets few, wide bins: light changes; chroma bins are narrow near
-//! grey, where most clothes and cars are, and wide towards saturated colours. Upper and lower
+//! without conversion). Luma in eight even bands; chroma bins are narrow near grey, where most
+//! clothes and cars are, and wide towards saturated colours. Upper and lower
 //! part are kept apart (a dark coat over jeans is not jeans under a dark coat). Only the
 //! middle of the box is sampled: its sides are mostly background, its bottom the shadow.
 //!
@@ -54,7 +54,7 @@ impl Appearance {
         if w < MIN_W_PX || h < MIN_H_PX {
             return None;
         }
-        // The middle 60 % across; upper part 10–50 % down the box, lower part 50–88 %.
+        // The middle 40 % across; upper part 10–50 % down the box, lower part 50–88 %.
         let (sx1, sx2) = (x1 + 3 * w / 10, x2 - 3 * w / 10);
         let parts = [(y1 + h / 10, y1 + h / 2), (y1 + h / 2, y1 + h * 22 / 25)];
         let mut hist = [0f32; LEN];
@@ -105,13 +105,13 @@ impl Appearance {
 /// handed from a lost track to a new one, a lost track re-found on its spot).
 pub const SAME_OBJECT: f32 = 0.75;
 
-/// Looks less alike than this are two objects: the tracker never matches them, and a track
-/// whose sightings in the clear keep scoring under it against its object has changed object.
-/// Between the two thresholds a look decides nothing (a turn, a shadow, a partial view).
+/// Looks less alike than this are two objects: the tracker never matches them. Between the
+/// two thresholds a look only breaks ties (a turn, a shadow, a partial view, or two people
+/// dressed alike: `ioc-eval looks` measures how often).
 pub const OTHER_OBJECT: f32 = 0.5;
 
 fn bin(y: u8, u: u8, v: u8) -> usize {
-    // Video-range luma in four bands; chroma narrow around grey (128), wide beyond.
+    // Video-range luma in even bands; chroma narrow around grey (128), wide beyond.
     let yb = (usize::from(y.saturating_sub(16)) * Y_BINS / 220).min(Y_BINS - 1);
     let c = |c: u8| match c {
         0..=99 => 0,
