@@ -47,9 +47,22 @@ pub fn pictures(files: PictureFiles) -> Pictures {
         .collect()
 }
 
-/// `jpeg` at most [`PICTURE_WIDTH`] wide, as a `data:image/jpeg;base64,…` URI.
+/// The largest picture a report decodes: agents send 640 px snapshots, and a snapshot is what
+/// a hostile site controls (a few bytes of JPEG may declare a gigapixel picture).
+const PICTURE_MAX_SIDE: u32 = 4096;
+const PICTURE_MAX_BYTES: u64 = 64 << 20;
+
+/// `jpeg` at most [`PICTURE_WIDTH`] wide, as a `data:image/jpeg;base64,…` URI; `None` for what
+/// is not a JPEG or is larger than [`PICTURE_MAX_SIDE`] on a side.
 pub fn thumbnail(jpeg: &[u8]) -> Option<String> {
-    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).ok()?;
+    let mut reader =
+        image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(PICTURE_MAX_SIDE);
+    limits.max_image_height = Some(PICTURE_MAX_SIDE);
+    limits.max_alloc = Some(PICTURE_MAX_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().ok()?;
     let img = if img.width() > PICTURE_WIDTH {
         let h = (u64::from(img.height()) * u64::from(PICTURE_WIDTH) / u64::from(img.width())).max(1)
             as u32;
@@ -540,6 +553,13 @@ mod tests {
         let page = html(&report_with(Some("ev-9")), &pics);
         assert!(!page.contains("<img"));
         assert!(thumbnail(b"not a jpeg").is_none());
+        // Larger than a report decodes: left out, not decoded.
+        let wide = image::RgbImage::new(5000, 8);
+        let mut big = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut big)
+            .encode_image(&wide)
+            .unwrap();
+        assert!(thumbnail(&big).is_none());
     }
 
     #[test]
