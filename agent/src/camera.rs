@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::clock::{ClockMode, Epoch, SessionClock};
 use crate::decode::{DecodeSettings, DecodeStats, DecodedFrame, Pipeline, PushOutcome};
 use crate::detect::{DetectJob, Scheduler};
-use crate::motion::{MotionConfig, MotionDetector};
+use crate::motion::{Motion, MotionConfig, MotionDetector};
 use crate::source::rtsp::{self, RtspTarget, SourceError};
 use crate::source::{CameraState, CameraStatus};
 use ioc_base::Backoff;
@@ -264,17 +264,26 @@ fn to_scheduler(
     counters: Arc<CameraCounters>,
 ) -> Box<dyn Fn(DecodedFrame) + Send + Sync> {
     let index = spec.index;
+    let gating = spec.motion.enabled;
     let motion = std::sync::Mutex::new(MotionDetector::new(spec.motion.clone()));
     Box::new(move |frame| {
         let t = frame.time.t_sec;
-        let m = frame
-            .with_image(|img| {
-                motion
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .measure(img, t)
-            })
-            .unwrap_or_default();
+        // Without gating nobody reads the measure: every frame counts as moving.
+        let m = if gating {
+            frame
+                .with_image(|img| {
+                    motion
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .measure(img, t)
+                })
+                .unwrap_or_default()
+        } else {
+            Motion {
+                changed: 1.0,
+                moving: true,
+            }
+        };
         counters.last_t_bits.store(t.to_bits(), Ordering::Relaxed);
         queue.push(DetectJob {
             camera: index,
