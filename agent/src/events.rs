@@ -9,8 +9,8 @@ use crate::clock::FrameTime;
 use std::collections::HashMap;
 
 use ioc_protocol::{
-    incident_id, Event, EventDetails, EventKind, EventObject, Phase, Severity, SnapshotRef, Speed,
-    SpeedUnit, Timestamp,
+    incident_id, Event, EventDetails, EventObject, Phase, Severity, SnapshotRef, Speed, SpeedUnit,
+    Timestamp,
 };
 use ioc_tracking::RuleEvent;
 
@@ -77,7 +77,7 @@ impl EventBuilder {
             phase,
             agent: self.agent.clone(),
             camera: camera.to_owned(),
-            kind: kind(ev.kind),
+            kind: ev.kind.event_kind(),
             severity: match ev.severity {
                 ioc_tracking::rules::config::Severity::Info => Severity::Info,
                 ioc_tracking::rules::config::Severity::Warning => Severity::Warning,
@@ -104,21 +104,6 @@ impl EventBuilder {
             details: details(ev),
             snapshot,
         }
-    }
-}
-
-fn kind(k: ioc_tracking::RuleKind) -> EventKind {
-    use ioc_tracking::RuleKind as R;
-    match k {
-        R::Intrusion => EventKind::Intrusion,
-        R::LineCrossing => EventKind::LineCrossing,
-        R::Loitering => EventKind::Loitering,
-        R::Crowd => EventKind::Crowd,
-        R::StoppedVehicle => EventKind::StoppedVehicle,
-        R::WrongWay => EventKind::WrongWay,
-        R::Congestion => EventKind::Congestion,
-        R::CameraTamper => EventKind::CameraTamper,
-        R::CameraOffline => EventKind::CameraOffline,
     }
 }
 

@@ -50,6 +50,17 @@ pub fn camera_states(pick: fn(CameraState) -> bool) -> Vec<&'static str> {
 /// The system's name in the audit trail (health incidents, escalation); no user may take it.
 pub const SYSTEM: &str = "system";
 
+/// The kind of the incident the collector opens for an agent gone silent: the one kind that
+/// no agent raises, so it is not among the protocol's event kinds.
+pub const AGENT_OFFLINE: &str = "agent_offline";
+
+/// The kind of a camera's health incident (the agent's own `camera_offline` events share it).
+pub fn camera_offline() -> &'static str {
+    ioc_protocol::EventKind::CameraOffline
+        .known_str()
+        .expect("a known kind has a wire name")
+}
+
 /// Where an incident is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,6 +19,7 @@
 //!   (`collector/web/`).
 //! - [`auth`]: roles, argon2 password hashes, session tokens.
 //! - [`broker`]: agents' broker credentials (mosquitto password file, `[mqtt]` section).
+//! - [`kinds`]: the incident kinds with their names for people (webhooks, reports, console).
 //! - [`report`]: the daily report as HTML and CSV.
 //! - [`clock`]: injectable time (tests drive escalation with [`clock::ManualClock`]).
 //! - [`service`]: everything above in one process, plus the periodic work.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod hub;
 pub mod incident;
 pub mod ingest;
+pub mod kinds;
 pub mod metrics;
 pub mod preview;
 pub mod report;

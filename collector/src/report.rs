@@ -95,24 +95,6 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// A kind's name for people (Vietnamese / English), the console's wording.
-pub fn kind_name(kind: &str) -> String {
-    let (vi, en) = match kind {
-        "intrusion" => ("Xâm nhập", "Intrusion"),
-        "line_crossing" => ("Đi qua vạch đếm", "Line crossing"),
-        "loitering" => ("Lảng vảng", "Loitering"),
-        "crowd" => ("Tụ tập đông người", "Crowd"),
-        "stopped_vehicle" => ("Dừng/đỗ sai quy định", "Stopped vehicle"),
-        "wrong_way" => ("Đi ngược chiều", "Wrong way"),
-        "congestion" => ("Ùn tắc", "Congestion"),
-        "camera_tamper" => ("Camera bị che/phá", "Camera tamper"),
-        "camera_offline" => ("Camera mất tín hiệu", "Camera offline"),
-        "agent_offline" => ("Trạm mất kết nối", "Agent offline"),
-        other => return other.to_owned(),
-    };
-    format!("{vi} / {en}")
-}
-
 /// A state's name for people.
 pub fn state_name(state: &str) -> String {
     let (vi, en) = match state {
@@ -262,7 +244,7 @@ pub fn html(r: &DailyReport, pictures: &Pictures) -> String {
          <h2>Theo giờ <span class=\"en\">By hour</span></h2>{}\
          <h2>Theo địa điểm <span class=\"en\">By site</span></h2>{}\
          <h2>Theo trạng thái <span class=\"en\">By state</span></h2>{}",
-        bars(&named(&r.by_kind, kind_name)),
+        bars(&named(&r.by_kind, crate::kinds::label)),
         hours(&r.by_hour),
         bars(&r.by_site),
         bars(&named(&r.by_state, state_name)),
@@ -368,7 +350,7 @@ fn incident_list(s: &mut String, r: &DailyReport, pictures: &Pictures) {
              <td>{state}{by}{notes}</td></tr>",
             time = clock(i.first_at_ms, r.utc_offset_minutes),
             id = i.id,
-            kind = esc(&kind_name(&i.kind)),
+            kind = esc(&crate::kinds::label(&i.kind)),
             rule = i
                 .rule
                 .as_deref()
@@ -580,9 +562,9 @@ mod tests {
         // 23:30 UTC is 06:30 the next morning in Viet Nam.
         assert_eq!(clock(84_600_000, 420), "06:30");
         assert_eq!(
-            kind_name("line_crossing"),
+            crate::kinds::label("line_crossing"),
             "Đi qua vạch đếm / Line crossing"
         );
-        assert_eq!(kind_name("<x>"), "<x>");
+        assert_eq!(crate::kinds::label("<x>"), "<x>");
     }
 }

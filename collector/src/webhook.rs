@@ -83,18 +83,6 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 const CHANGES: [&str; 4] = ["opened", "updated", "changed", "escalated"];
 const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
-const KINDS: [&str; 10] = [
-    "intrusion",
-    "line_crossing",
-    "loitering",
-    "crowd",
-    "stopped_vehicle",
-    "wrong_way",
-    "congestion",
-    "camera_tamper",
-    "camera_offline",
-    "agent_offline",
-];
 
 impl WebhookConfig {
     /// Pure checks, `(key suffix, message)`; the caller prefixes `webhooks[i].`.
@@ -124,7 +112,7 @@ impl WebhookConfig {
         for (key, list, valid) in [
             ("changes", &self.changes, &CHANGES[..]),
             ("severities", &self.severities, &SEVERITIES[..]),
-            ("kinds", &self.kinds, &KINDS[..]),
+            ("kinds", &self.kinds, &crate::kinds::names()[..]),
         ] {
             for v in list {
                 if !valid.contains(&v.as_str()) {

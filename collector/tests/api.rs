@@ -153,6 +153,7 @@ async fn every_endpoint_needs_a_session_and_the_right_role_on(db: TestDb) {
     // (request, minimum role)
     let table = [
         (get("/api/me"), "viewer"),
+        (get("/api/kinds"), "viewer"),
         (get("/api/incidents?state=open,acknowledged"), "viewer"),
         (get("/api/incidents/1"), "viewer"),
         (get("/api/health"), "viewer"),

@@ -21,9 +21,6 @@ const L = {
     assign: 'Giao cho', assignee: 'Người phụ trách', save_note: 'Lưu ghi chú', close: 'Đóng', overdue: 'QUÁ HẠN', audit: 'Nhật ký',
     events_of: 'Sự kiện', no_snapshot: 'Không có ảnh', resolve_note: 'Ghi chú khi xử lý (không bắt buộc)',
     silenced: 'bảo trì', count_of: 'sự cố', live_on: 'Trực tiếp', live_off: 'Mất kết nối',
-    k_intrusion: 'Xâm nhập', k_line_crossing: 'Đi qua vạch đếm', k_loitering: 'Lảng vảng', k_crowd: 'Tụ tập đông người',
-    k_stopped_vehicle: 'Dừng/đỗ sai quy định', k_wrong_way: 'Đi ngược chiều', k_congestion: 'Ùn tắc',
-    k_camera_tamper: 'Camera bị che/phá', k_camera_offline: 'Camera mất tín hiệu', k_agent_offline: 'Trạm mất kết nối',
     silences: 'Bảo trì (tạm tắt cảnh báo)', until: 'Đến', reason: 'Lý do', add_silence: 'Tạm tắt', end_silence: 'Kết thúc',
     ago_s: 'giây trước', ago_m: 'phút trước', ago_h: 'giờ trước', ago_d: 'ngày trước',
     ongoing: 'Đang diễn ra', ended: 'Đã kết thúc', rule: 'Quy tắc', started: 'Bắt đầu', lasted: 'kéo dài',
@@ -68,9 +65,6 @@ const L = {
     assign: 'Assign to', assignee: 'Assignee', save_note: 'Save note', close: 'Close', overdue: 'OVERDUE', audit: 'Audit trail',
     events_of: 'Events', no_snapshot: 'No snapshot', resolve_note: 'Resolution note (optional)',
     silenced: 'maintenance', count_of: 'incidents', live_on: 'Live', live_off: 'Disconnected',
-    k_intrusion: 'Intrusion', k_line_crossing: 'Line crossing', k_loitering: 'Loitering', k_crowd: 'Crowd',
-    k_stopped_vehicle: 'Stopped vehicle', k_wrong_way: 'Wrong way', k_congestion: 'Congestion',
-    k_camera_tamper: 'Camera tamper', k_camera_offline: 'Camera offline', k_agent_offline: 'Agent offline',
     silences: 'Maintenance silences', until: 'Until', reason: 'Reason', add_silence: 'Silence', end_silence: 'End',
     ago_s: 's ago', ago_m: 'min ago', ago_h: 'h ago', ago_d: 'd ago',
     ongoing: 'Ongoing', ended: 'Ended', rule: 'Rule', started: 'Started', lasted: 'lasted',
@@ -578,8 +572,24 @@ async function askPicture(site, camera, fig) {
 // the chosen zone; double-click a corner to remove it), and the rules. Saving stores the next
 // version at the center and pushes it; the agent checks it as check-config does and says
 // which version runs, or what is wrong, by key.
-const KINDS = ['intrusion', 'line_crossing', 'loitering', 'crowd', 'stopped_vehicle', 'wrong_way', 'congestion', 'camera_tamper', 'camera_offline'];
-const NEEDS = { intrusion: 'zone', loitering: 'zone', crowd: 'zone', stopped_vehicle: 'zone', wrong_way: 'zone', congestion: 'zone', line_crossing: 'line' };
+// The incident kinds come from the center (GET /api/kinds, read once at start): their names
+// in both languages, and for those a rule raises, the keys it needs or may take.
+const KINDS = [];
+const NEEDS = {};
+const RULE_KEYS = {};
+function applyKinds(list) {
+  for (const k of list) {
+    L.vi['k_' + k.kind] = k.vi;
+    L.en['k_' + k.kind] = k.en;
+    if (!k.rule) continue;
+    KINDS.push(k.kind);
+    RULE_KEYS[k.kind] = k.rule;
+    const need = (key) => k.rule.keys[key] === 'required';
+    if (need('zone')) NEEDS[k.kind] = 'zone';
+    else if (need('line')) NEEDS[k.kind] = 'line';
+  }
+}
+const takes = (kind, key) => Boolean(RULE_KEYS[kind] && RULE_KEYS[kind].keys[key]);
 const ed = { site: null, camera: null, base: 0, a: null, sel: null, timer: null, picture: null, drag: null };
 const camPath = (site, cam) => `/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(cam)}`;
 const round = (v) => Math.round(Math.min(1, Math.max(0, v)) * 1000) / 1000;
@@ -637,8 +647,10 @@ function closeEditor() {
 
 function newRule() {
   const zone = ed.a.zones[0];
-  return zone ? { name: 'rule ' + (ed.a.rules.length + 1), kind: 'intrusion', zone: zone.name, classes: ['person'] }
-    : { name: 'rule ' + (ed.a.rules.length + 1), kind: 'camera_tamper' };
+  // The first kind of the catalogue that watches a zone, or else one that watches the picture.
+  const name = 'rule ' + (ed.a.rules.length + 1);
+  return zone ? { name, kind: KINDS.find((k) => NEEDS[k] === 'zone'), zone: zone.name, classes: ['person'] }
+    : { name, kind: KINDS.find((k) => !RULE_KEYS[k].objects) };
 }
 
 async function refreshEditorPicture() {
@@ -704,13 +716,13 @@ function renderEditor() {
         selectOf(['info', 'warning', 'critical'], r.severity || 'warning', (v) => { r.severity = v; renderEditor(); }, (v) => label('sev_', v))),
       el('div', { class: 'bar' },
         // Camera rules look at the picture, not at objects.
-        r.kind === 'camera_tamper' || r.kind === 'camera_offline' ? ''
+        !(RULE_KEYS[r.kind] && RULE_KEYS[r.kind].objects) ? ''
           : el('label', {}, t('classes') + ' ', el('input', { value: (r.classes || []).join(', '), size: 18, list: 'ed-classes', placeholder: 'person, car',
             onchange: (e) => { r.classes = e.target.value.split(',').map((x) => x.trim()).filter(Boolean); renderEditor(); } })),
-        ['loitering', 'stopped_vehicle', 'crowd', 'congestion', 'intrusion'].includes(r.kind)
+        takes(r.kind, 'min_duration_sec')
           ? el('label', {}, t('min_duration') + ' ', el('input', { type: 'number', min: 0, step: 1, value: r.min_duration_sec ?? '', style: 'width:5em',
             onchange: (e) => { if (e.target.value === '') delete r.min_duration_sec; else r.min_duration_sec = Number(e.target.value); renderEditor(); } })) : '',
-        ['crowd', 'congestion'].includes(r.kind)
+        takes(r.kind, 'min_count')
           ? el('label', {}, t('min_count') + ' ', el('input', { type: 'number', min: 1, step: 1, value: r.min_count ?? '', style: 'width:4em',
             onchange: (e) => { if (e.target.value === '') delete r.min_count; else r.min_count = Number(e.target.value); renderEditor(); } })) : '',
         el('button', { class: 'act', onclick: () => { a.rules.splice(i, 1); renderEditor(); } }, t('delete'))));
@@ -1053,6 +1065,7 @@ function connectLive() {
 async function main() {
   translate();
   state.me = await api('/api/me');
+  applyKinds(await api('/api/kinds'));
   $('#whoami').textContent = `${state.me.user} (${state.me.role})`;
   $('#lang').onchange = () => {
     lang = $('#lang').value;

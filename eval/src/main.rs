@@ -142,7 +142,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         e.start_sec,
                         e.end_sec,
                         e.due_sec,
-                        ioc_eval::metrics::kind_name(e.kind),
+                        e.kind.as_str(),
                         e.rule,
                         e.direction
                             .map(|d| format!(" {d:?}"))

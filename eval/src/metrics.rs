@@ -192,21 +192,6 @@ pub struct RunScore {
     pub notes: Vec<String>,
 }
 
-/// Name of a kind as in config.
-pub fn kind_name(k: RuleKind) -> &'static str {
-    match k {
-        RuleKind::Intrusion => "intrusion",
-        RuleKind::LineCrossing => "line_crossing",
-        RuleKind::Loitering => "loitering",
-        RuleKind::Crowd => "crowd",
-        RuleKind::StoppedVehicle => "stopped_vehicle",
-        RuleKind::WrongWay => "wrong_way",
-        RuleKind::Congestion => "congestion",
-        RuleKind::CameraTamper => "camera_tamper",
-        RuleKind::CameraOffline => "camera_offline",
-    }
-}
-
 fn same(e: &Expected, r: &Raised) -> bool {
     e.rule == r.rule
         && e.kind == r.kind
@@ -218,12 +203,12 @@ fn same(e: &Expected, r: &Raised) -> bool {
 pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleKind)]) -> RunScore {
     let mut score = RunScore::default();
     for (_, k) in rules {
-        score.kinds.entry(kind_name(*k).to_owned()).or_default();
+        score.kinds.entry(k.as_str().to_owned()).or_default();
     }
     let mut used = vec![false; raised.len()];
     let mut matched_windows: Vec<(usize, f64, f64)> = Vec::new(); // (expected idx, from, to)
     for (ei, e) in truth.incidents.iter().enumerate() {
-        let ks = score.kinds.entry(kind_name(e.kind).to_owned()).or_default();
+        let ks = score.kinds.entry(e.kind.as_str().to_owned()).or_default();
         let lo = e.start_sec - 1.0;
         let hi = e.due_sec + LATE_SEC;
         let hit = raised
@@ -244,7 +229,7 @@ pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleK
                     ks.late += 1;
                     score.notes.push(format!(
                         "late: {} {} at {:.1}s, {:.1}s after it began (threshold {:.1}s)",
-                        kind_name(e.kind),
+                        e.kind.as_str(),
                         e.rule,
                         raised[i].at_sec,
                         ttd,
@@ -257,7 +242,7 @@ pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleK
                 ks.missed += 1;
                 score.notes.push(format!(
                     "missed: {} {}{} due at {:.1}s (began {:.1}s)",
-                    kind_name(e.kind),
+                    e.kind.as_str(),
                     e.rule,
                     e.direction
                         .map(|d| format!(" {d:?}"))
@@ -273,7 +258,7 @@ pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleK
         if used[i] {
             continue;
         }
-        let ks = score.kinds.entry(kind_name(r.kind).to_owned()).or_default();
+        let ks = score.kinds.entry(r.kind.as_str().to_owned()).or_default();
         // Lines have one expected incident per crossing: an extra one is a false count.
         let dup = r.kind != RuleKind::LineCrossing
             && matched_windows.iter().any(|&(ei, lo, hi)| {
@@ -283,7 +268,7 @@ pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleK
             ks.duplicates += 1;
             score.notes.push(format!(
                 "duplicate: {} {} at {:.1}s",
-                kind_name(r.kind),
+                r.kind.as_str(),
                 r.rule,
                 r.at_sec
             ));
@@ -291,7 +276,7 @@ pub fn score_incidents(truth: &Truth, raised: &[Raised], rules: &[(String, RuleK
             ks.fp += 1;
             score.notes.push(format!(
                 "false alarm: {} {}{} at {:.1}s",
-                kind_name(r.kind),
+                r.kind.as_str(),
                 r.rule,
                 r.direction
                     .map(|d| format!(" {d:?}"))

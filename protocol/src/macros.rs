@@ -35,6 +35,14 @@ macro_rules! open_enum {
                 }
             }
 
+            /// The wire string of a known value (`None` for `Other`).
+            pub fn known_str(&self) -> Option<&'static str> {
+                match self {
+                    $( $name::$variant => Some($wire), )+
+                    $name::Other(_) => None,
+                }
+            }
+
             /// Whether this is a value this version of the crate knows (not `Other`).
             pub fn is_known(&self) -> bool {
                 !matches!(self, $name::Other(_))

@@ -23,8 +23,8 @@ pub mod units;
 pub use appearance::Appearance;
 pub use geometry::{BBox, Point};
 pub use rules::{
-    AnalyticsConfig, ConfigErrors, Engine, EngineOutput, FrameInfo, LocalTime, LumaFrame, Phase,
-    RuleEvent, RuleKind, Weekday,
+    AnalyticsConfig, ConfigErrors, Engine, EngineOutput, FrameInfo, LocalTime, LumaFrame, Need,
+    Phase, RuleEvent, RuleKind, Weekday,
 };
 pub use track::{Detection, Track, Tracker, TrackerConfig};
 

@@ -265,6 +265,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/api/kinds", get(kinds))
         .route("/api/openapi.json", get(openapi))
         .route("/api/incidents", get(list_incidents))
         .route("/api/incidents/{id}", get(one_incident))
@@ -523,6 +524,12 @@ async fn me(State(st): State<AppState>, user: User) -> Json<serde_json::Value> {
         "role": user.role,
         "utc_offset_minutes": st.inner.utc_offset_minutes,
     }))
+}
+
+/// The incident kinds with their names and what a rule of each needs (the console builds its
+/// labels, filters and rule form from it).
+async fn kinds(_user: User) -> Json<Vec<crate::kinds::Kind>> {
+    Json(crate::kinds::catalogue())
 }
 
 async fn list_incidents(

@@ -13,8 +13,8 @@ use super::db::{Db, DbError};
 use super::incidents::{self, Filing};
 use super::{max_seq, phase_str, seq_i64, wire_name, Committed, StoreError};
 use crate::incident::{
-    camera_recovered, event_time, seq_plausible, severity_str, AgentClock, Change, ChangeKind,
-    Policy, TimeSource,
+    camera_offline, camera_recovered, event_time, seq_plausible, severity_str, AgentClock, Change,
+    ChangeKind, Policy, TimeSource, AGENT_OFFLINE,
 };
 
 /// The state of one batch while its messages are written.
@@ -577,7 +577,7 @@ impl<'t> Batch<'t> {
                 self.db,
                 agent,
                 "",
-                "agent_offline",
+                AGENT_OFFLINE,
                 at,
                 "the agent is back online",
             )
@@ -667,7 +667,7 @@ impl<'t> Batch<'t> {
                     self.db,
                     agent,
                     camera,
-                    "camera_offline",
+                    camera_offline(),
                     at,
                     "the camera is streaming again",
                 )

@@ -8,8 +8,9 @@ use ioc_protocol::{Event, Phase, Severity};
 use super::db::{Db, DbError, Dialect, Row, ToArg};
 use super::{sql_names, sqlerr, Store, StoreError};
 use crate::incident::{
-    camera_down, camera_states, parse_severity, severity_rank, severity_str, ts, Action,
-    AuditEntry, Change, ChangeKind, Incident, Policy, Source, State, Transition,
+    camera_down, camera_offline, camera_states, parse_severity, severity_rank, severity_str, ts,
+    Action, AuditEntry, Change, ChangeKind, Incident, Policy, Source, State, Transition,
+    AGENT_OFFLINE,
 };
 
 pub use crate::incident::SYSTEM;
@@ -809,9 +810,9 @@ impl Store {
                 .query(
                     "SELECT a.agent, a.since_ms FROM agents a WHERE a.state = 'offline' \
                      AND a.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
-                     WHERE i.agent = a.agent AND i.camera = '' AND i.kind = 'agent_offline' \
+                     WHERE i.agent = a.agent AND i.camera = '' AND i.kind = ?2 \
                      AND i.source = 'health' AND i.state IN ('open', 'acknowledged'))",
-                    &[&(now_ms - policy.agent_offline_after_ms)],
+                    &[&(now_ms - policy.agent_offline_after_ms), &AGENT_OFFLINE],
                 )?
                 .iter()
                 .map(|r| Ok((r.get(0)?, r.get(1)?)))
@@ -820,7 +821,7 @@ impl Store {
                 let n = NewIncident {
                     agent: &agent,
                     camera: "",
-                    kind: "agent_offline",
+                    kind: AGENT_OFFLINE,
                     place: "",
                     severity: Severity::Critical,
                     source: Source::Health,
@@ -839,10 +840,13 @@ impl Store {
                          WHERE c.state IN ({}) \
                          AND c.since_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM incidents i \
                          WHERE i.agent = c.agent AND i.camera = c.camera \
-                         AND i.kind = 'camera_offline' AND i.state IN ('open', 'acknowledged'))",
+                         AND i.kind = ?2 AND i.state IN ('open', 'acknowledged'))",
                         sql_names(&camera_states(camera_down))
                     ),
-                    &[&(now_ms - policy.camera_offline_after_ms)],
+                    &[
+                        &(now_ms - policy.camera_offline_after_ms),
+                        &camera_offline(),
+                    ],
                 )?
                 .iter()
                 .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -851,7 +855,7 @@ impl Store {
                 let n = NewIncident {
                     agent: &agent,
                     camera: &camera,
-                    kind: "camera_offline",
+                    kind: camera_offline(),
                     place: "",
                     severity: Severity::Warning,
                     source: Source::Health,

@@ -6,6 +6,7 @@
 //! which parameter a kind needs and which it does not take, so a typo'd or misplaced key is an
 //! error, never silently ignored.
 
+use ioc_protocol::EventKind;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -253,34 +254,87 @@ pub enum Severity {
     Critical,
 }
 
-/// What a rule detects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
+/// Defines [`RuleKind`] with [`RuleKind::ALL`] and its mapping onto the protocol's
+/// [`EventKind`] from one list, so a kind added here is in both. Config names come from the
+/// variant names (snake_case) and must equal the event kind's wire name (a test checks).
+macro_rules! rule_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $event:ident, )+) => {
+        /// What a rule detects.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum RuleKind {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl RuleKind {
+            /// Every rule kind, in declaration order.
+            pub const ALL: &'static [RuleKind] = &[$(RuleKind::$variant),+];
+
+            /// The kind of the events this rule raises.
+            pub fn event_kind(self) -> EventKind {
+                match self {
+                    $( RuleKind::$variant => EventKind::$event, )+
+                }
+            }
+        }
+    };
+}
+
+rule_kinds! {
     /// An object is in a zone (lasting), or jumped through it between two frames (instant).
-    Intrusion,
+    Intrusion => Intrusion,
     /// A track crossed a line (instant).
-    LineCrossing,
+    LineCrossing => LineCrossing,
     /// An object stays in a zone longer than `min_duration_sec` (lasting).
-    Loitering,
+    Loitering => Loitering,
     /// At least `min_count` objects in a zone for `min_duration_sec` (lasting).
-    Crowd,
+    Crowd => Crowd,
     /// An object slower than `max_speed` in a zone for `min_duration_sec` (lasting).
-    StoppedVehicle,
+    StoppedVehicle => StoppedVehicle,
     /// An object in a zone moving against `lane_direction_deg` (instant, once per track).
-    WrongWay,
+    WrongWay => WrongWay,
     /// At least `min_count` objects slower than `max_speed` in a zone for `min_duration_sec`.
-    Congestion,
+    Congestion => Congestion,
     /// The camera is dark, covered, defocused or moved (lasting, per cause).
-    CameraTamper,
+    CameraTamper => CameraTamper,
     /// The stream has been down for `min_duration_sec` (lasting).
-    CameraOffline,
+    CameraOffline => CameraOffline,
+}
+
+/// Whether a rule kind needs a key or may take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Need {
+    /// The rule is refused without it.
+    Required,
+    /// It may be given; a default applies otherwise.
+    Optional,
 }
 
 impl RuleKind {
     /// Whether the kind is about detected objects (and so takes `classes`).
     pub fn uses_objects(self) -> bool {
         !matches!(self, RuleKind::CameraTamper | RuleKind::CameraOffline)
+    }
+
+    /// The kind as written in config: its event kind's wire name.
+    pub fn as_str(self) -> &'static str {
+        self.event_kind()
+            .known_str()
+            .expect("a rule kind maps to a known event kind")
+    }
+
+    /// The optional keys of a rule of this kind that it needs or may take (the others are
+    /// refused), in the order of [`Rule`]'s fields.
+    pub fn keys(self) -> impl Iterator<Item = (&'static str, Need)> {
+        KEY_NAMES
+            .iter()
+            .zip(key_table(self))
+            .filter_map(|(&k, &flag)| match flag {
+                b'R' => Some((k, Need::Required)),
+                b'O' => Some((k, Need::Optional)),
+                _ => None,
+            })
     }
 }
 
@@ -633,7 +687,7 @@ impl AnalyticsConfig {
                     format!("duplicate rule name {:?}", r.name),
                 );
             }
-            let kind = serde_kind(r.kind);
+            let kind = r.kind.as_str();
             let table = key_table(r.kind);
             for (k, (&need, present)) in table.iter().zip(r.present()).enumerate() {
                 match (need, present) {
@@ -743,21 +797,6 @@ impl AnalyticsConfig {
         } else {
             Err(ConfigErrors(errs))
         }
-    }
-}
-
-/// The kind as written in config, for messages.
-pub(crate) fn serde_kind(k: RuleKind) -> &'static str {
-    match k {
-        RuleKind::Intrusion => "intrusion",
-        RuleKind::LineCrossing => "line_crossing",
-        RuleKind::Loitering => "loitering",
-        RuleKind::Crowd => "crowd",
-        RuleKind::StoppedVehicle => "stopped_vehicle",
-        RuleKind::WrongWay => "wrong_way",
-        RuleKind::Congestion => "congestion",
-        RuleKind::CameraTamper => "camera_tamper",
-        RuleKind::CameraOffline => "camera_offline",
     }
 }
 
@@ -895,5 +934,37 @@ mod tests {
         assert!(Persist::Secs(0.0).met(1, 0.0));
         assert!(Persist::Frames(2).met(2, 0.0));
         assert!(!Persist::Frames(2).met(1, 5.0));
+    }
+
+    /// The protocol's event kinds are the one list of wire names: a rule kind is written in
+    /// config exactly as its events' kind, and no two rule kinds raise the same kind.
+    #[test]
+    fn every_rule_kind_is_written_as_its_event_kind() {
+        let mut seen = std::collections::HashSet::new();
+        for &k in RuleKind::ALL {
+            let event = k.event_kind();
+            assert!(event.is_known(), "{k:?} maps to an unknown event kind");
+            assert!(
+                seen.insert(event.clone()),
+                "{k:?}: two rule kinds raise {event}"
+            );
+            let written = serde_json::to_value(k).unwrap();
+            assert_eq!(written, serde_json::json!(event.as_str()), "{k:?}");
+            let read: RuleKind = serde_json::from_value(written).unwrap();
+            assert_eq!(read, k);
+            assert_eq!(k.as_str(), event.as_str());
+        }
+        // Every place-bound kind names what it needs.
+        for &k in RuleKind::ALL {
+            let needs: Vec<_> = k.keys().filter(|(_, n)| *n == Need::Required).collect();
+            if k.uses_objects() {
+                assert!(
+                    needs
+                        .iter()
+                        .any(|(key, _)| *key == "zone" || *key == "line"),
+                    "{k:?} needs a place"
+                );
+            }
+        }
     }
 }

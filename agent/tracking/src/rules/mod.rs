@@ -8,8 +8,8 @@ pub mod schedule;
 pub mod tamper;
 
 pub use config::{
-    AnalyticsConfig, ConfigError, ConfigErrors, CrossDirection, LineConfig, RuleConfig, RuleKind,
-    Severity, TamperCause, TamperConfig, ZoneConfig,
+    AnalyticsConfig, ConfigError, ConfigErrors, CrossDirection, LineConfig, Need, RuleConfig,
+    RuleKind, Severity, TamperCause, TamperConfig, ZoneConfig,
 };
 pub use engine::{Engine, FrameInfo};
 pub use event::{
