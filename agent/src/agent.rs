@@ -309,6 +309,10 @@ impl Agent {
     }
 }
 
+/// Rule outputs that may wait for the delivery thread before the rules wait for it: a burst of
+/// incidents rides out a slow disk; each may hold its frame (for the snapshot) meanwhile.
+const DELIVERY_QUEUE: usize = 32;
+
 /// How often the retained camera status is refreshed with the latest figures (it is also
 /// published on every state change).
 const STATUS_EVERY: Duration = Duration::from_secs(30);
@@ -376,10 +380,17 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     let sending = start_delivery(&cfg, &cameras, shutdown_rx.clone())?;
     let publisher = sending.as_ref().map(|s| s.publisher.clone());
     let outbox = sending.as_ref().map(|s| s.outbox.clone());
-    let (mut delivery, clipper) = match sending {
-        Some(s) => (Some(s.delivery), s.clipper),
-        None => (None, None),
+    let (mut queue, delivery, clipper) = match sending {
+        Some(s) => {
+            let (queue, thread) = s
+                .delivery
+                .spawn(DELIVERY_QUEUE)
+                .context("starting the delivery thread")?;
+            (Some(queue), Some(thread), s.clipper)
+        }
+        None => (None, None, None),
     };
+    let queue_stats = queue.as_ref().map(|q| q.stats());
     let clip_stats = clipper.as_ref().map(|c| c.stats.clone());
     // Previews: the detector workers leave each camera's latest picture; the previewer
     // answers the center's requests from it. Without a broker, or with previews off, no
@@ -420,8 +431,8 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             let ids = ids.clone();
             move |o| {
                 log_output(&ids, &o);
-                if let Some(d) = delivery.as_mut() {
-                    d.handle(o);
+                if let Some(q) = queue.as_mut() {
+                    q.send(o);
                 }
             }
         },
@@ -472,6 +483,7 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
             detect: agent.detect_stats().clone(),
             queue: Some(agent.scheduler().clone()),
             delivery: publisher.clone().zip(outbox),
+            delivery_queue: queue_stats,
             clips: clip_stats,
             previews: preview_stats,
             detector: detector_info,
@@ -509,7 +521,11 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     // Cameras, then detectors, then rules (which report the open counts interval): all
     // output is in the outbox before the publisher is told to stop.
     agent.shutdown().await;
-    // The rules thread is gone with its delivery: the clipper finishes the clips asked for.
+    // The rules thread is gone with its end of the queue: delivery writes what is left.
+    if let Some(d) = delivery {
+        let _ = tokio::task::spawn_blocking(move || d.join()).await;
+    }
+    // Delivery is done asking: the clipper finishes the clips asked for.
     if let Some(c) = clipper {
         let _ = tokio::task::spawn_blocking(move || c.join(Duration::from_secs(20))).await;
     }

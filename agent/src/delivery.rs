@@ -3,10 +3,16 @@
 //! publisher sends them; the publisher deletes them only when the collector
 //! acknowledges that it stored them (crate `ioc-outbox`).
 //!
-//! Runs on the rules thread: an append is one small SQLite transaction.
+//! Runs on its own thread (`ioc-delivery`), behind a bounded queue from the rules thread: a
+//! snapshot's JPEG encode and the outbox's `synchronous = FULL` commits never hold up the
+//! thread that judges every camera while the queue has room. When a slow disk lets the queue
+//! fill, the rules wait for room: events block into the outbox, none is dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ioc_detect::BBox;
 use ioc_outbox::{Outbox, PublisherHandle};
@@ -92,6 +98,29 @@ impl Delivery {
         self
     }
 
+    /// Starts the delivery thread with a queue of `capacity` outputs; the returned queue is
+    /// the rules thread's end. The thread ends when every [`DeliveryQueue`] is dropped and
+    /// what they sent is in the outbox.
+    pub fn spawn(mut self, capacity: usize) -> std::io::Result<(DeliveryQueue, DeliveryThread)> {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let stats = Arc::new(QueueStats::default());
+        let queue = DeliveryQueue {
+            tx,
+            stats: stats.clone(),
+            last_warned: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("ioc-delivery".into())
+            .spawn(move || {
+                let rx: Receiver<Output> = rx;
+                for o in rx {
+                    stats.depth.fetch_sub(1, Ordering::Relaxed);
+                    self.handle(o);
+                }
+            })?;
+        Ok((queue, DeliveryThread { handle }))
+    }
+
     /// Handles one output of the rules thread. Errors (disk full, ...) are logged: the
     /// rules must go on, and the outbox's own policy says what was dropped.
     pub fn handle(&mut self, o: Output) {
@@ -112,12 +141,16 @@ impl Delivery {
                 let Some(meta) = self.cameras.get(camera) else {
                     return Ok(());
                 };
-                // A snapshot goes with the first message of an incident.
-                let wants = matches!(
+                // A snapshot goes with the first message of an incident of the configured
+                // severity or worse.
+                let first = matches!(
                     event.phase,
                     ioc_tracking::Phase::Start | ioc_tracking::Phase::Instant
                 );
-                let shot = match (&frame, wants) {
+                let shot = match (
+                    &frame,
+                    first && event.severity >= self.snapshot.min_severity,
+                ) {
                     (Some(f), true) => {
                         let overlay = Overlay {
                             objects: event
@@ -170,7 +203,7 @@ impl Delivery {
                     self.outbox.append_snapshot(&event_id, &s.jpeg)?;
                 }
                 match &self.clips {
-                    Some((requests, min)) if wants && event.severity >= *min => {
+                    Some((requests, min)) if first && event.severity >= *min => {
                         requests.request(ClipRequest {
                             camera,
                             camera_id: meta.id.clone(),
@@ -232,5 +265,100 @@ impl Delivery {
             }
         }
         Ok(())
+    }
+}
+
+/// How the delivery queue is doing (for metrics).
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    depth: AtomicUsize,
+    waits: AtomicU64,
+    waited_us: AtomicU64,
+}
+
+impl QueueStats {
+    /// Outputs waiting for the delivery thread.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Times the rules waited for room (the disk fell behind by a whole queue).
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    /// Total time the rules waited for room.
+    pub fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_us.load(Ordering::Relaxed))
+    }
+}
+
+/// The rules thread's end of delivery.
+pub struct DeliveryQueue {
+    tx: SyncSender<Output>,
+    stats: Arc<QueueStats>,
+    last_warned: Option<Instant>,
+}
+
+impl DeliveryQueue {
+    /// The queue's counters.
+    pub fn stats(&self) -> Arc<QueueStats> {
+        self.stats.clone()
+    }
+
+    /// Hands `o` to the delivery thread; waits for room when the queue is full.
+    pub fn send(&mut self, o: Output) {
+        self.stats.depth.fetch_add(1, Ordering::Relaxed);
+        let o = match self.tx.try_send(o) {
+            Ok(()) => return,
+            Err(TrySendError::Full(o)) => o,
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(
+                    error_code = "delivery_stopped",
+                    "the delivery thread is gone: output not queued"
+                );
+                return;
+            }
+        };
+        let t0 = Instant::now();
+        let sent = self.tx.send(o);
+        let waited = t0.elapsed();
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .waited_us
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        if sent.is_err() {
+            self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(
+                error_code = "delivery_stopped",
+                "the delivery thread is gone: output not queued"
+            );
+        }
+        if self
+            .last_warned
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_warned = Some(Instant::now());
+            tracing::warn!(
+                waited_ms = waited.as_millis() as u64,
+                "the outbox's disk is slow: the rules waited for delivery (nothing is lost; \
+                 frames may be skipped while they wait)"
+            );
+        }
+    }
+}
+
+/// The delivery thread; [`DeliveryThread::join`] waits until it has written what it was sent.
+pub struct DeliveryThread {
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl DeliveryThread {
+    /// Waits for the thread (after every queue end is dropped).
+    pub fn join(self) {
+        if self.handle.join().is_err() {
+            tracing::error!("the delivery thread panicked");
+        }
     }
 }

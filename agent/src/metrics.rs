@@ -40,6 +40,8 @@ pub struct Sources {
     pub queue: Option<Arc<Scheduler>>,
     /// The publisher and its outbox, when `[mqtt]` is configured.
     pub delivery: Option<(Arc<ioc_outbox::PublisherHandle>, ioc_outbox::Outbox)>,
+    /// The queue from the rules thread to the delivery thread.
+    pub delivery_queue: Option<Arc<crate::delivery::QueueStats>>,
     /// The clip thread's counters, when clips are made.
     pub clips: Option<Arc<crate::clip::ClipStats>>,
     /// The preview thread's counters, when `[mqtt]` is configured.
@@ -246,6 +248,22 @@ pub fn render(s: &Sources) -> String {
             q.waiting()
         );
     }
+    if let Some(q) = &s.delivery_queue {
+        let _ = writeln!(
+            out,
+            "# HELP ioc_agent_delivery_queue_depth Rule outputs waiting to be written to the \
+             outbox.\n# TYPE ioc_agent_delivery_queue_depth gauge\nioc_agent_delivery_queue_depth {}\n\
+             # HELP ioc_agent_delivery_waits_total Times the rules waited for the outbox (its \
+             disk fell a whole queue behind).\n# TYPE ioc_agent_delivery_waits_total counter\n\
+             ioc_agent_delivery_waits_total {}\n\
+             # HELP ioc_agent_delivery_wait_seconds_total Time the rules spent waiting for the \
+             outbox.\n# TYPE ioc_agent_delivery_wait_seconds_total counter\n\
+             ioc_agent_delivery_wait_seconds_total {:.3}",
+            q.depth(),
+            q.waits(),
+            q.waited().as_secs_f64()
+        );
+    }
     if let Some((publisher, outbox)) = &s.delivery {
         let p = publisher.stats();
         // How far behind delivery is: the age of the oldest entry not yet acked (0: none).
@@ -399,6 +417,7 @@ mod tests {
                 crate::detect::QueuePolicy::Latest,
             )),
             delivery: None,
+            delivery_queue: None,
             clips: None,
             previews: Some(Arc::default()),
             detector: DetectorInfo {

@@ -385,6 +385,7 @@ impl<S: PreviewSink> Worker<S> {
             let cfg = SnapshotConfig {
                 max_width: self.cfg.max_width,
                 quality,
+                ..SnapshotConfig::default()
             };
             match render(&frame, &Overlay::default(), &cfg) {
                 Ok(s) if s.jpeg.len() <= self.cfg.max_bytes => {

@@ -24,6 +24,10 @@ pub struct SnapshotConfig {
     /// JPEG quality 1..=100.
     #[serde(default = "default_quality")]
     pub quality: u8,
+    /// Incidents of this severity or worse get a snapshot (the first message of each);
+    /// default `warning`: an `info` count need not ship a picture.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: ioc_tracking::rules::config::Severity,
 }
 
 impl Default for SnapshotConfig {
@@ -31,6 +35,7 @@ impl Default for SnapshotConfig {
         Self {
             max_width: default_width(),
             quality: default_quality(),
+            min_severity: default_min_severity(),
         }
     }
 }
@@ -40,6 +45,9 @@ fn default_width() -> u32 {
 }
 fn default_quality() -> u8 {
     80
+}
+fn default_min_severity() -> ioc_tracking::rules::config::Severity {
+    ioc_tracking::rules::config::Severity::Warning
 }
 
 /// A rendered snapshot.
@@ -166,6 +174,7 @@ mod tests {
             &SnapshotConfig {
                 max_width: 48,
                 quality: 90,
+                ..SnapshotConfig::default()
             },
         )
         .unwrap();

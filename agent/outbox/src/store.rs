@@ -287,6 +287,8 @@ struct Inner {
     len: u64,
     dropped: Dropped,
     sent: HashMap<i64, SentInfo>,
+    /// Added to every append's commit: a slow disk, for tests only.
+    slow_disk: std::time::Duration,
 }
 
 const SCHEMA: &str = "
@@ -411,6 +413,7 @@ impl Outbox {
             len: len.max(0) as u64,
             dropped,
             sent: HashMap::new(),
+            slow_disk: std::time::Duration::ZERO,
         };
         Ok(Outbox {
             inner: Arc::new(Mutex::new(inner)),
@@ -421,6 +424,13 @@ impl Outbox {
     /// The outbox file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes every append take `delay` longer, as on a slow SD card (tests of what waits for
+    /// the disk; the real file calls still run).
+    #[doc(hidden)]
+    pub fn simulate_slow_disk(&self, delay: std::time::Duration) {
+        self.lock().slow_disk = delay;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -467,6 +477,7 @@ impl Outbox {
     ) -> Result<u64> {
         let mut g = self.lock();
         let inner = &mut *g;
+        let slow = inner.slow_disk;
         let path = inner.path.clone();
         let sql = |op: &'static str| {
             let path = path.clone();
@@ -513,6 +524,9 @@ impl Outbox {
         )
         .map_err(sql("advance next_seq"))?;
         add_dropped(&tx, &room.dropped).map_err(sql("count dropped entries"))?;
+        if !slow.is_zero() {
+            std::thread::sleep(slow);
+        }
         tx.commit().map_err(sql("commit append"))?;
         inner.apply(size, &room);
         Ok(seq)
@@ -536,6 +550,7 @@ impl Outbox {
     fn append_picture(&self, kind: EntryKind, event_id: &str, parts: &[&[u8]]) -> Result<bool> {
         let mut g = self.lock();
         let inner = &mut *g;
+        let slow = inner.slow_disk;
         let path = inner.path.clone();
         if let Err(source) = ioc_protocol::validate_event_id(event_id) {
             return Err(OutboxError::BadEventId { path, source });
@@ -587,6 +602,9 @@ impl Outbox {
             );
         }
         add_dropped(&tx, &room.dropped).map_err(sql("count dropped entries"))?;
+        if !slow.is_zero() {
+            std::thread::sleep(slow);
+        }
         tx.commit().map_err(sql("commit append"))?;
         inner.apply(0, &room);
         if fits {
