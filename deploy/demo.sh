@@ -128,43 +128,8 @@ id = "vtest"
 name = "Pedestrians (OpenCV vtest.avi)"
 url = "rtsp://127.0.0.1:$PORT/vtest"
 
-# The line and zone of tests/data/vtest_ground_truth.toml.
-[cameras.analytics]
-counts_interval_sec = 60
-[[cameras.analytics.zones]]
-name = "west_end"
-points = [[0.02, 0.32], [0.143, 0.32], [0.143, 0.48], [0.02, 0.48]]
-[[cameras.analytics.lines]]
-name = "walkway_west"
-points = [[0.21, 0.31], [0.21, 0.50]]
-in_side = "right"
-[[cameras.analytics.rules]]
-name = "people crossing the west walkway"
-kind = "line_crossing"
-line = "walkway_west"
-classes = ["person"]
-[[cameras.analytics.rules]]
-name = "someone at the west end"
-kind = "intrusion"
-zone = "west_end"
-classes = ["person"]
-severity = "warning"
-[[cameras.analytics.rules]]
-name = "lingering at the west end"
-kind = "loitering"
-zone = "west_end"
-classes = ["person"]
-min_duration_sec = 5
-severity = "warning"
-[[cameras.analytics.rules]]
-name = "camera covered or moved"
-kind = "camera_tamper"
-severity = "critical"
-[[cameras.analytics.rules]]
-name = "camera offline"
-kind = "camera_offline"
-min_duration_sec = 30
-severity = "critical"
+# Zones, lines and rules of this scene: one file, shared with the end-to-end tests.
+analytics_file = "$ROOT/config/scenes/vtest.toml"
 
 [[cameras]]
 id = "synthetic-1080p"
@@ -179,7 +144,8 @@ cat <<MSG
   Console:   http://127.0.0.1:$HTTP_PORT/
   Log in as: $OPERATOR_LINE
   or, to edit zones and rules (Health → Edit zones & rules): $ADMIN_LINE
-  (people crossing the walkway in the vtest camera become incidents within a minute)
+  (in the vtest camera, someone lingering at the west end becomes a warning within a minute;
+   people crossing the walkway are counted: Charts, or "with counts" in the list)
   Metrics:   http://127.0.0.1:${IOC_DEMO_METRICS_PORT:-9464}/metrics (agent), /metrics on the console (collector, token or login)
 
   RTSP cameras: rtsp://127.0.0.1:$PORT/vtest, rtsp://127.0.0.1:$PORT/synthetic

@@ -331,6 +331,10 @@ pub struct CameraConfig {
     /// Tracking, zones, lines and incident rules (see agent/tracking/README.md).
     #[serde(default)]
     pub analytics: Option<ioc_tracking::AnalyticsConfig>,
+    /// The same, from a file of its own (relative to this config's folder), e.g. one scene
+    /// shared by several configs; read at load, instead of `analytics`.
+    #[serde(default)]
+    pub analytics_file: Option<PathBuf>,
 }
 
 /// By hand: the password and the URL's credentials must not reach a log through `{:?}`.
@@ -357,6 +361,7 @@ impl std::fmt::Debug for CameraConfig {
             .field("decoder", &self.decoder)
             .field("enabled", &self.enabled)
             .field("analytics", &self.analytics)
+            .field("analytics_file", &self.analytics_file)
             .finish()
     }
 }
@@ -434,6 +439,13 @@ impl ConfigError {
     }
 }
 
+/// The 1-based line of byte `at` of `text` (a key at the very start of a line is on that
+/// line, not the one before).
+fn line_of(text: &str, at: usize) -> usize {
+    let at = text.floor_char_boundary(at.min(text.len()));
+    text[..at].matches('\n').count() + 1
+}
+
 impl AgentConfig {
     /// Reads, parses and validates `path` (no environment checks).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -443,9 +455,7 @@ impl AgentConfig {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
-        let mut cfg = Self::parse(&text).map_err(fail)?;
-        cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        Ok(cfg)
+        Self::parse_in(&text, path.parent().unwrap_or(Path::new(""))).map_err(fail)
     }
 
     /// Reads and parses `path` without stopping at the first problem: the config and every
@@ -460,19 +470,81 @@ impl AgentConfig {
             std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
         let mut cfg = Self::deserialize_text(&text).map_err(fail)?;
         cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        let problems = cfg.validate();
+        let mut problems = cfg.include_analytics();
+        problems.extend(cfg.validate());
         Ok((cfg, problems))
     }
 
-    /// Parses and validates config text; errors are `key: problem`.
+    /// Parses and validates config text (relative paths from the working directory); errors
+    /// are `key: problem`.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let cfg = Self::deserialize_text(text)?;
-        let errors = cfg.validate();
+        Self::parse_in(text, Path::new(""))
+    }
+
+    /// As [`AgentConfig::parse`], for a config in folder `base`.
+    fn parse_in(text: &str, base: &Path) -> Result<Self, Vec<String>> {
+        let mut cfg = Self::deserialize_text(text)?;
+        cfg.base_dir = base.to_owned();
+        let mut errors = cfg.include_analytics();
+        errors.extend(cfg.validate());
         if errors.is_empty() {
             Ok(cfg)
         } else {
             Err(errors)
         }
+    }
+
+    /// Reads each camera's `analytics_file` into its `analytics`; problems name the key, the
+    /// file and, for TOML and type errors, the line in that file.
+    fn include_analytics(&mut self) -> Vec<String> {
+        let mut e = Vec::new();
+        let base = self.base_dir.clone();
+        for (i, c) in self.cameras.iter_mut().enumerate() {
+            let Some(file) = &c.analytics_file else {
+                continue;
+            };
+            let key = format!("cameras[{i}].analytics_file");
+            if c.analytics.is_some() {
+                e.push(format!(
+                    "{key}: give the camera's analytics inline ([cameras.analytics]) or in a \
+                     file, not both"
+                ));
+                continue;
+            }
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                base.join(file)
+            };
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(err) => {
+                    e.push(format!("{key}: cannot read {}: {err}", path.display()));
+                    continue;
+                }
+            };
+            let de = toml::Deserializer::new(&text);
+            match serde_path_to_error::deserialize::<_, ioc_tracking::AnalyticsConfig>(de) {
+                Ok(a) => c.analytics = Some(a),
+                Err(err) => {
+                    let at = err.path().to_string();
+                    let inner = err.into_inner();
+                    let line = inner.span().map(|s| line_of(&text, s.start));
+                    let line = line.map(|l| format!(", line {l}")).unwrap_or_default();
+                    let at = if at == "." {
+                        String::new()
+                    } else {
+                        format!("{at}: ")
+                    };
+                    e.push(format!(
+                        "{key}: {}{line}: {at}{}",
+                        path.display(),
+                        inner.message().trim()
+                    ));
+                }
+            }
+        }
+        e
     }
 
     /// Only the TOML and types; a problem names its key and line, with the valid values
@@ -485,12 +557,7 @@ impl AgentConfig {
             let msg = inner.message().trim().to_owned();
             let line = inner
                 .span()
-                .map(|s| {
-                    format!(
-                        " (line {})",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    )
-                })
+                .map(|s| format!(" (line {})", line_of(text, s.start)))
                 .unwrap_or_default();
             let hint = if msg.contains("missing field `in_side`") {
                 ": the side a crossing goes *into* counts as \"in\": \"left\" or \"right\" of \
@@ -680,10 +747,16 @@ impl AgentConfig {
                 }
             }
             if let Some(Err(errs)) = c.analytics.as_ref().map(|a| a.validate()) {
+                // Problems of an included file name it too.
+                let from = c
+                    .analytics_file
+                    .as_ref()
+                    .map(|f| format!(" (in {})", f.display()))
+                    .unwrap_or_default();
                 e.extend(
                     errs.0
                         .into_iter()
-                        .map(|x| format!("{key}.analytics.{}: {}", x.key, x.message)),
+                        .map(|x| format!("{key}.analytics.{}{from}: {}", x.key, x.message)),
                 );
             }
         }
@@ -1106,5 +1179,75 @@ file = "clip.mp4"
         let e = AgentConfig::load(&p).unwrap_err().to_string();
         assert!(e.starts_with(&p.display().to_string()), "{e}");
         assert!(e.contains("agent.id") && e.contains("cameras"), "{e}");
+    }
+
+    /// A camera's analytics from a file of their own, relative to the config's folder; the
+    /// shipped vtest scene loads; every problem names the key and the file (and its line).
+    #[test]
+    fn analytics_come_from_a_file_named_in_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scenes")).unwrap();
+        let scene = dir.path().join("scenes/gate.toml");
+        let config = dir.path().join("agent.toml");
+        let with = |extra: &str| {
+            std::fs::write(
+                &config,
+                format!("{OK}analytics_file = \"scenes/gate.toml\"\n{extra}"),
+            )
+            .unwrap();
+            AgentConfig::load(&config)
+        };
+        std::fs::write(
+            &scene,
+            "[[zones]]\nname = \"gate\"\npoints = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]\n\
+             [[rules]]\nname = \"in\"\nkind = \"intrusion\"\nzone = \"gate\"\n",
+        )
+        .unwrap();
+        let cfg = with("").unwrap();
+        let a = cfg.cameras[1]
+            .analytics
+            .as_ref()
+            .expect("read from the file");
+        assert_eq!(a.zones[0].name, "gate");
+
+        let e = with("[cameras.analytics]\n").unwrap_err().to_string();
+        assert!(
+            e.contains("cameras[1].analytics_file") && e.contains("not both"),
+            "{e}"
+        );
+
+        std::fs::write(&scene, "[[zones]]\nname = \"gate\"\npionts = []\n").unwrap();
+        let e = with("").unwrap_err().to_string();
+        assert!(
+            e.contains("cameras[1].analytics_file")
+                && e.contains("gate.toml, line 3")
+                && e.contains("pionts"),
+            "{e}"
+        );
+
+        std::fs::write(
+            &scene,
+            "[[zones]]\nname = \"gate\"\npoints = [[0.1, 0.1], [0.2, 0.2]]\n",
+        )
+        .unwrap();
+        let e = with("").unwrap_err().to_string();
+        assert!(
+            e.contains("cameras[1].analytics.zones[0].points (in scenes/gate.toml)"),
+            "{e}"
+        );
+
+        std::fs::remove_file(&scene).unwrap();
+        let e = with("").unwrap_err().to_string();
+        assert!(e.contains("cannot read") && e.contains("gate.toml"), "{e}");
+
+        // The scene the demo and the end-to-end tests share.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scenes/vtest.toml");
+        std::fs::write(
+            &config,
+            format!("{OK}analytics_file = \"{}\"\n", shipped.display()),
+        )
+        .unwrap();
+        let cfg = AgentConfig::load(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.cameras[1].analytics.is_some());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ioc_testkit::http::{request, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{footage, model_manifest, workspace_binary};
+use ioc_testkit::{footage, model_manifest, workspace_binary, workspace_root};
 
 /// A plain HTTP/1.0 GET on loopback: the body.
 fn http_get(port: u16, path: &str) -> String {
@@ -73,29 +73,16 @@ password = "agent-pw"
 path = "{outbox}"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
+# Every incident ships its picture: this test follows snapshots end to end.
+[snapshot]
+min_severity = "info"
 [[cameras]]
 id = "vtest"
 file = "{file}"
 realtime = false
-[cameras.analytics]
-[[cameras.analytics.zones]]
-name = "west_end"
-points = [[0.02, 0.32], [0.143, 0.32], [0.143, 0.48], [0.02, 0.48]]
-[[cameras.analytics.lines]]
-name = "walkway_west"
-points = [[0.21, 0.31], [0.21, 0.50]]
-in_side = "right"
-[[cameras.analytics.rules]]
-name = "count"
-kind = "line_crossing"
-line = "walkway_west"
-classes = ["person"]
-[[cameras.analytics.rules]]
-name = "entry"
-kind = "intrusion"
-zone = "west_end"
-classes = ["person"]
+analytics_file = "{scene}"
 "#,
+            scene = workspace_root().join("config/scenes/vtest.toml").display(),
             model = model_manifest().display(),
             port = broker.port,
             outbox = dir.path().join("outbox.db").display(),

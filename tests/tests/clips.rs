@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ioc_testkit::center::{vtest_camera, Center, COLLECTOR_USER};
 use ioc_testkit::http::{request as http, Killed};
 use ioc_testkit::mosquitto::{Mosquitto, User};
-use ioc_testkit::{model_manifest, workspace_binary};
+use ioc_testkit::{model_manifest, workspace_binary, workspace_root};
 
 #[test]
 fn an_incident_on_live_footage_arrives_with_a_playable_clip() {
@@ -57,19 +57,14 @@ path = "{outbox}"
 pre_s = 3
 post_s = 3
 part_bytes = 65536
+# Every incident gets a clip: this test follows one end to end.
+min_severity = "info"
 [[cameras]]
 id = "vtest"
 url = "{url}"
-[cameras.analytics]
-[[cameras.analytics.zones]]
-name = "west_end"
-points = [[0.02, 0.32], [0.143, 0.32], [0.143, 0.48], [0.02, 0.48]]
-[[cameras.analytics.rules]]
-name = "entry"
-kind = "intrusion"
-zone = "west_end"
-classes = ["person"]
+analytics_file = "{scene}"
 "#,
+            scene = workspace_root().join("config/scenes/vtest.toml").display(),
             model = model_manifest().display(),
             port = broker.port,
             outbox = dir.path().join("outbox.db").display(),
