@@ -308,16 +308,7 @@ impl Resampler {
             Order::Bgr => (2, 0),
         };
         for oy in 0..oh {
-            vertical(
-                &self.ly,
-                oy,
-                img.y,
-                img.y_stride,
-                w,
-                &mut self.acc,
-                &mut self.tmp_y,
-            );
-            horizontal::<1>(&self.lx, &self.tmp_y, 0, &mut self.out_y);
+            self.luma_row(img, oy);
             match img.layout {
                 YuvLayout::I420 => {
                     vertical(
@@ -399,21 +390,26 @@ impl Resampler {
         self.out_y.resize(out_w, 0);
         let round = 8 * ONE;
         for (oy, row) in out.chunks_exact_mut(out_w).enumerate() {
-            vertical(
-                &self.ly,
-                oy,
-                img.y,
-                img.y_stride,
-                w,
-                &mut self.acc,
-                &mut self.tmp_y,
-            );
-            horizontal::<1>(&self.lx, &self.tmp_y, 0, &mut self.out_y);
+            self.luma_row(img, oy);
             for (o, &v) in row.iter_mut().zip(&self.out_y) {
                 *o = ((v + round) / (16 * ONE)).min(255) as u8;
             }
         }
         Ok(())
+    }
+
+    /// Output row `oy` of the luma plane into `out_y` (×16·ONE), on planned `lx`, `ly`.
+    fn luma_row(&mut self, img: &YuvImage<'_>, oy: usize) {
+        vertical(
+            &self.ly,
+            oy,
+            img.y,
+            img.y_stride,
+            img.width,
+            &mut self.acc,
+            &mut self.tmp_y,
+        );
+        horizontal::<1>(&self.lx, &self.tmp_y, 0, &mut self.out_y);
     }
 }
 
