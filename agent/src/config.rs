@@ -439,13 +439,6 @@ impl ConfigError {
     }
 }
 
-/// The 1-based line of byte `at` of `text` (a key at the very start of a line is on that
-/// line, not the one before).
-fn line_of(text: &str, at: usize) -> usize {
-    let at = text.floor_char_boundary(at.min(text.len()));
-    text[..at].matches('\n').count() + 1
-}
-
 impl AgentConfig {
     /// Reads, parses and validates `path` (no environment checks).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -529,7 +522,7 @@ impl AgentConfig {
                 Err(err) => {
                     let at = err.path().to_string();
                     let inner = err.into_inner();
-                    let line = inner.span().map(|s| line_of(&text, s.start));
+                    let line = inner.span().map(|s| ioc_base::line_of(&text, s.start));
                     let line = line.map(|l| format!(", line {l}")).unwrap_or_default();
                     let at = if at == "." {
                         String::new()
@@ -557,7 +550,7 @@ impl AgentConfig {
             let msg = inner.message().trim().to_owned();
             let line = inner
                 .span()
-                .map(|s| format!(" (line {})", line_of(text, s.start)))
+                .map(|s| format!(" (line {})", ioc_base::line_of(text, s.start)))
                 .unwrap_or_default();
             let hint = if msg.contains("missing field `in_side`") {
                 ": the side a crossing goes *into* counts as \"in\": \"left\" or \"right\" of \

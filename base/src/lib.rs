@@ -33,5 +33,5 @@ pub mod systemd;
 pub mod tls;
 
 pub use backoff::Backoff;
-pub use problem::Problem;
+pub use problem::{line_of, Problem};
 pub use secret::Secret;

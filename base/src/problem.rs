@@ -26,8 +26,25 @@ impl Problem {
     }
 }
 
+/// The 1-based line of byte `at` of `text`, for a parser's error span (a key at the very start
+/// of a line is on that line, not the one before).
+pub fn line_of(text: &str, at: usize) -> usize {
+    let at = text.floor_char_boundary(at.min(text.len()));
+    text[..at].matches('\n').count() + 1
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_count_from_one_and_a_line_start_is_that_line() {
+        let text = "a = 1\nbb = 2\nccc = 3";
+        assert_eq!(super::line_of(text, 0), 1);
+        assert_eq!(super::line_of(text, 6), 2, "start of line 2");
+        assert_eq!(super::line_of(text, 5), 1, "the newline ends line 1");
+        assert_eq!(super::line_of(text, 99), 3, "past the end");
+        assert_eq!(super::line_of("é\nx", 1), 1, "inside a character");
+    }
+
     use super::*;
 
     #[test]

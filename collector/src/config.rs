@@ -535,10 +535,18 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
+            let mut message = inner.message().trim().to_owned();
+            // "expected u16" says nothing to an installer.
+            if key.ends_with("port") && message.contains("u16") {
+                message.push_str(": a port is a whole number from 1 to 65535");
+            }
+            if let Some(span) = inner.span() {
+                message.push_str(&format!(" (line {})", ioc_base::line_of(text, span.start)));
+            }
             ConfigError::Parse {
                 path: path.to_owned(),
                 key,
-                message: inner.message().trim().to_owned(),
+                message,
             }
         })
     }
@@ -955,6 +963,14 @@ mod tests {
         let text = MIN.replace("host = \"127.0.0.1\"", "host = \"h\"\nport = \"x\"");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("mqtt.port"), "{e}");
+        // The line of the bad value, and what a port is.
+        let text = MIN.replace("host = \"127.0.0.1\"", "host = \"h\"\nport = 70000");
+        let line = text.lines().position(|l| l == "port = 70000").unwrap() + 1;
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("(line {line})")) && e.contains("from 1 to 65535"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -125,25 +125,14 @@ pub struct Placement {
 /// Fixed-point weight scale (weights of one output sample sum to this).
 const ONE: u32 = 1 << 12;
 
-/// Source samples `[start, start + n)` of one output sample, weights `w[off..off + n]`.
-#[derive(Clone, Copy, Debug)]
-struct Tap {
-    start: u32,
-    off: u32,
-    n: u32,
-}
-
-/// Taps of one axis, one [`Tap`] per output sample.
+/// Taps of one axis: output sample `i` reads `n[i]` source samples from `start[i]` with
+/// weights `w[off[i]..off[i] + n[i]]`.
 #[derive(Debug, Default)]
 struct Axis {
-    taps: Vec<Tap>,
+    start: Vec<u32>,
+    n: Vec<u16>,
+    off: Vec<u32>,
     w: Vec<u16>,
-    // The same taps padded with zero weights to `width` each (the most any output reads),
-    // so the horizontal pass runs a loop of fixed length: output `i` reads `width` samples
-    // from `starts[i]` with weights `padded[i * width..][..width]`.
-    width: usize,
-    starts: Vec<u32>,
-    padded: Vec<u16>,
     // What it was made for, to reuse it for the next frame of the same size.
     key: (usize, usize, u64, u64),
 }
@@ -152,27 +141,26 @@ impl Axis {
     /// Maps `out` samples onto source samples `[lo, lo + len)` of an axis `src` long.
     fn plan(&mut self, src: usize, lo: f64, len: f64, out: usize) {
         let key = (src, out, lo.to_bits(), len.to_bits());
-        if self.key == key && !self.taps.is_empty() {
+        if self.key == key && !self.start.is_empty() {
             return;
         }
         self.key = key;
-        self.taps.clear();
+        self.start.clear();
+        self.n.clear();
+        self.off.clear();
         self.w.clear();
         let scale = len / out as f64;
         let last = src as i64 - 1;
         for i in 0..out {
-            let off = self.w.len() as u32;
+            self.off.push(self.w.len() as u32);
             if scale >= 1.0 {
                 // Area: every source sample under the output sample, equal weights.
                 let a = (lo + i as f64 * scale).round() as i64;
                 let b = ((lo + (i + 1) as f64 * scale).round() as i64).max(a + 1);
                 let (a, b) = (a.clamp(0, last), b.clamp(1, last + 1));
                 let n = (b - a).max(1) as u32;
-                self.taps.push(Tap {
-                    start: a as u32,
-                    off,
-                    n,
-                });
+                self.start.push(a as u32);
+                self.n.push(n as u16);
                 let each = ONE / n;
                 for k in 0..n {
                     // The rounding remainder goes to the first tap so the weights sum to ONE.
@@ -186,79 +174,40 @@ impl Axis {
                 let f = ((c - c0) * ONE as f64).round() as u32;
                 let i0 = (c0 as i64).clamp(0, last);
                 let i1 = (c0 as i64 + 1).clamp(0, last);
+                self.start.push(i0 as u32);
                 if i1 == i0 || f == 0 {
+                    self.n.push(1);
                     self.w.push(ONE as u16);
                 } else {
+                    self.n.push(2);
                     self.w.push((ONE - f) as u16);
                     self.w.push(f as u16);
                 }
-                self.taps.push(Tap {
-                    start: i0 as u32,
-                    off,
-                    n: self.w.len() as u32 - off,
-                });
             }
-        }
-        self.pad(src);
-    }
-
-    /// Fills `starts` and `padded` from the taps; a window that would run past the axis's
-    /// end starts earlier instead, with zero weights in front.
-    fn pad(&mut self, src: usize) {
-        self.width = self.taps.iter().map(|t| t.n as usize).max().unwrap_or(1);
-        self.starts.clear();
-        self.padded.clear();
-        for t in &self.taps {
-            let (start, n) = (t.start as usize, t.n as usize);
-            // n ≤ src, and so is width: every tap lies inside the axis.
-            let first = start.min(src - self.width);
-            self.starts.push(first as u32);
-            let lead = start - first;
-            self.padded.extend(std::iter::repeat_n(0, lead));
-            self.padded
-                .extend_from_slice(&self.w[t.off as usize..t.off as usize + n]);
-            self.padded
-                .extend(std::iter::repeat_n(0, self.width - lead - n));
         }
     }
 
     #[inline]
     fn taps(&self, i: usize) -> (usize, &[u16]) {
-        let t = self.taps[i];
+        let off = self.off[i] as usize;
         (
-            t.start as usize,
-            &self.w[t.off as usize..(t.off + t.n) as usize],
+            self.start[i] as usize,
+            &self.w[off..off + self.n[i] as usize],
         )
     }
 }
 
 /// Reusable scaling state (per thread; not shared).
-///
-/// Each output row is made in two passes: a vertical one over whole source rows (contiguous,
-/// so the compiler vectorises it) into one row of ×16 fixed-point samples, then a horizontal
-/// one that reads only the taps of the output's pixels. Doing the vertical pass first means
-/// a shrink touches each source pixel once with vector code and runs the scalar, gathered
-/// pass only at the output's size.
 #[derive(Debug, Default)]
 pub struct Resampler {
     lx: Axis,
     ly: Axis,
     cx: Axis,
     cy: Axis,
-    // Vertical pass results, ×16 fixed point: one source-wide row of luma and of chroma
-    // (`tmp_u` holds the interleaved UV of NV12).
+    // Horizontal pass results, ×16 fixed point: luma rows and chroma rows.
     tmp_y: Vec<u16>,
     tmp_u: Vec<u16>,
     tmp_v: Vec<u16>,
-    acc: Vec<u32>,
-    // Horizontal pass results of one output row, ×16·ONE.
-    out_y: Vec<u32>,
-    out_u: Vec<u32>,
-    out_v: Vec<u32>,
-    // One output row's colour planes before interleaving.
-    r: Vec<u8>,
-    g: Vec<u8>,
-    b: Vec<u8>,
 }
 
 impl Resampler {
@@ -295,76 +244,52 @@ impl Resampler {
         // Chroma sample k covers luma 2k..2k+2: the same window in half units.
         self.cx.plan(cw, 0.0, w as f64 / 2.0, ow);
         self.cy.plan(ch, 0.0, h as f64 / 2.0, oh);
-        for v in [&mut self.out_y, &mut self.out_u, &mut self.out_v] {
-            v.resize(ow, 0);
-        }
-        for v in [&mut self.r, &mut self.g, &mut self.b] {
-            v.resize(ow, 0);
-        }
+        horizontal(&self.lx, h, ow, &mut self.tmp_y, |r, x| {
+            img.y[r * img.y_stride + x]
+        });
+        horizontal(&self.cx, ch, ow, &mut self.tmp_u, |r, x| img.chroma(r, x).0);
+        horizontal(&self.cx, ch, ow, &mut self.tmp_v, |r, x| img.chroma(r, x).1);
 
-        let c = Coefficients::new(img.matrix, img.full_range);
+        // R = Y' + k0·V, G = Y' − k1·U − k2·V, B = Y' + k3·U (U, V centred on 0).
+        let k: [f32; 4] = match img.matrix {
+            Matrix::Bt601 => [1.402, 0.344_136, 0.714_136, 1.772],
+            Matrix::Bt709 => [1.5748, 0.187_324, 0.468_124, 1.8556],
+        };
+        // Video range: luma 16..235, chroma 16..240 around 128.
+        let (ys, yo, cs): (f32, f32, f32) = if img.full_range {
+            (1.0, 0.0, 1.0)
+        } else {
+            (255.0 / 219.0, 16.0, 255.0 / 224.0)
+        };
         let (ri, bi) = match order {
             Order::Rgb => (0, 2),
             Order::Bgr => (2, 0),
         };
+        // Samples in the tmp rows are ×16; weights are ×ONE.
+        let norm = 1.0 / (16.0 * ONE as f32);
         for oy in 0..oh {
-            self.luma_row(img, oy);
-            match img.layout {
-                YuvLayout::I420 => {
-                    vertical(
-                        &self.cy,
-                        oy,
-                        img.u,
-                        img.u_stride,
-                        cw,
-                        &mut self.acc,
-                        &mut self.tmp_u,
-                    );
-                    vertical(
-                        &self.cy,
-                        oy,
-                        img.v,
-                        img.v_stride,
-                        cw,
-                        &mut self.acc,
-                        &mut self.tmp_v,
-                    );
-                    horizontal::<1>(&self.cx, &self.tmp_u, 0, &mut self.out_u);
-                    horizontal::<1>(&self.cx, &self.tmp_v, 0, &mut self.out_v);
-                }
-                YuvLayout::Nv12 => {
-                    vertical(
-                        &self.cy,
-                        oy,
-                        img.u,
-                        img.u_stride,
-                        2 * cw,
-                        &mut self.acc,
-                        &mut self.tmp_u,
-                    );
-                    horizontal::<2>(&self.cx, &self.tmp_u, 0, &mut self.out_u);
-                    horizontal::<2>(&self.cx, &self.tmp_u, 1, &mut self.out_v);
-                }
-            }
-            // Colour in planes first (integer code the compiler vectorises), then interleaved.
-            let (r, g, b) = (&mut self.r[..ow], &mut self.g[..ow], &mut self.b[..ow]);
-            let (yr, ur, vr) = (&self.out_y[..ow], &self.out_u[..ow], &self.out_v[..ow]);
-            for i in 0..ow {
-                // ×16·ONE = 2¹⁶ → ×2⁸; U, V centred on 0.
-                let y = (yr[i] >> 8) as i32 - c.y_offset;
-                let u = (ur[i] >> 8) as i32 - (128 << 8);
-                let v = (vr[i] >> 8) as i32 - (128 << 8);
-                // ×2⁸ samples × ×2¹² coefficients = ×2²⁰, plus a half for rounding.
-                let yt = y * c.y_scale + (1 << 19);
-                r[i] = ((yt + c.r_v * v) >> 20).clamp(0, 255) as u8;
-                g[i] = ((yt - c.g_u * u - c.g_v * v) >> 20).clamp(0, 255) as u8;
-                b[i] = ((yt + c.b_u * u) >> 20).clamp(0, 255) as u8;
-            }
+            let (ly0, lw) = self.ly.taps(oy);
+            let (cy0, cwt) = self.cy.taps(oy);
             let row = &mut out[(place.y + oy) * stride + place.x * 3..][..ow * 3];
-            for (px, ((&r, &g), &b)) in row.chunks_exact_mut(3).zip(r.iter().zip(&*g).zip(&*b)) {
-                px[ri] = r;
-                px[1] = g;
-                px[bi] = b;
+            for (ox, px) in row.chunks_exact_mut(3).enumerate() {
+                let mut yv = 0u32;
+                for (j, &wt) in lw.iter().enumerate() {
+                    yv += self.tmp_y[(ly0 + j) * ow + ox] as u32 * wt as u32;
+                }
+                let (mut uv, mut vv) = (0u32, 0u32);
+                for (j, &wt) in cwt.iter().enumerate() {
+                    uv += self.tmp_u[(cy0 + j) * ow + ox] as u32 * wt as u32;
+                    vv += self.tmp_v[(cy0 + j) * ow + ox] as u32 * wt as u32;
+                }
+                let yf = (yv as f32 * norm - yo) * ys;
+                let uf = (uv as f32 * norm - 128.0) * cs;
+                let vf = (vv as f32 * norm - 128.0) * cs;
+                let r = yf + k[0] * vf;
+                let g = yf - k[1] * uf - k[2] * vf;
+                let b = yf + k[3] * uf;
+                px[ri] = r.round().clamp(0.0, 255.0) as u8;
+                px[1] = g.round().clamp(0.0, 255.0) as u8;
+                px[bi] = b.round().clamp(0.0, 255.0) as u8;
             }
         }
         Ok(())
@@ -387,132 +312,45 @@ impl Resampler {
         let (w, h) = (img.width, img.height);
         self.lx.plan(w, 0.0, w as f64, out_w);
         self.ly.plan(h, 0.0, h as f64, out_h);
-        self.out_y.resize(out_w, 0);
+        horizontal(&self.lx, h, out_w, &mut self.tmp_y, |r, x| {
+            img.y[r * img.y_stride + x]
+        });
         let round = 8 * ONE;
-        for (oy, row) in out.chunks_exact_mut(out_w).enumerate() {
-            self.luma_row(img, oy);
-            for (o, &v) in row.iter_mut().zip(&self.out_y) {
-                *o = ((v + round) / (16 * ONE)).min(255) as u8;
+        for oy in 0..out_h {
+            let (ly0, lw) = self.ly.taps(oy);
+            for ox in 0..out_w {
+                let mut v = 0u32;
+                for (j, &wt) in lw.iter().enumerate() {
+                    v += self.tmp_y[(ly0 + j) * out_w + ox] as u32 * wt as u32;
+                }
+                out[oy * out_w + ox] = ((v + round) / (16 * ONE)).min(255) as u8;
             }
         }
         Ok(())
     }
-
-    /// Output row `oy` of the luma plane into `out_y` (×16·ONE), on planned `lx`, `ly`.
-    fn luma_row(&mut self, img: &YuvImage<'_>, oy: usize) {
-        vertical(
-            &self.ly,
-            oy,
-            img.y,
-            img.y_stride,
-            img.width,
-            &mut self.acc,
-            &mut self.tmp_y,
-        );
-        horizontal::<1>(&self.lx, &self.tmp_y, 0, &mut self.out_y);
-    }
 }
 
-/// YUV→RGB in ×2¹² fixed point: R = Y' + k0·V, G = Y' − k1·U − k2·V, B = Y' + k3·U, with
-/// the video-range stretch (luma 16..235, chroma 16..240) folded into the factors. In i32
-/// the largest sum is under 2³⁰.
-struct Coefficients {
-    /// The black level, ×2⁸.
-    y_offset: i32,
-    y_scale: i32,
-    r_v: i32,
-    g_u: i32,
-    g_v: i32,
-    b_u: i32,
-}
-
-impl Coefficients {
-    fn new(matrix: Matrix, full_range: bool) -> Self {
-        let k: [f64; 4] = match matrix {
-            Matrix::Bt601 => [1.402, 0.344_136, 0.714_136, 1.772],
-            Matrix::Bt709 => [1.5748, 0.187_324, 0.468_124, 1.8556],
-        };
-        let (ys, yo, cs) = if full_range {
-            (1.0, 0, 1.0)
-        } else {
-            (255.0 / 219.0, 16 << 8, 255.0 / 224.0)
-        };
-        let fixed = |x: f64| (x * ONE as f64).round() as i32;
-        Self {
-            y_offset: yo,
-            y_scale: fixed(ys),
-            r_v: fixed(k[0] * cs),
-            g_u: fixed(k[1] * cs),
-            g_v: fixed(k[2] * cs),
-            b_u: fixed(k[3] * cs),
-        }
-    }
-}
-
-/// The vertical pass of output row `i`: the `width` samples of each source row it reads,
-/// weighted, into `tmp` (×16 fixed point). `acc` is scratch.
-fn vertical(
+/// The horizontal pass over `rows` source rows into `tmp` (`rows × out_w`, samples ×16).
+fn horizontal(
     axis: &Axis,
-    i: usize,
-    plane: &[u8],
-    stride: usize,
-    width: usize,
-    acc: &mut Vec<u32>,
+    rows: usize,
+    out_w: usize,
     tmp: &mut Vec<u16>,
+    sample: impl Fn(usize, usize) -> u8,
 ) {
-    let (r0, wts) = axis.taps(i);
-    acc.clear();
-    acc.resize(width, 0);
-    for (j, &wt) in wts.iter().enumerate() {
-        let row = &plane[(r0 + j) * stride..][..width];
-        for (a, &s) in acc.iter_mut().zip(row) {
-            *a += s as u32 * wt as u32;
-        }
-    }
     tmp.clear();
-    // ×16 keeps four fractional bits for the horizontal pass.
-    tmp.extend(acc.iter().map(|&a| ((a * 16 + ONE / 2) / ONE) as u16));
-}
-
-/// The horizontal pass over one row of vertical-pass samples: output `i` is the weighted sum
-/// of `src[(start + k) · STEP + lane]` (STEP 2 reads one of NV12's interleaved chroma).
-/// Common tap counts get a loop the compiler unrolls.
-fn horizontal<const STEP: usize>(axis: &Axis, src: &[u16], lane: usize, dst: &mut [u32]) {
-    match axis.width {
-        1 => horizontal_n::<1, STEP>(axis, src, lane, dst),
-        2 => horizontal_n::<2, STEP>(axis, src, lane, dst),
-        3 => horizontal_n::<3, STEP>(axis, src, lane, dst),
-        4 => horizontal_n::<4, STEP>(axis, src, lane, dst),
-        5 => horizontal_n::<5, STEP>(axis, src, lane, dst),
-        6 => horizontal_n::<6, STEP>(axis, src, lane, dst),
-        n => {
-            let outputs = axis.starts.iter().zip(axis.padded.chunks_exact(n));
-            for ((&start, wts), d) in outputs.zip(dst.iter_mut()) {
-                let s = &src[start as usize * STEP + lane..];
-                *d = wts
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &wt)| s[k * STEP] as u32 * wt as u32)
-                    .sum();
+    tmp.resize(rows * out_w, 0);
+    for r in 0..rows {
+        let dst = &mut tmp[r * out_w..(r + 1) * out_w];
+        for (ox, d) in dst.iter_mut().enumerate() {
+            let (x0, wts) = axis.taps(ox);
+            let mut acc = 0u32;
+            for (k, &wt) in wts.iter().enumerate() {
+                acc += sample(r, x0 + k) as u32 * wt as u32;
             }
+            // ×16 keeps four fractional bits for the vertical pass.
+            *d = ((acc * 16 + ONE / 2) / ONE) as u16;
         }
-    }
-}
-
-fn horizontal_n<const N: usize, const STEP: usize>(
-    axis: &Axis,
-    src: &[u16],
-    lane: usize,
-    dst: &mut [u32],
-) {
-    let outputs = axis.starts.iter().zip(axis.padded.chunks_exact(N));
-    for ((&start, wts), d) in outputs.zip(dst.iter_mut()) {
-        let s = &src[start as usize * STEP + lane..][..(N - 1) * STEP + 1];
-        let mut acc = 0u32;
-        for k in 0..N {
-            acc += s[k * STEP] as u32 * wts[k] as u32;
-        }
-        *d = acc;
     }
 }
 
@@ -648,7 +486,7 @@ mod tests {
         assert!(Resampler::new().to_grey(&bad, &mut grey, 4, 1).is_err());
     }
 
-    /// The fast passes against a plain reading of the same filter: every output pixel as
+    /// The passes against a plain reading of the same filter: every output pixel as
     /// the weighted sum of the source pixels under it, in f64, with the colour matrix in f64.
     /// Random sizes (odd ones too), both layouts, both matrices and ranges, shrink and
     /// enlarge, letterbox placements: at most one level apart anywhere.
