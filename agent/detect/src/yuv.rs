@@ -133,6 +133,13 @@ struct Axis {
     n: Vec<u16>,
     off: Vec<u32>,
     w: Vec<u16>,
+    // The same taps padded with zero weights to `width` each (the most any output reads),
+    // so the horizontal pass runs a loop of fixed length: output `i` reads `width` samples
+    // from `padded_start[i]` with weights `padded[i * width..][..width]`. A zero weight
+    // adds nothing to an integer sum, so the result is the same to the bit.
+    width: usize,
+    padded_start: Vec<u32>,
+    padded: Vec<u16>,
     // What it was made for, to reuse it for the next frame of the same size.
     key: (usize, usize, u64, u64),
 }
@@ -185,6 +192,30 @@ impl Axis {
                 }
             }
         }
+        self.pad(src);
+    }
+
+    /// Fills `padded_start` and `padded` from the taps; a window that would run past the
+    /// axis's end starts earlier instead, with zero weights in front.
+    fn pad(&mut self, src: usize) {
+        self.width = self.n.iter().map(|&n| n as usize).max().unwrap_or(1);
+        self.padded_start.clear();
+        self.padded.clear();
+        for i in 0..self.start.len() {
+            let (start, off, n) = (
+                self.start[i] as usize,
+                self.off[i] as usize,
+                self.n[i] as usize,
+            );
+            // Every tap lies inside the axis, so `width` ≤ `src`.
+            let first = start.min(src - self.width);
+            let lead = start - first;
+            self.padded_start.push(first as u32);
+            self.padded.extend(std::iter::repeat_n(0, lead));
+            self.padded.extend_from_slice(&self.w[off..off + n]);
+            self.padded
+                .extend(std::iter::repeat_n(0, self.width - lead - n));
+        }
     }
 
     #[inline]
@@ -198,6 +229,13 @@ impl Axis {
 }
 
 /// Reusable scaling state (per thread; not shared).
+///
+/// A horizontal pass over every source row (fixed-length tap loops) into rows of ×16 fixed
+/// point at the output's width, then per output row a vertical pass over whole rows and the
+/// colour conversion, both plain loops over arrays that the compiler vectorises. The
+/// arithmetic is the filter's own, to the bit: integer sums whose order does not matter and
+/// the same f32 operations per pixel (the model's input must not move when this code gets
+/// faster: one level of rounding is enough to change a borderline detection).
 #[derive(Debug, Default)]
 pub struct Resampler {
     lx: Axis,
@@ -208,6 +246,14 @@ pub struct Resampler {
     tmp_y: Vec<u16>,
     tmp_u: Vec<u16>,
     tmp_v: Vec<u16>,
+    // Vertical pass results of one output row, ×16·ONE.
+    acc_y: Vec<u32>,
+    acc_u: Vec<u32>,
+    acc_v: Vec<u32>,
+    // One output row's colour planes before interleaving.
+    r: Vec<u8>,
+    g: Vec<u8>,
+    b: Vec<u8>,
 }
 
 impl Resampler {
@@ -244,11 +290,17 @@ impl Resampler {
         // Chroma sample k covers luma 2k..2k+2: the same window in half units.
         self.cx.plan(cw, 0.0, w as f64 / 2.0, ow);
         self.cy.plan(ch, 0.0, h as f64 / 2.0, oh);
-        horizontal(&self.lx, h, ow, &mut self.tmp_y, |r, x| {
-            img.y[r * img.y_stride + x]
-        });
-        horizontal(&self.cx, ch, ow, &mut self.tmp_u, |r, x| img.chroma(r, x).0);
-        horizontal(&self.cx, ch, ow, &mut self.tmp_v, |r, x| img.chroma(r, x).1);
+        horizontal::<1>(&self.lx, img.y, img.y_stride, 0, h, ow, &mut self.tmp_y);
+        match img.layout {
+            YuvLayout::I420 => {
+                horizontal::<1>(&self.cx, img.u, img.u_stride, 0, ch, ow, &mut self.tmp_u);
+                horizontal::<1>(&self.cx, img.v, img.v_stride, 0, ch, ow, &mut self.tmp_v);
+            }
+            YuvLayout::Nv12 => {
+                horizontal::<2>(&self.cx, img.u, img.u_stride, 0, ch, ow, &mut self.tmp_u);
+                horizontal::<2>(&self.cx, img.u, img.u_stride, 1, ch, ow, &mut self.tmp_v);
+            }
+        }
 
         // R = Y' + k0·V, G = Y' − k1·U − k2·V, B = Y' + k3·U (U, V centred on 0).
         let k: [f32; 4] = match img.matrix {
@@ -267,29 +319,29 @@ impl Resampler {
         };
         // Samples in the tmp rows are ×16; weights are ×ONE.
         let norm = 1.0 / (16.0 * ONE as f32);
+        for v in [&mut self.r, &mut self.g, &mut self.b] {
+            v.resize(ow, 0);
+        }
         for oy in 0..oh {
-            let (ly0, lw) = self.ly.taps(oy);
-            let (cy0, cwt) = self.cy.taps(oy);
+            vertical(&self.ly, oy, &self.tmp_y, ow, &mut self.acc_y);
+            vertical(&self.cy, oy, &self.tmp_u, ow, &mut self.acc_u);
+            vertical(&self.cy, oy, &self.tmp_v, ow, &mut self.acc_v);
+            let (r, g, b) = (&mut self.r[..ow], &mut self.g[..ow], &mut self.b[..ow]);
+            let (ya, ua, va) = (&self.acc_y[..ow], &self.acc_u[..ow], &self.acc_v[..ow]);
+            for i in 0..ow {
+                // Sums stay under 2²⁴, so through i32 is the same conversion (and SSE2 has it).
+                let yf = (ya[i] as i32 as f32 * norm - yo) * ys;
+                let uf = (ua[i] as i32 as f32 * norm - 128.0) * cs;
+                let vf = (va[i] as i32 as f32 * norm - 128.0) * cs;
+                r[i] = to_level(yf + k[0] * vf);
+                g[i] = to_level(yf - k[1] * uf - k[2] * vf);
+                b[i] = to_level(yf + k[3] * uf);
+            }
             let row = &mut out[(place.y + oy) * stride + place.x * 3..][..ow * 3];
-            for (ox, px) in row.chunks_exact_mut(3).enumerate() {
-                let mut yv = 0u32;
-                for (j, &wt) in lw.iter().enumerate() {
-                    yv += self.tmp_y[(ly0 + j) * ow + ox] as u32 * wt as u32;
-                }
-                let (mut uv, mut vv) = (0u32, 0u32);
-                for (j, &wt) in cwt.iter().enumerate() {
-                    uv += self.tmp_u[(cy0 + j) * ow + ox] as u32 * wt as u32;
-                    vv += self.tmp_v[(cy0 + j) * ow + ox] as u32 * wt as u32;
-                }
-                let yf = (yv as f32 * norm - yo) * ys;
-                let uf = (uv as f32 * norm - 128.0) * cs;
-                let vf = (vv as f32 * norm - 128.0) * cs;
-                let r = yf + k[0] * vf;
-                let g = yf - k[1] * uf - k[2] * vf;
-                let b = yf + k[3] * uf;
-                px[ri] = r.round().clamp(0.0, 255.0) as u8;
-                px[1] = g.round().clamp(0.0, 255.0) as u8;
-                px[bi] = b.round().clamp(0.0, 255.0) as u8;
+            for (px, ((&r, &g), &b)) in row.chunks_exact_mut(3).zip(r.iter().zip(&*g).zip(&*b)) {
+                px[ri] = r;
+                px[1] = g;
+                px[bi] = b;
             }
         }
         Ok(())
@@ -312,44 +364,109 @@ impl Resampler {
         let (w, h) = (img.width, img.height);
         self.lx.plan(w, 0.0, w as f64, out_w);
         self.ly.plan(h, 0.0, h as f64, out_h);
-        horizontal(&self.lx, h, out_w, &mut self.tmp_y, |r, x| {
-            img.y[r * img.y_stride + x]
-        });
+        horizontal::<1>(&self.lx, img.y, img.y_stride, 0, h, out_w, &mut self.tmp_y);
         let round = 8 * ONE;
-        for oy in 0..out_h {
-            let (ly0, lw) = self.ly.taps(oy);
-            for ox in 0..out_w {
-                let mut v = 0u32;
-                for (j, &wt) in lw.iter().enumerate() {
-                    v += self.tmp_y[(ly0 + j) * out_w + ox] as u32 * wt as u32;
-                }
-                out[oy * out_w + ox] = ((v + round) / (16 * ONE)).min(255) as u8;
+        for (oy, row) in out.chunks_exact_mut(out_w).enumerate() {
+            vertical(&self.ly, oy, &self.tmp_y, out_w, &mut self.acc_y);
+            for (o, &v) in row.iter_mut().zip(&self.acc_y) {
+                *o = ((v + round) / (16 * ONE)).min(255) as u8;
             }
         }
         Ok(())
     }
 }
 
-/// The horizontal pass over `rows` source rows into `tmp` (`rows × out_w`, samples ×16).
-fn horizontal(
+/// `x.round().clamp(0.0, 255.0) as u8`, without a call to `roundf` per channel: clamping
+/// first gives the same result (rounding is monotone and 0 and 255 are whole), and inside
+/// [0, 255] rounding half away from zero is the truncation plus one where the (exact)
+/// fraction is at least a half.
+#[inline(always)]
+fn to_level(x: f32) -> u8 {
+    let x = x.clamp(0.0, 255.0);
+    let t = x as i32;
+    (t + ((x - t as f32) >= 0.5) as i32) as u8
+}
+
+/// The horizontal pass over `rows` rows of `plane` into `tmp` (`rows × out_w`, samples
+/// ×16): output `i` of a row is the weighted sum of `row[(start + k) · STEP + lane]` (STEP 2
+/// reads one of NV12's interleaved chroma). Common tap counts get a loop the compiler unrolls.
+fn horizontal<const STEP: usize>(
     axis: &Axis,
+    plane: &[u8],
+    stride: usize,
+    lane: usize,
     rows: usize,
     out_w: usize,
     tmp: &mut Vec<u16>,
-    sample: impl Fn(usize, usize) -> u8,
 ) {
     tmp.clear();
     tmp.resize(rows * out_w, 0);
-    for r in 0..rows {
-        let dst = &mut tmp[r * out_w..(r + 1) * out_w];
-        for (ox, d) in dst.iter_mut().enumerate() {
-            let (x0, wts) = axis.taps(ox);
-            let mut acc = 0u32;
-            for (k, &wt) in wts.iter().enumerate() {
-                acc += sample(r, x0 + k) as u32 * wt as u32;
+    for (r, dst) in tmp.chunks_exact_mut(out_w).enumerate() {
+        let row = &plane[r * stride..];
+        match axis.width {
+            1 => horizontal_row::<1, STEP>(axis, row, lane, dst),
+            2 => horizontal_row::<2, STEP>(axis, row, lane, dst),
+            3 => horizontal_row::<3, STEP>(axis, row, lane, dst),
+            4 => horizontal_row::<4, STEP>(axis, row, lane, dst),
+            5 => horizontal_row::<5, STEP>(axis, row, lane, dst),
+            6 => horizontal_row::<6, STEP>(axis, row, lane, dst),
+            7 => horizontal_row::<7, STEP>(axis, row, lane, dst),
+            8 => horizontal_row::<8, STEP>(axis, row, lane, dst),
+            9 => horizontal_row::<9, STEP>(axis, row, lane, dst),
+            // Motion's small grey image from 720p–4K: 8–13 taps a pixel.
+            10 => horizontal_row::<10, STEP>(axis, row, lane, dst),
+            11 => horizontal_row::<11, STEP>(axis, row, lane, dst),
+            12 => horizontal_row::<12, STEP>(axis, row, lane, dst),
+            13 => horizontal_row::<13, STEP>(axis, row, lane, dst),
+            n => {
+                let outputs = axis.padded_start.iter().zip(axis.padded.chunks_exact(n));
+                for ((&start, wts), d) in outputs.zip(dst.iter_mut()) {
+                    let s = &row[start as usize * STEP + lane..];
+                    let acc: u32 = wts
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &wt)| s[k * STEP] as u32 * wt as u32)
+                        .sum();
+                    *d = fixed16(acc);
+                }
             }
-            // ×16 keeps four fractional bits for the vertical pass.
-            *d = ((acc * 16 + ONE / 2) / ONE) as u16;
+        }
+    }
+}
+
+fn horizontal_row<const N: usize, const STEP: usize>(
+    axis: &Axis,
+    row: &[u8],
+    lane: usize,
+    dst: &mut [u16],
+) {
+    let outputs = axis.padded_start.iter().zip(axis.padded.chunks_exact(N));
+    for ((&start, wts), d) in outputs.zip(dst.iter_mut()) {
+        let s = &row[start as usize * STEP + lane..][..(N - 1) * STEP + 1];
+        let mut acc = 0u32;
+        for k in 0..N {
+            acc += s[k * STEP] as u32 * wts[k] as u32;
+        }
+        *d = fixed16(acc);
+    }
+}
+
+/// A weighted sum (×ONE) as a sample ×16: four fractional bits kept for the vertical pass.
+#[inline(always)]
+fn fixed16(acc: u32) -> u16 {
+    ((acc * 16 + ONE / 2) / ONE) as u16
+}
+
+/// The vertical pass of output row `i`: the rows of `tmp` (each `width` long) it reads,
+/// weighted, into `acc` (×16·ONE).
+fn vertical(axis: &Axis, i: usize, tmp: &[u16], width: usize, acc: &mut Vec<u32>) {
+    let (r0, wts) = axis.taps(i);
+    acc.clear();
+    acc.resize(width, 0);
+    for (j, &wt) in wts.iter().enumerate() {
+        let row = &tmp[(r0 + j) * width..][..width];
+        for (a, &s) in acc.iter_mut().zip(row) {
+            *a += s as u32 * wt as u32;
         }
     }
 }
@@ -484,6 +601,166 @@ mod tests {
         );
         let bad = YuvImage { y: &y[..3], ..img };
         assert!(Resampler::new().to_grey(&bad, &mut grey, 4, 1).is_err());
+    }
+
+    /// The resampler as it was before it was made fast (closures per sample, `roundf` per
+    /// channel): the reference the fast passes must match to the bit.
+    fn reference(img: &YuvImage<'_>, place: Placement, stride: usize, out: &mut [u8]) {
+        let (w, h) = (img.width, img.height);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let (ow, oh) = (place.width, place.height);
+        let axis = |src: usize, len: f64, n: usize| {
+            let mut a = Axis::default();
+            a.plan(src, 0.0, len, n);
+            a
+        };
+        let (lx, ly) = (axis(w, w as f64, ow), axis(h, h as f64, oh));
+        let (cx, cy) = (axis(cw, w as f64 / 2.0, ow), axis(ch, h as f64 / 2.0, oh));
+        let pass = |a: &Axis, rows: usize, f: &dyn Fn(usize, usize) -> u8| {
+            let mut tmp = vec![0u16; rows * ow];
+            for r in 0..rows {
+                for ox in 0..ow {
+                    let (x0, wts) = a.taps(ox);
+                    let mut acc = 0u32;
+                    for (k, &wt) in wts.iter().enumerate() {
+                        acc += f(r, x0 + k) as u32 * wt as u32;
+                    }
+                    tmp[r * ow + ox] = ((acc * 16 + ONE / 2) / ONE) as u16;
+                }
+            }
+            tmp
+        };
+        let ty = pass(&lx, h, &|r, x| img.y[r * img.y_stride + x]);
+        let tu = pass(&cx, ch, &|r, x| img.chroma(r, x).0);
+        let tv = pass(&cx, ch, &|r, x| img.chroma(r, x).1);
+        let k: [f32; 4] = match img.matrix {
+            Matrix::Bt601 => [1.402, 0.344_136, 0.714_136, 1.772],
+            Matrix::Bt709 => [1.5748, 0.187_324, 0.468_124, 1.8556],
+        };
+        let (ys, yo, cs): (f32, f32, f32) = if img.full_range {
+            (1.0, 0.0, 1.0)
+        } else {
+            (255.0 / 219.0, 16.0, 255.0 / 224.0)
+        };
+        let norm = 1.0 / (16.0 * ONE as f32);
+        for oy in 0..oh {
+            let (ly0, lw) = ly.taps(oy);
+            let (cy0, cwt) = cy.taps(oy);
+            for ox in 0..ow {
+                let mut yv = 0u32;
+                for (j, &wt) in lw.iter().enumerate() {
+                    yv += ty[(ly0 + j) * ow + ox] as u32 * wt as u32;
+                }
+                let (mut uv, mut vv) = (0u32, 0u32);
+                for (j, &wt) in cwt.iter().enumerate() {
+                    uv += tu[(cy0 + j) * ow + ox] as u32 * wt as u32;
+                    vv += tv[(cy0 + j) * ow + ox] as u32 * wt as u32;
+                }
+                let yf = (yv as f32 * norm - yo) * ys;
+                let uf = (uv as f32 * norm - 128.0) * cs;
+                let vf = (vv as f32 * norm - 128.0) * cs;
+                let px = &mut out[(place.y + oy) * stride + (place.x + ox) * 3..][..3];
+                px[0] = (yf + k[0] * vf).round().clamp(0.0, 255.0) as u8;
+                px[1] = (yf - k[1] * uf - k[2] * vf).round().clamp(0.0, 255.0) as u8;
+                px[2] = (yf + k[3] * uf).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
+    /// Random frames (odd sizes, both layouts, matrices and ranges, shrink and enlarge,
+    /// wide taps of a big shrink, letterbox placements): the same bytes as the reference.
+    #[test]
+    fn fast_passes_give_the_previous_bytes_exactly() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut r = Resampler::new();
+        for case in 0..80 {
+            let (w, h) = if case % 10 == 9 {
+                (300 + next(400), 200 + next(300))
+            } else {
+                (2 + next(120), 2 + next(90))
+            };
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let y: Vec<u8> = (0..w * h).map(|_| next(256) as u8).collect();
+            let u: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
+            let v: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
+            let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
+            let mut img = i420(w, h, &y, &u, &v);
+            img.matrix = [Matrix::Bt601, Matrix::Bt709][case % 2];
+            img.full_range = case % 3 == 0;
+            if case % 4 == 1 {
+                img.layout = YuvLayout::Nv12;
+                img.u = &uv;
+                img.u_stride = 2 * cw;
+            }
+            let (ow, oh) = (1 + next(80), 1 + next(80));
+            let place = Placement {
+                x: next(3),
+                y: next(3),
+                width: ow,
+                height: oh,
+            };
+            let stride = (place.x + ow + 1) * 3;
+            let mut fast = vec![0u8; stride * (place.y + oh)];
+            let mut want = fast.clone();
+            r.to_rgb(&img, &mut fast, stride, place, Order::Rgb)
+                .unwrap();
+            reference(&img, place, stride, &mut want);
+            assert_eq!(
+                fast, want,
+                "case {case}: {w}x{h} -> {ow}x{oh}, {:?}",
+                img.layout
+            );
+            let mut grey = Vec::new();
+            r.to_grey(&img, &mut grey, ow, oh).unwrap();
+            let (lx, ly) = {
+                let (mut a, mut b) = (Axis::default(), Axis::default());
+                a.plan(w, 0.0, w as f64, ow);
+                b.plan(h, 0.0, h as f64, oh);
+                (a, b)
+            };
+            for oy in 0..oh {
+                let (y0, wy) = ly.taps(oy);
+                for ox in 0..ow {
+                    let (x0, wx) = lx.taps(ox);
+                    let mut v = 0u32;
+                    for (j, &b) in wy.iter().enumerate() {
+                        let mut acc = 0u32;
+                        for (i, &a) in wx.iter().enumerate() {
+                            acc += y[(y0 + j) * w + x0 + i] as u32 * a as u32;
+                        }
+                        v += ((acc * 16 + ONE / 2) / ONE) * b as u32;
+                    }
+                    let g = ((v + 8 * ONE) / (16 * ONE)).min(255) as u8;
+                    assert_eq!(grey[oy * ow + ox], g, "case {case}: grey at {ox},{oy}");
+                }
+            }
+        }
+    }
+
+    /// `to_level` against `round().clamp()` on a fine grid over and beyond [0, 255] and at
+    /// every half-level boundary with its neighbours one ulp away.
+    #[test]
+    fn levels_round_half_away_from_zero_like_roundf() {
+        let want = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+        let mut xs: Vec<f32> = (-4096..=300 * 1024).map(|i| i as f32 / 1024.0).collect();
+        for k in -2..=260 {
+            let half = k as f32 + 0.5;
+            xs.extend([
+                half,
+                f32::from_bits(half.to_bits() - 1),
+                f32::from_bits(half.to_bits() + 1),
+            ]);
+        }
+        xs.extend([0.499_999_97, -0.499_999_97, 254.499_98, 1e9, -1e9]);
+        for x in xs {
+            assert_eq!(to_level(x), want(x), "{x:e}");
+        }
     }
 
     /// The passes against a plain reading of the same filter: every output pixel as
