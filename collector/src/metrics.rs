@@ -113,10 +113,10 @@ impl Metrics {
     }
 
     /// Counts a login that was not tried.
-    pub(crate) fn login_refused(&self, r: crate::api::Refused) {
+    pub(crate) fn login_refused(&self, r: crate::auth::Refused) {
         match r {
-            crate::api::Refused::Throttled(_) => add(&self.logins_throttled, 1),
-            crate::api::Refused::Busy => add(&self.logins_busy, 1),
+            crate::auth::Refused::Throttled(_) => add(&self.logins_throttled, 1),
+            crate::auth::Refused::Busy => add(&self.logins_busy, 1),
         }
     }
 

@@ -190,6 +190,12 @@ impl Postgres {
         self.spawn()
     }
 
+    /// Starts a server stopped by [`Postgres::stop`] again, on the same cluster and port.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "the server is running");
+        self.spawn()
+    }
+
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -4,7 +4,9 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 
-use super::{token_of, ApiError, AppState};
+use axum::http::{header, HeaderMap};
+
+use super::{ApiError, AppState};
 use crate::auth::{token_sha256, Role};
 
 /// The cookie that carries the session token.
@@ -57,5 +59,47 @@ impl OptionalFromRequestParts<AppState> for User {
         st: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
         lookup(parts, st).await
+    }
+}
+
+/// The session cookie's or bearer token's value in `headers`.
+pub(super) fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_owned());
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn tokens_come_from_bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ioc_session=abc; b=2"),
+        );
+        assert_eq!(token_of(&h).as_deref(), Some("abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
+        assert_eq!(token_of(&h).as_deref(), Some("xyz"));
+        assert_eq!(token_of(&HeaderMap::new()), None);
     }
 }

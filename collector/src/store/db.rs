@@ -38,6 +38,48 @@ pub enum DbError {
     NoRow,
 }
 
+impl DbError {
+    /// The database cannot be reached now, but may be again soon: the PostgreSQL server is
+    /// down, restarting or refusing connections, or an SQLite lock outlasted the busy
+    /// timeout. Not a fault of the request: the API answers 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            DbError::Postgres(e) => {
+                use postgres::error::SqlState;
+                if e.is_closed() {
+                    return true;
+                }
+                if let Some(code) = e.code() {
+                    // Class 08 (connection exception), the server shutting down or starting,
+                    // too many connections.
+                    return code.code().starts_with("08")
+                        || [
+                            SqlState::ADMIN_SHUTDOWN,
+                            SqlState::CRASH_SHUTDOWN,
+                            SqlState::CANNOT_CONNECT_NOW,
+                            SqlState::TOO_MANY_CONNECTIONS,
+                        ]
+                        .contains(code);
+                }
+                // No server answer at all: the connection could not be made or broke.
+                let mut src = std::error::Error::source(e);
+                while let Some(c) = src {
+                    if c.is::<std::io::Error>() {
+                        return true;
+                    }
+                    src = c.source();
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
 /// PostgreSQL's own message and detail: `postgres::Error`'s `Display` says only "db error".
 fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -258,6 +300,27 @@ impl Pg {
     }
 }
 
+impl Pg {
+    /// Runs `f` on a ready connection. Where the connection is found dead only by `f` (the
+    /// server restarted since the last call) and `f` is `harmless` to repeat outside a
+    /// transaction, it runs once more on a new connection, so the first request after an
+    /// outage does not fail.
+    fn once_more<T>(
+        &mut self,
+        harmless: bool,
+        f: impl Fn(&mut Pg) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.ready()?;
+        match f(self) {
+            Err(_) if harmless && !self.in_tx && self.client.is_closed() => {
+                self.ready()?;
+                f(self)
+            }
+            r => r,
+        }
+    }
+}
+
 /// The driver's client, closed off the async runtime (its `Drop` blocks, see
 /// [`off_runtime`]).
 struct PgClient(Option<postgres::Client>);
@@ -339,9 +402,10 @@ impl Db {
             Conn::Postgres(pg) => {
                 let mut guard = pg.borrow_mut();
                 let pg: &mut Pg = &mut guard;
+                // BEGIN changes nothing: if the connection turns out to be dead only now,
+                // it is tried again on a new one.
                 off_runtime(|| {
-                    pg.ready()?;
-                    Ok(pg.client.batch_execute(sql)?)
+                    pg.once_more(sql == "BEGIN", |pg| Ok(pg.client.batch_execute(sql)?))
                 })
             }
         }
@@ -398,11 +462,17 @@ impl Db {
                 let mut guard = pg.borrow_mut();
                 let pg: &mut Pg = &mut guard;
                 let (types, values) = pg_args(args);
+                // A read outside a transaction can be tried again on a new connection.
+                let read = sql
+                    .trim_start()
+                    .get(..6)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("SELECT"));
                 off_runtime(|| {
-                    pg.ready()?;
-                    let stmt = pg.prepare(sql, &types)?;
-                    let rows = pg.client.query(&stmt, &pg_refs(&values))?;
-                    rows.iter().map(pg_row).collect()
+                    pg.once_more(read, |pg| {
+                        let stmt = pg.prepare(sql, &types)?;
+                        let rows = pg.client.query(&stmt, &pg_refs(&values))?;
+                        rows.iter().map(pg_row).collect()
+                    })
                 })
             }
         }

@@ -447,6 +447,14 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database cannot be reached now but may be soon: PostgreSQL down, restarting or
+    /// refusing connections, or an SQLite lock held past the busy timeout.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database { source, .. } if source.is_unavailable())
+    }
+}
+
 /// One validated message to store, with when it arrived.
 #[derive(Debug, Clone)]
 pub struct Ingested {

@@ -35,6 +35,14 @@ impl TestDb {
         TestDb::Postgres { server, url }
     }
 
+    /// The same on a durable server (fsync and synchronous commit on), for tests that stop
+    /// it at once and expect every commit they saw back.
+    pub fn postgres_durable(name: &str) -> TestDb {
+        let server = ioc_testkit::postgres::Postgres::start(true).unwrap();
+        let url = server.create_database(name).unwrap();
+        TestDb::Postgres { server, url }
+    }
+
     /// The `[store]` section for a collector whose files live in `dir`.
     pub fn store_toml(&self, dir: &Path) -> String {
         let snaps = dir.join("snapshots");

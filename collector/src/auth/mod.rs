@@ -4,6 +4,10 @@
 //! the database does not let anyone in. The same token works as a cookie (the console) and as
 //! `Authorization: Bearer` (other systems).
 
+mod guard;
+
+pub use guard::{LoginGuard, Refused};
+
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
