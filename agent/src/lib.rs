@@ -11,7 +11,9 @@
 //! picture and answers the center's preview requests, and [`pushed`] applies the analytics
 //! the center pushes to a running camera.
 //! [`camera`] runs one camera's connect/stream/reconnect loop; [`agent`] wires every camera
-//! to the detectors and reports [`health`]; [`config`] is the `agent.toml` file.
+//! to the detectors and the rules; [`site`] is `ioc-agent run`: every stage started from one
+//! place and stopped through one deadline, with [`health`] reports; [`config`] is the
+//! `agent.toml` file.
 
 pub mod agent;
 pub mod analytics;
@@ -31,5 +33,6 @@ pub mod offline;
 pub mod preview;
 pub mod probe;
 pub mod pushed;
+pub mod site;
 pub mod snapshot;
 pub mod source;

@@ -258,7 +258,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .thread_name("io")
                 .build()?;
-            rt.block_on(ioc_agent::agent::run(
+            rt.block_on(ioc_agent::site::run(
                 &config,
                 Duration::from_secs(summary_every.max(1)),
             ))?;

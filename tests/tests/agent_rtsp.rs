@@ -103,7 +103,10 @@ async fn vtest_over_rtsp_finds_people_in_nearly_every_frame() {
     // About 12 s at 5 detections per second on an idle machine.
     wait_results(&results, Duration::from_secs(50), |f| f.len() >= 60).await;
     let counters = agent.cameras[0].handle.counters.clone();
-    agent.shutdown().await;
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
 
     let frames = results.lock().unwrap().clone();
     let person = 0u16; // COCO class 0
@@ -186,7 +189,10 @@ async fn h265_1080p_over_tcp_and_h264_over_udp_stream_together() {
     };
     wait_results(&results, Duration::from_secs(40), enough).await;
     let hevc = agent.cameras[0].handle.counters.clone();
-    agent.shutdown().await;
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
     let frames = results.lock().unwrap().clone();
     let from_hevc: Vec<_> = frames.iter().filter(|f| f.camera == 0).collect();
     let from_avc = frames.iter().filter(|f| f.camera == 1).count();
@@ -250,7 +256,10 @@ async fn a_killed_server_is_reported_and_the_camera_comes_back_without_a_restart
         .counters
         .failures
         .load(std::sync::atomic::Ordering::Relaxed);
-    agent.shutdown().await;
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
     eprintln!("lost after {lost_after:?} ({err}); back {back_after:?} after restart; {failures} failed attempts");
     assert!(
         failures >= 2,
@@ -371,7 +380,10 @@ async fn a_camera_with_wrong_credentials_is_failed_not_streaming_and_keeps_retry
             .contains("authentication refused"),
         "{st:?}"
     );
-    agent.shutdown().await;
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,7 +128,10 @@ classes = ["person"]
     let (r0, t0) = (results.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(RUN).await;
     let rate = (results.load(Ordering::Relaxed) - r0) as f64 / t0.elapsed().as_secs_f64();
-    agent.shutdown().await;
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
     // The rules thread is gone with its end of the queue: delivery writes what is left.
     let drained = Instant::now();
     tokio::task::spawn_blocking(move || thread.join())

@@ -138,7 +138,10 @@ min_duration_sec = {loiter}
     .await
     .expect("the clip is processed within 10 minutes")
     .unwrap();
-    agent.shutdown().await;
+    agent
+        .shutdown(std::time::Duration::from_secs(10))
+        .await
+        .expect("the agent stops in time");
 
     // Only what the annotation covers (a crossing is confirmed a few frames after it happens).
     let within = |e: &&RuleEvent| {
