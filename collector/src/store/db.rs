@@ -262,6 +262,9 @@ impl Row {
     }
 }
 
+/// The advisory lock collectors sharing a PostgreSQL database take to migrate it.
+const PG_MIGRATION_LOCK: i64 = 0x696f_635f_6d69_6772; // "ioc_migr"
+
 /// Which engine a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -486,6 +489,60 @@ impl Db {
     /// Runs a query that returns exactly one row.
     pub fn query_one(&self, sql: &str, args: &[&dyn ToArg]) -> Result<Row, DbError> {
         self.query_opt(sql, args)?.ok_or(DbError::NoRow)
+    }
+
+    /// `script`, written in the subset both engines share (SQLite's type names), in this
+    /// engine's spelling.
+    pub fn ddl(&self, script: &str) -> String {
+        match self.dialect() {
+            Dialect::Sqlite => script.to_owned(),
+            Dialect::Postgres => pg_ddl(script),
+        }
+    }
+
+    /// The schema version recorded in the database (0: empty): SQLite's `user_version`,
+    /// PostgreSQL's `ioc_schema` table (see [`Db::lock_for_migration`]).
+    pub fn schema_version(&self) -> Result<u32, DbError> {
+        match &self.conn {
+            Conn::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+            Conn::Postgres(_) => {
+                let made: bool = self
+                    .query_one("SELECT to_regclass('ioc_schema') IS NOT NULL", &[])?
+                    .get(0)?;
+                if !made {
+                    return Ok(0);
+                }
+                self.query_one("SELECT COALESCE(MAX(version), 0) FROM ioc_schema", &[])?
+                    .get(0)
+            }
+        }
+    }
+
+    /// Records `version` as the schema version (inside the migration's transaction).
+    pub fn set_schema_version(&self, version: u32) -> Result<(), DbError> {
+        self.batch(&match self.dialect() {
+            Dialect::Sqlite => format!("PRAGMA user_version = {version}"),
+            Dialect::Postgres => {
+                format!("DELETE FROM ioc_schema; INSERT INTO ioc_schema VALUES ({version})")
+            }
+        })
+    }
+
+    /// Inside a transaction: makes this connection the only one migrating until it ends.
+    /// SQLite's `BEGIN IMMEDIATE` already holds the write lock; on PostgreSQL, collectors
+    /// sharing a database take an advisory lock, and the first makes the `ioc_schema` table.
+    pub fn lock_for_migration(&self) -> Result<(), DbError> {
+        if self.dialect() == Dialect::Sqlite {
+            return Ok(());
+        }
+        self.query("SELECT pg_advisory_xact_lock(?1)", &[&PG_MIGRATION_LOCK])?;
+        let empty: bool = self
+            .query_one("SELECT to_regclass('ioc_schema') IS NULL", &[])?
+            .get(0)?;
+        if empty {
+            self.batch("CREATE TABLE ioc_schema (version BIGINT NOT NULL)")?;
+        }
+        Ok(())
     }
 
     /// Begins a transaction that rolls back unless [`Tx::commit`] is called. On SQLite it

@@ -28,9 +28,10 @@
 //! - **One transaction per batch.** Everything in a batch, dead letters included, commits or
 //!   nothing does. Snapshot files are written (and fsynced) *before* the transaction; a failed
 //!   commit leaves at worst an unreferenced, content-addressed file that the next try reuses.
-//! - **Migrations** are numbered SQL scripts, recorded in `PRAGMA user_version` (SQLite) or
-//!   the `ioc_schema` table (PostgreSQL, migrated under an advisory lock); a database from a
-//!   newer collector is refused rather than misread. Timestamps are RFC 3339 text plus
+//! - **Migrations** are numbered SQL files (`collector/migrations/`, see `migrations.rs`),
+//!   recorded in `PRAGMA user_version` (SQLite) or the `ioc_schema` table (PostgreSQL,
+//!   migrated under an advisory lock); a database from a newer collector is refused rather
+//!   than misread. Timestamps are RFC 3339 text plus
 //!   integer milliseconds, payloads are JSON text.
 //!
 //! - **Incidents in the same transaction.** Each new event is filed under an incident
@@ -50,6 +51,7 @@ mod auth;
 mod batch;
 pub mod db;
 mod incidents;
+mod migrations;
 mod reports;
 
 pub use analytics::{AnalyticsVersion, PutAnalytics, VersionBase};
@@ -70,336 +72,7 @@ use db::{Db, DbError, Dialect};
 use sha2::{Digest, Sha256};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
-
-/// Migration `i` brings a database from version `i` to `i + 1`. Append only; never edit one
-/// that has shipped.
-const MIGRATIONS: &[&str] = &[
-    // 1: the ingest tables.
-    r#"
-    CREATE TABLE events (
-        agent           TEXT    NOT NULL,
-        seq             INTEGER NOT NULL,
-        event_id        TEXT    NOT NULL,
-        phase           TEXT    NOT NULL,
-        kind            TEXT    NOT NULL,
-        camera          TEXT    NOT NULL,
-        severity        TEXT    NOT NULL,
-        observed_at     TEXT    NOT NULL,
-        observed_at_ms  INTEGER NOT NULL,
-        payload         TEXT    NOT NULL,
-        received_at_ms  INTEGER NOT NULL,
-        PRIMARY KEY (agent, seq)
-    );
-    CREATE INDEX events_event_id ON events (event_id);
-    CREATE INDEX events_observed ON events (observed_at_ms);
-
-    CREATE TABLE snapshots (
-        event_id        TEXT    NOT NULL PRIMARY KEY,
-        agent           TEXT    NOT NULL,
-        sha256          TEXT    NOT NULL,
-        size            INTEGER NOT NULL,
-        path            TEXT    NOT NULL,
-        received_at_ms  INTEGER NOT NULL
-    );
-    CREATE INDEX snapshots_sha256 ON snapshots (sha256);
-
-    CREATE TABLE counts (
-        agent             TEXT    NOT NULL,
-        seq               INTEGER NOT NULL,
-        camera            TEXT    NOT NULL,
-        line              TEXT    NOT NULL,
-        interval_start    TEXT    NOT NULL,
-        interval_start_ms INTEGER NOT NULL,
-        interval_end      TEXT    NOT NULL,
-        interval_end_ms   INTEGER NOT NULL,
-        payload           TEXT    NOT NULL,
-        received_at_ms    INTEGER NOT NULL,
-        PRIMARY KEY (agent, seq)
-    );
-
-    CREATE TABLE dead_letters (
-        id              INTEGER PRIMARY KEY AUTOINCREMENT,
-        topic           TEXT    NOT NULL,
-        payload         BLOB    NOT NULL,
-        error           TEXT    NOT NULL,
-        received_at_ms  INTEGER NOT NULL
-    );
-
-    CREATE TABLE agents (
-        agent           TEXT    NOT NULL PRIMARY KEY,
-        state           TEXT    NOT NULL,
-        version         TEXT    NOT NULL,
-        cameras         TEXT    NOT NULL,
-        at              TEXT    NOT NULL,
-        at_ms           INTEGER NOT NULL,
-        received_at_ms  INTEGER NOT NULL
-    );
-
-    CREATE TABLE cameras (
-        agent           TEXT    NOT NULL,
-        camera          TEXT    NOT NULL,
-        state           TEXT    NOT NULL,
-        fps             REAL,
-        error           TEXT,
-        at              TEXT    NOT NULL,
-        at_ms           INTEGER NOT NULL,
-        received_at_ms  INTEGER NOT NULL,
-        PRIMARY KEY (agent, camera)
-    );
-    "#,
-    // 2: incidents, their audit trail, users and sessions, silences, health history and
-    // per-class counts (for reports).
-    r#"
-    CREATE TABLE incidents (
-        id                INTEGER PRIMARY KEY AUTOINCREMENT,
-        agent             TEXT    NOT NULL,
-        camera            TEXT    NOT NULL,
-        kind              TEXT    NOT NULL,
-        place             TEXT    NOT NULL,
-        severity          TEXT    NOT NULL,
-        state             TEXT    NOT NULL,
-        source            TEXT    NOT NULL,
-        first_at_ms       INTEGER NOT NULL,
-        last_at_ms        INTEGER NOT NULL,
-        created_at_ms     INTEGER NOT NULL,
-        updated_at_ms     INTEGER NOT NULL,
-        due_base_ms       INTEGER NOT NULL,
-        event_count       INTEGER NOT NULL,
-        snapshot_event_id TEXT,
-        assignee          TEXT,
-        acked_at_ms       INTEGER,
-        acked_by          TEXT,
-        closed_at_ms      INTEGER,
-        closed_by         TEXT,
-        overdue           INTEGER NOT NULL DEFAULT 0,
-        escalations       INTEGER NOT NULL DEFAULT 0,
-        silenced          INTEGER NOT NULL DEFAULT 0,
-        active            INTEGER NOT NULL DEFAULT 1
-    );
-    CREATE INDEX incidents_key ON incidents (agent, camera, kind, place, state);
-    CREATE INDEX incidents_state ON incidents (state, id);
-    CREATE INDEX incidents_first ON incidents (first_at_ms);
-
-    -- Each stored event names its incident; the index replaces the one on event_id, so an
-    -- event costs no more B-tree inserts than before incidents existed.
-    ALTER TABLE events ADD COLUMN incident_id INTEGER;
-    DROP INDEX events_event_id;
-    CREATE INDEX events_incident ON events (incident_id);
-
-    -- The incident of each multi-phase agent incident, for its later update/end messages.
-    CREATE TABLE incident_starts (
-        agent        TEXT    NOT NULL,
-        event_id     TEXT    NOT NULL,
-        incident_id  INTEGER NOT NULL REFERENCES incidents (id),
-        PRIMARY KEY (agent, event_id)
-    );
-
-    CREATE TABLE audit (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        incident_id  INTEGER,
-        at_ms        INTEGER NOT NULL,
-        actor        TEXT    NOT NULL,
-        action       TEXT    NOT NULL,
-        from_state   TEXT,
-        to_state     TEXT,
-        note         TEXT
-    );
-    CREATE INDEX audit_incident ON audit (incident_id, id);
-
-    CREATE TABLE users (
-        username       TEXT    NOT NULL PRIMARY KEY,
-        password_hash  TEXT    NOT NULL,
-        role           TEXT    NOT NULL,
-        created_at_ms  INTEGER NOT NULL
-    );
-
-    CREATE TABLE sessions (
-        token_sha256   TEXT    NOT NULL PRIMARY KEY,
-        username       TEXT    NOT NULL REFERENCES users (username) ON DELETE CASCADE,
-        created_at_ms  INTEGER NOT NULL,
-        expires_at_ms  INTEGER NOT NULL
-    );
-
-    CREATE TABLE silences (
-        id             INTEGER PRIMARY KEY AUTOINCREMENT,
-        agent          TEXT    NOT NULL,
-        camera         TEXT,
-        starts_at_ms   INTEGER NOT NULL,
-        ends_at_ms     INTEGER NOT NULL,
-        reason         TEXT    NOT NULL,
-        created_by     TEXT    NOT NULL,
-        created_at_ms  INTEGER NOT NULL
-    );
-
-    ALTER TABLE agents ADD COLUMN since_ms INTEGER;
-    UPDATE agents SET since_ms = received_at_ms;
-    ALTER TABLE cameras ADD COLUMN since_ms INTEGER;
-    UPDATE cameras SET since_ms = received_at_ms;
-
-    CREATE TABLE camera_history (
-        agent   TEXT    NOT NULL,
-        camera  TEXT    NOT NULL,
-        state   TEXT    NOT NULL,
-        at_ms   INTEGER NOT NULL
-    );
-    CREATE INDEX camera_history_at ON camera_history (agent, camera, at_ms);
-    INSERT INTO camera_history SELECT agent, camera, state, received_at_ms FROM cameras;
-
-    CREATE TABLE count_items (
-        agent              TEXT    NOT NULL,
-        seq                INTEGER NOT NULL,
-        camera             TEXT    NOT NULL,
-        line               TEXT    NOT NULL,
-        class              TEXT    NOT NULL,
-        direction          TEXT    NOT NULL,
-        count              INTEGER NOT NULL,
-        interval_start_ms  INTEGER NOT NULL
-    );
-    CREATE INDEX count_items_at ON count_items (interval_start_ms);
-
-    -- Per agent, the highest seq removed by retention: gaps are looked for above it.
-    CREATE TABLE seq_floor (
-        agent  TEXT    NOT NULL PRIMARY KEY,
-        seq    INTEGER NOT NULL
-    );
-    "#,
-    // 3: each camera's detection figures from its status (achieved and target analysis
-    // rate, frames dropped, detection latency).
-    r#"
-    ALTER TABLE cameras ADD COLUMN detect_fps REAL;
-    ALTER TABLE cameras ADD COLUMN target_fps REAL;
-    ALTER TABLE cameras ADD COLUMN dropped INTEGER;
-    ALTER TABLE cameras ADD COLUMN detect_latency_ms REAL;
-    "#,
-    // 4: hardening. Snapshots keyed by (agent, event): one agent cannot stand in for another's
-    // evidence. Events keep the snapshot hash they declare (checked against the JPEG) and
-    // where their stored time came from; retention goes by receive time. Dead letters keep
-    // their original size (the payload is cut). Agents and cameras: when a live status last
-    // confirmed them (`heard_at_ms`), and each agent's clock as measured and as it says.
-    r#"
-    CREATE TABLE snapshots_by_agent (
-        agent           TEXT    NOT NULL,
-        event_id        TEXT    NOT NULL,
-        sha256          TEXT    NOT NULL,
-        size            INTEGER NOT NULL,
-        path            TEXT    NOT NULL,
-        received_at_ms  INTEGER NOT NULL,
-        PRIMARY KEY (agent, event_id)
-    );
-    INSERT INTO snapshots_by_agent
-        SELECT agent, event_id, sha256, size, path, received_at_ms FROM snapshots;
-    DROP TABLE snapshots;
-    ALTER TABLE snapshots_by_agent RENAME TO snapshots;
-    CREATE INDEX snapshots_sha256 ON snapshots (sha256);
-    CREATE INDEX snapshots_received ON snapshots (received_at_ms);
-
-    ALTER TABLE events ADD COLUMN snapshot_sha256 TEXT;
-    ALTER TABLE events ADD COLUMN time_source TEXT;
-    CREATE INDEX events_snapshot ON events (agent, event_id) WHERE snapshot_sha256 IS NOT NULL;
-    CREATE INDEX events_received ON events (received_at_ms);
-    ALTER TABLE counts ADD COLUMN time_source TEXT;
-    CREATE INDEX counts_received ON counts (received_at_ms);
-
-    ALTER TABLE dead_letters ADD COLUMN size INTEGER;
-    UPDATE dead_letters SET size = length(payload);
-    CREATE INDEX dead_letters_received ON dead_letters (received_at_ms);
-
-    ALTER TABLE agents ADD COLUMN heard_at_ms INTEGER;
-    UPDATE agents SET heard_at_ms = received_at_ms;
-    ALTER TABLE agents ADD COLUMN clock_skew_ms INTEGER;
-    ALTER TABLE agents ADD COLUMN clock TEXT;
-    ALTER TABLE cameras ADD COLUMN heard_at_ms INTEGER;
-    UPDATE cameras SET heard_at_ms = received_at_ms;
-    "#,
-    // 5: names for people (from the agents' and cameras' statuses) and each incident's rule.
-    r#"
-    ALTER TABLE agents ADD COLUMN name TEXT;
-    ALTER TABLE cameras ADD COLUMN name TEXT;
-    ALTER TABLE incidents ADD COLUMN rule TEXT;
-    "#,
-    // 6: event clips. Parts wait in the database (collectors sharing a PostgreSQL may each
-    // get some parts of one clip); the whole clip is a content-addressed file.
-    r#"
-    CREATE TABLE clip_parts (
-        agent           TEXT    NOT NULL,
-        event_id        TEXT    NOT NULL,
-        part            INTEGER NOT NULL,
-        parts           INTEGER NOT NULL,
-        size            INTEGER NOT NULL,
-        sha256          TEXT    NOT NULL,
-        camera          TEXT    NOT NULL,
-        duration_ms     INTEGER NOT NULL,
-        start_ms        INTEGER NOT NULL,
-        data            BLOB    NOT NULL,
-        received_at_ms  INTEGER NOT NULL,
-        PRIMARY KEY (agent, event_id, part)
-    );
-    CREATE TABLE clips (
-        agent           TEXT    NOT NULL,
-        event_id        TEXT    NOT NULL,
-        camera          TEXT    NOT NULL,
-        sha256          TEXT    NOT NULL,
-        size            INTEGER NOT NULL,
-        duration_ms     INTEGER NOT NULL,
-        start_ms        INTEGER NOT NULL,
-        path            TEXT    NOT NULL,
-        received_at_ms  INTEGER NOT NULL,
-        PRIMARY KEY (agent, event_id)
-    );
-    CREATE INDEX clips_received ON clips (received_at_ms);
-    "#,
-    // 7: camera analytics pushed from the center, every version kept (who, when, what).
-    r#"
-    CREATE TABLE analytics_versions (
-        agent           TEXT    NOT NULL,
-        camera          TEXT    NOT NULL,
-        version         INTEGER NOT NULL,
-        config          TEXT    NOT NULL,
-        changed_by      TEXT    NOT NULL,
-        changed_at_ms   INTEGER NOT NULL,
-        PRIMARY KEY (agent, camera, version)
-    );
-    "#,
-];
-
-/// Per migration, the statements that read JSON, which the engines spell differently (run
-/// after the script).
-const BACKFILLS: &[(&str, &str)] = &[
-    ("", ""),
-    (
-        r#"
-    INSERT INTO count_items
-        SELECT c.agent, c.seq, c.camera, c.line, json_extract(j.value, '$.class'),
-               json_extract(j.value, '$.direction'), json_extract(j.value, '$.count'),
-               c.interval_start_ms
-        FROM counts c, json_each(c.payload, '$.counts') j;
-    "#,
-        r#"
-    INSERT INTO count_items
-        SELECT c.agent, c.seq, c.camera, c.line, j ->> 'class', j ->> 'direction',
-               CAST(j ->> 'count' AS BIGINT), c.interval_start_ms
-        FROM counts c, jsonb_array_elements(CAST(c.payload AS JSONB) -> 'counts') j;
-    "#,
-    ),
-    ("", ""),
-    ("", ""),
-    // The rule of incidents opened before 5, from their first event.
-    (
-        r#"
-    UPDATE incidents SET rule = (SELECT json_extract(e.payload, '$.rule') FROM events e
-        WHERE e.incident_id = incidents.id ORDER BY e.observed_at_ms LIMIT 1)
-    WHERE source = 'event';
-    "#,
-        r#"
-    UPDATE incidents SET rule = (SELECT CAST(e.payload AS JSONB) ->> 'rule' FROM events e
-        WHERE e.incident_id = incidents.id ORDER BY e.observed_at_ms LIMIT 1)
-    WHERE source = 'event';
-    "#,
-    ),
-    ("", ""),
-    ("", ""),
-];
+pub const SCHEMA_VERSION: u32 = migrations::ALL.len() as u32;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -757,9 +430,6 @@ pub enum Backend {
     },
 }
 
-/// The advisory lock PostgreSQL collectors take to migrate one at a time.
-const PG_MIGRATION_LOCK: i64 = 0x696f_635f_6d69_6772; // "ioc_migr"
-
 impl Store {
     /// Opens the database `options` name (SQLite or PostgreSQL) and its snapshot directory,
     /// and migrates the schema to [`SCHEMA_VERSION`].
@@ -848,50 +518,7 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let name = self.name.clone();
-        let sql = |what| sqlerr(&name, what);
-        let dialect = self.db.dialect();
-        let tx = self.db.begin().map_err(sql("cannot begin migration"))?;
-        if dialect == Dialect::Postgres {
-            // Collectors sharing a database may start together: one migrates, the others
-            // wait for it and then find nothing to do.
-            tx.query("SELECT pg_advisory_xact_lock(?1)", &[&PG_MIGRATION_LOCK])
-                .and_then(|_| tx.query_one("SELECT to_regclass('ioc_schema') IS NULL", &[]))
-                .and_then(|r| r.get::<bool>(0))
-                .and_then(|empty| match empty {
-                    true => tx.batch("CREATE TABLE ioc_schema (version BIGINT NOT NULL)"),
-                    false => Ok(()),
-                })
-                .map_err(sql("cannot prepare migration"))?;
-        }
-        let found = schema_version(&tx).map_err(sql("cannot read schema version"))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                database: name,
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        for i in found as usize..MIGRATIONS.len() {
-            tracing::info!(database = %name, to = i + 1, "migrating database schema");
-            let (script, backfill) = match dialect {
-                Dialect::Sqlite => (MIGRATIONS[i].to_owned(), BACKFILLS[i].0),
-                Dialect::Postgres => (db::pg_ddl(MIGRATIONS[i]), BACKFILLS[i].1),
-            };
-            tx.batch(&script)
-                .and_then(|()| tx.batch(backfill))
-                .map_err(sql("cannot migrate schema"))?;
-            let record = match dialect {
-                Dialect::Sqlite => format!("PRAGMA user_version = {}", i + 1),
-                Dialect::Postgres => format!(
-                    "DELETE FROM ioc_schema; INSERT INTO ioc_schema VALUES ({})",
-                    i + 1
-                ),
-            };
-            tx.batch(&record)
-                .map_err(sql("cannot record schema version"))?;
-        }
-        tx.commit().map_err(sql("cannot commit migration"))
+        migrate_to(&self.db, &self.name, SCHEMA_VERSION)
     }
 
     /// The database: the SQLite file, or the PostgreSQL server and database.
@@ -906,7 +533,9 @@ impl Store {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        schema_version(&self.db).map_err(self.err("cannot read schema version"))
+        self.db
+            .schema_version()
+            .map_err(self.err("cannot read schema version"))
     }
 
     /// Where the JPEG with SHA-256 `sha256` (hex) lives: `{snapshot_dir}/ab/cdef…`.
@@ -1385,14 +1014,26 @@ fn pg_name(c: &postgres::Config) -> String {
     )
 }
 
-/// The schema version recorded in the database (0: empty).
-fn schema_version(db: &Db) -> Result<u32, DbError> {
-    match db.as_sqlite() {
-        Some(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
-        None => db
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM ioc_schema", &[])?
-            .get(0),
+/// Migrates `db` to version `to` in one transaction under the migration lock (several
+/// collectors may start together on one PostgreSQL: one migrates, the others then find
+/// nothing to do). A database newer than this collector is refused.
+fn migrate_to(db: &Db, name: &str, to: u32) -> Result<(), StoreError> {
+    let sql = |what| sqlerr(name, what);
+    let tx = db.begin().map_err(sql("cannot begin migration"))?;
+    tx.lock_for_migration()
+        .map_err(sql("cannot prepare migration"))?;
+    let found = tx
+        .schema_version()
+        .map_err(sql("cannot read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            database: name.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
+    migrations::apply(&tx, name, found, to).map_err(sql("cannot migrate schema"))?;
+    tx.commit().map_err(sql("cannot commit migration"))
 }
 
 /// Writes `bytes` (whose SHA-256 is `sha`) to its content address under `root`,

@@ -1,0 +1,4 @@
+-- The rule of incidents opened before 5, from their first event (the engines read JSON differently).
+UPDATE incidents SET rule = (SELECT json_extract(e.payload, '$.rule') FROM events e
+    WHERE e.incident_id = incidents.id ORDER BY e.observed_at_ms LIMIT 1)
+WHERE source = 'event';
