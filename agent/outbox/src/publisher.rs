@@ -743,7 +743,8 @@ async fn run_sender(
             continue;
         }
         let connection = *conn_rx.borrow_and_update();
-        if connection == current && last_online.elapsed() >= HEARTBEAT {
+        let turn = Turn::of(connection, current, last_online.elapsed());
+        if turn == Turn::Heartbeat {
             // The heartbeat: the same retained `online`, newly dated, so the center can tell
             // a live agent from a stale retained message and measure this box's clock.
             last_online = Instant::now();
@@ -757,57 +758,17 @@ async fn run_sender(
                 break; // event loop gone
             }
         }
-        if connection != current {
+        if turn == Turn::NewConnection {
             current = connection;
             last_online = Instant::now();
-            // New connection: (re)subscribe, say we are online, re-send the camera states;
+            // New connection: (re)subscribe, say we are online, re-send the retained states;
             // outbox entries sent on older connections count as unsent below.
-            let online = online_status(&ctx, &mut clock);
-            let r = async {
-                client
-                    .subscribe(ctx.topics.acks(), QoS::AtLeastOnce)
-                    .await?;
-                client
-                    .subscribe(ctx.topics.preview_requests(), QoS::AtMostOnce)
-                    .await?;
-                client
-                    .subscribe(ctx.topics.analytics_filter(), QoS::AtLeastOnce)
-                    .await?;
-                if !online.is_empty() {
-                    client
-                        .publish(ctx.topics.status(), QoS::AtLeastOnce, true, online)
-                        .await?;
-                }
-                Ok::<_, rumqttc::ClientError>(())
-            };
-            if r.await.is_err() {
+            if greet(&ctx, &client, &mut clock).await.is_err() {
                 break; // event loop gone
-            }
-            for (_, (_, dirty)) in ctx
-                .shared
-                .retained
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter_mut()
-            {
-                *dirty = true;
             }
         }
         // Retained payloads that changed (or all, after a reconnect).
-        let dirty: Vec<(String, Vec<u8>)> = {
-            let mut cams = ctx
-                .shared
-                .retained
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            cams.iter_mut()
-                .filter(|(_, (_, d))| *d)
-                .map(|(k, (p, d))| {
-                    *d = false;
-                    (k.clone(), p.clone())
-                })
-                .collect()
-        };
+        let dirty = take_dirty(&ctx.shared.retained);
         for (topic, payload) in dirty {
             let publish = client.publish(topic, QoS::AtLeastOnce, true, payload);
             tokio::select! {
@@ -819,9 +780,8 @@ async fn run_sender(
         // The oldest `max_in_flight` unacknowledged entries: send those never sent on this
         // connection, and those whose ack is overdue.
         let outbox = ctx.outbox.clone();
-        let due = move |sent: Option<&crate::store::SentInfo>| match sent {
-            None => true,
-            Some(s) => s.connection != current || s.at.elapsed() >= ack_timeout,
+        let due = move |sent: Option<&crate::store::SentInfo>| {
+            send_now(sent, current, Instant::now(), ack_timeout) != SendNow::No
         };
         let entries = match blocking(move || outbox.pending_where(limit, due)).await {
             Ok(e) => {
@@ -838,11 +798,10 @@ async fn run_sender(
         };
         let now = Instant::now();
         for e in entries {
-            let resend = match e.sent {
-                None => false,
-                Some(s) if s.connection != current => true,
-                Some(s) if now.duration_since(s.at) >= ack_timeout => true,
-                Some(_) => continue,
+            let resend = match send_now(e.sent.as_ref(), current, now, ack_timeout) {
+                SendNow::First => false,
+                SendNow::Again => true,
+                SendNow::No => continue,
             };
             if !ctx.shared.connected.load(Ordering::Relaxed) {
                 break;
@@ -867,6 +826,103 @@ async fn run_sender(
         }
     }
     finish(&ctx, &client).await;
+}
+
+/// On a new connection: subscribe to acks, preview requests and pushed analytics, publish
+/// `online`, and mark every retained state to be sent again.
+async fn greet(
+    ctx: &Ctx,
+    client: &AsyncClient,
+    clock: &mut crate::clock::ClockWatch,
+) -> Result<(), rumqttc::ClientError> {
+    let online = online_status(ctx, clock);
+    client
+        .subscribe(ctx.topics.acks(), QoS::AtLeastOnce)
+        .await?;
+    client
+        .subscribe(ctx.topics.preview_requests(), QoS::AtMostOnce)
+        .await?;
+    client
+        .subscribe(ctx.topics.analytics_filter(), QoS::AtLeastOnce)
+        .await?;
+    if !online.is_empty() {
+        client
+            .publish(ctx.topics.status(), QoS::AtLeastOnce, true, online)
+            .await?;
+    }
+    let mut retained = ctx
+        .shared
+        .retained
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for (_, dirty) in retained.values_mut() {
+        *dirty = true;
+    }
+    Ok(())
+}
+
+/// The retained payloads marked to be sent, by topic; each is unmarked.
+fn take_dirty(retained: &Mutex<HashMap<String, (Vec<u8>, bool)>>) -> Vec<(String, Vec<u8>)> {
+    let mut map = retained.lock().unwrap_or_else(|p| p.into_inner());
+    map.iter_mut()
+        .filter(|(_, (_, d))| *d)
+        .map(|(k, (p, d))| {
+            *d = false;
+            (k.clone(), p.clone())
+        })
+        .collect()
+}
+
+/// Whether an outbox entry is sent on this turn of the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendNow {
+    /// Never sent in this process.
+    First,
+    /// Sent on an older connection (its PUBACK may never come), or its ack is overdue.
+    Again,
+    /// Sent on this connection and still within its ack timeout.
+    No,
+}
+
+/// What to do with an entry last sent as `sent` (none: never in this process), on
+/// connection `current` at `now`.
+fn send_now(
+    sent: Option<&crate::store::SentInfo>,
+    current: u64,
+    now: Instant,
+    ack_timeout: Duration,
+) -> SendNow {
+    match sent {
+        None => SendNow::First,
+        Some(s) if s.connection != current => SendNow::Again,
+        Some(s) if now.duration_since(s.at) >= ack_timeout => SendNow::Again,
+        Some(_) => SendNow::No,
+    }
+}
+
+/// What a turn of the sender does besides sending entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// A new connection: subscribe, say online, re-send every retained state.
+    NewConnection,
+    /// The same connection, and the last `online` is `HEARTBEAT` old: say it again.
+    Heartbeat,
+    /// Nothing.
+    Quiet,
+}
+
+impl Turn {
+    /// For the client's connection counter `connection`, the sender's `current`, and the
+    /// time since the last `online` was published.
+    fn of(connection: u64, current: u64, since_online: Duration) -> Turn {
+        if connection != current {
+            Turn::NewConnection
+        } else if since_online >= HEARTBEAT {
+            Turn::Heartbeat
+        } else {
+            Turn::Quiet
+        }
+    }
 }
 
 /// How often a connected agent repeats its `online` status.
@@ -906,4 +962,48 @@ async fn finish(ctx: &Ctx, client: &AsyncClient) {
         }
     }
     let _ = client.try_disconnect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SentInfo;
+
+    #[test]
+    fn entries_are_sent_first_again_after_a_reconnect_or_an_overdue_ack_else_not() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        // Sent at `t0` on `connection`.
+        let sent = |connection| SentInfo {
+            at: t0,
+            attempts: 1,
+            connection,
+        };
+        let at = |ago: u64| t0 + Duration::from_secs(ago);
+        assert_eq!(send_now(None, 3, at(0), timeout), SendNow::First);
+        // On this connection: waits for its ack, up to the timeout.
+        assert_eq!(send_now(Some(&sent(3)), 3, at(9), timeout), SendNow::No);
+        assert_eq!(send_now(Some(&sent(3)), 3, at(10), timeout), SendNow::Again);
+        // On an older connection: its PUBACK will never come, whatever the time.
+        assert_eq!(send_now(Some(&sent(2)), 3, at(0), timeout), SendNow::Again);
+    }
+
+    #[test]
+    fn changed_retained_states_are_taken_once() {
+        let retained = Mutex::new(HashMap::from([
+            ("a".to_owned(), (b"1".to_vec(), true)),
+            ("b".to_owned(), (b"2".to_vec(), false)),
+        ]));
+        assert_eq!(take_dirty(&retained), vec![("a".to_owned(), b"1".to_vec())]);
+        assert_eq!(take_dirty(&retained), vec![]);
+    }
+
+    #[test]
+    fn a_turn_subscribes_on_a_new_connection_and_repeats_online_on_the_heartbeat() {
+        let beat = HEARTBEAT;
+        assert_eq!(Turn::of(2, 1, Duration::ZERO), Turn::NewConnection);
+        assert_eq!(Turn::of(2, 1, beat * 2), Turn::NewConnection);
+        assert_eq!(Turn::of(2, 2, beat - Duration::from_millis(1)), Turn::Quiet);
+        assert_eq!(Turn::of(2, 2, beat), Turn::Heartbeat);
+    }
 }
