@@ -547,8 +547,23 @@ impl AnalyticsConfig {
     /// Pure checks (no class names needed); every error, each with its key path.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs: Vec<ConfigError> = Vec::new();
-        let mut err = |key: String, message: String| errs.push(ConfigError { key, message });
+        let calibrated = self.check_tracking(&mut errs);
+        self.check_zones(&mut errs);
+        self.check_lines(&mut errs);
+        for (i, r) in self.rules.iter().enumerate() {
+            self.check_rule(i, r, calibrated, &mut errs);
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
 
+    /// The tracker, the calibration and the intervals; whether a valid calibration is there
+    /// (metric speeds and distances need one).
+    fn check_tracking(&self, errs: &mut Vec<ConfigError>) -> bool {
+        let mut err = |key: String, message: String| errs.push(ConfigError { key, message });
         let mut tr = Vec::new();
         self.tracker.check(&mut tr);
         for (k, m) in tr {
@@ -582,19 +597,13 @@ impl AnalyticsConfig {
                 format!("{} is not > 0", self.counts_interval_sec),
             );
         }
+        calibrated
+    }
 
-        // Every point must be on the picture; the message names the first one that is not.
-        let off_picture = |points: &[[f64; 2]]| {
-            points.iter().enumerate().find_map(|(k, &[x, y])| {
-                let on = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
-                (!(on(x) && on(y))).then(|| {
-                    format!(
-                        "points[{k}] = [{x}, {y}] is off the picture: x and y go from 0 (left, \
-                         top) to 1 (right, bottom)"
-                    )
-                })
-            })
-        };
+    /// Each zone: a unique name, points on the picture forming a simple polygon with an
+    /// area, and sane enter/exit persistence.
+    fn check_zones(&self, errs: &mut Vec<ConfigError>) {
+        let mut err = |key: String, message: String| errs.push(ConfigError { key, message });
         for (i, z) in self.zones.iter().enumerate() {
             let key = format!("zones[{i}]");
             if z.name.trim().is_empty() {
@@ -638,6 +647,11 @@ impl AnalyticsConfig {
                 ("exit_frames", z.exit_frames),
             );
         }
+    }
+
+    /// Each line: a unique name, two distinct points on the picture, a small margin.
+    fn check_lines(&self, errs: &mut Vec<ConfigError>) {
+        let mut err = |key: String, message: String| errs.push(ConfigError { key, message });
         for (i, l) in self.lines.iter().enumerate() {
             let key = format!("lines[{i}]");
             if l.name.trim().is_empty() {
@@ -675,129 +689,140 @@ impl AnalyticsConfig {
                 ("confirm_frames", l.confirm_frames),
             );
         }
+    }
 
-        for (i, r) in self.rules.iter().enumerate() {
-            let key = format!("rules[{i}]");
-            if r.name.trim().is_empty() {
-                err(format!("{key}.name"), "must not be empty".into());
+    /// Rule `i`: a unique name, the keys its kind needs and no others, places that exist,
+    /// values in range, metric units only with a calibration.
+    fn check_rule(&self, i: usize, r: &RuleConfig, calibrated: bool, errs: &mut Vec<ConfigError>) {
+        let mut err = |key: String, message: String| errs.push(ConfigError { key, message });
+        let key = format!("rules[{i}]");
+        if r.name.trim().is_empty() {
+            err(format!("{key}.name"), "must not be empty".into());
+        }
+        if self.rules[..i].iter().any(|o| o.name == r.name) {
+            err(
+                format!("{key}.name"),
+                format!("duplicate rule name {:?}", r.name),
+            );
+        }
+        let kind = r.kind.as_str();
+        let table = key_table(r.kind);
+        for (k, (&need, present)) in table.iter().zip(r.present()).enumerate() {
+            match (need, present) {
+                (b'R', false) => err(
+                    format!("{key}.{}", KEY_NAMES[k]),
+                    format!("required for kind {kind}"),
+                ),
+                (b'-', true) => err(
+                    format!("{key}.{}", KEY_NAMES[k]),
+                    format!("not used by kind {kind}"),
+                ),
+                _ => {}
             }
-            if self.rules[..i].iter().any(|o| o.name == r.name) {
-                err(
-                    format!("{key}.name"),
-                    format!("duplicate rule name {:?}", r.name),
-                );
+        }
+        if !r.kind.uses_objects() && !r.classes.is_empty() {
+            err(format!("{key}.classes"), format!("not used by kind {kind}"));
+        }
+        if let Some(z) = &r.zone {
+            if !self.zones.iter().any(|o| &o.name == z) {
+                err(format!("{key}.zone"), format!("no zone named {z:?}"));
             }
-            let kind = r.kind.as_str();
-            let table = key_table(r.kind);
-            for (k, (&need, present)) in table.iter().zip(r.present()).enumerate() {
-                match (need, present) {
-                    (b'R', false) => err(
-                        format!("{key}.{}", KEY_NAMES[k]),
-                        format!("required for kind {kind}"),
-                    ),
-                    (b'-', true) => err(
-                        format!("{key}.{}", KEY_NAMES[k]),
-                        format!("not used by kind {kind}"),
-                    ),
-                    _ => {}
-                }
+        }
+        if let Some(l) = &r.line {
+            if !self.lines.iter().any(|o| &o.name == l) {
+                err(format!("{key}.line"), format!("no line named {l:?}"));
             }
-            if !r.kind.uses_objects() && !r.classes.is_empty() {
-                err(format!("{key}.classes"), format!("not used by kind {kind}"));
-            }
-            if let Some(z) = &r.zone {
-                if !self.zones.iter().any(|o| &o.name == z) {
-                    err(format!("{key}.zone"), format!("no zone named {z:?}"));
-                }
-            }
-            if let Some(l) = &r.line {
-                if !self.lines.iter().any(|o| &o.name == l) {
-                    err(format!("{key}.line"), format!("no line named {l:?}"));
-                }
-            }
-            if !finite_nonneg(r.cooldown_sec) {
-                err(
-                    format!("{key}.cooldown_sec"),
-                    format!("{} is not >= 0", r.cooldown_sec),
-                );
-            }
-            for (k, v) in [
-                ("min_duration_sec", r.min_duration_sec),
-                ("clear_sec", r.clear_sec),
-            ] {
-                if let Some(v) = v {
-                    if !finite_nonneg(v) {
-                        err(format!("{key}.{k}"), format!("{v} is not >= 0"));
-                    }
-                }
-            }
-            if r.min_count == Some(0) {
-                err(format!("{key}.min_count"), "must be at least 1".into());
-            }
-            if let Some(d) = r.lane_direction_deg {
-                if !d.is_finite() {
-                    err(
-                        format!("{key}.lane_direction_deg"),
-                        "must be a number".into(),
-                    );
-                }
-            }
-            if let Some(t) = r.tolerance_deg {
-                if !(t > 0.0 && t < 90.0) {
-                    err(
-                        format!("{key}.tolerance_deg"),
-                        format!("{t} is not within (0, 90)"),
-                    );
-                }
-            }
-            if matches!(r.max_speed, Some(s) if s.unit == SpeedUnit::MetresPerSec) && !calibrated {
-                err(
-                    format!("{key}.max_speed"),
-                    "a metric speed needs a valid [calibration]; give a number for normalised units per second".into(),
-                );
-            }
-            if matches!(r.min_distance, Some(d) if d.unit == LengthUnit::Metres) && !calibrated {
-                err(
-                    format!("{key}.min_distance"),
-                    "a distance in metres needs a valid [calibration]".into(),
-                );
-            }
-            if let Some(s) = &r.schedule {
-                let mut se = Vec::new();
-                s.check(&mut se);
-                for (k, m) in se {
-                    err(format!("{key}.schedule.{k}"), m);
-                }
-            }
-            if let Some(t) = &r.tamper {
-                if t.checks.is_empty() {
-                    err(
-                        format!("{key}.tamper.checks"),
-                        "must name at least one cause".into(),
-                    );
-                }
-                for (k, v, lo, hi) in [
-                    ("dark_mean", t.dark_mean, 0.0, 255.0),
-                    ("covered_std", t.covered_std, 0.0, 128.0),
-                    ("defocus_ratio", t.defocus_ratio, 0.0, 1.0),
-                    ("moved_corr", t.moved_corr, -1.0, 1.0),
-                    ("learn_sec", t.learn_sec, 0.0, 86_400.0),
-                ] {
-                    if !(v >= lo && v <= hi) {
-                        err(
-                            format!("{key}.tamper.{k}"),
-                            format!("{v} is not within {lo}..{hi}"),
-                        );
-                    }
+        }
+        if !finite_nonneg(r.cooldown_sec) {
+            err(
+                format!("{key}.cooldown_sec"),
+                format!("{} is not >= 0", r.cooldown_sec),
+            );
+        }
+        for (k, v) in [
+            ("min_duration_sec", r.min_duration_sec),
+            ("clear_sec", r.clear_sec),
+        ] {
+            if let Some(v) = v {
+                if !finite_nonneg(v) {
+                    err(format!("{key}.{k}"), format!("{v} is not >= 0"));
                 }
             }
         }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errs))
+        if r.min_count == Some(0) {
+            err(format!("{key}.min_count"), "must be at least 1".into());
+        }
+        if let Some(d) = r.lane_direction_deg {
+            if !d.is_finite() {
+                err(
+                    format!("{key}.lane_direction_deg"),
+                    "must be a number".into(),
+                );
+            }
+        }
+        if let Some(t) = r.tolerance_deg {
+            if !(t > 0.0 && t < 90.0) {
+                err(
+                    format!("{key}.tolerance_deg"),
+                    format!("{t} is not within (0, 90)"),
+                );
+            }
+        }
+        if matches!(r.max_speed, Some(s) if s.unit == SpeedUnit::MetresPerSec) && !calibrated {
+            err(
+                format!("{key}.max_speed"),
+                "a metric speed needs a valid [calibration]; give a number for normalised units per second".into(),
+            );
+        }
+        if matches!(r.min_distance, Some(d) if d.unit == LengthUnit::Metres) && !calibrated {
+            err(
+                format!("{key}.min_distance"),
+                "a distance in metres needs a valid [calibration]".into(),
+            );
+        }
+        if let Some(s) = &r.schedule {
+            let mut se = Vec::new();
+            s.check(&mut se);
+            for (k, m) in se {
+                err(format!("{key}.schedule.{k}"), m);
+            }
+        }
+        if let Some(t) = &r.tamper {
+            if t.checks.is_empty() {
+                err(
+                    format!("{key}.tamper.checks"),
+                    "must name at least one cause".into(),
+                );
+            }
+            for (k, v, lo, hi) in [
+                ("dark_mean", t.dark_mean, 0.0, 255.0),
+                ("covered_std", t.covered_std, 0.0, 128.0),
+                ("defocus_ratio", t.defocus_ratio, 0.0, 1.0),
+                ("moved_corr", t.moved_corr, -1.0, 1.0),
+                ("learn_sec", t.learn_sec, 0.0, 86_400.0),
+            ] {
+                if !(v >= lo && v <= hi) {
+                    err(
+                        format!("{key}.tamper.{k}"),
+                        format!("{v} is not within {lo}..{hi}"),
+                    );
+                }
+            }
         }
     }
+}
+
+/// Every point must be on the picture; the message names the first one that is not.
+fn off_picture(points: &[[f64; 2]]) -> Option<String> {
+    points.iter().enumerate().find_map(|(k, &[x, y])| {
+        let on = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+        (!(on(x) && on(y))).then(|| {
+            format!(
+                "points[{k}] = [{x}, {y}] is off the picture: x and y go from 0 (left, \
+                 top) to 1 (right, bottom)"
+            )
+        })
+    })
 }
 
 #[cfg(test)]
