@@ -94,7 +94,10 @@ analytics_file = "{scene}"
     let mut agent = Killed(
         Command::new(workspace_binary("ioc-agent"))
             .args(["run", "--config", agent_cfg.to_str().unwrap()])
-            .env("RUST_LOG", "warn,ioc_agent::agent=error,ioc_agent::site=error")
+            .env(
+                "RUST_LOG",
+                "warn,ioc_agent::agent=error,ioc_agent::site=error",
+            )
             .spawn()
             .unwrap(),
     );

@@ -219,6 +219,8 @@ pub struct Track {
     // What it looks like: a running average over sightings in the clear (no other box over
     // it, not cut by the picture's edge).
     look: Option<Appearance>,
+    // The latest of those sightings alone, and when: what the box shows now, unblended.
+    last_clear: Option<(Appearance, f64)>,
 }
 
 /// A track still this recently when it is lost counts as stationary: the last moments before
@@ -306,6 +308,10 @@ impl Track {
     /// it was seen in the clear with a measured look.
     pub fn look(&self) -> Option<&Appearance> {
         self.look.as_ref()
+    }
+    /// The latest sighting in the clear alone (not averaged), and when it was.
+    pub fn last_clear_look(&self) -> Option<(&Appearance, f64)> {
+        self.last_clear.as_ref().map(|(a, t)| (a, *t))
     }
     /// Whether the track is lost and was stationary when it was (kept in place, longer).
     pub fn lost_while_still(&self) -> bool {
@@ -549,8 +555,9 @@ impl Tracker {
                 born_at_edge: edge_gap(&d.bbox) <= EDGE_TOUCH,
                 credible: false,
                 look: None,
+                last_clear: None,
             };
-            take_look(&mut tr, dets, &self.det_clear, di);
+            take_look(&mut tr, dets, &self.det_clear, di, t_sec);
             self.next_id += 1;
             record_hit(&mut tr, &self.cfg, self.calib.as_ref(), t_sec, frame);
             self.tracks.push(tr);
@@ -652,7 +659,7 @@ impl Tracker {
             } else {
                 tr.kf.update(&d.bbox, &self.kp);
                 tr.det_bbox = d.bbox;
-                take_look(tr, dets, &self.det_clear, di);
+                take_look(tr, dets, &self.det_clear, di, t_sec);
             }
             tr.score = d.score;
             tr.last_seen_sec = t_sec;
@@ -700,11 +707,13 @@ fn in_the_clear(dets: &[Detection], di: usize) -> bool {
             .any(|(j, o)| j != di && o.bbox.is_valid() && overlap(&d.bbox, &o.bbox) > 0.1 * area)
 }
 
-/// Folds the look of the matched detection `di` into the track's, when seen in the clear.
-fn take_look(tr: &mut Track, dets: &[Detection], clear: &[bool], di: usize) {
+/// Folds the look of the matched detection `di` into the track's, when seen in the clear
+/// (at `t_sec`).
+fn take_look(tr: &mut Track, dets: &[Detection], clear: &[bool], di: usize, t_sec: f64) {
     let Some(new) = dets[di].look.as_ref().filter(|_| clear[di]) else {
         return;
     };
+    tr.last_clear = Some((*new, t_sec));
     match tr.look.as_mut() {
         Some(l) => l.blend(new, LOOK_WEIGHT),
         None => tr.look = Some(*new),

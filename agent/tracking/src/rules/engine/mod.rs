@@ -31,7 +31,7 @@ use std::collections::HashMap;
 
 use aggregate::judge_aggregates;
 use counts::{flush_counts, take_counts};
-use track::{end_track, judge_track, reacquire, reacquire_pending, step_point};
+use track::{end_track, judge_track, reacquire, reacquire_pending, repair_swaps, step_point};
 
 use crate::appearance::Appearance;
 use crate::geometry::{
@@ -269,6 +269,10 @@ struct TrackCtx {
     frozen: bool,
     // What the object whose timers these are looks like (the track's look, see `Track::look`).
     look: Option<Appearance>,
+    // Its look while it stood still (a second or more), and when that was last: the object
+    // these timers belong to, whatever the tracker's ids do next.
+    still_look: Option<Appearance>,
+    still_t: f64,
 }
 
 impl TrackCtx {
@@ -296,6 +300,17 @@ const REACQUIRE_RADIUS_H: f64 = 0.5;
 /// left unjudged this long (its points are judged afterwards, in order) so that its look can
 /// decide; after it, the place alone decides.
 const LOOK_WAIT_SEC: f64 = 2.0;
+
+/// How long a track must have stood still for its look to be taken as that of the object
+/// whose timers it carries: by then an id swapped onto a passer-by has moved off.
+const STILL_LOOK_SEC: f64 = 1.0;
+
+/// How long after a track was last still a swap of its id with a passer-by is repaired.
+const SWAP_WINDOW_SEC: f64 = 6.0;
+
+/// How much more a track on the spot must look like the object that stood there than the
+/// track that carried that object's timers off, for the timers to go back to it.
+const SWAP_MARGIN: f32 = 0.1;
 
 /// The rule engine of one camera.
 #[derive(Debug)]
@@ -572,6 +587,7 @@ impl Engine {
             frame,
         };
 
+        repair_swaps(tracks, ctxs, t);
         for tr in tracks.iter().filter(|t| t.is_credible()) {
             if !ctxs.contains_key(&tr.id()) {
                 if tr.state() == TrackState::Tracked
@@ -601,6 +617,8 @@ impl Engine {
                     c.still_box = None;
                     c.frozen = false;
                     c.look = None;
+                    c.still_look = None;
+                    c.still_t = f64::NEG_INFINITY;
                     c
                 });
                 ctxs.insert(tr.id(), c);
@@ -626,6 +644,10 @@ impl Engine {
             }
             if let Some(look) = tr.look() {
                 ctx.look = Some(*look);
+                if tr.still_sec(t) >= STILL_LOOK_SEC {
+                    ctx.still_look = Some(*look);
+                    ctx.still_t = t;
+                }
             }
             if std::mem::take(&mut ctx.frozen) {
                 // Back from hiding (or found again under a new id): what it was doing is

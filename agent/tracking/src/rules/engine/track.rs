@@ -403,6 +403,8 @@ pub(super) fn reacquire(
             c.still_at = donor.still_at;
             c.still_box = donor.still_box;
             c.look = donor.look;
+            c.still_look = donor.still_look;
+            c.still_t = donor.still_t;
             c.frozen = true;
             Some(c)
         }
@@ -413,6 +415,73 @@ pub(super) fn reacquire(
         }
         _ => None,
     }
+}
+
+/// Gives timers back to the object they belong to after the tracker swapped two ids: a track
+/// `a` that stood still (with timers) now moves off, and a live track `b` stands on `a`'s spot;
+/// if what `b` shows now looks like the object that stood there (by a margin more than what `a`
+/// shows now), the two were swapped as one passed the other (one box for both for a frame or
+/// two, then each id followed the other person), and their zone and rule states change places.
+/// Someone else arriving as the first leaves looks like someone else, and nothing changes.
+pub(super) fn repair_swaps(tracks: &[Track], ctxs: &mut HashMap<u64, TrackCtx>, t: f64) {
+    let live = |tr: &&Track| tr.is_credible() && tr.state() == TrackState::Tracked;
+    for a in tracks.iter().filter(live) {
+        let Some(ca) = ctxs.get(&a.id()) else {
+            continue;
+        };
+        let Some(was) = ca.still_look else { continue };
+        if ca.retired
+            || !ca.has_rule_state()
+            || a.still_sec(t) > 0.0
+            || t - ca.still_t > SWAP_WINDOW_SEC
+        {
+            continue;
+        }
+        // What `a` shows since it set off.
+        let Some((now_a, _)) = a.last_clear_look().filter(|(_, at)| *at > ca.still_t) else {
+            continue;
+        };
+        let left = was.similarity(now_a);
+        let best = tracks
+            .iter()
+            .filter(live)
+            .filter(|b| b.id() != a.id() && b.class_id() == a.class_id())
+            .filter_map(|b| {
+                let cb = ctxs.get(&b.id())?;
+                let (now_b, at) = b.last_clear_look()?;
+                let here = b.ground_point()?;
+                let on_spot =
+                    !cb.retired && at > ca.still_t && b.stationary() && stands_on(ca, here);
+                let sim = was.similarity(now_b);
+                (on_spot && sim >= SAME_OBJECT && sim >= left + SWAP_MARGIN)
+                    .then_some((b.id(), sim))
+            })
+            .max_by(|x, y| x.1.total_cmp(&y.1));
+        let Some((b, _)) = best else { continue };
+        let Some(mut cb) = ctxs.remove(&b) else {
+            continue;
+        };
+        if let Some(ca) = ctxs.get_mut(&a.id()) {
+            std::mem::swap(&mut ca.zones, &mut cb.zones);
+            std::mem::swap(&mut ca.rules, &mut cb.rules);
+            std::mem::swap(&mut ca.still_at, &mut cb.still_at);
+            std::mem::swap(&mut ca.still_box, &mut cb.still_box);
+            std::mem::swap(&mut ca.still_look, &mut cb.still_look);
+            std::mem::swap(&mut ca.still_t, &mut cb.still_t);
+        }
+        ctxs.insert(b, cb);
+    }
+}
+
+/// Whether `p` is where the object of `c` stood: on its ground line and within half a width of
+/// its whole box across (as [`stood_here`] for a newborn track).
+fn stands_on(c: &TrackCtx, p: Point) -> bool {
+    let b = c.still_box.unwrap_or(c.bbox);
+    let (w, h) = (b.width(), b.height());
+    let (x1, x2) = (f64::from(b.x1), f64::from(b.x2));
+    place(c).is_some_and(|s| {
+        (p.y - s.y).abs() <= REACQUIRE_RADIUS_H * h && p.x >= x1 - 0.5 * w && p.x <= x2 + 0.5 * w
+    })
 }
 
 /// Ends the lasting incidents of a track the tracker dropped, at its last observation.
