@@ -603,6 +603,63 @@ mod tests {
         assert!(Resampler::new().to_grey(&bad, &mut grey, 4, 1).is_err());
     }
 
+    /// A xorshift generator: the same random frames on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// The random planes of a `w`×`h` frame, with its chroma interleaved too (for NV12).
+    struct Planes {
+        w: usize,
+        h: usize,
+        y: Vec<u8>,
+        u: Vec<u8>,
+        v: Vec<u8>,
+        uv: Vec<u8>,
+    }
+
+    impl Planes {
+        fn random(rng: &mut Rng, w: usize, h: usize) -> Planes {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let y = (0..w * h).map(|_| rng.below(256) as u8).collect();
+            let u: Vec<u8> = (0..cw * ch).map(|_| rng.below(256) as u8).collect();
+            let v: Vec<u8> = (0..cw * ch).map(|_| rng.below(256) as u8).collect();
+            let uv = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
+            Planes { w, h, y, u, v, uv }
+        }
+
+        /// The frame of test case `case`: both matrices, both ranges and both layouts in turn.
+        fn image(&self, case: usize) -> YuvImage<'_> {
+            let mut img = i420(self.w, self.h, &self.y, &self.u, &self.v);
+            img.matrix = [Matrix::Bt601, Matrix::Bt709][case % 2];
+            img.full_range = case.is_multiple_of(3);
+            if case % 4 == 1 {
+                img.layout = YuvLayout::Nv12;
+                img.u = &self.uv;
+                img.u_stride = 2 * self.w.div_ceil(2);
+            }
+            img
+        }
+    }
+
+    /// An output of up to `max`×`max` pixels, placed 0–2 pixels into its buffer.
+    fn random_place(rng: &mut Rng, max: usize) -> Placement {
+        let (width, height) = (1 + rng.below(max), 1 + rng.below(max));
+        Placement {
+            x: rng.below(3),
+            y: rng.below(3),
+            width,
+            height,
+        }
+    }
+
     /// The resampler as it was before it was made fast (closures per sample, `roundf` per
     /// channel): the reference the fast passes must match to the bit.
     fn reference(img: &YuvImage<'_>, place: Placement, stride: usize, out: &mut [u8]) {
@@ -671,40 +728,18 @@ mod tests {
     /// wide taps of a big shrink, letterbox placements): the same bytes as the reference.
     #[test]
     fn fast_passes_give_the_previous_bytes_exactly() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let mut r = Resampler::new();
         for case in 0..80 {
             let (w, h) = if case % 10 == 9 {
-                (300 + next(400), 200 + next(300))
+                (300 + rng.below(400), 200 + rng.below(300))
             } else {
-                (2 + next(120), 2 + next(90))
+                (2 + rng.below(120), 2 + rng.below(90))
             };
-            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-            let y: Vec<u8> = (0..w * h).map(|_| next(256) as u8).collect();
-            let u: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
-            let v: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
-            let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
-            let mut img = i420(w, h, &y, &u, &v);
-            img.matrix = [Matrix::Bt601, Matrix::Bt709][case % 2];
-            img.full_range = case % 3 == 0;
-            if case % 4 == 1 {
-                img.layout = YuvLayout::Nv12;
-                img.u = &uv;
-                img.u_stride = 2 * cw;
-            }
-            let (ow, oh) = (1 + next(80), 1 + next(80));
-            let place = Placement {
-                x: next(3),
-                y: next(3),
-                width: ow,
-                height: oh,
-            };
+            let planes = Planes::random(&mut rng, w, h);
+            let img = planes.image(case);
+            let place = random_place(&mut rng, 80);
+            let (ow, oh) = (place.width, place.height);
             let stride = (place.x + ow + 1) * 3;
             let mut fast = vec![0u8; stride * (place.y + oh)];
             let mut want = fast.clone();
@@ -732,7 +767,7 @@ mod tests {
                     for (j, &b) in wy.iter().enumerate() {
                         let mut acc = 0u32;
                         for (i, &a) in wx.iter().enumerate() {
-                            acc += y[(y0 + j) * w + x0 + i] as u32 * a as u32;
+                            acc += planes.y[(y0 + j) * w + x0 + i] as u32 * a as u32;
                         }
                         v += ((acc * 16 + ONE / 2) / ONE) * b as u32;
                     }
@@ -769,40 +804,16 @@ mod tests {
     /// enlarge, letterbox placements: at most one level apart anywhere.
     #[test]
     fn fast_passes_agree_with_a_plain_reading_of_the_filter() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut r = Resampler::new();
         for case in 0..60 {
-            let (w, h) = (2 + next(90), 2 + next(70));
+            let (w, h) = (2 + rng.below(90), 2 + rng.below(70));
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-            let y: Vec<u8> = (0..w * h).map(|_| next(256) as u8).collect();
-            let u: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
-            let v: Vec<u8> = (0..cw * ch).map(|_| next(256) as u8).collect();
-            let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
-            let mut img = i420(w, h, &y, &u, &v);
-            img.matrix = if case % 2 == 0 {
-                Matrix::Bt601
-            } else {
-                Matrix::Bt709
-            };
-            img.full_range = case % 3 == 0;
-            if case % 4 == 1 {
-                img.layout = YuvLayout::Nv12;
-                img.u = &uv;
-                img.u_stride = 2 * cw;
-            }
-            let (ow, oh) = (1 + next(60), 1 + next(60));
-            let place = Placement {
-                x: next(3),
-                y: next(3),
-                width: ow,
-                height: oh,
-            };
+            let planes = Planes::random(&mut rng, w, h);
+            let img = planes.image(case);
+            let y = &planes.y;
+            let place = random_place(&mut rng, 60);
+            let (ow, oh) = (place.width, place.height);
             let stride = (place.x + ow + 1) * 3;
             let mut out = vec![0u8; stride * (place.y + oh)];
             r.to_rgb(&img, &mut out, stride, place, Order::Rgb).unwrap();
