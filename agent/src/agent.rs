@@ -139,6 +139,18 @@ pub struct AgentCamera {
     pub name: Option<String>,
 }
 
+/// Stages that had not stopped when the deadline passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Late(pub Vec<String>);
+
+impl std::fmt::Display for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+impl std::error::Error for Late {}
+
 /// A running agent: cameras, the detector pool and the rules.
 pub struct Agent {
     /// One per enabled camera, in config order.
@@ -300,7 +312,7 @@ impl Agent {
     /// all within `within`. Every camera is told at once and waited for under the same
     /// deadline, so hung cameras cost one wait, not one each; one still running at the
     /// deadline is aborted and named in the error.
-    pub async fn shutdown(self, within: Duration) -> Result<(), crate::site::Late> {
+    pub async fn shutdown(self, within: Duration) -> Result<(), Late> {
         let deadline = tokio::time::Instant::now() + within;
         let _ = self.shutdown_tx.send(true);
         let mut late = Vec::new();
@@ -332,7 +344,7 @@ impl Agent {
         if late.is_empty() {
             Ok(())
         } else {
-            Err(crate::site::Late(late))
+            Err(Late(late))
         }
     }
 }

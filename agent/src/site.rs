@@ -17,6 +17,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::time::Instant as Deadline;
 
+pub use crate::agent::Late;
 use crate::agent::{
     cores, load_detectors, pool_size, resolve_cameras, summarise, Agent, AgentCamera, Camera,
 };
@@ -79,18 +80,6 @@ pub async fn run(config_path: &Path, summary_every: Duration) -> anyhow::Result<
     }
     Ok(())
 }
-
-/// Stages that had not stopped when the deadline passed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Late(pub Vec<String>);
-
-impl std::fmt::Display for Late {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join(", "))
-    }
-}
-
-impl std::error::Error for Late {}
 
 /// A running site: every stage of `ioc-agent run`.
 pub struct Site {
